@@ -1,0 +1,32 @@
+# Two commands for a new user:  `make run` (viewer) and `make test` (tests).
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# torch==2.13.0 resolves to the CPU wheel on the project's machines; elsewhere any torch>=2.3 works.
+TORCH ?= torch==2.13.0
+
+.PHONY: install run test lint bench clean
+
+$(VENV)/.installed: pyproject.toml Makefile
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "$(TORCH)"
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $@
+
+install: $(VENV)/.installed
+
+run: install
+	$(VENV)/bin/dpglow-viewer
+
+test: install
+	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q
+	$(VENV)/bin/ruff check .
+
+lint: install
+	$(VENV)/bin/ruff check .
+
+bench: install
+	$(PY) benchmarks/bench_engine.py
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info
