@@ -1,0 +1,60 @@
+"""Latent calibration (METHOD.md section 2): per-element min/max over the training images.
+
+Streams over the images in batches, so memory does not grow with their number. Also records
+the bits/dim distribution of the same images, whose 99.5th percentile flags inputs outside
+the model's distribution (anomaly.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from glow_engine.flow.glow import bits_per_dim, pixels_to_model
+from glow_engine.modelfile import Calibration, LoadedModel
+
+DEFAULT_ALPHA = 0.4
+
+
+def batches(images: np.ndarray, batch_size: int) -> Iterator[np.ndarray]:
+    for start in range(0, len(images), batch_size):
+        yield images[start:start + batch_size]
+
+
+@torch.inference_mode()
+def calibrate(model: LoadedModel, image_batches: Iterable[np.ndarray], description: str,
+              total: int | None = None, progress: bool = True) -> Calibration:
+    """image_batches yields uint8 arrays (B, R, R) at the model resolution."""
+    flow = model.flow
+    device = next(flow.parameters()).device
+    lo = hi = None
+    bpd: list[np.ndarray] = []
+    n = 0
+    bar = tqdm(total=total, desc="calibrating", unit="img", disable=not progress)
+    for u8 in image_batches:
+        pixels = torch.from_numpy(np.asarray(u8)).to(device).float()[:, None] / 255
+        z, logp = flow.encode_with_logp(pixels_to_model(pixels))
+        z = z.double()
+        if not torch.isfinite(z).all():
+            raise ValueError("the model produced a non-finite latent on a training image")
+        lo = z.min(0).values if lo is None else torch.minimum(lo, z.min(0).values)
+        hi = z.max(0).values if hi is None else torch.maximum(hi, z.max(0).values)
+        bpd.append(bits_per_dim(logp, flow.num_pixels).cpu().numpy())
+        n += len(u8)
+        bar.update(len(u8))
+    bar.close()
+    if n == 0:
+        raise ValueError("no calibration images")
+    all_bpd = np.concatenate(bpd)
+    lo_np, hi_np = lo.cpu().numpy(), hi.cpu().numpy()
+    info = {
+        "images": n, "data": description, "default_alpha": DEFAULT_ALPHA,
+        "bpd_mean": float(all_bpd.mean()), "bpd_p50": float(np.percentile(all_bpd, 50)),
+        "bpd_p995": float(np.percentile(all_bpd, 99.5)), "bpd_max": float(all_bpd.max()),
+        "delta_mean": float((hi_np - lo_np).mean()), "delta_min": float((hi_np - lo_np).min()),
+        "delta_max": float((hi_np - lo_np).max()),
+    }
+    return Calibration(lo_np, hi_np, info)

@@ -1,0 +1,1 @@
+"""Thin `dpglow` subcommands: argument parsing and printing only; the work is elsewhere."""

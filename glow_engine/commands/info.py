@@ -1,0 +1,42 @@
+"""`dpglow info MODEL [--json]`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from glow_engine.modelfile import read_metadata
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", help="model directory or .safetensors file")
+    p.add_argument("--json", action="store_true", help="print the full metadata as JSON")
+
+
+def summary(meta: dict) -> str:
+    arch, tr = meta.get("architecture", {}), meta.get("training", {})
+    val, cal = meta.get("validation", {}), meta.get("calibration")
+    res = arch.get("resolution")
+    lines = [
+        f"model       {meta.get('name', '?')}  (sha256 {meta.get('sha256', '')[:16]}…)",
+        f"resolution  {res}x{res}, 1 channel, 8-bit input",
+        f"flow        L={arch.get('levels')} levels, K={arch.get('depth')} steps, "
+        f"width {arch.get('width')}, coupling log-scale bound ±{arch.get('scale_bound')}",
+        f"training    {tr.get('data')}; {tr.get('images')} images, label filter "
+        f"{tr.get('label_filter')}, {tr.get('steps')} steps, {tr.get('epochs')} epochs, "
+        f"{tr.get('elapsed_minutes')} min",
+        f"validation  bits/dim {val.get('bpd')}",
+    ]
+    if cal:
+        lines.append(f"calibration {cal.get('images')} images ({cal.get('data')}); "
+                     f"mean Delta {cal.get('delta_mean', 0):.3f}, "
+                     f"bits/dim p99.5 {cal.get('bpd_p995', 0):.3f}")
+    else:
+        lines.append("calibration none (run `dpglow calibrate` before privatising)")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    meta = read_metadata(args.model)
+    print(json.dumps(meta, indent=2, sort_keys=True) if args.json else summary(meta))
+    return 0

@@ -1,0 +1,147 @@
+"""Training/evaluation image sets and anatomy-preserving augmentation.
+
+Sources: the project's `.npz` files (keys `images`, `labels`, `split`, optional `patient_ids`,
+`views`, `ids`), a folder of PNG/JPEG/TIFF/DICOM files, or a CSV with columns `path` and
+`label` (optional `patient_id`, `view`; paths relative to the CSV). Every image becomes uint8
+at the model resolution (aspect-preserving, black-padded: see imaging.to_square).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from glow_engine import imaging
+
+
+@dataclass
+class ImageSet:
+    images: np.ndarray  # uint8 (N, R, R)
+    labels: np.ndarray  # int64 (N,), -1 when unknown
+    patient_ids: np.ndarray  # str (N,)
+    views: np.ndarray  # str (N,), "" when unknown
+    ids: np.ndarray  # str (N,)
+    description: str
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def subset(self, mask: np.ndarray, note: str = "") -> ImageSet:
+        return ImageSet(self.images[mask], self.labels[mask], self.patient_ids[mask],
+                        self.views[mask], self.ids[mask], self.description + note)
+
+    @staticmethod
+    def concat(sets: list[ImageSet]) -> ImageSet:
+        return ImageSet(*(np.concatenate([getattr(s, f) for s in sets]) for f in
+                          ("images", "labels", "patient_ids", "views", "ids")),
+                        " + ".join(s.description for s in sets))
+
+
+def resize_uint8(images: np.ndarray, resolution: int) -> np.ndarray:
+    """Square uint8 stack -> resolution x resolution, area-averaged when shrinking."""
+    if images.shape[-1] == resolution:
+        return images
+    t = torch.from_numpy(images).float()[:, None]
+    factor = images.shape[-1] / resolution
+    if factor == int(factor) and factor > 1:
+        t = F.avg_pool2d(t, int(factor))
+    else:
+        t = F.interpolate(t, size=(resolution, resolution), mode="bilinear",
+                          antialias=True, align_corners=False)
+    return t[:, 0].round().clamp(0, 255).to(torch.uint8).numpy()
+
+
+def _from_npz(path: Path, resolution: int, split: str | None) -> ImageSet:
+    with np.load(path, allow_pickle=False) as z:
+        n = len(z["images"])
+
+        def col(key: str, default) -> np.ndarray:
+            return z[key] if key in z.files else np.full(n, default)
+
+        mask = np.ones(n, bool) if split is None or "split" not in z.files else z["split"] == split
+        images = resize_uint8(z["images"][mask], resolution)
+        labels = col("labels", -1)[mask].astype(np.int64)
+        pids = col("patient_ids", "").astype(str)[mask]
+        views = col("views", "").astype(str)[mask]
+        ids = col("ids", "").astype(str)[mask]
+    desc = f"{path.name}" + (f" split={split}" if split else "")
+    return ImageSet(images, labels, pids, views, ids, desc)
+
+
+def _load_files(paths: list[Path], resolution: int) -> np.ndarray:
+    out = np.empty((len(paths), resolution, resolution), np.uint8)
+    for i, p in enumerate(paths):
+        frame, _ = imaging.to_square(imaging.load_image(p).pixels, resolution)
+        out[i] = imaging.to_uint8(frame)
+    return out
+
+
+def _from_csv(path: Path, resolution: int) -> ImageSet:
+    with path.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows or "path" not in rows[0]:
+        raise ValueError(f"{path.name}: a CSV needs a 'path' column (and usually 'label')")
+    files = [(path.parent / r["path"]).resolve() for r in rows]
+    labels = np.array([int(r.get("label") or -1) for r in rows], np.int64)
+    pids = np.array([r.get("patient_id", "") for r in rows], str)
+    views = np.array([r.get("view", "") for r in rows], str)
+    ids = np.array([p.name for p in files], str)
+    return ImageSet(_load_files(files, resolution), labels, pids, views, ids, path.name)
+
+
+def _from_folder(path: Path, resolution: int) -> ImageSet:
+    files = imaging.find_images(path)
+    if not files:
+        raise ValueError(f"{path}: no images found")
+    n = len(files)
+    return ImageSet(_load_files(files, resolution), np.full(n, -1, np.int64),
+                    np.full(n, "", object).astype(str), np.full(n, "", object).astype(str),
+                    np.array([p.name for p in files], str), f"folder {path.name}")
+
+
+def load_image_set(source: str | Path, resolution: int, split: str | None = None,
+                   label: int | None = None) -> ImageSet:
+    """Load one source; `split` applies to .npz files, `label` keeps only that label."""
+    source = Path(source)
+    if source.suffix == ".npz":
+        s = _from_npz(source, resolution, split)
+    elif source.suffix == ".csv":
+        s = _from_csv(source, resolution)
+    elif source.is_dir():
+        s = _from_folder(source, resolution)
+    else:
+        raise ValueError(f"{source}: expected a .npz file, a .csv file or a folder")
+    return s if label is None else s.subset(s.labels == label, f" label={label}")
+
+
+def augment(pixels: torch.Tensor, generator: torch.Generator | None = None,
+            strength: float = 1.0) -> torch.Tensor:
+    """Small random shift/scale/rotation and intensity changes on [0, 1] images (B, 1, H, W).
+
+    Never a left-right flip: laterality is a clinical finding (situs inversus, dextrocardia).
+    """
+    b, dev = pixels.shape[0], pixels.device
+
+    def uniform(lo: float, hi: float) -> torch.Tensor:
+        return (torch.rand(b, generator=generator) * (hi - lo) + lo).to(dev)
+
+    s = strength
+    scale = uniform(1 - 0.05 * s, 1 + 0.05 * s)
+    angle = uniform(-3 * s, 3 * s) * math.pi / 180
+    tx, ty = uniform(-0.04 * s, 0.04 * s), uniform(-0.04 * s, 0.04 * s)
+    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+    theta = torch.stack([torch.stack([cos, -sin, tx], 1), torch.stack([sin, cos, ty], 1)], 1)
+    grid = F.affine_grid(theta, list(pixels.shape), align_corners=False)
+    out = F.grid_sample(pixels, grid, mode="bilinear", padding_mode="border",
+                        align_corners=False)
+    contrast = uniform(1 - 0.1 * s, 1 + 0.1 * s)[:, None, None, None]
+    gamma = uniform(1 - 0.1 * s, 1 + 0.1 * s)[:, None, None, None]
+    mean = out.mean(dim=(2, 3), keepdim=True)
+    out = ((out - mean) * contrast + mean).clamp(0, 1) ** gamma
+    return out.clamp(0, 1)

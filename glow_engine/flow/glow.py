@@ -1,0 +1,214 @@
+"""Multi-scale GLOW for one-channel images, with the standardised latent DP-GLOW perturbs.
+
+Encoding x (1 x H x W) runs L levels of: squeeze (2x2 space -> channels), K flow steps, then
+(except at the top) a split: half the channels leave as z_l, whose prior N(mu_l, sigma_l) is
+predicted from the half that stays. The latent handed to the privacy mechanism is the
+concatenation of every level's *standardised* eps_l = (z_l - mu_l) / sigma_l (the top's prior
+is N(0, I), so eps_top = z_top): H*W elements in all, each a priori N(0, 1). Decoding takes
+exactly that vector back and never resamples anything.
+
+Input scale: pixels quantised to 8 bits, x = k/256 - 0.5 (+ 1/512 at inference, the bin
+centre; + U(0, 1/256) in training, uniform dequantisation). log p of the discrete image is
+log p(x) - D log 256, and bits/dim = -that / (D ln 2).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+from glow_engine.flow.layers import FlowStep, ZeroConv2d, soft_clamp
+
+N_BINS = 256
+PRIOR_LOG_SCALE_BOUND = 5.0  # sigma_l in (e^-5, e^5): decoding stays finite for any eps
+
+
+@dataclass(frozen=True)
+class GlowConfig:
+    resolution: int = 128
+    levels: int = 4
+    depth: int = 8
+    width: int = 128
+    scale_bound: float = 2.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        r = self.resolution
+        if r < 32 or r > 1024 or r & (r - 1):
+            raise ValueError(f"resolution must be a power of two in [32, 1024], got {r}")
+        if not 1 <= self.levels <= int(math.log2(r)) - 1:
+            raise ValueError(f"levels must be in [1, {int(math.log2(r)) - 1}] at {r}x{r}")
+        if self.depth < 1 or self.width < 4:
+            raise ValueError("depth must be >= 1 and width >= 4")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> GlowConfig:
+        known = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
+        return cls(**known)
+
+
+def squeeze(x: torch.Tensor) -> torch.Tensor:
+    b, c, h, w = x.shape
+    x = x.reshape(b, c, h // 2, 2, w // 2, 2).permute(0, 1, 3, 5, 2, 4)
+    return x.reshape(b, c * 4, h // 2, w // 2)
+
+
+def unsqueeze(x: torch.Tensor) -> torch.Tensor:
+    b, c, h, w = x.shape
+    x = x.reshape(b, c // 4, 2, 2, h, w).permute(0, 1, 4, 2, 5, 3)
+    return x.reshape(b, c // 4, h * 2, w * 2)
+
+
+def _standard_normal_logp(eps: torch.Tensor) -> torch.Tensor:
+    return (-0.5 * (eps**2 + math.log(2 * math.pi))).flatten(1).sum(1)
+
+
+class Level(nn.Module):
+    """squeeze -> K flow steps -> (split with a learned conditional prior | top)."""
+
+    def __init__(self, in_channels: int, cfg: GlowConfig, top: bool, gen: torch.Generator):
+        super().__init__()
+        channels = in_channels * 4
+        self.top = top
+        self.steps = nn.ModuleList(
+            FlowStep(channels, cfg.width, cfg.scale_bound, gen) for _ in range(cfg.depth)
+        )
+        self.prior = None if top else ZeroConv2d(channels // 2, channels)
+        self.out_channels = channels if top else channels // 2
+
+    def _prior(self, kept: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.prior(kept)
+        return h[:, 0::2], soft_clamp(h[:, 1::2], PRIOR_LOG_SCALE_BOUND)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Returns (kept half for the next level or None-like empty, eps, log-density)."""
+        x = squeeze(x)
+        logdet = torch.zeros(x.shape[0], device=x.device, dtype=x.dtype)
+        for step in self.steps:
+            x, ld = step(x)
+            logdet = logdet + ld
+        if self.top:
+            return x[:, :0], x, logdet + _standard_normal_logp(x)
+        kept, z = x.chunk(2, dim=1)
+        mean, log_sd = self._prior(kept)
+        eps = (z - mean) * torch.exp(-log_sd)
+        logp = _standard_normal_logp(eps) - log_sd.flatten(1).sum(1)
+        return kept, eps, logdet + logp
+
+    def reverse(self, kept: torch.Tensor | None, eps: torch.Tensor) -> torch.Tensor:
+        if self.top:
+            x = eps
+        else:
+            mean, log_sd = self._prior(kept)
+            x = torch.cat([kept, mean + torch.exp(log_sd) * eps], dim=1)
+        for step in reversed(self.steps):
+            x = step.reverse(x)
+        return unsqueeze(x)
+
+
+class Glow(nn.Module):
+    """The flow. forward(x) gives log p(x) per sample (nats, continuous density of x)."""
+
+    def __init__(self, cfg: GlowConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        gen = torch.Generator().manual_seed(cfg.seed)
+        levels, channels = [], 1
+        for i in range(cfg.levels):
+            level = Level(channels, cfg, top=i == cfg.levels - 1, gen=gen)
+            levels.append(level)
+            channels = level.out_channels
+        self.levels = nn.ModuleList(levels)
+        self.eps_shapes = self._eps_shapes()
+
+    @property
+    def num_pixels(self) -> int:
+        return self.cfg.resolution**2
+
+    def _eps_shapes(self) -> list[tuple[int, int, int]]:
+        shapes, c, r = [], 1, self.cfg.resolution
+        for level in self.levels:
+            c, r = c * 4, r // 2
+            shapes.append((c, r, r) if level.top else (c // 2, r, r))
+            c = c if level.top else c // 2
+        return shapes
+
+    def _encode_levels(self, x: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+        eps_list, logp = [], torch.zeros(x.shape[0], device=x.device, dtype=x.dtype)
+        for level in self.levels:
+            x, eps, lp = level(x)
+            eps_list.append(eps)
+            logp = logp + lp
+        return eps_list, logp
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._encode_levels(x)[1]
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """x (B, 1, H, W) in model scale -> standardised latent (B, H*W)."""
+        eps_list, _ = self._encode_levels(x)
+        return torch.cat([e.flatten(1) for e in eps_list], dim=1)
+
+    def encode_with_logp(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        eps_list, logp = self._encode_levels(x)
+        return torch.cat([e.flatten(1) for e in eps_list], dim=1), logp
+
+    def decode(self, eps: torch.Tensor) -> torch.Tensor:
+        """Standardised latent (B, H*W) -> x (B, 1, H, W). Deterministic: nothing is resampled."""
+        if eps.shape[1] != self.num_pixels:
+            raise ValueError(f"latent has {eps.shape[1]} elements, model needs {self.num_pixels}")
+        parts, start = [], 0
+        for c, h, w in self.eps_shapes:
+            n = c * h * w
+            parts.append(eps[:, start : start + n].reshape(-1, c, h, w))
+            start += n
+        x = None
+        for level, part in zip(reversed(self.levels), reversed(parts), strict=True):
+            x = level.reverse(x, part)
+        return x
+
+    @torch.no_grad()
+    def initialize_actnorm(self, x: torch.Tensor) -> None:
+        """Data-dependent init of every actnorm from one batch (>= 256 images recommended)."""
+        was_training = self.training
+        self.train()
+        self(x)
+        self.train(was_training)
+
+    def is_initialized(self) -> bool:
+        return all(bool(m.initialized) for m in self.modules() if hasattr(m, "initialized"))
+
+    def sample(self, n: int, temperature: float = 0.7,
+               generator: torch.Generator | None = None) -> torch.Tensor:
+        device = next(self.parameters()).device
+        eps = torch.randn(n, self.num_pixels, generator=generator).to(device) * temperature
+        return self.decode(eps)
+
+
+def pixels_to_model(pixels: torch.Tensor) -> torch.Tensor:
+    """[0, 1] pixels -> model scale at the 8-bit bin centre (the deterministic inference input)."""
+    k = torch.round(pixels.clamp(0, 1) * (N_BINS - 1))
+    return k / N_BINS - 0.5 + 0.5 / N_BINS
+
+
+def model_to_pixels(x: torch.Tensor) -> torch.Tensor:
+    """Model scale -> [0, 1] pixels quantised to 8 bits (post-processing of a decoded image)."""
+    k = torch.floor((x + 0.5) * N_BINS).clamp(0, N_BINS - 1)
+    return k / (N_BINS - 1)
+
+
+def dequantize(pixels_uint8: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """uint8 (0..255) -> model scale with uniform dequantisation noise, for training."""
+    u = torch.rand(pixels_uint8.shape, generator=generator, device=pixels_uint8.device)
+    return (pixels_uint8.float() + u) / N_BINS - 0.5
+
+
+def bits_per_dim(logp: torch.Tensor, num_pixels: int) -> torch.Tensor:
+    """Continuous log-density (nats) -> bits/dim of the 8-bit discrete image."""
+    return -(logp - num_pixels * math.log(N_BINS)) / (num_pixels * math.log(2))

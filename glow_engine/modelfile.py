@@ -1,0 +1,199 @@
+"""Model files: safetensors weights + JSON metadata, bound together by a content hash.
+
+A model is either a directory holding `weights.safetensors` and `model.json`, or a single
+`.safetensors` file whose header metadata carries the same JSON under the key "dpglow".
+Loading never unpickles. The hash (sha256) covers every tensor's name, dtype, shape and bytes
+plus the canonical JSON of the metadata without the hash itself, so a changed weight, a changed
+calibration vector or an edited card field is detected alike.
+
+Tensors stored besides the flow's state_dict (prefixed "flow."):
+  calibration.min, calibration.max   per-element latent range over the training images (H*W)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.numpy import load_file, save_file
+from safetensors.torch import safe_open
+
+from glow_engine.errors import UserError
+from glow_engine.flow import Glow, GlowConfig
+
+FORMAT = "dp-glow-model"
+FORMAT_VERSION = 1
+WEIGHTS_NAME = "weights.safetensors"
+META_NAME = "model.json"
+META_KEY = "dpglow"
+
+
+class ModelFileError(UserError, ValueError):
+    """A model file that cannot be used; str() is the one message shown to the user."""
+
+
+@dataclass
+class Calibration:
+    """Per-element latent range (METHOD.md section 2) and derived vectors."""
+
+    lo: np.ndarray  # min_k
+    hi: np.ndarray  # max_k
+    info: dict = field(default_factory=dict)  # n_images, data description, bpd percentiles...
+
+    @property
+    def delta(self) -> np.ndarray:
+        return self.hi - self.lo
+
+    @property
+    def centre(self) -> np.ndarray:
+        return (self.hi + self.lo) / 2
+
+    def width(self, alpha: float) -> np.ndarray:
+        return alpha * (self.hi - self.lo)
+
+
+@dataclass
+class LoadedModel:
+    flow: Glow
+    meta: dict
+    calibration: Calibration | None
+    sha256: str
+    path: Path | None = None
+
+    @property
+    def resolution(self) -> int:
+        return self.flow.cfg.resolution
+
+    @property
+    def short_hash(self) -> str:
+        return self.sha256[:12]
+
+
+def content_hash(tensors: dict[str, np.ndarray], meta: dict) -> str:
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        arr = np.ascontiguousarray(tensors[name])
+        h.update(f"{name}|{arr.dtype.str}|{arr.shape}\n".encode())
+        h.update(arr.tobytes())
+    body = {k: v for k, v in meta.items() if k != "sha256"}
+    h.update(json.dumps(body, sort_keys=True, separators=(",", ":")).encode())
+    return h.hexdigest()
+
+
+def _tensors_of(flow: Glow, calibration: Calibration | None) -> dict[str, np.ndarray]:
+    tensors = {f"flow.{k}": v.detach().cpu().contiguous().numpy()
+               for k, v in flow.state_dict().items()}
+    if calibration is not None:
+        tensors["calibration.min"] = calibration.lo.astype(np.float32)
+        tensors["calibration.max"] = calibration.hi.astype(np.float32)
+    return tensors
+
+
+def save_model(path: str | Path, flow: Glow, meta: dict,
+               calibration: Calibration | None = None) -> str:
+    """Write a model atomically; a path ending in .safetensors gives the single-file form."""
+    path = Path(path)
+    meta = dict(meta, format=FORMAT, format_version=FORMAT_VERSION,
+                architecture=flow.cfg.to_dict())
+    if calibration is not None:
+        meta["calibration"] = calibration.info
+    else:
+        meta.pop("calibration", None)
+    tensors = _tensors_of(flow, calibration)
+    meta["sha256"] = content_hash(tensors, meta)
+    text = json.dumps(meta, indent=2, sort_keys=True)
+    if path.suffix == ".safetensors":
+        _atomic(path, lambda tmp: save_file(tensors, tmp, metadata={META_KEY: text}))
+    else:
+        path.mkdir(parents=True, exist_ok=True)
+        _atomic(path / WEIGHTS_NAME, lambda tmp: save_file(tensors, tmp))
+        _atomic(path / META_NAME, lambda tmp: Path(tmp).write_text(text + "\n"))
+    return meta["sha256"]
+
+
+def _atomic(path: Path, write) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _read(path: Path) -> tuple[dict[str, np.ndarray], dict]:
+    if not path.exists():
+        raise ModelFileError(f"Model not found: {path}")
+    weights = path / WEIGHTS_NAME if path.is_dir() else path
+    try:
+        tensors = load_file(str(weights))
+        if path.is_dir():
+            meta = json.loads((path / META_NAME).read_text())
+        else:
+            with safe_open(str(weights), framework="np") as f:
+                header = f.metadata() or {}
+            if META_KEY not in header:
+                raise ModelFileError(f"{path.name} is a safetensors file but not a DP-GLOW model "
+                                     "(no 'dpglow' metadata)")
+            meta = json.loads(header[META_KEY])
+    except ModelFileError:
+        raise
+    except FileNotFoundError as e:
+        raise ModelFileError(f"Model {path.name} is incomplete: {Path(e.filename).name} "
+                             "is missing") from None
+    except (SafetensorError, OSError, ValueError, json.JSONDecodeError) as e:
+        raise ModelFileError(f"Model {path.name} is damaged or truncated ({e})") from None
+    return tensors, meta
+
+
+def read_metadata(path: str | Path) -> dict:
+    """The JSON metadata, verified against the weights' hash."""
+    tensors, meta = _read(Path(path))
+    _verify(Path(path), tensors, meta)
+    return meta
+
+
+def _verify(path: Path, tensors: dict[str, np.ndarray], meta: dict) -> None:
+    if meta.get("format") != FORMAT:
+        raise ModelFileError(f"{path.name} is not a DP-GLOW model file")
+    if meta.get("format_version", 0) > FORMAT_VERSION:
+        raise ModelFileError(f"{path.name} was written by a newer version "
+                             f"(format {meta['format_version']}); please update the program")
+    if meta.get("sha256") != content_hash(tensors, meta):
+        raise ModelFileError(f"Model {path.name} failed its integrity check (content hash "
+                             "mismatch): it was modified or damaged after it was written")
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu") -> LoadedModel:
+    """Load and verify a model; every failure is one ModelFileError with a clear message."""
+    path = Path(path)
+    tensors, meta = _read(path)
+    _verify(path, tensors, meta)
+    try:
+        cfg = GlowConfig.from_dict(meta["architecture"])
+        flow = Glow(cfg)
+        state = {k[5:]: torch.from_numpy(v.copy()) for k, v in tensors.items()
+                 if k.startswith("flow.")}
+        flow.load_state_dict(state, strict=True)
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:
+        raise ModelFileError(f"Model {path.name} does not match its declared architecture "
+                             f"({str(e).splitlines()[0]})") from None
+    calibration = None
+    if "calibration.min" in tensors:
+        calibration = Calibration(tensors["calibration.min"].astype(np.float64),
+                                  tensors["calibration.max"].astype(np.float64),
+                                  dict(meta.get("calibration", {})))
+        if calibration.lo.shape != (flow.num_pixels,):
+            raise ModelFileError(f"Model {path.name}: calibration vectors have "
+                                 f"{calibration.lo.size} elements, the flow needs "
+                                 f"{flow.num_pixels}")
+    flow.to(device).eval()
+    return LoadedModel(flow, meta, calibration, meta["sha256"], path)
