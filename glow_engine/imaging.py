@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+\nfrom glow_engine.errors import UserError
 
 if TYPE_CHECKING:
     import pydicom
@@ -72,7 +73,7 @@ _PIL_KINDS = {"PNG": "png", "JPEG": "jpeg", "MPO": "jpeg", "TIFF": "tiff"}
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float64)
 
 
-class ImageLoadError(ValueError):
+class ImageLoadError(UserError, ValueError):
     """An image could not be loaded; ``str()`` is a message fit to show to a user."""
 
     def __init__(self, path: str | os.PathLike[str], reason: str) -> None:
