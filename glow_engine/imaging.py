@@ -42,7 +42,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
-\nfrom glow_engine.errors import UserError
+
+from glow_engine.errors import UserError
 
 if TYPE_CHECKING:
     import pydicom
