@@ -1,0 +1,239 @@
+"""The engine side of the viewer: models, encodings and results. Qt-free.
+
+One :class:`Session` lives on the worker thread and answers the view-state's requests. It
+keeps the expensive, deterministic part of privatising (the encoding) per input image, so a
+slider move costs one decode and a cheap noise rescale. Every answer is a plain value object
+from ``app.state``; a failure is a ``Failed`` answer with a message for the user, and the
+session keeps whatever it had before.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from app.state import (
+    MECHANISM_TITLES,
+    MECHANISMS,
+    Failed,
+    LoadModelsRequest,
+    ModelsInfo,
+    OpenRequest,
+    Pane,
+    Rendered,
+    RenderRequest,
+    SampleRequest,
+    ScoreRequest,
+    Scores,
+    Source,
+    Thumb,
+    ThumbRequest,
+)
+from glow_engine.anomaly import AnomalyScorer
+from glow_engine.device import describe, pick_device
+from glow_engine.errors import UserError
+from glow_engine.flow.glow import model_to_pixels
+from glow_engine.imaging import Placement, from_square, load_image, to_square
+from glow_engine.mechanisms import IDLDP, DPGlow, Encoded, Mechanism, preview_noise
+from glow_engine.modelfile import LoadedModel, load_model
+from glow_engine.overlays import (
+    BlockMarker,
+    apply_overlays,
+    contrast_kept,
+    similarity,
+)
+
+THUMB_SIZE = 96
+SAMPLE_TEMPERATURE = 0.7  # the usual GLOW sampling temperature: cleaner than t = 1
+_CACHE_INPUTS = 2  # encodings kept: the current input and the one before (undo a marker)
+
+
+@dataclass(frozen=True, eq=False)
+class Prepared:
+    """One input as both mechanisms see it, with their noise-free encodings."""
+
+    frame: np.ndarray  # (R, R) overlaid input in the model frame
+    placement: Placement
+    crop: np.ndarray  # the frame cropped back to the image's aspect (for metrics)
+    markers: tuple[BlockMarker, ...]  # fractions of the image: valid on `crop` as well
+    encodings: dict[str, Encoded]
+
+
+class Session:
+    """Owns the models and mechanisms; every public method returns a state value object."""
+
+    def __init__(self, device: str = "auto") -> None:
+        self._device_pref = device
+        self.device: torch.device | None = None
+        self.mixture: LoadedModel | None = None
+        self.normal: LoadedModel | None = None
+        self.scorer: AnomalyScorer | None = None
+        self._mechanisms: dict[tuple[str, float, str], Mechanism] = {}
+        self._prepared: OrderedDict[tuple, Prepared] = OrderedDict()
+        self._noise: dict[int, torch.Tensor] = {}
+
+    # ----------------------------------------------------------------- dispatch
+
+    def handle(self, request: Any) -> Any:
+        """Answer one request; a UserError (or any bug) becomes a Failed answer."""
+        handler, kind = self._handlers()[type(request)]
+        try:
+            return handler(request)
+        except UserError as exc:
+            return Failed(request.id, kind, str(exc))
+        except Exception as exc:  # the worker must survive engine bugs; say what happened
+            return Failed(request.id, kind, f"Unexpected error ({type(exc).__name__}: {exc})")
+
+    def _handlers(self) -> dict[type, tuple[Any, str]]:
+        return {
+            LoadModelsRequest: (self.load_models, "models"),
+            OpenRequest: (self.open, "open"),
+            SampleRequest: (self.sample, "open"),
+            RenderRequest: (self.render, "render"),
+            ScoreRequest: (self.score, "scores"),
+            ThumbRequest: (self.thumb, "thumbs"),
+        }
+
+    # ----------------------------------------------------------------- models
+
+    def load_models(self, request: LoadModelsRequest) -> ModelsInfo:
+        """Load and validate both models; on any failure the previous pair stays."""
+        device = self.device or pick_device(self._device_pref)
+        mixture = load_model(request.mixture, device)
+        if mixture.calibration is None:
+            raise UserError(f"Model {request.mixture.name} has no latent calibration, so "
+                            "DP-GLOW cannot privatise with it (run `dpglow calibrate` on it).")
+        normal = scorer = None
+        if request.normal is not None:
+            normal = load_model(request.normal, device)
+            scorer = AnomalyScorer(normal, mixture)
+        self.device, self.mixture, self.normal, self.scorer = device, mixture, normal, scorer
+        self._mechanisms.clear()
+        self._prepared.clear()
+        return ModelsInfo(
+            mixture_path=request.mixture, mixture_sha=mixture.sha256,
+            resolution=mixture.resolution, device=describe(device),
+            normal_path=request.normal, mixture_meta=dict(mixture.meta),
+            normal_meta={} if normal is None else dict(normal.meta),
+        )
+
+    def _model(self) -> LoadedModel:
+        if self.mixture is None:
+            raise UserError("No model is loaded.")
+        return self.mixture
+
+    def _mechanism(self, name: str, alpha: float, mode: str) -> Mechanism:
+        key = (name, alpha, mode) if name == "dpglow" else (name, 0.0, "")
+        if key not in self._mechanisms:
+            model = self._model()
+            self._mechanisms[key] = (DPGlow(model, alpha=alpha, mode=mode) if name == "dpglow"
+                                     else IDLDP(model.resolution))
+        return self._mechanisms[key]
+
+    # ----------------------------------------------------------------- inputs
+
+    def open(self, request: OpenRequest) -> Source:
+        image = load_image(request.path)  # reading a file never needs the model
+        return Source(image.pixels, image.path.name, request.id, image)
+
+    @torch.inference_mode()
+    def sample(self, request: SampleRequest) -> Source:
+        flow = self._model().flow
+        generator = torch.Generator().manual_seed(request.seed)
+        x = flow.sample(1, temperature=SAMPLE_TEMPERATURE, generator=generator)
+        pixels = model_to_pixels(x)[0, 0].float().cpu().numpy()
+        return Source(pixels, "Synthetic sample", request.id,
+                      note="drawn from the model: no patient data")
+
+    def _prepare(self, source: Source, markers: tuple[BlockMarker, ...], flip: bool,
+                 alpha: float, mode: str) -> Prepared:
+        key = (source.key, markers, flip, alpha, mode)
+        if key in self._prepared:
+            self._prepared.move_to_end(key)
+            return self._prepared[key]
+        r = self._model().resolution
+        # Overlays go on at full resolution, exactly as the original pane shows them.
+        frame, placement = to_square(apply_overlays(source.pixels, markers, flip), r)
+        encodings = {name: self._mechanism(name, alpha, mode).encode(frame)
+                     for name in MECHANISMS}
+        prepared = Prepared(frame, placement, from_square(frame, placement), markers, encodings)
+        self._prepared[key] = prepared
+        while len(self._prepared) > _CACHE_INPUTS:
+            self._prepared.popitem(last=False)
+        return prepared
+
+    def _unit_noise(self, seed: int) -> torch.Tensor:
+        """The preview draw of one image: drawn once, rescaled by every slider position."""
+        if seed not in self._noise:
+            r = self._model().resolution
+            self._noise = {seed: preview_noise(1, r * r, seed)}
+        return self._noise[seed]
+
+    # ----------------------------------------------------------------- rendering
+
+    @torch.inference_mode()
+    def render(self, request: RenderRequest) -> Rendered:
+        p = request.params
+        prep = self._prepare(request.source, request.markers, request.flip, p.alpha, p.mode)
+        noise = self._unit_noise(p.noise_seed)
+        panes: dict[str, Pane] = {}
+        for name in MECHANISMS:
+            mech = self._mechanism(name, p.alpha, p.mode)
+            for e_px in request.budgets:
+                key = f"{name}@{e_px:g}" if request.strip else name
+                frame = mech.preview(prep.encodings[name], e_px, noise, clip=p.clip)
+                frame = np.asarray(frame, dtype=np.float32).reshape(prep.frame.shape)
+                panes[key] = Pane(key, _title(name, e_px), from_square(frame, prep.placement),
+                                  frame, mech.describe(e_px, p.clip))
+        e_px = request.budgets[0]
+        return Rendered(
+            request.id, panes, prep.frame, prep.crop, _metrics(prep, panes),
+            {n: self._mechanism(n, p.alpha, p.mode).noise_scale(e_px) for n in MECHANISMS},
+            strip=request.strip,
+        )
+
+    # ----------------------------------------------------------------- scores
+
+    def score(self, request: ScoreRequest) -> Scores:
+        if self.scorer is None:
+            return Scores(request.id, {})
+        keys = list(request.frames)
+        scores = self.scorer.score(np.stack([request.frames[k] for k in keys]))
+        return Scores(request.id, dict(zip(keys, scores, strict=True)))
+
+    def thumb(self, request: ThumbRequest) -> Thumb:
+        """One folder entry (the first of the request's paths): thumbnail and score."""
+        path = request.paths[0]
+        try:
+            pixels = load_image(path).pixels
+        except UserError as exc:
+            return Thumb(request.id, path, None, None, str(exc))
+        score = None
+        if self.scorer is not None:
+            score = self.scorer.score(to_square(pixels, self.scorer.resolution)[0])[0]
+        return Thumb(request.id, path, to_square(pixels, THUMB_SIZE)[0], score)
+
+
+
+def _title(name: str, e_px: float) -> str:
+    budget = "∞" if math.isinf(e_px) else f"{e_px:g}"
+    return f"{MECHANISM_TITLES[name]}  ε/px = {budget}"
+
+
+def _metrics(prep: Prepared, panes: dict[str, Pane]) -> dict[str, dict[str, float]]:
+    """Re-identification evidence per pane: similarity to the original, marker contrast kept.
+
+    Computed on the cropped model-resolution images, where the markers' fractions still hold.
+    """
+    out: dict[str, dict[str, float]] = {}
+    for key, pane in panes.items():
+        row = {"similarity": similarity(prep.crop, pane.pixels)}
+        for i, marker in enumerate(prep.markers):
+            row[f"marker{i + 1}"] = contrast_kept(prep.crop, pane.pixels, marker)
+        out[key] = row
+    return out

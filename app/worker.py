@@ -1,0 +1,108 @@
+"""One long-lived QThread that owns the engine. The GUI thread never runs torch.
+
+Requests wait in one slot per kind: a new request replaces the pending one of its kind, so
+when the slider moves faster than decoding only the newest position is computed (stale
+requests are dropped, never queued). Kinds are served by priority, so a model load or an
+open is never stuck behind a folder of thumbnails. Answers (results or ``Failed``) go back
+through the queued ``answered`` signal; the state then ignores answers to outdated requests.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import replace
+
+from PySide6.QtCore import QThread, Signal
+
+from app.session import Session
+from app.state import (
+    ExportRequest,
+    LoadModelsRequest,
+    OpenRequest,
+    RenderRequest,
+    Request,
+    SampleRequest,
+    ScoreRequest,
+    ThumbRequest,
+)
+
+# Highest first. Folder thumbnails come last: one image per turn, so they never delay a frame.
+PRIORITY = ("models", "open", "export", "render", "strip", "scores", "thumbs")
+LABELS = {
+    "models": "loading models", "open": "opening image", "export": "exporting",
+    "render": "privatising", "strip": "privatising strip", "scores": "scoring",
+    "thumbs": "scoring folder",
+}
+
+
+def kind_of(request: Request) -> str:
+    if isinstance(request, RenderRequest):
+        return "strip" if request.strip else "render"
+    return {
+        LoadModelsRequest: "models", OpenRequest: "open", SampleRequest: "open",
+        ScoreRequest: "scores", ExportRequest: "export", ThumbRequest: "thumbs",
+    }[type(request)]
+
+
+class EngineWorker(QThread):
+    answered = Signal(object)  # a state value object (result or Failed)
+    busy = Signal(str)  # what the engine is doing; "" when idle
+
+    def __init__(self, session_factory: Callable[[], Session] = Session) -> None:
+        super().__init__()
+        self._factory = session_factory
+        self._cond = threading.Condition()
+        self._pending: dict[str, Request] = {}
+        self._stopping = False
+        self.computed: Counter[str] = Counter()  # requests actually run, per kind
+        self.dropped: Counter[str] = Counter()  # requests replaced before they ran
+
+    def submit(self, request: Request) -> None:
+        kind = kind_of(request)
+        with self._cond:
+            if kind in self._pending:
+                self.dropped[kind] += 1
+            self._pending[kind] = request
+            self._cond.notify()
+
+    def stop(self) -> None:
+        """Drop what is pending, let the running request finish, and end the thread."""
+        with self._cond:
+            self._stopping = True
+            self._pending.clear()
+            self._cond.notify()
+        self.wait()
+
+    def run(self) -> None:
+        session = self._factory()  # built here: the session's torch state lives on this thread
+        while (request := self._next()) is not None:
+            kind = kind_of(request)
+            self.busy.emit(LABELS[kind])
+            answer = session.handle(request)
+            self.computed[kind] += 1
+            if isinstance(request, ThumbRequest):
+                self._requeue_rest(request)
+            if not self._stopping:
+                self.answered.emit(answer)
+            with self._cond:
+                label = LABELS[self._peek()] if self._pending else ""
+            self.busy.emit(label)
+
+    def _next(self) -> Request | None:
+        with self._cond:
+            while not self._pending and not self._stopping:
+                self._cond.wait()
+            if self._stopping:
+                return None
+            return self._pending.pop(self._peek())
+
+    def _peek(self) -> str:
+        return next(k for k in PRIORITY if k in self._pending)
+
+    def _requeue_rest(self, request: ThumbRequest) -> None:
+        """A folder is scored one image per turn; a newer folder request replaces the rest."""
+        with self._cond:
+            if len(request.paths) > 1 and "thumbs" not in self._pending and not self._stopping:
+                self._pending["thumbs"] = replace(request, paths=request.paths[1:])
