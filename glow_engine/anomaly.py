@@ -1,0 +1,163 @@
+"""The anomaly score of the paper's Appendix A, and the simpler one the viewer shows.
+
+Two flows of the same architecture: N, trained on normal images only, and M, trained on the
+normal + abnormal mixture (the model DP-GLOW privatises with). For an image x,
+
+    log p(normal | x) = log p_N(x) - log p_M(x) + const        (Bayes; "ratio", higher = normal)
+
+We report log-probabilities of the **8-bit image** (the flow's continuous density at the bin
+centre times the bin volume 256^-D), so that bits/dim = -log p / (D ln 2) is the familiar
+number; the constant cancels in the ratio. Every score is reported both ways:
+
+* ``ScoreKind.RATIO``: the paper's log-ratio (its negative is the abnormality).
+* ``ScoreKind.BPD_MIXTURE``: M's bits/dim alone (higher = less typical of the training data).
+
+The viewer shows ``DEFAULT_SCORE_KIND``; docs/evaluation.md gives the measurements behind that
+choice (in short: the ratio is a small difference of two large numbers that flips sign when
+both models see a clipped DP-GLOW reconstruction, while M's bits/dim degrades gracefully).
+
+An image whose bits/dim under M exceeds the 99.5th percentile recorded when M was calibrated
+on its training images is flagged ``out_of_distribution`` (a photo, a lateral view, a CT
+slice): the privacy guarantee still holds for it, the utility and the score do not.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+
+from glow_engine.errors import UserError
+from glow_engine.flow.glow import N_BINS, pixels_to_model
+from glow_engine.modelfile import LoadedModel
+
+__all__ = ["DEFAULT_SCORE_KIND", "AnomalyScorer", "Score", "ScoreBatch", "ScoreKind"]
+
+
+class ScoreKind(enum.StrEnum):
+    RATIO = "ratio"  # log p_N - log p_M (paper, Appendix A)
+    BPD_MIXTURE = "bpd_mixture"  # bits/dim under M alone
+
+    @property
+    def label(self) -> str:
+        return {ScoreKind.RATIO: "log p_N - log p_M",
+                ScoreKind.BPD_MIXTURE: "bits/dim under M"}[self]
+
+
+DEFAULT_SCORE_KIND = ScoreKind.BPD_MIXTURE
+
+
+@dataclass(frozen=True)
+class Score:
+    """One image's scores. log-probabilities in nats of the 8-bit image."""
+
+    log_p_normal: float
+    log_p_mixture: float
+    ratio_nats: float  # log p_N - log p_M; higher = more normal
+    ratio_bits_per_pixel: float
+    bpd_normal: float
+    bpd_mixture: float
+    out_of_distribution: bool
+
+    def abnormality(self, kind: ScoreKind = DEFAULT_SCORE_KIND) -> float:
+        """Higher = more abnormal, whichever score is chosen (the AUC's orientation)."""
+        return -self.ratio_nats if kind is ScoreKind.RATIO else self.bpd_mixture
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class ScoreBatch:
+    """Scores of many images as arrays (what the evaluation needs), plus M's latents."""
+
+    log_p_normal: np.ndarray
+    log_p_mixture: np.ndarray
+    bpd_normal: np.ndarray
+    bpd_mixture: np.ndarray
+    out_of_distribution: np.ndarray
+    num_pixels: int
+    latent_mixture: np.ndarray | None = None  # (B, R*R) float32 when asked for
+
+    @property
+    def ratio_nats(self) -> np.ndarray:
+        return self.log_p_normal - self.log_p_mixture
+
+    def abnormality(self, kind: ScoreKind) -> np.ndarray:
+        return -self.ratio_nats if kind is ScoreKind.RATIO else self.bpd_mixture
+
+    def scores(self) -> list[Score]:
+        per_pixel = 1.0 / (self.num_pixels * math.log(2))
+        return [Score(float(n), float(m), float(n - m), float((n - m) * per_pixel),
+                      float(bn), float(bm), bool(ood))
+                for n, m, bn, bm, ood in zip(self.log_p_normal, self.log_p_mixture,
+                                             self.bpd_normal, self.bpd_mixture,
+                                             self.out_of_distribution, strict=True)]
+
+
+class AnomalyScorer:
+    """Scores [0, 1] images at the models' resolution with a normal (N) and a mixture (M) flow.
+
+    Deterministic: the input is the 8-bit bin centre (pixels_to_model), no dequantisation.
+    """
+
+    def __init__(self, normal: LoadedModel, mixture: LoadedModel, batch_size: int = 16) -> None:
+        if normal.resolution != mixture.resolution:
+            raise UserError(f"the normal model is {normal.resolution}x{normal.resolution} but "
+                            f"the mixture model is {mixture.resolution}x{mixture.resolution}")
+        cal = mixture.calibration
+        if cal is None or "bpd_p995" not in cal.info:
+            raise UserError("the mixture model is not calibrated (run `dpglow calibrate`): its "
+                            "bits/dim percentile is needed to flag out-of-distribution images")
+        self.normal, self.mixture = normal, mixture
+        self.ood_threshold = float(cal.info["bpd_p995"])
+        self.batch_size = batch_size
+
+    @property
+    def resolution(self) -> int:
+        return self.mixture.resolution
+
+    def score(self, pixels: np.ndarray) -> list[Score]:
+        """float (B, R, R) or (R, R) in [0, 1] -> one Score per image."""
+        return self.evaluate(pixels).scores()
+
+    @torch.inference_mode()
+    def evaluate(self, pixels: np.ndarray, keep_latent: bool = False) -> ScoreBatch:
+        pixels = np.asarray(pixels, dtype=np.float32)
+        if pixels.ndim == 2:
+            pixels = pixels[None]
+        r = self.resolution
+        if pixels.shape[1:] != (r, r):
+            raise UserError(f"images must be {r}x{r} for these models, got "
+                            f"{pixels.shape[1]}x{pixels.shape[2]}")
+        lp_n, lp_m, latents = [], [], []
+        for start in range(0, len(pixels), self.batch_size):
+            chunk = pixels[start:start + self.batch_size]
+            lp_n.append(self._log_p(self.normal, chunk)[0])
+            m, z = self._log_p(self.mixture, chunk, keep_latent)
+            lp_m.append(m)
+            if keep_latent:
+                latents.append(z)
+        n, m = _concat(lp_n), _concat(lp_m)
+        d = r * r
+        bpd_n, bpd_m = -n / (d * math.log(2)), -m / (d * math.log(2))
+        return ScoreBatch(n, m, bpd_n, bpd_m, bpd_m > self.ood_threshold, d,
+                          _concat(latents) if keep_latent else None)
+
+    @staticmethod
+    def _log_p(model: LoadedModel, pixels: np.ndarray,
+               keep_latent: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+        """log p of the 8-bit images (nats) and optionally the standardised latent."""
+        device = next(model.flow.parameters()).device
+        x = pixels_to_model(torch.from_numpy(pixels).to(device)[:, None])
+        z, logp = model.flow.encode_with_logp(x)
+        discrete = logp.double() - model.flow.num_pixels * math.log(N_BINS)
+        latent = z.float().cpu().numpy() if keep_latent else None
+        return discrete.cpu().numpy(), latent
+
+
+def _concat(parts: list[np.ndarray]) -> np.ndarray:
+    return np.concatenate(parts) if parts else np.zeros(0)

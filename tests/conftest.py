@@ -1,0 +1,114 @@
+"""Shared pytest fixtures."""
+
+import pytest
+
+
+# --------------------------------------------------------------------------- tiny_model
+# (privacy mechanisms / release tests) A 32x32 GLOW small enough to build in a second, with
+# a calibration from smooth random images, so DP-GLOW can run without a trained model.
+
+
+def tiny_images(n: int, seed: int = 0, size: int = 32):
+    """Smooth random [0, 1] float32 images (n, size, size): blurred noise plus a gradient."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    coarse = rng.random((n, size // 8, size // 8))
+    smooth = np.kron(coarse, np.ones((8, 8)))
+    ramp = np.linspace(0, 0.3, size)[None, None, :]
+    return np.clip(0.6 * smooth + ramp + 0.05 * rng.random((n, size, size)), 0, 1).astype(
+        np.float32)
+
+
+@pytest.fixture(scope="session")
+def tiny_model():
+    """A LoadedModel: Glow(resolution 32, 2 levels, depth 2, width 16), calibrated."""
+    import torch
+
+    from glow_engine.flow import Glow, GlowConfig
+    from glow_engine.flow.glow import pixels_to_model
+    from glow_engine.modelfile import Calibration, LoadedModel
+
+    torch.manual_seed(0)
+    flow = Glow(GlowConfig(resolution=32, levels=2, depth=2, width=16))
+    x = pixels_to_model(torch.from_numpy(tiny_images(64))[:, None])
+    flow.initialize_actnorm(x)
+    flow.eval()
+    with torch.inference_mode():
+        z = flow.encode(x).double().numpy()
+    calibration = Calibration(z.min(0), z.max(0), {"images": 64, "data": "tiny synthetic"})
+    return LoadedModel(flow, meta={"name": "tiny", "architecture": flow.cfg.to_dict()},
+                       calibration=calibration, sha256="0" * 64)
+
+
+# --------------------------------------------------------------------------- anomaly / evaluation
+# A tiny normal-only model N and mixture model M on synthetic "chest X-rays". Data-dependent
+# actnorm init alone fits each model to the first two moments of its data, which is enough for
+# N and M to disagree on the synthetic "opacity" (no training steps: keeps the fixture < 2 s).
+
+EVAL_RES = 32
+
+
+def synthetic_cxr(n: int, abnormal: bool, seed: int, resolution: int = EVAL_RES):
+    """float32 (n, R, R) in [0, 1]: a bright mediastinum on a dark background with smooth
+    texture; `abnormal` adds a bright round "opacity" in one lung field."""
+    import numpy as np
+    from scipy.ndimage import gaussian_filter
+
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:resolution, 0:resolution] / resolution
+    out = np.empty((n, resolution, resolution), np.float32)
+    for i in range(n):
+        img = 0.25 + 0.35 * np.exp(-((xx - 0.45) ** 2) / 0.05) * (0.6 + 0.4 * yy)
+        img += 0.08 * gaussian_filter(rng.standard_normal((resolution, resolution)), 2)
+        if abnormal:
+            cy, cx = rng.uniform(0.3, 0.7), rng.choice([0.25, 0.75])
+            img += 0.35 * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / 0.01)
+        out[i] = np.clip(img, 0, 1)
+    return out
+
+
+def _actnorm_fitted_model(pixels, name: str, calibrate_on=None):
+    import numpy as np
+    import torch
+
+    from glow_engine.calibration import calibrate
+    from glow_engine.flow import Glow, GlowConfig
+    from glow_engine.flow.glow import dequantize
+    from glow_engine.modelfile import LoadedModel
+
+    torch.manual_seed(0)
+    flow = Glow(GlowConfig(resolution=EVAL_RES, levels=2, depth=2, width=16))
+    u8 = torch.from_numpy(np.rint(pixels * 255).astype(np.uint8))[:, None]
+    flow.initialize_actnorm(dequantize(u8, torch.Generator().manual_seed(1)))
+    flow.eval()
+    model = LoadedModel(flow, {"name": name}, None, name * 4)
+    if calibrate_on is not None:
+        u8c = np.rint(calibrate_on * 255).astype(np.uint8)
+        model.calibration = calibrate(model, [u8c], "synthetic", progress=False)
+    return model
+
+
+@pytest.fixture(scope="session")
+def anomaly_model_pair():
+    """(normal, mixture) LoadedModels at 32x32; M is calibrated on its training images."""
+    import numpy as np
+
+    normal = synthetic_cxr(48, False, 0)
+    mixture = np.concatenate([normal, synthetic_cxr(48, True, 1)])
+    return (_actnorm_fitted_model(normal, "normal", None),
+            _actnorm_fitted_model(mixture, "mixture", mixture))
+
+
+@pytest.fixture(scope="session")
+def anomaly_model_dirs(anomaly_model_pair, tmp_path_factory):
+    """The same pair saved as model directories (normal, mixture)."""
+    from glow_engine.modelfile import save_model
+
+    root = tmp_path_factory.mktemp("models")
+    paths = []
+    for model in anomaly_model_pair:
+        path = root / model.meta["name"]
+        save_model(path, model.flow, model.meta, model.calibration)
+        paths.append(path)
+    return paths[0], paths[1]
