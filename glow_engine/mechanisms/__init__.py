@@ -1,0 +1,29 @@
+"""Local-DP image mechanisms behind one interface (see base.Mechanism).
+
+A new mechanism is one module with a Mechanism subclass that sets `name`, imported here.
+"""
+
+from glow_engine.mechanisms.base import (
+    BudgetError,
+    Encoded,
+    Mechanism,
+    create_mechanism,
+    total_epsilon,
+)
+from glow_engine.mechanisms.box import GRID_BITS, NonFiniteOutputError
+from glow_engine.mechanisms.dpglow import DPGlow
+from glow_engine.mechanisms.idldp import IDLDP
+from glow_engine.mechanisms.noise import preview_noise
+
+__all__ = [
+    "GRID_BITS",
+    "IDLDP",
+    "BudgetError",
+    "DPGlow",
+    "Encoded",
+    "Mechanism",
+    "NonFiniteOutputError",
+    "create_mechanism",
+    "preview_noise",
+    "total_epsilon",
+]

@@ -1,0 +1,109 @@
+"""The interface every privacy mechanism offers to the viewer, the CLI and the evaluation.
+
+A mechanism splits privatisation into a deterministic, noise-free `encode` (done once per
+image) and a cheap randomised part: `preview` (smooth, seedable, for the slider) or `release`
+(exact discrete Laplace from the OS CSPRNG, for anything written out). The per-pixel budget
+`e_px` is the slider axis; the image's total epsilon is e_px * R * R (METHOD.md section 4).
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from glow_engine.errors import UserError
+
+
+class BudgetError(UserError, ValueError):
+    """An unusable privacy budget or an unprotected release request."""
+
+
+@dataclass(frozen=True, eq=False)
+class Encoded:
+    """The noise-free part of privatising a batch of images, kept between slider moves.
+
+    Both tensors are (B, N) float32 on the mechanism's device, N = R * R.
+    """
+
+    clipped: torch.Tensor  # inside the clip box: the mechanism's private input
+    raw: torch.Tensor  # before the clip (for "inf without clip"); non-finite -> box centre
+    nonfinite: int  # how many latent elements were non-finite and replaced
+    batched: bool  # whether the caller passed (B, R, R) rather than (R, R)
+
+    @property
+    def batch(self) -> int:
+        return self.clipped.shape[0]
+
+
+def total_epsilon(e_px: float, resolution: int) -> float:
+    """The whole image's budget: e_px per pixel times R * R pixels (inf stays inf)."""
+    return check_e_px(e_px) * resolution * resolution
+
+
+def check_e_px(e_px: float) -> float:
+    e_px = float(e_px)
+    if math.isnan(e_px) or e_px <= 0:
+        raise BudgetError(f"the per-pixel epsilon must be positive or inf, got {e_px}")
+    return e_px
+
+
+def format_number(x: float) -> str:
+    """inf -> "inf", whole numbers without exponent, others compactly."""
+    if math.isinf(x):
+        return "inf"
+    return str(int(x)) if float(x).is_integer() and abs(x) < 1e15 else f"{x:.6g}"
+
+
+class Mechanism(ABC):
+    """One local-DP image mechanism. Subclasses set `name` (a registry key) and `label`."""
+
+    name: ClassVar[str]
+    label: str
+    resolution: int
+    registry: ClassVar[dict[str, type[Mechanism]]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "name" in cls.__dict__:  # concrete mechanisms register themselves by name
+            Mechanism.registry[cls.name] = cls
+
+    @classmethod
+    @abstractmethod
+    def from_options(cls, model: Any, **options: Any) -> Mechanism:
+        """Build from a LoadedModel (or None where unused) and CLI-style options."""
+
+    @abstractmethod
+    def encode(self, pixels: np.ndarray) -> Encoded:
+        """float32 (R, R) or (B, R, R) in [0, 1] -> the deterministic, noise-free part."""
+
+    @abstractmethod
+    def preview(self, enc: Encoded, e_px: float, unit_noise: torch.Tensor, *,
+                clip: bool = True) -> np.ndarray:
+        """Fast picture for the slider: `unit_noise` (B, R*R, standard Laplace) scaled."""
+
+    @abstractmethod
+    def release(self, enc: Encoded, e_px: float, *, clip: bool = True) -> np.ndarray:
+        """The image to write out: exact discrete Laplace noise from the OS CSPRNG."""
+
+    @abstractmethod
+    def noise_scale(self, e_px: float) -> float:
+        """Mean Laplace scale b in the mechanism's own units, for display."""
+
+    @abstractmethod
+    def describe(self, e_px: float, clip: bool = True) -> str:
+        """One line naming mechanism, parameters, budget and model, for files and manifests."""
+
+
+def create_mechanism(name: str, model: Any = None, **options: Any) -> Mechanism:
+    """The mechanism registered under `name` ("dpglow", "idldp", ...)."""
+    try:
+        cls = Mechanism.registry[name]
+    except KeyError:
+        known = ", ".join(sorted(Mechanism.registry))
+        raise UserError(f"unknown mechanism {name!r} (known: {known})") from None
+    return cls.from_options(model, **options)
