@@ -2,7 +2,6 @@
 
 import pytest
 
-
 # --------------------------------------------------------------------------- tiny_model
 # (privacy mechanisms / release tests) A 32x32 GLOW small enough to build in a second, with
 # a calibration from smooth random images, so DP-GLOW can run without a trained model.
