@@ -81,8 +81,10 @@ class Session:
 
     def handle(self, request: Any) -> Any:
         """Answer one request; a UserError (or any bug) becomes a Failed answer."""
-        handler, kind = self._handlers()[type(request)]
+        handler, kind = self._handlers().get(type(request), (None, "unknown"))
         try:
+            if handler is None:
+                raise TypeError(f"no handler for {type(request).__name__}")
             return handler(request)
         except UserError as exc:
             return Failed(request.id, kind, str(exc))

@@ -350,14 +350,13 @@ class ViewState:
         return True
 
     def _accept_rendered(self, result: Rendered) -> bool:
-        kind = "strip" if result.strip else "render"
-        if not self.is_current(kind, result.request_id):
+        if not self.is_current("strip" if result.strip else "render", result.request_id):
             return False
         if result.strip:
             self.strip = result
         else:
             self.rendered = result
-        self._set_status("ready", also={kind})
+        self._set_status("ready", also={"strip" if result.strip else "rendered"})
         self._request_scores()
         return True
 

@@ -1,0 +1,120 @@
+"""Read-only dialogs: the DICOM tag browser and the model information."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from PySide6.QtWidgets import (
+    QDialog,
+    QDialogButtonBox,
+    QLineEdit,
+    QTextBrowser,
+    QTreeWidget,
+    QTreeWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.state import ModelsInfo
+
+MAX_VALUE_CHARS = 200  # long values (LUTs, overlays) are cut: this is a browser, not an editor
+
+
+class TagBrowser(QDialog):
+    """Every element of the open DICOM header (pixel data already dropped by the loader),
+    sequences as sub-trees, with a filter over tag, name and value."""
+
+    def __init__(self, dataset, title: str, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle(f"DICOM tags — {title}")
+        self.resize(760, 560)
+        self.filter = QLineEdit()
+        self.filter.setPlaceholderText("Filter by tag, name or value…")
+        self.tree = QTreeWidget()
+        self.tree.setHeaderLabels(["Tag", "Name", "VR", "Value"])
+        self.tree.setAlternatingRowColors(True)
+        _add_elements(self.tree.invisibleRootItem(), [*dataset.file_meta, *dataset]
+                      if getattr(dataset, "file_meta", None) else list(dataset))
+        for column in range(3):
+            self.tree.resizeColumnToContents(column)
+        self.filter.textChanged.connect(self._apply_filter)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
+        buttons.rejected.connect(self.reject)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.filter)
+        layout.addWidget(self.tree)
+        layout.addWidget(buttons)
+
+    def _apply_filter(self, text: str) -> None:
+        text = text.lower()
+        root = self.tree.invisibleRootItem()
+        for i in range(root.childCount()):
+            item = root.child(i)
+            shown = any(text in item.text(c).lower() for c in range(4))
+            item.setHidden(bool(text) and not shown)
+
+
+def _add_elements(parent: QTreeWidgetItem, elements) -> None:
+    for elem in elements:
+        if elem.VR == "SQ":
+            item = QTreeWidgetItem(parent, [str(elem.tag), elem.name, "SQ",
+                                            f"{len(elem.value)} item(s)"])
+            for n, ds in enumerate(elem.value, 1):
+                sub = QTreeWidgetItem(item, ["", f"Item {n}", "", ""])
+                _add_elements(sub, list(ds))
+            continue
+        value = elem.repval if elem.tag.group == 0x7FE0 else str(elem.value)
+        if len(value) > MAX_VALUE_CHARS:
+            value = value[:MAX_VALUE_CHARS] + "…"
+        QTreeWidgetItem(parent, [str(elem.tag), elem.name, str(elem.VR), value])
+
+
+class ModelInfo(QDialog):
+    """What the privacy depends on: which model, its hash, calibration and training data."""
+
+    def __init__(self, info: ModelsInfo, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Model information")
+        self.resize(720, 620)
+        text = QTextBrowser()
+        text.setOpenExternalLinks(False)
+        text.setMarkdown(model_markdown(info))
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
+        buttons.rejected.connect(self.reject)
+        layout = QVBoxLayout(self)
+        layout.addWidget(text)
+        layout.addWidget(buttons)
+
+
+def model_markdown(info: ModelsInfo) -> str:
+    parts = [
+        "# Models",
+        f"- **Device:** {info.device}",
+        f"- **Resolution:** {info.resolution} × {info.resolution} "
+        f"(total ε = e_px × {info.resolution ** 2:,})",
+        "",
+        _one_model("Mixture model M (privatises; anomaly score)", info.mixture_path,
+                   info.mixture_meta),
+    ]
+    if info.normal_path is not None:
+        parts.append(_one_model("Normal-only model N (anomaly score)", info.normal_path,
+                                info.normal_meta))
+    else:
+        parts.append("## Normal-only model N\nNot loaded: no anomaly score.")
+    return "\n".join(parts)
+
+
+def _one_model(title: str, path: Path, meta: dict) -> str:
+    lines = [f"## {title}", f"- **Path:** `{path}`", f"- **sha256:** `{meta.get('sha256', '?')}`"]
+    arch = meta.get("architecture", {})
+    if arch:
+        lines.append("- **Architecture:** " + ", ".join(f"{k} {v}" for k, v in arch.items()))
+    for key, label in (("data", "Training data"), ("validation", "Validation"),
+                       ("calibration", "Calibration")):
+        if key in meta:
+            lines.append(f"- **{label}:** `{json.dumps(meta[key], default=str)[:600]}`")
+    card = Path(path) / "MODEL_CARD.md"
+    if card.is_file():
+        lines += ["", "### Model card", "", card.read_text(errors="replace")]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,154 @@
+"""The export dialog: what will be written, that it is a NEW draw, and what it costs."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from PySide6.QtCore import QSettings, QStandardPaths
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.controls import format_e_px, scientific
+from app.state import MECHANISM_TITLES, MECHANISMS, ViewState
+
+FORMATS = {"png": "PNG (8-bit)", "dicom": "DICOM, de-identified (PS3.15 Annex E)"}
+NEW_DRAW_NOTICE = (
+    "<b>The exported image is a NEW draw, not the preview on screen.</b> It is privatised "
+    "again with fresh secure noise (exact discrete Laplace from the operating system's random "
+    "source); the preview uses a fixed, fast draw, so the noise in the file will differ."
+)
+
+
+def default_ledger() -> Path:
+    base = QStandardPaths.writableLocation(QStandardPaths.StandardLocation.AppDataLocation)
+    return Path(base or Path.home()) / "privacy-ledger.sqlite"
+
+
+class ExportDialog(QDialog):
+    def __init__(self, state: ViewState, settings: QSettings, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.state, self.settings = state, settings
+        self.setWindowTitle("Export privatised image")
+        self.setMinimumWidth(560)
+        notice = QLabel(NEW_DRAW_NOTICE)
+        notice.setWordWrap(True)
+        self.mechanism = QComboBox()
+        p = state.params
+        for name in MECHANISMS:
+            extra = f" ({p.mode}, α = {p.alpha:g})" if name == "dpglow" else ""
+            self.mechanism.addItem(MECHANISM_TITLES[name] + extra, name)
+        self.fmt = QComboBox()
+        for key, text in FORMATS.items():
+            self.fmt.addItem(text, key)
+        self.out = QLineEdit(str(self._default_out()))
+        self.ledger = QLineEdit(str(settings.value("ledger", str(default_ledger()))))
+        self.cost = QLabel(self._cost_text())
+        self.cost.setWordWrap(True)
+        self.warning = QLabel(self._warning_text())
+        self.warning.setObjectName("warning")
+        self.warning.setWordWrap(True)
+        self.warning.setVisible(bool(self.warning.text()))
+        self.force = QCheckBox("Export anyway (I have checked the image for burned-in text)")
+        self.force.setVisible(self._burned_in())
+        self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Cancel)
+        self.buttons.addButton("Export", QDialogButtonBox.ButtonRole.AcceptRole)
+        self.buttons.accepted.connect(self.accept)
+        self.buttons.rejected.connect(self.reject)
+        self.fmt.currentIndexChanged.connect(self._on_format)
+        form = QFormLayout()
+        form.addRow("Mechanism", self.mechanism)
+        form.addRow("Format", self.fmt)
+        form.addRow("Output file", self._with_browse(self.out, self._browse_out))
+        form.addRow("Privacy ledger", self._with_browse(self.ledger, self._browse_ledger))
+        layout = QVBoxLayout(self)
+        layout.addWidget(notice)
+        layout.addLayout(form)
+        layout.addWidget(self.cost)
+        layout.addWidget(self.warning)
+        layout.addWidget(self.force)
+        layout.addWidget(self.buttons)
+
+    # ----------------------------------------------------------------- content
+
+    def _cost_text(self) -> str:
+        e_px, total = self.state.params.e_px, self.state.total_epsilon
+        return (f"Budget spent on this image: ε per pixel = {format_e_px(e_px)}, total ε = "
+                f"{scientific(total)}. It is added to the image's (and, for DICOM, the "
+                "patient's) total in the privacy ledger; releasing the same image again "
+                "adds up.")
+
+    def _warning_text(self) -> str:
+        lines = []
+        p = self.state.params
+        if math.isinf(p.e_px):
+            lines.append("ε = ∞ adds no noise: the file is a reconstruction with no privacy "
+                         "guarantee" + ("" if p.clip else " (and not even clipped)") + ".")
+        if self.state.markers or self.state.flip:
+            lines.append("Your block markers / flip are part of the input and will be in the "
+                         "exported image.")
+        if self._burned_in():
+            lines.append("The DICOM header says the image has burned-in annotation (text "
+                         "such as names in the pixels): export is refused unless you confirm.")
+        return "\n".join(lines)
+
+    def _burned_in(self) -> bool:
+        image = self.state.source.image if self.state.source else None
+        return bool(image is not None and image.burned_in_annotation)
+
+    def _default_out(self, fmt: str = "png") -> Path:
+        src = self.state.source
+        stem = Path(src.name).stem if src else "image"
+        budget = format_e_px(self.state.params.e_px).replace("∞", "inf")
+        folder = Path(str(self.settings.value("export_dir", str(Path.home()))))
+        suffix = ".dcm" if fmt == "dicom" else ".png"
+        return folder / f"{stem}_{self.state.params.mode}_eps{budget}{suffix}"
+
+    # ----------------------------------------------------------------- actions
+
+    def _with_browse(self, edit: QLineEdit, slot) -> QWidget:
+        row = QWidget()
+        layout = QHBoxLayout(row)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(edit, 1)
+        button = QPushButton("Browse…")
+        button.clicked.connect(slot)
+        layout.addWidget(button)
+        return row
+
+    def _on_format(self) -> None:
+        out = Path(self.out.text())
+        self.out.setText(str(out.with_suffix(".dcm" if self.fmt.currentData() == "dicom"
+                                             else ".png")))
+
+    def _browse_out(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Export to", self.out.text())
+        if path:
+            self.out.setText(path)
+
+    def _browse_ledger(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(
+            self, "Privacy ledger", self.ledger.text(), "SQLite ledger (*.sqlite *.db)",
+            options=QFileDialog.Option.DontConfirmOverwrite)  # an existing ledger is appended
+        if path:
+            self.ledger.setText(path)
+
+    def accept(self) -> None:
+        out, ledger = Path(self.out.text()).expanduser(), Path(self.ledger.text()).expanduser()
+        self.settings.setValue("export_dir", str(out.parent))
+        self.settings.setValue("ledger", str(ledger))
+        self.state.export(self.mechanism.currentData(), out, self.fmt.currentData(), ledger,
+                          force=self.force.isChecked())
+        super().accept()

@@ -1,0 +1,436 @@
+"""The main window: assembles the views over one ViewState and one EngineWorker.
+
+The window only wires things: menus and shortcuts call state methods; the state's requests
+go to the worker; the worker's answers come back to the state on the GUI thread.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PySide6.QtCore import QSettings, Qt
+from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QIcon, QKeySequence
+from PySide6.QtWidgets import (
+    QApplication,
+    QDockWidget,
+    QFileDialog,
+    QLabel,
+    QMainWindow,
+    QMenu,
+    QMessageBox,
+    QProgressBar,
+    QScrollArea,
+    QToolBar,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.browser import FolderBrowser
+from app.controls import EpsilonControl
+from app.dialogs import ModelInfo, TagBrowser
+from app.export import ExportDialog
+from app.panes import PaneGrid
+from app.scores import ScoresPanel
+from app.session import Session
+from app.state import ViewState
+from app.theme import apply_theme
+from app.tools import ReidPanel
+from app.worker import EngineWorker
+from glow_engine.imaging import SUPPORTED_SUFFIXES, find_images
+from glow_engine.resources import resource_path
+
+MAX_RECENT = 10
+IMAGE_FILTER = ("Images (" + " ".join(f"*{s}" for s in sorted(SUPPORTED_SUFFIXES))
+                + ");;All files (*)")
+MODEL_FILTER = "DP-GLOW model (model.json *.safetensors);;All files (*)"
+WINDOW_PRESETS = {  # name -> (low, high) in [0, 1] display units, or None for percentiles
+    "Full range (0 – 1)": (0.0, 1.0),
+    "Auto (0.5 – 99.5 %)": None,
+    "Lungs (dark range)": (0.0, 0.6),
+    "Mediastinum / bone (bright range)": (0.35, 1.0),
+}
+
+
+@dataclass(frozen=True)
+class ModelPaths:
+    mixture: Path
+    normal: Path | None
+
+
+def icon(name: str) -> QIcon:
+    return QIcon(str(resource_path("icons", f"{name}.svg")))
+
+
+class MainWindow(QMainWindow):
+    def __init__(self, settings: QSettings, models: ModelPaths, device: str = "auto") -> None:
+        super().__init__()
+        self.settings = settings
+        self.model_paths = models
+        self.state = ViewState()
+        self.worker = EngineWorker(lambda: Session(device))
+        self.state.requested.connect(self.worker.submit)
+        self.worker.answered.connect(self.state.accept)
+        self.worker.busy.connect(self._on_busy)
+        self.grid = PaneGrid(self.state)
+        self.controls = EpsilonControl(self.state)
+        self.reid = ReidPanel(self.state)
+        self.scores = ScoresPanel(self.state)
+        self.browser = FolderBrowser(self.state)
+        self.pending_image: Path | None = None
+        self.messages: list[str] = []  # every error shown, newest last (tests read it)
+        self.setWindowTitle("DP-GLOW Viewer")
+        self.setWindowIcon(icon("app"))
+        self.setAcceptDrops(True)
+        self.setCentralWidget(self.grid)
+        self._build_docks()
+        self._build_actions()
+        self._build_status()
+        self._connect()
+        self.worker.start()
+
+    # ----------------------------------------------------------------- construction
+
+    def _build_docks(self) -> None:
+        side = QWidget()
+        layout = QVBoxLayout(side)
+        for panel in (self.controls, self.reid, self.scores):
+            layout.addWidget(panel)
+        layout.addStretch(1)
+        scroll = QScrollArea()
+        scroll.setWidget(side)
+        scroll.setWidgetResizable(True)
+        scroll.setMinimumWidth(400)
+        dock = QDockWidget("Privacy and checks")
+        dock.setObjectName("sideDock")
+        dock.setWidget(scroll)
+        dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable)
+        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, dock)
+        self.folder_dock = QDockWidget("Folder")
+        self.folder_dock.setObjectName("folderDock")
+        self.folder_dock.setWidget(self.browser)
+        self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, self.folder_dock)
+        self.folder_dock.hide()
+
+    def _action(self, text: str, slot, shortcut: str | QKeySequence | None = None,
+                icon_name: str | None = None, checkable: bool = False) -> QAction:
+        action = QAction(text, self)
+        if icon_name:
+            action.setIcon(icon(icon_name))
+        if shortcut:
+            action.setShortcut(QKeySequence(shortcut))
+            action.setToolTip(f"{text.replace('…', '')} ({QKeySequence(shortcut).toString()})")
+        action.setCheckable(checkable)
+        (action.toggled if checkable else action.triggered).connect(slot)
+        self.addAction(action)  # shortcuts work even when the toolbar is hidden
+        return action
+
+    def _build_actions(self) -> None:
+        s, a = self.state, self._action
+        self.act = {
+            "open": a("Open…", self.open_dialog, QKeySequence.StandardKey.Open, "open"),
+            "folder": a("Open folder…", self.open_folder_dialog, "Ctrl+Shift+O", "folder"),
+            "export": a("Export privatised image…", self.export_dialog, "Ctrl+E", "export"),
+            "tags": a("DICOM tags…", self.show_tags, "Ctrl+T", "tags"),
+            "quit": a("Quit", self.close, QKeySequence.StandardKey.Quit),
+            "sample": a("New sample", s.new_sample, "N", "sample"),
+            "marker": a("Place marker", self._set_placing, "M", "marker", checkable=True),
+            "flip": a("Flip left-right", s.set_flip, "F", "flip", checkable=True),
+            "noise": a("New noise draw", s.new_noise, "Space"),
+            "up": a("ε up", lambda: self.controls.step(0.25), "]"),
+            "down": a("ε down", lambda: self.controls.step(-0.25), "["),
+            "up10": a("ε × 10", lambda: self.controls.step(1), "}"),
+            "down10": a("ε ÷ 10", lambda: self.controls.step(-1), "{"),
+            "invert": a("Invert", lambda on: s.set_display(invert=on), "I", "invert", True),
+            "diff": a("Difference map", lambda on: s.set_display(difference=on), "D", "diff",
+                      True),
+            "strip": a("Fixed-budget strip", lambda on: s.set_display(strip=on), "S", "strip",
+                       True),
+            "outlines": a("Marker outlines", lambda on: s.set_display(outlines=on),
+                          checkable=True),
+            "reset": a("Reset view", self.grid.reset_view, "R", "reset"),
+            "window": a("Reset window", lambda: self.set_window_preset(None), "W"),
+            "next": a("Next image", lambda: self._step_folder(1), "PgDown"),
+            "prev": a("Previous image", lambda: self._step_folder(-1), "PgUp"),
+            "mixture": a("Open mixture model…", lambda: self.open_model_dialog("mixture")),
+            "normal": a("Open normal model…", lambda: self.open_model_dialog("normal")),
+            "info": a("Model information…", self.show_model_info),
+        }
+        self.act["outlines"].setChecked(True)
+        self._build_menus()
+        self._build_toolbar()
+
+    def _build_menus(self) -> None:
+        bar = self.menuBar()
+        file = bar.addMenu("&File")
+        file.addActions([self.act["open"], self.act["folder"]])
+        self.recent_menu = file.addMenu("Open recent")
+        file.addSeparator()
+        file.addActions([self.act["export"], self.act["tags"]])
+        file.addSeparator()
+        file.addAction(self.act["quit"])
+        view = bar.addMenu("&View")
+        view.addActions([self.act[k] for k in ("invert", "diff", "strip", "outlines", "reset")])
+        view.addMenu(self._window_menu())
+        view.addMenu(self._theme_menu())
+        view.addAction(self.folder_dock.toggleViewAction())
+        image = bar.addMenu("&Image")
+        image.addActions([self.act[k] for k in ("sample", "marker", "flip", "noise", "up",
+                                                 "down", "up10", "down10", "next", "prev")])
+        model = bar.addMenu("&Model")
+        model.addActions([self.act["mixture"], self.act["normal"], self.act["info"]])
+        self._fill_recent()
+
+    def _window_menu(self) -> QMenu:
+        menu = QMenu("Window / level", self)
+        for name, levels in WINDOW_PRESETS.items():
+            menu.addAction(name, lambda levels=levels: self.set_window_preset(levels))
+        menu.addSeparator()
+        menu.addAction(self.act["window"])
+        return menu
+
+    def _theme_menu(self) -> QMenu:
+        menu = QMenu("Theme", self)
+        for name in ("dark", "light"):
+            menu.addAction(name.title(), lambda name=name: self.set_theme(name))
+        return menu
+
+    def _build_toolbar(self) -> None:
+        bar = QToolBar("Main")
+        bar.setObjectName("mainToolbar")
+        bar.setMovable(False)
+        bar.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextUnderIcon)
+        for key in ("open", "folder", "sample", None, "marker", "flip", None, "invert", "diff",
+                    "strip", "reset", None, "export"):
+            if key is None:
+                bar.addSeparator()
+            else:
+                bar.addAction(self.act[key])
+        self.addToolBar(bar)
+
+    def _build_status(self) -> None:
+        status = self.statusBar()
+        self.device_label = QLabel("Device: …")
+        self.worker_label = QLabel("starting")
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 0)  # indeterminate: the engine gives no fractions
+        self.progress.setMaximumWidth(120)
+        self.progress.hide()
+        self.hover_label = QLabel()
+        status.addWidget(self.hover_label, 1)
+        status.addPermanentWidget(self.progress)
+        status.addPermanentWidget(self.worker_label)
+        status.addPermanentWidget(self.device_label)
+
+    def _connect(self) -> None:
+        self.state.changed.connect(self._on_changed)
+        self.grid.hovered.connect(self.hover_label.setText)
+        self.grid.markerDrawn.connect(self.reid.add_marker)
+        self.reid.place.toggled.connect(self.act["marker"].setChecked)
+        self.browser.chosen.connect(self.open_path)
+
+    # ----------------------------------------------------------------- start-up
+
+    def start(self, image: Path | None = None) -> None:
+        """Load the models, then open `image` or draw a synthetic sample."""
+        self.pending_image = image
+        self.load_models(self.model_paths)
+        if image is not None:
+            self.open_path(image)
+
+    def load_models(self, paths: ModelPaths) -> None:
+        if not _model_exists(paths.mixture):
+            self.grid.set_message(missing_models_text(paths))
+            self.worker_label.setText("no model")
+            return
+        normal = paths.normal if paths.normal and _model_exists(paths.normal) else None
+        self.grid.set_message("Loading models…")
+        self.state.load_models(paths.mixture, normal)
+
+    # ----------------------------------------------------------------- file actions
+
+    def open_dialog(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open image", self._last_dir(),
+                                              IMAGE_FILTER)
+        if path:
+            self.open_path(Path(path))
+
+    def open_path(self, path: Path) -> None:
+        self.settings.setValue("last_dir", str(Path(path).parent))
+        self.state.open(Path(path))
+
+    def open_folder_dialog(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Open folder", self._last_dir())
+        if folder:
+            self.open_folder(Path(folder))
+
+    def open_folder(self, folder: Path) -> None:
+        paths = find_images(folder)
+        if not paths:
+            self._show_error(f"No images found in {folder}.")
+            return
+        self.settings.setValue("last_dir", str(folder))
+        self.folder_dock.show()
+        self.browser.show_folder(folder, paths)
+        self.browser.table.selectRow(0)
+        self.browser.table.setFocus()  # arrow keys now walk through the folder
+
+    def _step_folder(self, delta: int) -> None:
+        table = self.browser.table
+        if table.rowCount():
+            table.selectRow(min(max(table.currentRow() + delta, 0), table.rowCount() - 1))
+
+    def open_model_dialog(self, which: str) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, f"Open {which} model", self._last_dir(),
+                                              MODEL_FILTER)
+        if not path:
+            return
+        chosen = Path(path)
+        if chosen.name in ("model.json", "weights.safetensors"):
+            chosen = chosen.parent  # a model folder is chosen through one of its files
+        current = self.model_paths
+        paths = (ModelPaths(chosen, current.normal) if which == "mixture"
+                 else ModelPaths(current.mixture, chosen))
+        self.model_paths = paths
+        self.load_models(paths)
+
+    def export_dialog(self) -> None:
+        if self.state.source is None or self.state.models is None:
+            self._show_error("Open an image and load a model before exporting.")
+            return
+        dialog = ExportDialog(self.state, self.settings, self)
+        dialog.open()
+
+    def show_tags(self) -> None:
+        src = self.state.source
+        if src is None or src.image is None or src.image.dataset is None:
+            self._show_error("The open image is not a DICOM file: it has no tags to show.")
+            return
+        TagBrowser(src.image.dataset, src.name, self).open()
+
+    def show_model_info(self) -> None:
+        if self.state.models is None:
+            self._show_error(missing_models_text(self.model_paths))
+            return
+        ModelInfo(self.state.models, self).open()
+
+    def set_window_preset(self, levels: tuple[float, float] | None) -> None:
+        original = self.state.original
+        if levels is None and original is not None:
+            lo, hi = np.percentile(original, (0.5, 99.5))
+            levels = (float(lo), float(max(hi, lo + 0.01)))
+        self.state.set_display(levels=levels or (0.0, 1.0))
+
+    def set_theme(self, name: str) -> None:
+        self.settings.setValue("theme", name)
+        apply_theme(QApplication.instance(), name)
+
+    def _set_placing(self, on: bool) -> None:
+        self.grid.set_placing(on)
+        self.reid.place.setChecked(on)
+
+    # ----------------------------------------------------------------- recent files
+
+    def _remember(self, path: Path) -> None:
+        recent = [p for p in self._recent() if p != str(path)]
+        self.settings.setValue("recent", [str(path), *recent][:MAX_RECENT])
+        self._fill_recent()
+
+    def _recent(self) -> list[str]:
+        value = self.settings.value("recent", [])
+        return [value] if isinstance(value, str) else list(value or [])
+
+    def _fill_recent(self) -> None:
+        self.recent_menu.clear()
+        for path in self._recent():
+            self.recent_menu.addAction(path, lambda p=path: self.open_path(Path(p)))
+        self.recent_menu.setEnabled(bool(self._recent()))
+
+    def _last_dir(self) -> str:
+        return str(self.settings.value("last_dir", str(Path.home())))
+
+    # ----------------------------------------------------------------- state -> window
+
+    def _on_changed(self, aspects: frozenset[str]) -> None:
+        s = self.state
+        if "models" in aspects and s.models is not None:
+            self.device_label.setText(f"Device: {s.models.device}")
+            if s.source is None and self.pending_image is None:
+                s.new_sample()
+        if "source" in aspects and s.source is not None:
+            self._on_source()
+        if "overlays" in aspects:
+            self.act["flip"].setChecked(s.flip)
+        if "error" in aspects:
+            self._on_error()
+        if "exported" in aspects and s.last_export is not None:
+            self.statusBar().showMessage(s.last_export.summary, 15000)
+
+    def _on_error(self) -> None:
+        s = self.state
+        self._show_error(s.message)
+        if s.source is not None:
+            return  # the previous image stays on screen
+        if s.models is None:
+            self.grid.set_message(s.message)
+        elif self.pending_image is not None:
+            self.pending_image = None  # the start-up image failed: show a sample instead
+            s.new_sample()
+
+    def _on_source(self) -> None:
+        self.pending_image = None
+        src = self.state.source
+        self.setWindowTitle(f"DP-GLOW Viewer — {src.name}")
+        self.act["tags"].setEnabled(src.image is not None and src.image.dataset is not None)
+        if src.path is not None:
+            self._remember(src.path)
+
+    def _on_busy(self, label: str) -> None:
+        self.worker_label.setText(label or "ready")
+        self.progress.setVisible(bool(label))
+
+    def _show_error(self, message: str) -> None:
+        self.messages.append(message)
+        box = QMessageBox(QMessageBox.Icon.Warning, "DP-GLOW Viewer", message,
+                          QMessageBox.StandardButton.Ok, self)
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        box.open()  # not exec(): the window (and the worker's answers) keep running
+
+    # ----------------------------------------------------------------- Qt events
+
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:
+        if event.mimeData().hasUrls():
+            event.acceptProposedAction()
+
+    def dropEvent(self, event: QDropEvent) -> None:
+        urls = [u for u in event.mimeData().urls() if u.isLocalFile()]
+        if not urls:
+            return
+        path = Path(urls[0].toLocalFile())
+        if path.is_dir():
+            self.open_folder(path)
+        else:
+            self.open_path(path)
+        event.acceptProposedAction()
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        self.worker.stop()  # waits for the running request; pending ones are dropped
+        self.settings.setValue("geometry", self.saveGeometry())
+        self.settings.sync()
+        event.accept()
+
+
+def _model_exists(path: Path) -> bool:
+    path = Path(path)
+    return path.is_file() or (path / "weights.safetensors").is_file()
+
+
+def missing_models_text(paths: ModelPaths) -> str:
+    return (
+        "The DP-GLOW model is missing, so nothing can be privatised yet.\n\n"
+        f"Expected the mixture model at:\n{paths.mixture}\n\n"
+        "Open one with Model ▸ Open mixture model…, or start the viewer with "
+        "--model-dir DIR (holding mixture/ and normal/) or --mixture PATH --normal PATH.\n"
+        "You can still open images."
+    )

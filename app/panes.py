@@ -1,0 +1,392 @@
+"""The image panes: the original beside its privatised versions, zoom/pan and window linked.
+
+Every pane draws in the same coordinates, the source image's pixels (x right, y down): the
+privatised images come back at model resolution and are stretched onto the same rectangle,
+so one zoom/pan and one window/level apply to all, and a marker outline lands on the same
+anatomy everywhere. Aspect ratios are locked: an image is never stretched.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QPointF, QRectF, Qt, Signal
+from PySide6.QtGui import QColor, QPen
+from PySide6.QtWidgets import (
+    QFrame,
+    QGraphicsRectItem,
+    QGridLayout,
+    QHBoxLayout,
+    QLabel,
+    QSizePolicy,
+    QStackedWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.state import MECHANISM_TITLES, MECHANISMS, STRIP_BUDGETS, ViewState
+from glow_engine.anomaly import DEFAULT_SCORE_KIND, ScoreKind
+from glow_engine.overlays import BlockMarker
+
+pg.setConfigOptions(imageAxisOrder="row-major", antialias=True)
+
+MAIN_KEYS = ("original", *MECHANISMS)
+STRIP_KEYS = tuple(f"{m}@{e:g}" for m in MECHANISMS for e in STRIP_BUDGETS)
+DIFF_RANGE = 0.35  # difference maps show -0.35 .. +0.35 (beyond that saturates)
+PANE_BACKGROUND = "#000000"  # radiographs are read on black, whatever the theme
+MARKER_PEN = QColor(255, 200, 0)
+
+
+def gray_lut(invert: bool) -> np.ndarray:
+    ramp = np.arange(256, dtype=np.uint8)
+    return np.repeat((ramp[::-1] if invert else ramp)[:, None], 3, axis=1)
+
+
+DIFF_LUT = pg.colormap.get("CET-D1").getLookupTable(nPts=256)
+
+
+class PaneViewBox(pg.ViewBox):
+    """A view box where right-drag sets window/level and, while placing markers, left
+    click/drag draws one (instead of pyqtgraph's right-drag zoom and context menu)."""
+
+    windowDragged = Signal(float, float, bool)  # screen dx, dy since press; True at start
+    markerDrawn = Signal(QRectF)  # in image coordinates; zero size for a click
+
+    def __init__(self) -> None:
+        super().__init__(lockAspect=True, invertY=True, enableMenu=False)
+        self.placing = False
+        self._band = QGraphicsRectItem()
+        self._band.setPen(pg.mkPen(MARKER_PEN, width=1, style=Qt.PenStyle.DashLine, cosmetic=True))
+        self._band.setVisible(False)
+        self.addItem(self._band, ignoreBounds=True)
+
+    def mouseDragEvent(self, ev, axis=None) -> None:
+        if ev.button() == Qt.MouseButton.RightButton:
+            ev.accept()
+            delta = ev.screenPos() - ev.buttonDownScreenPos()
+            self.windowDragged.emit(delta.x(), delta.y(), ev.isStart())
+        elif self.placing and ev.button() == Qt.MouseButton.LeftButton:
+            ev.accept()
+            rect = QRectF(self.mapSceneToView(ev.buttonDownScenePos()),
+                          self.mapSceneToView(ev.scenePos())).normalized()
+            self._band.setRect(rect)
+            self._band.setVisible(not ev.isFinish())
+            if ev.isFinish():
+                self.markerDrawn.emit(rect)
+        else:
+            super().mouseDragEvent(ev, axis)
+
+    def mouseClickEvent(self, ev) -> None:
+        if self.placing and ev.button() == Qt.MouseButton.LeftButton:
+            ev.accept()
+            self.markerDrawn.emit(QRectF(self.mapSceneToView(ev.scenePos()), QPointF()))
+        elif ev.button() == Qt.MouseButton.RightButton:
+            ev.accept()  # no context menu: right button belongs to window/level
+        else:
+            super().mouseClickEvent(ev)
+
+
+class Pane(QFrame):
+    """Title, image, caption. Knows nothing about privacy: it shows what it is given."""
+
+    def __init__(self, key: str, compact: bool = False) -> None:
+        super().__init__()
+        self.key = key
+        self.setObjectName("pane")
+        self.title = QLabel()
+        self.title.setObjectName("paneTitle")
+        self.caption = QLabel()
+        self.caption.setObjectName("paneCaption")
+        self.caption.setWordWrap(True)
+        self.view = PaneViewBox()
+        self.image = pg.ImageItem(axisOrder="row-major")
+        self.view.addItem(self.image)
+        self.graphics = pg.GraphicsView(background=PANE_BACKGROUND)
+        self.graphics.setCentralItem(self.view)
+        self.graphics.setMinimumSize(96 if compact else 200, 96 if compact else 200)
+        self.graphics.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
+        self._outlines: list[QGraphicsRectItem] = []
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(2, 2, 2, 2)
+        layout.setSpacing(2)
+        layout.addWidget(self.title)
+        layout.addWidget(self.graphics, 1)
+        layout.addWidget(self.caption)
+        if compact:
+            self.caption.hide()
+
+    def show_pixels(self, pixels: np.ndarray | None, width: float, height: float) -> None:
+        if pixels is None:
+            self.image.clear()
+            return
+        self.image.setImage(pixels, autoLevels=False)
+        self.image.setRect(QRectF(0, 0, width, height))
+
+    def show_markers(self, markers: tuple[BlockMarker, ...], width: float, height: float,
+                     visible: bool) -> None:
+        for item in self._outlines:
+            self.view.removeItem(item)
+        self._outlines = []
+        if not visible:
+            return
+        side = max(width, height)
+        pen = QPen(MARKER_PEN)
+        pen.setCosmetic(True)
+        pen.setStyle(Qt.PenStyle.DashLine)
+        for m in markers:
+            s = m.size * side
+            item = QGraphicsRectItem(m.col * width - s / 2, m.row * height - s / 2, s, s)
+            item.setPen(pen)
+            self.view.addItem(item, ignoreBounds=True)
+            self._outlines.append(item)
+
+    def value_at(self, x: float, y: float, width: float, height: float) -> float | None:
+        """The displayed value under image coordinates (x, y), whatever this pane's size."""
+        data = self.image.image
+        if data is None or not (0 <= x < width and 0 <= y < height):
+            return None
+        row = int(y * data.shape[0] / height)
+        col = int(x * data.shape[1] / width)
+        return float(data[row, col])
+
+
+class PaneGrid(QWidget):
+    """All panes plus the shared histogram/window control, driven by the view-state."""
+
+    hovered = Signal(str)  # "x, y: values" for the status bar
+    markerDrawn = Signal(float, float, float)  # row, col (fractions), size (fraction; 0=click)
+
+    def __init__(self, state: ViewState) -> None:
+        super().__init__()
+        self.state = state
+        self.panes = {k: Pane(k) for k in MAIN_KEYS}
+        self.panes.update({k: Pane(k, compact=True) for k in STRIP_KEYS})
+        self._drag_levels = (0.0, 1.0)
+        self.message = QLabel()
+        self.message.setObjectName("placeholder")
+        self.message.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.message.setWordWrap(True)
+        self.stack = QStackedWidget()
+        self.stack.addWidget(self.message)
+        self.stack.addWidget(self._build_grid())
+        self.histogram = self._build_histogram()
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.stack, 1)
+        layout.addWidget(self.histogram)
+        self._connect_views()
+        state.changed.connect(self._on_changed)
+        self.set_message("Loading models…")
+
+    # ----------------------------------------------------------------- construction
+
+    def _build_grid(self) -> QWidget:
+        grid = QWidget()
+        layout = QGridLayout(grid)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(4)
+        per_main = len(STRIP_KEYS) // len(MAIN_KEYS)  # main panes span 2 strip columns
+        for i, key in enumerate(MAIN_KEYS):
+            layout.addWidget(self.panes[key], 0, i * per_main, 1, per_main)
+        for i, key in enumerate(STRIP_KEYS):
+            layout.addWidget(self.panes[key], 1, i)
+        layout.setRowStretch(0, 3)
+        layout.setRowStretch(1, 1)
+        return grid
+
+    def _build_histogram(self) -> pg.GraphicsView:
+        self.hist = pg.HistogramLUTItem(fillHistogram=True)
+        self.hist.gradient.hide()  # the LUT is the state's (gray or inverted), not edited here
+        self.hist.fillHistogram(True, color=(110, 120, 135, 140))
+        self.hist.sigLevelsChanged.connect(self._on_histogram_levels)
+        view = pg.GraphicsView(background=PANE_BACKGROUND)
+        view.setCentralItem(self.hist)
+        view.setFixedWidth(90)
+        view.setToolTip("Window: drag the band or its edges (or right-drag on any image)")
+        return view
+
+    def _connect_views(self) -> None:
+        for pane in self.panes.values():
+            pane.view.sigRangeChangedManually.connect(
+                lambda _mask, view=pane.view: self._on_user_range(view))
+            pane.view.windowDragged.connect(self._on_window_drag)
+            pane.graphics.scene().sigMouseMoved.connect(
+                lambda pos, view=pane.view: self._on_mouse_moved(view, pos))
+        self.panes["original"].view.markerDrawn.connect(self._on_marker_drawn)
+
+    # ----------------------------------------------------------------- public
+
+    def set_message(self, text: str) -> None:
+        """Show a message instead of the panes (no image yet, models missing...)."""
+        self.message.setText(text)
+        self.stack.setCurrentIndex(0)
+
+    def set_placing(self, placing: bool) -> None:
+        view = self.panes["original"].view
+        view.placing = placing
+        self.panes["original"].graphics.setCursor(
+            Qt.CursorShape.CrossCursor if placing else Qt.CursorShape.ArrowCursor)
+
+    def reset_view(self) -> None:
+        size = self._image_size()
+        if size is not None:
+            for pane in self.panes.values():
+                pane.view.setRange(QRectF(0, 0, *size), padding=0.02)
+
+    # ----------------------------------------------------------------- state -> view
+
+    def _on_changed(self, aspects: frozenset[str]) -> None:
+        if aspects & {"source", "overlays"}:
+            self._show_original(reset="source" in aspects)
+        if aspects & {"rendered", "strip", "source", "display"}:
+            self._show_privatised()
+        if aspects & {"display", "source"}:
+            self._show_display()
+        if aspects & {"overlays", "display", "source"}:
+            self._show_outlines()
+        if aspects & {"scores", "rendered", "strip"}:
+            self._show_captions()
+        if "models" in aspects and self.state.source is None:
+            self.set_message("Drawing a synthetic sample from the model…")
+
+    def _image_size(self) -> tuple[int, int] | None:
+        src = self.state.source
+        return None if src is None else (src.pixels.shape[1], src.pixels.shape[0])
+
+    def _show_original(self, reset: bool) -> None:
+        original = self.state.original
+        if original is None:
+            return
+        w, h = self._image_size()
+        pane = self.panes["original"]
+        pane.show_pixels(original, w, h)
+        note = f" ({self.state.source.note})" if self.state.source.note else ""
+        flip = "  · flipped L-R" if self.state.flip else ""
+        pane.title.setText(f"Original{flip}")
+        pane.title.setToolTip(f"{self.state.source.name}{note}")
+        self.hist.plot.setData(*_histogram(original))
+        self.stack.setCurrentIndex(1)
+        if reset:
+            self.reset_view()
+
+    def _show_privatised(self) -> None:
+        size = self._image_size()
+        shown = self.state.display
+        for key in STRIP_KEYS:
+            self.panes[key].setVisible(shown.strip)
+        if size is None:
+            return
+        for result, keys in ((self.state.rendered, MECHANISMS), (self.state.strip, STRIP_KEYS)):
+            for key in keys:
+                pane = self.panes[key]
+                p = None if result is None else result.panes.get(key)
+                if p is None:
+                    pane.show_pixels(None, *size)
+                    pane.title.setText(_pending_title(key, self.state))
+                    continue
+                pixels = p.pixels - result.original if shown.difference else p.pixels
+                pane.show_pixels(pixels, *size)
+                pane.title.setText(p.title + ("  · difference" if shown.difference else ""))
+                pane.title.setToolTip(p.caption)
+        self._show_display()
+
+    def _show_display(self) -> None:
+        d = self.state.display
+        lut = gray_lut(d.invert)
+        for key, pane in self.panes.items():
+            if d.difference and key != "original":
+                pane.image.setLookupTable(DIFF_LUT)
+                pane.image.setLevels((-DIFF_RANGE, DIFF_RANGE))
+            else:
+                pane.image.setLookupTable(lut)
+                pane.image.setLevels(d.levels)
+        self.hist.blockSignals(True)
+        self.hist.setLevels(*d.levels)
+        self.hist.blockSignals(False)
+
+    def _show_outlines(self) -> None:
+        size = self._image_size()
+        if size is None:
+            return
+        for pane in self.panes.values():
+            pane.show_markers(self.state.markers, *size, self.state.display.outlines)
+
+    def _show_captions(self) -> None:
+        for key, pane in self.panes.items():
+            pane.caption.setText(_caption(self.state, key))
+
+    # ----------------------------------------------------------------- view -> state
+
+    def _on_histogram_levels(self) -> None:
+        lo, hi = self.hist.getLevels()
+        self.state.set_display(levels=(float(lo), float(hi)))
+
+    def _on_window_drag(self, dx: float, dy: float, start: bool) -> None:
+        """Right-drag: horizontal changes the window width, vertical the level (centre)."""
+        if start:
+            self._drag_levels = self.state.display.levels
+        lo, hi = self._drag_levels
+        width = max(0.01, (hi - lo) * float(np.exp(dx / 300.0)))
+        centre = (lo + hi) / 2 - dy / 600.0
+        self.state.set_display(levels=(centre - width / 2, centre + width / 2))
+
+    def _on_user_range(self, view: pg.ViewBox) -> None:
+        """Link zoom/pan by hand: pyqtgraph's own links line views up on screen, which
+        misplaces panes of different sizes. Only the user's zoom/pan is copied: copying every
+        range change would let each pane's aspect lock widen the others without end."""
+        (x0, x1), (y0, y1) = view.viewRange()
+        for pane in self.panes.values():
+            if pane.view is not view:
+                pane.view.setRange(xRange=(x0, x1), yRange=(y0, y1), padding=0)
+
+    def _on_mouse_moved(self, view: pg.ViewBox, pos: QPointF) -> None:
+        size = self._image_size()
+        if size is None or not view.sceneBoundingRect().contains(pos):
+            return
+        point = view.mapSceneToView(pos)
+        x, y = point.x(), point.y()
+        parts = []
+        for key in (*MAIN_KEYS, *(STRIP_KEYS if self.state.display.strip else ())):
+            value = self.panes[key].value_at(x, y, *size)
+            if value is not None:
+                parts.append(f"{_short(key)} {value:.3f}")
+        if parts:
+            self.hovered.emit(f"x {int(x)}, y {int(y)}:  " + "   ".join(parts))
+
+    def _on_marker_drawn(self, rect: QRectF) -> None:
+        w, h = self._image_size() or (0, 0)
+        if not w:
+            return
+        centre = rect.center()
+        row, col = centre.y() / h, centre.x() / w
+        if 0 <= row <= 1 and 0 <= col <= 1:
+            self.markerDrawn.emit(row, col, max(rect.width(), rect.height()) / max(w, h))
+
+
+def _histogram(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    counts, edges = np.histogram(pixels, bins=128, range=(0.0, 1.0))
+    return edges[:-1], np.log1p(counts)  # log: the black background would flatten the rest
+
+
+def _short(key: str) -> str:
+    if key == "original":
+        return "orig"
+    name, _, budget = key.partition("@")
+    return MECHANISM_TITLES[name] + (f"@{budget}" if budget else "")
+
+
+def _pending_title(key: str, state: ViewState) -> str:
+    name = key.partition("@")[0]
+    return f"{MECHANISM_TITLES[name]}  (computing…)" if state.models else MECHANISM_TITLES[name]
+
+
+def _caption(state: ViewState, key: str) -> str:
+    """Under each pane: the anomaly score the viewer shows, and an out-of-distribution flag."""
+    score = state.scores.get(key)
+    if score is None:
+        return ""
+    kind = DEFAULT_SCORE_KIND
+    main = (f"{score.bpd_mixture:.3f} bits/dim" if kind is ScoreKind.BPD_MIXTURE
+            else f"{score.ratio_bits_per_pixel:+.4f} bits/px")
+    flag = "   ⚠ outside the model's distribution" if score.out_of_distribution else ""
+    return f"Anomaly: {main}{flag}"

@@ -1,0 +1,138 @@
+"""The anomaly score of the original and of every privatised image, placed against the
+model's reference distribution, with the "outside the model's distribution" warning."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QGroupBox,
+    QHeaderView,
+    QLabel,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+)
+
+from app.state import ViewState
+from app.tools import pane_label
+from glow_engine.anomaly import DEFAULT_SCORE_KIND, ScoreKind
+
+COLUMNS = ("M bits/dim", "N bits/dim", "log-ratio", "")
+COLUMN_TIPS = ("bits/dim under the mixture model M: the score the viewer shows",
+               "bits/dim under the normal-only model N",
+               "log p_N − log p_M in bits per pixel (the paper's score; higher = more normal)",
+               "OOD: outside the model's distribution")
+PANE_COLOURS = {"original": "#ffffff", "dpglow": "#4fc3f7", "idldp": "#f48fb1"}
+REFERENCE_COLOURS = {"normal": (102, 187, 106), "abnormal": (255, 167, 38)}
+
+
+class ScoresPanel(QGroupBox):
+    def __init__(self, state: ViewState) -> None:
+        super().__init__("Anomaly score")
+        self.state = state
+        self.explain = QLabel()
+        self.explain.setObjectName("hint")
+        self.explain.setWordWrap(True)
+        self.table = QTableWidget(0, len(COLUMNS))
+        self.table.setHorizontalHeaderLabels(COLUMNS)
+        for column, tip in enumerate(COLUMN_TIPS):
+            self.table.horizontalHeaderItem(column).setToolTip(tip)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.verticalHeader().setDefaultSectionSize(22)
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+        self.table.setMaximumHeight(150)
+        self.plot = pg.PlotWidget(background=None)
+        self.plot.setMinimumHeight(120)
+        self.plot.setMaximumHeight(170)
+        self.plot.setMouseEnabled(x=False, y=False)
+        self.plot.hideButtons()
+        self.plot.getPlotItem().setMenuEnabled(False)
+        self.plot.getPlotItem().hideAxis("left")
+        self.plot.setLabel("bottom", DEFAULT_SCORE_KIND.label)
+        self.warning = QLabel()
+        self.warning.setObjectName("warning")
+        self.warning.setWordWrap(True)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.explain)
+        layout.addWidget(self.table)
+        layout.addWidget(self.plot)
+        layout.addWidget(self.warning)
+        state.changed.connect(self._on_changed)
+        self._show()
+
+    def _on_changed(self, aspects: frozenset[str]) -> None:
+        if aspects & {"scores", "models", "source", "display"}:
+            self._show()
+
+    def _show(self) -> None:
+        models = self.state.models
+        if models is None or models.normal_path is None:
+            self.explain.setText("No normal-only model is loaded: the anomaly score needs both "
+                                 "the normal and the mixture model.")
+        else:
+            self.explain.setText(
+                "Shown under each image: bits/dim under the mixture model M (higher = less "
+                "typical of the training X-rays). The paper's log p_N − log p_M (higher = "
+                "more normal) is listed too.")
+        scores = self._scores()
+        self._fill_table(scores)
+        self._draw(scores)
+        outside = [pane_label(k) for k, s in scores if s.out_of_distribution]
+        self.warning.setText(
+            "⚠ Outside the model's distribution: " + ", ".join(outside) + ". The privacy "
+            "guarantee still holds, but the score and the picture's utility do not."
+            if outside else "")
+        self.warning.setVisible(bool(outside))
+
+    def _scores(self) -> list[tuple[str, object]]:
+        keys = ["original", "dpglow", "idldp"]
+        if self.state.display.strip and self.state.strip is not None:
+            keys += list(self.state.strip.panes)
+        return [(k, self.state.scores[k]) for k in keys if k in self.state.scores]
+
+    def _fill_table(self, scores: list[tuple[str, object]]) -> None:
+        self.table.setRowCount(len(scores))
+        for r, (key, s) in enumerate(scores):
+            self.table.setVerticalHeaderItem(r, QTableWidgetItem(pane_label(key)))
+            cells = (f"{s.bpd_mixture:.3f}", f"{s.bpd_normal:.3f}",
+                     f"{s.ratio_bits_per_pixel:+.4f}", "⚠ OOD" if s.out_of_distribution else "")
+            for c, text in enumerate(cells):
+                item = QTableWidgetItem(text)
+                item.setTextAlignment(Qt.AlignmentFlag.AlignCenter)
+                self.table.setItem(r, c, item)
+
+    def _draw(self, scores: list[tuple[str, object]]) -> None:
+        self.plot.clear()
+        self._draw_reference()
+        for key, s in scores:
+            value = s.bpd_mixture if DEFAULT_SCORE_KIND is ScoreKind.BPD_MIXTURE else -s.ratio_nats
+            colour = PANE_COLOURS.get(key, "#9e9e9e")
+            line = pg.InfiniteLine(value, angle=90, pen=pg.mkPen(colour, width=2),
+                                   label=pane_label(key), labelOpts={
+                                       "position": 0.85, "color": colour, "rotateAxis": (1, 0),
+                                       "anchors": [(0, 1), (0, 1)]})
+            self.plot.addItem(line)
+
+    def _draw_reference(self) -> None:
+        """The validation normals/abnormals when the model carries them, else the training
+        images' median and the out-of-distribution threshold from the calibration."""
+        models = self.state.models
+        if models is None:
+            return
+        if models.reference:
+            for label, values in models.reference.items():
+                counts, edges = np.histogram(values, bins=30)
+                colour = REFERENCE_COLOURS.get(label, (180, 180, 180))
+                self.plot.plot(edges, counts, stepMode="center", fillLevel=0,
+                               brush=(*colour, 80), pen=pg.mkPen(colour), name=label)
+            return
+        info = models.mixture_meta.get("calibration", {})
+        for key, text in (("bpd_p50", "training median"), ("bpd_p995", "OOD limit")):
+            if key in info:
+                self.plot.addItem(pg.InfiniteLine(
+                    info[key], angle=90, label=text,
+                    pen=pg.mkPen((150, 150, 150), style=Qt.PenStyle.DashLine),
+                    labelOpts={"position": 0.15, "color": (170, 170, 170)}))

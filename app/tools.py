@@ -1,0 +1,151 @@
+"""Re-identification checks (paper section 4.2): block markers and a left-right flip applied
+to the input before privatisation, and what survives of them in each privatised image."""
+
+from __future__ import annotations
+
+import math
+
+from PySide6.QtCore import QSignalBlocker, Qt
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QCheckBox,
+    QDoubleSpinBox,
+    QGroupBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QListWidget,
+    QPushButton,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+)
+
+from app.state import ViewState
+from glow_engine.overlays import BlockMarker
+
+DEFAULT_SIZE = 0.08  # of the long side: about the paper's marker on a 512 image
+MIN_DRAWN_SIZE = 0.01  # a drag smaller than this counts as a click
+
+
+def pane_label(key: str) -> str:
+    name, _, budget = key.partition("@")
+    title = {"dpglow": "DP-GLOW", "idldp": "ID-LDP", "original": "Original"}[name]
+    return f"{title} @{budget}" if budget else title
+
+
+class ReidPanel(QGroupBox):
+    def __init__(self, state: ViewState) -> None:
+        super().__init__("Re-identification checks")
+        self.state = state
+        self.place = QPushButton("Place marker")
+        self.place.setCheckable(True)
+        self.place.setToolTip("Then click on the original (or drag a square) to add a "
+                              "block marker (M)")
+        self.size = QDoubleSpinBox()
+        self.size.setRange(1, 50)
+        self.size.setValue(DEFAULT_SIZE * 100)
+        self.size.setSuffix(" %")
+        self.size.setDecimals(0)
+        self.size.setToolTip("Side of a clicked marker, % of the image's long side")
+        self.intensity = QDoubleSpinBox()
+        self.intensity.setRange(0.0, 1.0)
+        self.intensity.setSingleStep(0.1)
+        self.intensity.setValue(1.0)
+        self.intensity.setToolTip("0 = black, 1 = white")
+        self.markers = QListWidget()
+        self.markers.setMaximumHeight(70)
+        self.remove = QPushButton("Remove")
+        self.clear = QPushButton("Clear")
+        self.flip = QCheckBox("Flip left-right (simulated situs inversus)")
+        self.flip.setToolTip("Mirror the input before privatisation (F)")
+        self.table = QTableWidget(0, 1)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.verticalHeader().setDefaultSectionSize(22)
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+        self.table.setMaximumHeight(150)
+        hint = QLabel("Similarity: correlation with the original (1 = same picture). "
+                      "Marker kept: marker contrast after ÷ before (1 = intact, 0 = erased).")
+        hint.setObjectName("hint")
+        hint.setWordWrap(True)
+        self._layout(hint)
+        self.remove.clicked.connect(self._remove_selected)
+        self.clear.clicked.connect(state.clear_markers)
+        self.flip.toggled.connect(state.set_flip)
+        state.changed.connect(self._on_changed)
+        self._show_overlays()
+        self._show_metrics()
+
+    def _layout(self, hint: QLabel) -> None:
+        row = QHBoxLayout()
+        row.addWidget(self.place)
+        row.addWidget(QLabel("size"))
+        row.addWidget(self.size)
+        row.addWidget(QLabel("intensity"))
+        row.addWidget(self.intensity)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.remove)
+        buttons.addWidget(self.clear)
+        buttons.addStretch(1)
+        layout = QVBoxLayout(self)
+        layout.addLayout(row)
+        layout.addWidget(self.markers)
+        layout.addLayout(buttons)
+        layout.addWidget(self.flip)
+        layout.addWidget(self.table)
+        layout.addWidget(hint)
+
+    def add_marker(self, row: float, col: float, drawn_size: float) -> None:
+        """A click (or a drawn square) on the original: add a marker there."""
+        size = drawn_size if drawn_size >= MIN_DRAWN_SIZE else self.size.value() / 100
+        self.state.add_marker(BlockMarker(row, col, min(size, 1.0), self.intensity.value()))
+
+    def _remove_selected(self) -> None:
+        index = self.markers.currentRow()
+        if 0 <= index < len(self.state.markers):
+            self.state.remove_marker(index)
+
+    def _on_changed(self, aspects: frozenset[str]) -> None:
+        if aspects & {"overlays", "source"}:
+            self._show_overlays()
+        if aspects & {"rendered", "strip", "overlays", "source", "display"}:
+            self._show_metrics()
+
+    def _show_overlays(self) -> None:
+        self.markers.clear()
+        for i, m in enumerate(self.state.markers, 1):
+            self.markers.addItem(f"{i}: at {m.col:.0%} across, {m.row:.0%} down; "
+                                 f"side {m.size:.0%}; intensity {m.intensity:.2f}")
+        with QSignalBlocker(self.flip):
+            self.flip.setChecked(self.state.flip)
+        self.remove.setEnabled(bool(self.state.markers))
+        self.clear.setEnabled(bool(self.state.markers))
+
+    def _show_metrics(self) -> None:
+        rows = self._metric_rows()
+        columns = ["Similarity"] + [f"Marker {i} kept" for i in
+                                    range(1, len(self.state.markers) + 1)]
+        self.table.setColumnCount(len(columns))
+        self.table.setHorizontalHeaderLabels(columns)
+        self.table.setRowCount(len(rows))
+        keys = ["similarity"] + [f"marker{i}" for i in range(1, len(self.state.markers) + 1)]
+        for r, (key, metrics) in enumerate(rows):
+            self.table.setVerticalHeaderItem(r, QTableWidgetItem(pane_label(key)))
+            for c, name in enumerate(keys):
+                item = QTableWidgetItem(_format(metrics.get(name)))
+                item.setTextAlignment(Qt.AlignmentFlag.AlignCenter)
+                self.table.setItem(r, c, item)
+
+    def _metric_rows(self) -> list[tuple[str, dict[str, float]]]:
+        rows = []
+        for result in (self.state.rendered, self.state.strip if self.state.display.strip
+                       else None):
+            if result is not None:
+                rows.extend(result.metrics.items())
+        return rows
+
+
+def _format(value: float | None) -> str:
+    if value is None:
+        return "…"
+    return "—" if math.isnan(value) else f"{value:.2f}"
