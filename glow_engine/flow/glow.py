@@ -14,13 +14,14 @@ log p(x) - D log 256, and bits/dim = -that / (D ln 2).
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
 
-from glow_engine.flow.layers import FlowStep, ZeroConv2d, soft_clamp
+from glow_engine.flow.layers import FlowStep, ZeroConv2d, fused_path, soft_clamp
 
 N_BINS = 256
 PRIOR_LOG_SCALE_BOUND = 5.0  # sigma_l in (e^-5, e^5): decoding stays finite for any eps
@@ -65,8 +66,14 @@ def unsqueeze(x: torch.Tensor) -> torch.Tensor:
     return x.reshape(b, c // 4, h * 2, w * 2)
 
 
+def _autograd_only_for(x: torch.Tensor) -> contextlib.AbstractContextManager:
+    """encode/decode are inference calls: no autograd graph (so, in eval mode, the fused fast
+    path) unless the caller asks for gradients with respect to their input."""
+    return contextlib.nullcontext() if x.requires_grad else torch.no_grad()
+
+
 def _standard_normal_logp(eps: torch.Tensor) -> torch.Tensor:
-    return (-0.5 * (eps**2 + math.log(2 * math.pi))).flatten(1).sum(1)
+    return -0.5 * (eps.square().sum(dim=(1, 2, 3)) + eps[0].numel() * math.log(2 * math.pi))
 
 
 class Level(nn.Module):
@@ -83,12 +90,16 @@ class Level(nn.Module):
         self.out_channels = channels if top else channels // 2
 
     def _prior(self, kept: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        h = self.prior(kept)
-        return h[:, 0::2], soft_clamp(h[:, 1::2], PRIOR_LOG_SCALE_BOUND)
+        mean, log_sd = self.prior(kept)
+        return mean, soft_clamp(log_sd, PRIOR_LOG_SCALE_BOUND)
+
+    def _layout(self, x: torch.Tensor) -> torch.Tensor:
+        # the fused path runs channels_last throughout (oneDNN's fast layout)
+        return x.contiguous(memory_format=torch.channels_last) if fused_path(self) else x
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Returns (kept half for the next level or None-like empty, eps, log-density)."""
-        x = squeeze(x)
+        x = self._layout(squeeze(x))
         logdet = torch.zeros(x.shape[0], device=x.device, dtype=x.dtype)
         for step in self.steps:
             x, ld = step(x)
@@ -98,15 +109,16 @@ class Level(nn.Module):
         kept, z = x.chunk(2, dim=1)
         mean, log_sd = self._prior(kept)
         eps = (z - mean) * torch.exp(-log_sd)
-        logp = _standard_normal_logp(eps) - log_sd.flatten(1).sum(1)
+        logp = _standard_normal_logp(eps) - log_sd.sum(dim=(1, 2, 3))
         return kept, eps, logdet + logp
 
     def reverse(self, kept: torch.Tensor | None, eps: torch.Tensor) -> torch.Tensor:
         if self.top:
-            x = eps
+            x = self._layout(eps)
         else:
+            kept = self._layout(kept)
             mean, log_sd = self._prior(kept)
-            x = torch.cat([kept, mean + torch.exp(log_sd) * eps], dim=1)
+            x = self._layout(torch.cat([kept, mean + torch.exp(log_sd) * eps], dim=1))
         for step in reversed(self.steps):
             x = step.reverse(x)
         return unsqueeze(x)
@@ -152,11 +164,11 @@ class Glow(nn.Module):
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """x (B, 1, H, W) in model scale -> standardised latent (B, H*W)."""
-        eps_list, _ = self._encode_levels(x)
-        return torch.cat([e.flatten(1) for e in eps_list], dim=1)
+        return self.encode_with_logp(x)[0]
 
     def encode_with_logp(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        eps_list, logp = self._encode_levels(x)
+        with _autograd_only_for(x):
+            eps_list, logp = self._encode_levels(x)
         return torch.cat([e.flatten(1) for e in eps_list], dim=1), logp
 
     def decode(self, eps: torch.Tensor) -> torch.Tensor:
@@ -169,8 +181,9 @@ class Glow(nn.Module):
             parts.append(eps[:, start : start + n].reshape(-1, c, h, w))
             start += n
         x = None
-        for level, part in zip(reversed(self.levels), reversed(parts), strict=True):
-            x = level.reverse(x, part)
+        with _autograd_only_for(eps):
+            for level, part in zip(reversed(self.levels), reversed(parts), strict=True):
+                x = level.reverse(x, part)
         return x
 
     @torch.no_grad()
@@ -203,7 +216,8 @@ def model_to_pixels(x: torch.Tensor) -> torch.Tensor:
     return k / (N_BINS - 1)
 
 
-def dequantize(pixels_uint8: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+def dequantize(pixels_uint8: torch.Tensor,
+               generator: torch.Generator | None = None) -> torch.Tensor:
     """uint8 (0..255) -> model scale with uniform dequantisation noise, for training."""
     u = torch.rand(pixels_uint8.shape, generator=generator, device=pixels_uint8.device)
     return (pixels_uint8.float() + u) / N_BINS - 0.5
