@@ -14,6 +14,9 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "train": ("glow_engine.train", "train a GLOW model (also under torchrun)"),
     "info": ("glow_engine.commands.info", "print a model file's metadata"),
     "calibrate": ("glow_engine.commands.calibrate", "store latent min/max in a model file"),
+    "privatize": ("glow_engine.commands.privatize",
+                  "release images with DP-GLOW or ID-LDP (PNG or de-identified DICOM)"),
+    "ledger": ("glow_engine.commands.ledger", "privacy budget spent per patient and image"),
 }
 
 

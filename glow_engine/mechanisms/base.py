@@ -65,6 +65,8 @@ class Mechanism(ABC):
     name: ClassVar[str]
     label: str
     resolution: int
+    mode: str = ""  # a variant name where the mechanism has several (DP-GLOW: paper/tight)
+    model_sha256: str = ""  # the model the output depends on, if any
     registry: ClassVar[dict[str, type[Mechanism]]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -97,6 +99,10 @@ class Mechanism(ABC):
     @abstractmethod
     def describe(self, e_px: float, clip: bool = True) -> str:
         """One line naming mechanism, parameters, budget and model, for files and manifests."""
+
+    def file_tag(self, e_px: float) -> str:
+        """A short file-name part telling outputs of different settings apart."""
+        return f"{self.name}-e{format_number(e_px)}"
 
 
 def create_mechanism(name: str, model: Any = None, **options: Any) -> Mechanism:

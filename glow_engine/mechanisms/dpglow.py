@@ -36,6 +36,7 @@ class DPGlow(BoxMechanism):
         if not 0 < alpha <= 1:
             raise UserError(f"alpha must be in (0, 1], got {alpha}")
         self.model, self.alpha, self.mode = model, float(alpha), mode
+        self.model_sha256 = model.sha256
         self.resolution = model.resolution
         self.device = next(model.flow.parameters()).device
         cal = model.calibration
@@ -60,6 +61,9 @@ class DPGlow(BoxMechanism):
 
     def quantise(self, image: torch.Tensor) -> torch.Tensor:
         return model_to_pixels(image)
+
+    def file_tag(self, e_px: float) -> str:
+        return f"{self.name}-{self.mode}-a{self.alpha:g}-e{format_number(e_px)}"
 
     def describe(self, e_px: float, clip: bool = True) -> str:
         budget = (f"e_px={format_number(e_px)} "

@@ -1,0 +1,1 @@
+"""Releasing privatised images: batch privatisation, de-identified DICOM, the privacy ledger."""

@@ -1,0 +1,167 @@
+"""De-identified DICOM output (DICOM PS3.15 Annex E, Basic Application Level Confidentiality
+Profile).
+
+The privatised image is a new object, not an edited copy: a Secondary Capture instance built
+from an allow-list, so no attribute of the source can slip through by being overlooked
+(private tags, free text, sequences, overlays, dates and UIDs are simply never copied).
+What the profile would "replace" is filled in as follows:
+
+* PatientName, PatientID: dicognito pseudonyms, consistent within one exporter (one run), so
+  the images of one patient stay together without revealing who it is.
+* StudyInstanceUID: dicognito's mapping of the source's (consistent within a run); the
+  SeriesInstanceUID is new for each study in each run (a new series) and the SOP Instance
+  UID new for every file (also MediaStorageSOPInstanceUID).
+* Dates, times, accession number, study id, referring physician, sex: zero-length (type 2);
+  age and everything else: absent.
+* Kept from the source, as non-identifying code strings: Modality, BodyPartExamined,
+  ViewPosition, ImageLaterality.
+
+PatientIdentityRemoved = YES; DeidentificationMethod names the mechanism, its parameters,
+the epsilon and the model hash; DeidentificationMethodCodeSequence holds DCM 113100 (basic
+profile) and, only when the source declared BurnedInAnnotation = NO, DCM 113101 (clean pixel
+data: there was nothing burned in to remove). A source with BurnedInAnnotation = YES is refused
+unless forced, and then the output says YES too.
+"""
+
+from __future__ import annotations
+
+import io
+import textwrap
+
+import numpy as np
+from dicognito.anonymizer import Anonymizer
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.filewriter import dcmwrite
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+import glow_engine
+from glow_engine.errors import UserError
+
+SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
+BASIC_PROFILE = ("113100", "Basic Application Confidentiality Profile")
+CLEAN_PIXEL_DATA = ("113101", "Clean Pixel Data Option")
+KEPT = ("Modality", "BodyPartExamined", "ViewPosition", "ImageLaterality")
+EMPTY = ("PatientBirthDate", "PatientSex", "StudyDate", "StudyTime", "ReferringPhysicianName",
+         "StudyID", "AccessionNumber")
+LO_MAX = 64
+
+
+class BurnedInAnnotationError(UserError):
+    """The source says identifying text is burned into its pixels."""
+
+
+def check_burned_in(source: Dataset | None, force: bool) -> None:
+    if source is not None and _burned_in(source) == "YES" and not force:
+        raise BurnedInAnnotationError(
+            "the source DICOM declares BurnedInAnnotation = YES (identifying text in the "
+            "pixels); privatisation does not guarantee to remove it. Use "
+            "--allow-burned-in to export anyway")
+
+
+def _burned_in(source: Dataset) -> str:
+    return str(source.get("BurnedInAnnotation", "") or "").strip().upper()
+
+
+class DicomExporter:
+    """Builds de-identified DICOM files; one instance per run keeps pseudonyms consistent."""
+
+    def __init__(self) -> None:
+        self._anonymizer = Anonymizer()  # randomly seeded: pseudonyms differ between runs
+        self._series: dict[str, str] = {}
+        self._instances: dict[str, int] = {}
+
+    def build(self, pixels_u8: np.ndarray, source: Dataset | None, method: str, *,
+              force_burned_in: bool = False, derivation: str = "") -> Dataset:
+        """A new Secondary Capture dataset holding `pixels_u8` (H, W) as 8-bit MONOCHROME2.
+        `method` is the mechanism's describe() line; `derivation` adds post-processing."""
+        check_burned_in(source, force_burned_in)
+        ds = Dataset()
+        self._patient_and_study(ds, source)
+        for keyword in KEPT:
+            value = source.get(keyword) if source is not None else None
+            if value:
+                setattr(ds, keyword, value)
+        if "Modality" not in ds:
+            ds.Modality = "OT"
+        self._series_and_instance(ds)
+        _deidentification(ds, source, method)
+        ds.ImageType = ["DERIVED", "SECONDARY"]
+        ds.ConversionType = "WSD"
+        ds.DerivationDescription = "; ".join(p for p in (method, derivation) if p)
+        ds.SoftwareVersions = f"dp-glow {glow_engine.__version__}"
+        _pixels(ds, pixels_u8)
+        ds.file_meta = _file_meta(ds)
+        return ds
+
+    def _patient_and_study(self, ds: Dataset, source: Dataset | None) -> None:
+        pseudo = Dataset()
+        pseudo.file_meta = FileMetaDataset()  # dicognito walks it too
+        if source is not None:
+            for keyword in ("PatientName", "PatientID", "PatientSex", "StudyInstanceUID"):
+                if keyword in source:
+                    setattr(pseudo, keyword, source.get(keyword))
+            self._anonymizer.anonymize(pseudo)
+        ds.PatientName = pseudo.get("PatientName", "")
+        ds.PatientID = pseudo.get("PatientID", "")
+        ds.StudyInstanceUID = pseudo.get("StudyInstanceUID") or generate_uid()
+        for keyword in EMPTY:
+            setattr(ds, keyword, "")
+
+    def _series_and_instance(self, ds: Dataset) -> None:
+        study = ds.StudyInstanceUID
+        ds.SeriesInstanceUID = self._series.setdefault(study, generate_uid())
+        ds.SeriesNumber = 1
+        ds.SeriesDescription = "privatised (local differential privacy)"
+        self._instances[study] = self._instances.get(study, 0) + 1
+        ds.InstanceNumber = self._instances[study]
+        ds.SOPClassUID = SECONDARY_CAPTURE
+        ds.SOPInstanceUID = generate_uid()
+
+
+def _deidentification(ds: Dataset, source: Dataset | None, method: str) -> None:
+    ds.PatientIdentityRemoved = "YES"
+    ds.LongitudinalTemporalInformationModified = "REMOVED"
+    ds.DeidentificationMethod = [
+        "DICOM PS3.15 E.1 basic profile, dp-glow allow-list",
+        "pseudonyms by dicognito",
+        *textwrap.wrap(method, LO_MAX),
+    ]
+    burned = _burned_in(source) if source is not None else ""
+    codes = [BASIC_PROFILE] + ([CLEAN_PIXEL_DATA] if burned == "NO" else [])
+    ds.DeidentificationMethodCodeSequence = [_code(value, meaning) for value, meaning in codes]
+    if burned in ("YES", "NO"):
+        ds.BurnedInAnnotation = burned
+
+
+def _code(value: str, meaning: str) -> Dataset:
+    item = Dataset()
+    item.CodeValue, item.CodingSchemeDesignator, item.CodeMeaning = value, "DCM", meaning
+    return item
+
+
+def _pixels(ds: Dataset, pixels_u8: np.ndarray) -> None:
+    arr = np.ascontiguousarray(pixels_u8, dtype=np.uint8)
+    if arr.ndim != 2:
+        raise ValueError(f"expected a 2-D image, got shape {arr.shape}")
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.Rows, ds.Columns = arr.shape
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit = 8, 8, 7
+    ds.PixelRepresentation = 0
+    ds.PixelData = arr.tobytes()
+
+
+def _file_meta(ds: Dataset) -> FileMetaDataset:
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    return meta
+
+
+def to_bytes(ds: Dataset) -> bytes:
+    """The Part 10 file (preamble, DICM, file meta, explicit VR little endian)."""
+    buffer = io.BytesIO()
+    dcmwrite(buffer, ds, enforce_file_format=True)
+    return buffer.getvalue()
+

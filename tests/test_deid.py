@@ -1,0 +1,146 @@
+"""De-identified DICOM output: nothing identifying survives, the result is valid DICOM."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pydicom
+import pytest
+from pydicom.dataset import Dataset
+from pydicom.sequence import Sequence
+from pydicom.uid import generate_uid
+
+from glow_engine.release.deid import (
+    SECONDARY_CAPTURE,
+    BurnedInAnnotationError,
+    DicomExporter,
+    to_bytes,
+)
+
+METHOD = "DP-GLOW tight alpha=0.4 e_px=100 (total epsilon 102400) model sha256:0123456789ab"
+SECRETS = {
+    "PatientName": "Zyxwerth^Jolantha^Q",
+    "PatientID": "PID-7781234",
+    "PatientBirthDate": "19610417",
+    "PatientAge": "063Y",
+    "OtherPatientIDs": "ALT-99812",
+    "PatientAddress": "12 Elm Street Springfield",
+    "InstitutionName": "Saint Example Hospital",
+    "InstitutionAddress": "1 Hospital Road Exampletown",
+    "ReferringPhysicianName": "Quaxley^Gregorius",
+    "PerformingPhysicianName": "Vrenneke^Mikaelsa",
+    "OperatorsName": "Tecknova^Brimblecombe",
+    "AccessionNumber": "ACC44556677",
+    "StudyID": "STUDY8812",
+    "StudyDescription": "CHEST PA FOR JOLANTHA ZYXWERTH",
+    "SeriesDescription": "Jolantha portable series",
+    "ImageComments": "patient Jolantha Zyxwerth, bed 14",
+    "StationName": "XRAYROOM7",
+    "DeviceSerialNumber": "SN-55-ABCDE",
+    "StudyDate": "20210305",
+    "StudyTime": "101522",
+    "AcquisitionDateTime": "20210305101530",
+}
+
+
+def source_dataset(burned_in: str | None = "NO") -> Dataset:
+    ds = Dataset()
+    for keyword, value in SECRETS.items():
+        setattr(ds, keyword, value)
+    ds.PatientSex = "F"
+    ds.Modality, ds.BodyPartExamined, ds.ViewPosition = "DX", "CHEST", "PA"
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
+    ds.SOPInstanceUID, ds.SOPClassUID = generate_uid(), "1.2.840.10008.5.1.4.1.1.1.1"
+    ds.FrameOfReferenceUID = generate_uid()
+    request = Dataset()
+    request.RequestedProcedureID = "REQ-3141592"
+    request.ScheduledPerformingPhysicianName = "Brimblecombe^Vrenneke"
+    ds.RequestAttributesSequence = Sequence([request])
+    ds.add_new(0x00090010, "LO", "ACME PRIVATE")
+    ds.add_new(0x00091001, "LO", "PRIVATE-SECRET-4242")
+    if burned_in is not None:
+        ds.BurnedInAnnotation = burned_in
+    return ds
+
+
+def identifying_values(ds: Dataset) -> list[str]:
+    values = [v for k, v in SECRETS.items() if k not in ("StudyTime",)]
+    values += ["Zyxwerth", "Jolantha", "REQ-3141592", "Brimblecombe", "PRIVATE-SECRET-4242", "ACME",
+               ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID,
+               ds.FrameOfReferenceUID]
+    return values
+
+
+def export(ds: Dataset | None, exporter: DicomExporter | None = None,
+           **kwargs: object) -> tuple[bytes, pydicom.Dataset]:
+    pixels = (np.arange(32 * 32).reshape(32, 32) % 256).astype(np.uint8)
+    built = (exporter or DicomExporter()).build(pixels, ds, METHOD, **kwargs)
+    data = to_bytes(built)
+    return data, pydicom.dcmread(io.BytesIO(data))
+
+
+def test_no_identifying_value_anywhere_in_the_output_bytes() -> None:
+    src = source_dataset()
+    data, _ = export(src)
+    assert data[128:132] == b"DICM"
+    lowered = data.lower()
+    for value in identifying_values(src):
+        assert value.encode().lower() not in lowered, value
+    # the source's UIDs also do not occur as any prefix-free fragment (e.g. in sequences)
+    assert b"1.2.840.10008.5.1.4.1.1.1.1" not in data
+
+
+def test_output_is_valid_deidentified_secondary_capture() -> None:
+    src = source_dataset()
+    _, out = export(src)
+    assert out.file_meta.MediaStorageSOPInstanceUID == out.SOPInstanceUID
+    assert out.file_meta.MediaStorageSOPClassUID == out.SOPClassUID == SECONDARY_CAPTURE
+    assert out.PatientIdentityRemoved == "YES"
+    assert list(out.ImageType) == ["DERIVED", "SECONDARY"]
+    codes = [item.CodeValue for item in out.DeidentificationMethodCodeSequence]
+    assert codes == ["113100", "113101"]
+    methods = list(out.DeidentificationMethod)
+    assert all(len(m) <= 64 for m in methods)
+    assert "DP-GLOW" in " ".join(methods) and "e_px=100" in " ".join(methods)
+    assert "0123456789ab" in " ".join(methods)
+    assert out.StudyInstanceUID != src.StudyInstanceUID
+    assert out.SeriesInstanceUID != src.SeriesInstanceUID
+    assert out.PatientID and out.PatientID != src.PatientID
+    assert out.PatientSex == "" and "PatientAge" not in out
+    assert (out.Modality, out.BodyPartExamined, out.ViewPosition) == ("DX", "CHEST", "PA")
+    assert not any(elem.tag.is_private for elem in out.iterall())
+    assert out.PhotometricInterpretation == "MONOCHROME2" and out.BitsStored == 8
+    assert out.pixel_array.shape == (32, 32) and out.pixel_array.dtype == np.uint8
+    assert out.BurnedInAnnotation == "NO"
+
+
+def test_pseudonyms_and_series_are_consistent_within_a_run() -> None:
+    exporter = DicomExporter()
+    src = source_dataset()
+    _, a = export(src, exporter)
+    _, b = export(src, exporter)
+    assert (a.PatientID, a.PatientName, a.StudyInstanceUID, a.SeriesInstanceUID) == (
+        b.PatientID, b.PatientName, b.StudyInstanceUID, b.SeriesInstanceUID)
+    assert a.SOPInstanceUID != b.SOPInstanceUID and b.InstanceNumber == 2
+    _, c = export(src)  # another run: other pseudonyms and a new series
+    assert c.PatientID != a.PatientID and c.SeriesInstanceUID != a.SeriesInstanceUID
+
+
+def test_burned_in_annotation_is_refused_unless_forced() -> None:
+    src = source_dataset(burned_in="YES")
+    with pytest.raises(BurnedInAnnotationError, match="BurnedInAnnotation"):
+        export(src)
+    _, out = export(src, force_burned_in=True)
+    assert out.BurnedInAnnotation == "YES"
+    assert [i.CodeValue for i in out.DeidentificationMethodCodeSequence] == ["113100"]
+
+
+def test_unknown_burned_in_and_png_sources() -> None:
+    _, out = export(source_dataset(burned_in=None))
+    assert "BurnedInAnnotation" not in out
+    assert [i.CodeValue for i in out.DeidentificationMethodCodeSequence] == ["113100"]
+    _, png = export(None, derivation="upsampled from 32x32 to 64x64 (post-processing)")
+    assert png.Modality == "OT" and png.PatientID == "" and png.StudyInstanceUID
+    assert "post-processing" in png.DerivationDescription
+
