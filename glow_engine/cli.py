@@ -17,22 +17,30 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "privatize": ("glow_engine.commands.privatize",
                   "release images with DP-GLOW or ID-LDP (PNG or de-identified DICOM)"),
     "ledger": ("glow_engine.commands.ledger", "privacy budget spent per patient and image"),
+    "score": ("glow_engine.commands.score", "anomaly scores of chest X-rays (normal vs mixture)"),
+    "evaluate": ("glow_engine.commands.evaluate",
+                 "utility, re-identification, marker and flip checks of the mechanisms"),
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser; only `command`'s module is imported, so one subcommand's heavy or
+    missing dependencies never slow down or break another."""
     p = argparse.ArgumentParser(prog="dpglow", description="DP-GLOW chest X-ray privacy engine")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (module, help_text) in SUBCOMMANDS.items():
         sp = sub.add_parser(name, help=help_text, description=help_text)
-        mod = importlib.import_module(module)
-        mod.add_arguments(sp)
-        sp.set_defaults(_run=mod.run)
+        if name == command:
+            mod = importlib.import_module(module)
+            mod.add_arguments(sp)
+            sp.set_defaults(_run=mod.run)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    command = next((a for a in argv if not a.startswith("-")), None)
+    args = build_parser(command).parse_args(argv)
     try:
         return args._run(args)
     except UserError as e:

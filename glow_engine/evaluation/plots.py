@@ -1,0 +1,170 @@
+"""PNG figures of an evaluation. Bare matplotlib Figures (no pyplot): no display is needed and
+the global backend, which the Qt viewer may use, is left alone."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from glow_engine.anomaly import DEFAULT_SCORE_KIND, ScoreKind
+from glow_engine.evaluation.examples import ROW_NAMES
+from glow_engine.evaluation.settings import MECHANISMS, Setting
+
+__all__ = ["auc_plot", "example_grid", "marker_flip_plot", "reid_plot", "tradeoff_plot"]
+
+COLOURS = {"dpglow-paper": "tab:blue", "dpglow-tight": "tab:green", "idldp": "tab:red"}
+DPI = 110
+
+
+def _series(results: dict, mech: str) -> list[dict]:
+    return [r for r in results["runs"] if r["mechanism"] == mech]
+
+
+def _labels(runs: list[dict]) -> list[str]:
+    return [Setting(float(r["e_px"]), bool(r["clip"])).label for r in runs]
+
+
+def _figure(rows: int, cols: int, size: tuple[float, float], **kw) -> tuple[Figure, np.ndarray]:
+    fig = Figure(figsize=size)
+    return fig, np.atleast_1d(fig.subplots(rows, cols, **kw))
+
+
+def _save(fig: Figure, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=DPI)
+    return path
+
+
+def _value(x: float | None) -> float:
+    return math.nan if x is None else float(x)
+
+
+def auc_plot(results: dict, path: Path) -> Path:
+    """AUC (with 95% interval) against the budget, one panel per score."""
+    fig, axes = _figure(1, 2, (11, 4), sharey=True)
+    mechs = results["config"]["mechanisms"]
+    for ax, kind in zip(axes, ScoreKind, strict=True):
+        for j, mech in enumerate(mechs):
+            runs = _series(results, mech)
+            a = [r["auc"][kind.value] for r in runs]
+            y = np.array([_value(v["auc"]) for v in a])
+            lo = np.array([_value(v["ci95"][0]) for v in a])
+            hi = np.array([_value(v["ci95"][1]) for v in a])
+            x = np.arange(len(runs)) + (j - (len(mechs) - 1) / 2) * 0.08
+            ax.errorbar(x, y, yerr=[y - lo, hi - y], marker="o", capsize=3,
+                        color=COLOURS.get(mech), label=MECHANISMS[mech])
+            ax.set_xticks(np.arange(len(runs)), _labels(runs))
+        orig = _value(results["original"]["auc"][kind.value]["auc"])
+        ax.axhline(orig, color="grey", ls="--", lw=1, label="original images")
+        ax.axhline(0.5, color="black", ls=":", lw=1, label="chance")
+        ax.set_title(f"AUC, score: {kind.label}")
+        ax.set_xlabel("per-pixel budget e_px (total ε = e_px·H·W)")
+    axes[0].set_ylabel("AUC (abnormal vs normal), 95% CI")
+    axes[0].legend(fontsize=8)
+    return _save(fig, path)
+
+
+def reid_plot(results: dict, path: Path) -> Path:
+    """Re-identification top-1 (solid) and top-5 (dashed) against the budget, per attacker."""
+    fig, axes = _figure(1, 2, (11, 4), sharey=True)
+    for ax, attacker in zip(axes, ("pixel", "latent"), strict=True):
+        for mech in results["config"]["mechanisms"]:
+            runs = _series(results, mech)
+            x = np.arange(len(runs))
+            for k, style in (("top1", "-"), ("top5", "--")):
+                ax.plot(x, [r["reid"][attacker][k] for r in runs], style, marker="o",
+                        color=COLOURS.get(mech), label=f"{MECHANISMS[mech]} {k}")
+            ax.set_xticks(x, _labels(runs))
+        first = results["runs"][0]["reid"][attacker]
+        ax.axhline(first["chance_top1"], color="black", ls=":", lw=1, label="chance top-1")
+        ax.axhline(first["chance_top5"], color="grey", ls=":", lw=1, label="chance top-5")
+        ax.set_title(f"Re-identification, {attacker} attacker")
+        ax.set_xlabel("per-pixel budget e_px")
+        ax.set_ylim(-0.02, 1.02)
+    axes[0].set_ylabel("share of images matched to their original")
+    axes[0].legend(fontsize=7)
+    return _save(fig, path)
+
+
+def tradeoff_plot(results: dict, path: Path) -> Path:
+    """AUC against the best attacker's top-1 re-identification rate, one line per mechanism."""
+    fig, axes = _figure(1, 2, (11, 4.5), sharex=True, sharey=True)
+    for ax, kind in zip(axes, ScoreKind, strict=True):
+        for mech in results["config"]["mechanisms"]:
+            runs = _series(results, mech)
+            x = [r["summary"]["reid_best_top1"] for r in runs]
+            y = [_value(r["auc"][kind.value]["auc"]) for r in runs]
+            ax.plot(x, y, marker="o", color=COLOURS.get(mech), label=MECHANISMS[mech])
+            _annotate(ax, x, y, _labels(runs), COLOURS.get(mech))
+        ax.axhline(0.5, color="black", ls=":", lw=1)
+        ax.axvline(results["chance_top1"], color="grey", ls=":", lw=1)
+        star = " (viewer)" if kind is DEFAULT_SCORE_KIND else ""
+        ax.set_title(f"Utility vs re-identification, {kind.label}{star}")
+        ax.set_xlabel("re-identification top-1 (better attacker); dotted = chance")
+    axes[0].set_ylabel("AUC")
+    axes[0].legend(fontsize=8)
+    return _save(fig, path)
+
+
+def _annotate(ax, x: list[float], y: list[float], labels: list[str], colour: str | None) -> None:
+    """Label each point with its budget; points that coincide share one label."""
+    groups: dict[tuple[float, float], list[str]] = {}
+    for xi, yi, lab in zip(x, y, labels, strict=True):
+        groups.setdefault((round(xi, 2), round(yi, 2)), []).append(lab)
+    for (xi, yi), labs in groups.items():
+        right = xi > 0.7  # keep labels of points near the right edge inside the axes
+        ax.annotate(", ".join(labs), (xi, yi), fontsize=7, color=colour,
+                    xytext=(-4 if right else 4, -10), textcoords="offset points",
+                    ha="right" if right else "left")
+
+
+def marker_flip_plot(results: dict, path: Path) -> Path:
+    fig, axes = _figure(1, 2, (11, 4))
+    for mech in results["config"]["mechanisms"]:
+        runs = _series(results, mech)
+        x = np.arange(len(runs))
+        axes[0].plot(x, [r["marker"]["marker_kept_mean"] for r in runs], marker="o",
+                     color=COLOURS.get(mech), label=MECHANISMS[mech])
+        axes[1].plot(x, [r["flip"]["accuracy"] for r in runs], marker="o",
+                     color=COLOURS.get(mech), label=MECHANISMS[mech])
+        for ax in axes:
+            ax.set_xticks(x, _labels(runs))
+    axes[0].axhline(0, color="black", ls=":", lw=1)
+    axes[0].set_title("Block marker: added contrast kept (1 = intact, 0 = erased)")
+    axes[1].axhline(0.5, color="black", ls=":", lw=1)
+    axes[1].set_title("Flip (situs inversus) detector accuracy (0.5 = chance)")
+    for ax in axes:
+        ax.set_xlabel("per-pixel budget e_px")
+    axes[0].legend(fontsize=8)
+    return _save(fig, path)
+
+
+def example_grid(originals: np.ndarray, privatised: np.ndarray, settings: list[Setting],
+                 title: str, path: Path) -> Path:
+    """originals (rows, R, R), privatised (rows, settings, R, R) -> one figure.
+
+    Drawn as one mosaic image in one axes: a grid of subplots is ten times slower to render.
+    """
+    n_rows, n_cols = len(originals), len(settings) + 1
+    r, gap = originals.shape[-1], max(2, originals.shape[-1] // 32)
+    step = r + gap
+    mosaic = np.ones((n_rows * step - gap, n_cols * step - gap), np.float32)
+    for i in range(n_rows):
+        for j, img in enumerate([originals[i], *privatised[i]]):
+            mosaic[i * step:i * step + r, j * step:j * step + r] = img
+    fig, (ax,) = _figure(1, 1, (1.6 * n_cols + 0.8, 1.6 * n_rows + 0.6))
+    ax.imshow(mosaic, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    ax.set_xticks([j * step + r / 2 for j in range(n_cols)],
+                  ["original"] + [f"e_px {s.label}" for s in settings], fontsize=8)
+    ax.set_yticks([i * step + r / 2 for i in range(n_rows)],
+                  [ROW_NAMES[i] if i < len(ROW_NAMES) else "" for i in range(n_rows)],
+                  fontsize=8)
+    ax.xaxis.tick_top()
+    ax.tick_params(length=0)
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+    ax.set_title(title, fontsize=10)
+    return _save(fig, path)

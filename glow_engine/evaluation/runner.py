@@ -1,0 +1,314 @@
+"""The evaluation loop: every mechanism x budget, privatised once, measured every way.
+
+Cost control (the real run is 117 images x 3 mechanisms x 5 budgets on a 2-core CPU): each
+original is scored and encoded once; the two DP-GLOW modes share one encoding (same clip box);
+budgets without noise (inf) give the same picture in both modes and are decoded once; identical
+privatised sets (e.g. ID-LDP at inf = the originals) are scored once; the adaptive attacker
+reuses the mixture model's latents that scoring computes anyway. Each finished (mechanism,
+budget) is written to OUT/cache/ with a fingerprint of everything it depends on, so an
+interrupted run resumes where it stopped and a changed model or option recomputes.
+
+Noise: one standard-Laplace draw per image from --seed (preview_noise), shared by all
+mechanisms and budgets (common random numbers make their comparison less noisy) and by the
+plain, marked and flipped version of an image (so the marker's effect is isolated).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from glow_engine.anomaly import AnomalyScorer, ScoreBatch, ScoreKind
+from glow_engine.data import ImageSet
+from glow_engine.evaluation import checks, examples, reid
+from glow_engine.evaluation.metrics import auc_with_ci, psnr, ssim
+from glow_engine.evaluation.settings import Setting, build_mechanism, encode_group
+from glow_engine.mechanisms import Encoded, Mechanism, preview_noise
+from glow_engine.modelfile import LoadedModel
+from glow_engine.overlays import BlockMarker
+
+__all__ = ["DEFAULT_MARKER", "EvalConfig", "run_evaluation"]
+
+CACHE_VERSION = 1  # bump when a change to this package changes cached numbers
+DEFAULT_MARKER = BlockMarker(row=0.3, col=0.7, size=0.08, intensity=1.0)
+
+
+@dataclass
+class EvalConfig:
+    settings: list[Setting]
+    mechanisms: list[str]
+    alpha: float = 0.4
+    seed: int = 0
+    marker: BlockMarker = DEFAULT_MARKER
+    check_images: int | None = None  # marker/flip checks on the first n images; None = all
+    n_boot: int = 2000
+    batch_size: int = 16
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["settings"] = [s.key for s in self.settings]
+        return d
+
+
+@dataclass
+class Reference:
+    """The originals and what is computed from them once."""
+
+    data: ImageSet
+    pixels: np.ndarray  # float32 (N, R, R)
+    scores: ScoreBatch
+    pixel_gallery: np.ndarray
+    latent_gallery: np.ndarray
+    checks: np.ndarray  # indices of the images used for the marker and flip checks
+    marked: np.ndarray
+    flipped: np.ndarray
+    noise: torch.Tensor  # (N, R*R) standard Laplace
+    examples: np.ndarray  # indices of the example-grid images
+
+
+@dataclass
+class Privatised:
+    plain: np.ndarray
+    marked: np.ndarray
+    flipped: np.ndarray
+
+
+@dataclass
+class Context:
+    cfg: EvalConfig
+    scorer: AnomalyScorer
+    ref: Reference
+    cache_dir: Path
+    fingerprint: str
+    score_memo: dict[str, ScoreBatch] = field(default_factory=dict)
+    picture_memo: dict[tuple[str, str], Privatised] = field(default_factory=dict)
+    encodings: dict[str, list[list[Encoded]]] = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------- reference
+
+
+def build_reference(data: ImageSet, scorer: AnomalyScorer, cfg: EvalConfig) -> Reference:
+    pixels = data.images.astype(np.float32) / 255
+    scores = scorer.evaluate(pixels, keep_latent=True)
+    cal = scorer.mixture.calibration
+    k = len(pixels) if cfg.check_images is None else min(cfg.check_images, len(pixels))
+    idx = np.arange(k)
+    r = scorer.resolution
+    return Reference(
+        data, pixels, scores, reid.pixel_features(pixels),
+        reid.latent_features(scores.latent_mixture, cal.centre, cal.width(cfg.alpha)),
+        idx, checks.marked(pixels[idx], cfg.marker), checks.flipped(pixels[idx]),
+        preview_noise(len(pixels), r * r, cfg.seed), examples.pick(data.labels))
+
+
+def fingerprint(data: ImageSet, normal: LoadedModel, mixture: LoadedModel,
+                cfg: EvalConfig) -> str:
+    h = hashlib.sha256()
+    for arr in (data.images, data.labels, data.patient_ids.astype(str),
+                data.views.astype(str)):
+        h.update(np.ascontiguousarray(arr).tobytes())
+    body = {"version": CACHE_VERSION, "normal": normal.sha256, "mixture": mixture.sha256,
+            "cfg": {k: v for k, v in cfg.to_dict().items() if k not in ("settings",
+                                                                        "mechanisms")}}
+    h.update(json.dumps(body, sort_keys=True, default=str).encode())
+    return h.hexdigest()
+
+
+# --------------------------------------------------------------------------- privatising
+
+
+def _encodings(ctx: Context, key: str, mech: Mechanism) -> list[list[Encoded]]:
+    """[plain, marked, flipped] encodings in batches, once per encode group."""
+    group = encode_group(key, ctx.cfg.alpha)
+    if group not in ctx.encodings:
+        bs, ref = ctx.cfg.batch_size, ctx.ref
+        ctx.encodings[group] = [[mech.encode(s[i:i + bs]) for i in range(0, len(s), bs)]
+                                for s in (ref.pixels, ref.marked, ref.flipped)]
+    return ctx.encodings[group]
+
+
+def preview_batches(mech: Mechanism, encs: list[Encoded], noise: torch.Tensor,
+                    setting: Setting) -> np.ndarray:
+    out, start = [], 0
+    for enc in encs:
+        out.append(mech.preview(enc, setting.e_px, noise[start:start + enc.batch],
+                                clip=setting.clip))
+        start += enc.batch
+    return np.concatenate(out).astype(np.float32)
+
+
+def privatise(ctx: Context, key: str, mech: Mechanism, setting: Setting) -> Privatised:
+    memo_key = (encode_group(key, ctx.cfg.alpha), setting.key)
+    if not setting.noisy and memo_key in ctx.picture_memo:
+        return ctx.picture_memo[memo_key]  # no noise: the sensitivity mode plays no part
+    plain, marked, flipped = _encodings(ctx, key, mech)
+    noise = ctx.ref.noise
+    checked = noise[ctx.ref.checks]
+    result = Privatised(preview_batches(mech, plain, noise, setting),
+                        preview_batches(mech, marked, checked, setting),
+                        preview_batches(mech, flipped, checked, setting))
+    if not setting.noisy:
+        ctx.picture_memo[memo_key] = result
+    return result
+
+
+def score_memo(ctx: Context, pixels: np.ndarray) -> ScoreBatch:
+    """Score a set of images, once per distinct (8-bit) content."""
+    digest = hashlib.sha256(np.rint(pixels * 255).astype(np.uint8).tobytes()).hexdigest()
+    if digest not in ctx.score_memo:
+        ctx.score_memo[digest] = ctx.scorer.evaluate(pixels, keep_latent=True)
+    return ctx.score_memo[digest]
+
+
+# --------------------------------------------------------------------------- measuring
+
+
+def utility(scores: ScoreBatch, data: ImageSet, cfg: EvalConfig) -> dict:
+    pa = data.views == "PA"
+    out: dict = {}
+    for kind in ScoreKind:
+        s = scores.abnormality(kind)
+        out[kind.value] = auc_with_ci(s, data.labels, data.patient_ids, cfg.n_boot,
+                                      cfg.seed).to_dict()
+        out[f"{kind.value}_pa"] = auc_with_ci(s[pa], data.labels[pa], data.patient_ids[pa],
+                                              cfg.n_boot, cfg.seed).to_dict()
+    return out
+
+
+def reidentification(ref: Reference, priv: np.ndarray, latents: np.ndarray,
+                     centre: np.ndarray, width: np.ndarray) -> dict:
+    n = len(priv)
+    truth = np.arange(n)
+    queries = {"pixel": (reid.pixel_features(priv), ref.pixel_gallery),
+               "latent": (reid.latent_features(latents, centre, width), ref.latent_gallery)}
+    out: dict = {}
+    for name, (q, g) in queries.items():
+        own = reid.reid_ranks(q, g, truth)
+        sp, counts = reid.same_patient_ranks(q, g, ref.data.patient_ids)
+        out[name] = reid.summarise(own, sp, counts, n).to_dict() | {"ranks": own.tolist()}
+    return out
+
+
+def measure(ctx: Context, key: str, mech: Mechanism, setting: Setting) -> dict:
+    t0 = time.perf_counter()
+    ref, cfg = ctx.ref, ctx.cfg
+    priv = privatise(ctx, key, mech, setting)
+    scores = score_memo(ctx, priv.plain)
+    cal = ctx.scorer.mixture.calibration
+    plain_checked = priv.plain[ref.checks]
+    result = {
+        "mechanism": key, "setting": setting.key, "e_px": setting.e_px, "clip": setting.clip,
+        "describe": mech.describe(setting.e_px, setting.clip),
+        "auc": utility(scores, ref.data, cfg),
+        "ssim": ssim(ref.pixels, priv.plain).tolist(),
+        "psnr": psnr(ref.pixels, priv.plain).tolist(),
+        "out_of_distribution": float(scores.out_of_distribution.mean()),
+        "scores": {"ratio_nats": scores.ratio_nats.tolist(),
+                   "bpd_mixture": scores.bpd_mixture.tolist(),
+                   "bpd_normal": scores.bpd_normal.tolist()},
+        "reid": reidentification(ref, priv.plain, scores.latent_mixture, cal.centre,
+                                 cal.width(cfg.alpha)),
+        "marker": checks.marker_check(ref.pixels[ref.checks], ref.marked, plain_checked,
+                                      priv.marked, cfg.marker),
+        "flip": checks.flip_check(ref.pixels[ref.checks], plain_checked, priv.flipped),
+    }
+    result["seconds"] = round(time.perf_counter() - t0, 1)
+    examples.save(_cache_path(ctx, key, setting, ".npz"),
+                  examples.rows(priv.plain, priv.marked, priv.flipped, ref.examples))
+    return result
+
+
+# --------------------------------------------------------------------------- cache
+
+
+def _cache_path(ctx: Context, key: str, setting: Setting, suffix: str) -> Path:
+    return ctx.cache_dir / f"{key}__{setting.key}{suffix}"
+
+
+def _load_cached(ctx: Context, key: str, setting: Setting) -> dict | None:
+    path = _cache_path(ctx, key, setting, ".json")
+    try:
+        stored = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    ok = stored.get("fingerprint") == ctx.fingerprint
+    return stored["result"] if ok and _cache_path(ctx, key, setting, ".npz").exists() else None
+
+
+def _store(ctx: Context, key: str, setting: Setting, result: dict) -> None:
+    path = _cache_path(ctx, key, setting, ".json")
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"fingerprint": ctx.fingerprint, "result": result}))
+    tmp.replace(path)  # atomic: an interrupted run never leaves a half-written entry
+
+
+# --------------------------------------------------------------------------- loop
+
+
+def run_evaluation(data: ImageSet, normal: LoadedModel, mixture: LoadedModel, cfg: EvalConfig,
+                   out: Path, progress: bool = True,
+                   log: Callable[[str], None] = print) -> tuple[dict, Reference]:
+    """Run (or resume) every mechanism x setting; returns (results, reference)."""
+    if len(data) < 2:
+        raise ValueError("the evaluation needs at least two images")
+    t0 = time.perf_counter()
+    cache_dir = Path(out) / "cache"
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    scorer = AnomalyScorer(normal, mixture, cfg.batch_size)
+    log(f"scoring {len(data)} original images ...")
+    ref = build_reference(data, scorer, cfg)
+    ctx = Context(cfg, scorer, ref, cache_dir, fingerprint(data, normal, mixture, cfg))
+    ctx.score_memo[hashlib.sha256(data.images.tobytes()).hexdigest()] = ref.scores
+    runs: list[dict] = []
+    todo = [(k, s) for k in cfg.mechanisms for s in cfg.settings]
+    bar = tqdm(todo, desc="evaluating", unit="run", disable=not progress)
+    mechs: dict[str, Mechanism] = {}
+    for key, setting in bar:
+        bar.set_postfix_str(f"{key} e_px={setting.key}")
+        result = _load_cached(ctx, key, setting)
+        if result is None:
+            mech = mechs.setdefault(key, build_mechanism(key, mixture, cfg.alpha))
+            result = measure(ctx, key, mech, setting)
+            _store(ctx, key, setting, result)
+        runs.append(result)
+    bar.close()
+    original = {"auc": utility(ref.scores, data, cfg),
+                "out_of_distribution": float(ref.scores.out_of_distribution.mean()),
+                "scores": {"ratio_nats": ref.scores.ratio_nats.tolist(),
+                           "bpd_mixture": ref.scores.bpd_mixture.tolist(),
+                           "bpd_normal": ref.scores.bpd_normal.tolist()}}
+    summary = _header(ref, normal, mixture, cfg) | {
+        "original": original, "runs": runs,
+        "seconds": round(time.perf_counter() - t0, 1)}
+    return summary, ref
+
+
+def _model_info(model: LoadedModel) -> dict:
+    return {"name": model.meta.get("name"), "path": str(model.path) if model.path else None,
+            "sha256": model.sha256, "resolution": model.resolution,
+            "validation_bpd": model.meta.get("validation", {}).get("bpd")}
+
+
+def _header(ref: Reference, normal: LoadedModel, mixture: LoadedModel, cfg: EvalConfig) -> dict:
+    data, labels = ref.data, ref.data.labels
+    return {
+        "data": data.description, "images": len(data),
+        "normal_images": int((labels == 0).sum()), "abnormal_images": int((labels == 1).sum()),
+        "pa_images": int((data.views == "PA").sum()),
+        "patients": len(np.unique(data.patient_ids)),
+        "check_images": len(ref.checks),
+        "models": {"normal": _model_info(normal), "mixture": _model_info(mixture)},
+        "config": cfg.to_dict(),
+        "score_kinds": {k.value: k.label for k in ScoreKind},
+        "chance_top1": 1 / len(data) if len(data) else math.nan,
+    }

@@ -1,0 +1,92 @@
+"""What the evaluation runs: privacy budgets (per-pixel e_px, with or without the clip) and
+mechanisms, named the way the CLI takes them."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from glow_engine.errors import UserError
+from glow_engine.mechanisms import IDLDP, DPGlow, Mechanism
+from glow_engine.mechanisms.base import format_number
+from glow_engine.modelfile import LoadedModel
+
+__all__ = ["DEFAULT_MECHANISMS", "DEFAULT_SETTINGS", "MECHANISMS", "Setting",
+           "build_mechanism", "encode_group", "parse_mechanisms", "parse_settings"]
+
+DEFAULT_SETTINGS = "inf-noclip,inf,1000,100,10"
+MECHANISMS = {"dpglow-paper": "DP-GLOW (paper)", "dpglow-tight": "DP-GLOW (tight)",
+              "idldp": "ID-LDP"}
+DEFAULT_MECHANISMS = ",".join(MECHANISMS)
+NOCLIP = "-noclip"
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One privacy budget: e_px per pixel (total epsilon e_px * R * R) and whether to clip."""
+
+    e_px: float
+    clip: bool = True
+
+    @property
+    def key(self) -> str:
+        return format_number(self.e_px) + ("" if self.clip else NOCLIP)
+
+    @property
+    def label(self) -> str:
+        if math.isinf(self.e_px):
+            return "∞ (no clip)" if not self.clip else "∞ (clip)"
+        return format_number(self.e_px)
+
+    @property
+    def noisy(self) -> bool:
+        return not math.isinf(self.e_px)
+
+
+def _parse_one(token: str) -> Setting:
+    text = token.strip().lower()
+    clip = not text.endswith(NOCLIP)
+    number = text.removesuffix(NOCLIP)
+    try:
+        e_px = float(number)
+    except ValueError:
+        raise UserError(f"cannot read the budget {token!r} (examples: inf-noclip, inf, 100)") \
+            from None
+    if math.isnan(e_px) or e_px <= 0:
+        raise UserError(f"a per-pixel budget must be positive or inf, got {token!r}")
+    if not clip and not math.isinf(e_px):
+        raise UserError(f"{token!r}: only inf may skip the clip (without it a finite budget "
+                        "has no privacy guarantee)")
+    return Setting(e_px, clip)
+
+
+def parse_settings(text: str) -> list[Setting]:
+    """"inf-noclip,inf,1000,100,10" -> Settings, duplicates removed, order kept."""
+    out: list[Setting] = []
+    for token in text.split(","):
+        if token.strip() and (s := _parse_one(token)) not in out:
+            out.append(s)
+    if not out:
+        raise UserError("no privacy budgets given")
+    return out
+
+
+def parse_mechanisms(text: str) -> list[str]:
+    names = [t.strip().lower() for t in text.split(",") if t.strip()]
+    unknown = [n for n in names if n not in MECHANISMS]
+    if unknown or not names:
+        raise UserError(f"unknown mechanism(s) {', '.join(unknown) or '(none)'}; "
+                        f"choose from {', '.join(MECHANISMS)}")
+    return list(dict.fromkeys(names))
+
+
+def build_mechanism(key: str, mixture: LoadedModel, alpha: float) -> Mechanism:
+    if key == "idldp":
+        return IDLDP(mixture.resolution)
+    return DPGlow(mixture, alpha=alpha, mode=key.removeprefix("dpglow-"))
+
+
+def encode_group(key: str, alpha: float) -> str:
+    """Mechanisms in one group encode identically (the clip box depends on alpha, not on the
+    sensitivity mode), so the evaluation encodes once per group."""
+    return "idldp" if key == "idldp" else f"dpglow-alpha{alpha:g}"
