@@ -54,6 +54,7 @@ class TrainOptions:
     grad_clip: float = 50.0
     epochs: int = 10
     max_minutes: float | None = None
+    max_steps: int | None = None  # a fixed compute budget, the same on any device
     augment: float = 1.0
     init_from: str | None = None
     resume: bool = False
@@ -217,7 +218,7 @@ def train(opts: TrainOptions) -> Path:
             opt.step()
             step += 1
             bar.set_postfix(bpd=f"{loss.item():.3f}", lr=f"{_lr_at(step, opts):.1e}")
-            if opts.max_minutes and elapsed0 + time.time() - t0 > opts.max_minutes * 60:
+            if _budget_spent(opts, step, elapsed0 + time.time() - t0):
                 break
         flow.train()
         record = {"epoch": epoch + 1, "step": step, "train_bpd": float(loss.item())}
@@ -231,9 +232,14 @@ def train(opts: TrainOptions) -> Path:
             _save_checkpoint(opts.out / "checkpoint", flow, opt, meta,
                              {"step": step, "epoch": epoch + 1, "history": history,
                               "elapsed_s": elapsed0 + time.time() - t0})
-        if opts.max_minutes and elapsed0 + time.time() - t0 > opts.max_minutes * 60:
+        if _budget_spent(opts, step, elapsed0 + time.time() - t0):
             break
     return _finish(opts, flow, meta, d)
+
+
+def _budget_spent(opts: TrainOptions, step: int, elapsed_s: float) -> bool:
+    return bool((opts.max_steps and step >= opts.max_steps)
+                or (opts.max_minutes and elapsed_s > opts.max_minutes * 60))
 
 
 def _finish(opts: TrainOptions, flow: Glow, meta: dict, d: Dist) -> Path:
@@ -287,6 +293,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     for name, default in (("lr", 1e-3), ("grad-clip", 50.0), ("augment", 1.0)):
         p.add_argument(f"--{name}", type=float, default=default)
     p.add_argument("--max-minutes", type=float, default=None, help="stop after this long")
+    p.add_argument("--max-steps", type=int, default=None, help="stop after this many steps")
     p.add_argument("--init-from", default=None, help="fine-tune from this model file")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")

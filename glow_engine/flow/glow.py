@@ -219,7 +219,8 @@ def model_to_pixels(x: torch.Tensor) -> torch.Tensor:
 def dequantize(pixels_uint8: torch.Tensor,
                generator: torch.Generator | None = None) -> torch.Tensor:
     """uint8 (0..255) -> model scale with uniform dequantisation noise, for training."""
-    u = torch.rand(pixels_uint8.shape, generator=generator, device=pixels_uint8.device)
+    # drawn on the CPU so one seeded CPU generator serves every device
+    u = torch.rand(pixels_uint8.shape, generator=generator).to(pixels_uint8.device)
     return (pixels_uint8.float() + u) / N_BINS - 0.5
 
 
