@@ -85,7 +85,10 @@ def privatize(inputs: list[str | Path], mech: Mechanism, ledger: Ledger,
         raise UserError(f"--size {opts.size} is below the model resolution {mech.resolution}")
     opts.out_dir.mkdir(parents=True, exist_ok=True)
     tag = mech.file_tag(opts.e_px) + (f".up{opts.size}" if opts.size else "")
-    jobs = plan_jobs(collect_sources(inputs), opts.out_dir, tag, FORMATS[opts.fmt])
+    out = opts.out_dir.resolve()
+    # outputs of earlier runs are never inputs, even when OUT lies inside an input folder
+    sources = [(s, r) for s, r in collect_sources(inputs) if not s.resolve().is_relative_to(out)]
+    jobs = plan_jobs(sources, opts.out_dir, tag, FORMATS[opts.fmt])
     opts = replace(opts, model_sha256=opts.model_sha256 or mech.model_sha256)
     run = _Run(mech, ledger, opts)
     earlier = previous_rows(opts.out_dir)
@@ -100,8 +103,9 @@ def privatize(inputs: list[str | Path], mech: Mechanism, ledger: Ledger,
         for chunk in _chunks(todo, opts.batch_size):
             run.batch(chunk)
             bar.update(len(chunk))
-    summary = Summary(run.rows)
-    summary.manifest = write_manifest(run.rows, opts.out_dir, manifest_name(opts.rank,
+    order = {str(job.output): i for i, job in enumerate(jobs)}
+    summary = Summary(sorted(run.rows, key=lambda row: order[row["output"]]))
+    summary.manifest = write_manifest(summary.rows, opts.out_dir, manifest_name(opts.rank,
                                                                             opts.world))
     return summary
 
