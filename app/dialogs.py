@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QDialog,
     QDialogButtonBox,
@@ -51,7 +52,8 @@ class TagBrowser(QDialog):
         root = self.tree.invisibleRootItem()
         for i in range(root.childCount()):
             item = root.child(i)
-            shown = any(text in item.text(c).lower() for c in range(4))
+            keyword = str(item.data(0, Qt.ItemDataRole.UserRole) or "").lower()
+            shown = text in keyword or any(text in item.text(c).lower() for c in range(4))
             item.setHidden(bool(text) and not shown)
 
 
@@ -60,6 +62,7 @@ def _add_elements(parent: QTreeWidgetItem, elements) -> None:
         if elem.VR == "SQ":
             item = QTreeWidgetItem(parent, [str(elem.tag), elem.name, "SQ",
                                             f"{len(elem.value)} item(s)"])
+            item.setData(0, Qt.ItemDataRole.UserRole, elem.keyword)
             for n, ds in enumerate(elem.value, 1):
                 sub = QTreeWidgetItem(item, ["", f"Item {n}", "", ""])
                 _add_elements(sub, list(ds))
@@ -67,7 +70,8 @@ def _add_elements(parent: QTreeWidgetItem, elements) -> None:
         value = elem.repval if elem.tag.group == 0x7FE0 else str(elem.value)
         if len(value) > MAX_VALUE_CHARS:
             value = value[:MAX_VALUE_CHARS] + "…"
-        QTreeWidgetItem(parent, [str(elem.tag), elem.name, str(elem.VR), value])
+        item = QTreeWidgetItem(parent, [str(elem.tag), elem.name, str(elem.VR), value])
+        item.setData(0, Qt.ItemDataRole.UserRole, elem.keyword)  # "PatientName" finds it too
 
 
 class ModelInfo(QDialog):

@@ -79,7 +79,8 @@ class PaneViewBox(pg.ViewBox):
     def mouseClickEvent(self, ev) -> None:
         if self.placing and ev.button() == Qt.MouseButton.LeftButton:
             ev.accept()
-            self.markerDrawn.emit(QRectF(self.mapSceneToView(ev.scenePos()), QPointF()))
+            point = self.mapSceneToView(ev.scenePos())
+            self.markerDrawn.emit(QRectF(point.x(), point.y(), 0.0, 0.0))
         elif ev.button() == Qt.MouseButton.RightButton:
             ev.accept()  # no context menu: right button belongs to window/level
         else:

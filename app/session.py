@@ -118,7 +118,7 @@ class Session:
         self._mechanisms.clear()
         self._prepared.clear()
         return ModelsInfo(
-            mixture_path=request.mixture, mixture_sha=mixture.sha256,
+            request_id=request.id, mixture_path=request.mixture, mixture_sha=mixture.sha256,
             resolution=mixture.resolution, device=describe(device),
             normal_path=request.normal, mixture_meta=dict(mixture.meta),
             normal_meta={} if normal is None else dict(normal.meta),
@@ -154,11 +154,11 @@ class Session:
 
     def _prepare(self, source: Source, markers: tuple[BlockMarker, ...], flip: bool,
                  alpha: float, mode: str) -> Prepared:
+        r = self._model().resolution
         key = (source.key, markers, flip, alpha, mode)
         if key in self._prepared:
             self._prepared.move_to_end(key)
             return self._prepared[key]
-        r = self._model().resolution
         # Overlays go on at full resolution, exactly as the original pane shows them.
         frame, placement = to_square(apply_overlays(source.pixels, markers, flip), r)
         encodings = {name: self._mechanism(name, alpha, mode).encode(frame)

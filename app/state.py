@@ -55,6 +55,7 @@ class Source:
 
 @dataclass(frozen=True)
 class ModelsInfo:
+    request_id: int
     mixture_path: Path
     mixture_sha: str
     resolution: int
@@ -210,7 +211,8 @@ class ViewState:
         self.last_export: Exported | None = None
         self.thumbs: dict[Path, Thumb] = {}
         self._ids = itertools.count(1)
-        self._latest: dict[str, int] = {}
+        self._latest: dict[str, int] = {}  # kind -> newest request id
+        self._answered: dict[str, int] = {}  # kind -> id of the newest request answered
         self._source_keys = itertools.count(1)
         self._overlaid: np.ndarray | None = None
 
@@ -315,8 +317,17 @@ class ViewState:
 
     # ----------------------------------------------------------------- worker answers
 
+    @property
+    def settled(self) -> bool:
+        """Every request made so far has its answer (folder thumbnails aside)."""
+        return all(self._answered.get(kind) == rid for kind, rid in self._latest.items()
+                   if kind != "thumbs")
+
     def accept(self, result: object) -> bool:
         """Take a worker result; False (and no change) if it answers an outdated request."""
+        kind = _answer_kind(result)
+        if self._latest.get(kind) == _request_id(result):
+            self._answered[kind] = _request_id(result)
         handler = {
             ModelsInfo: self._accept_models,
             Source: self._accept_source,
@@ -332,6 +343,8 @@ class ViewState:
         return self._latest.get(kind) == request_id
 
     def _accept_models(self, info: ModelsInfo) -> bool:
+        if not self.is_current("models", info.request_id):
+            return False
         self.models = info
         self.rendered, self.strip, self.scores = None, None, {}
         self._set_status("ready", also={"models", "rendered", "strip", "scores"})
@@ -443,3 +456,16 @@ class ViewState:
     def _fail(self, kind: str, message: str) -> None:
         self.message = message
         self._set_status("ready" if kind != "models" else "no model", also={"error"})
+
+
+def _answer_kind(result: object) -> str:
+    if isinstance(result, Failed):
+        return result.kind
+    if isinstance(result, Rendered):
+        return "strip" if result.strip else "render"
+    return {ModelsInfo: "models", Source: "open", Scores: "scores", Exported: "export",
+            Thumb: "thumbs"}[type(result)]
+
+
+def _request_id(result: object) -> int:
+    return result.key if isinstance(result, Source) else result.request_id

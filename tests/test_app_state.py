@@ -1,0 +1,174 @@
+"""The viewer's view-state and engine session, driven synchronously without Qt."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_app_support import make_model, make_pair, write_png
+
+from app.session import Session
+from app.state import Failed, PrivacyParams, RenderRequest, ViewState
+from glow_engine.overlays import BlockMarker
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory) -> tuple[Path, Path]:
+    return make_pair(tmp_path_factory.mktemp("models"))
+
+
+class Harness:
+    """A state wired straight to a session: every request is answered at once."""
+
+    def __init__(self) -> None:
+        self.state = ViewState()
+        self.session = Session("cpu")
+        self.requests: list = []
+        self.changes: list[frozenset[str]] = []
+        self.state.requested.connect(self._answer)
+        self.state.changed.connect(self.changes.append)
+        self.hold = False  # True: collect requests without answering
+
+    def _answer(self, request) -> None:
+        self.requests.append(request)
+        if not self.hold:
+            self.state.accept(self.session.handle(request))
+
+
+@pytest.fixture
+def h(models) -> Harness:
+    harness = Harness()
+    harness.state.load_models(*models)
+    return harness
+
+
+def test_sample_renders_both_mechanisms_and_scores(h: Harness) -> None:
+    h.state.new_sample()
+    s = h.state
+    assert s.source is not None and s.source.image is None and "no patient" in s.source.note
+    assert set(s.rendered.panes) == {"dpglow", "idldp"}
+    assert set(s.scores) == {"original", "dpglow", "idldp"}
+    for pane in s.rendered.panes.values():
+        assert pane.pixels.shape == (32, 32) and pane.pixels.dtype == np.float32
+        assert pane.pixels.min() >= 0.0 and pane.pixels.max() <= 1.0
+        assert "e_px=100" in pane.caption
+
+
+def test_open_keeps_the_aspect_ratio(h: Harness, tmp_path: Path) -> None:
+    h.state.open(write_png(tmp_path / "a.png", height=96, width=48))
+    s = h.state
+    assert s.source.pixels.shape == (96, 48)
+    assert s.rendered.panes["dpglow"].pixels.shape == (32, 16)  # cropped, not stretched
+    assert s.rendered.original.shape == (32, 16)
+    assert s.total_epsilon == 100 * 32 * 32
+
+
+def test_marker_and_flip_change_the_input_and_report_metrics(h: Harness, tmp_path: Path):
+    h.state.open(write_png(tmp_path / "a.png"))
+    source = h.state.source.pixels
+    h.state.set_flip(True)
+    np.testing.assert_array_equal(h.state.original, source[:, ::-1])
+    h.state.add_marker(BlockMarker(0.5, 0.5, 0.25, 1.0))
+    h.state.add_marker(BlockMarker(0.2, 0.3, 0.1, 0.0))
+    original = h.state.original
+    assert original[48, 40] == 1.0  # the marker is painted on the displayed input
+    metrics = h.state.rendered.metrics
+    assert set(metrics["dpglow"]) == {"similarity", "marker1", "marker2"}
+    assert metrics["idldp"]["marker1"] > 0.5  # light ID-LDP noise leaves the marker
+    h.state.remove_marker(0)
+    assert h.state.markers == (BlockMarker(0.2, 0.3, 0.1, 0.0),)
+    h.state.clear_markers()
+    assert h.state.markers == () and set(h.state.rendered.metrics["dpglow"]) == {"similarity"}
+
+
+def test_outdated_results_are_ignored(h: Harness) -> None:
+    h.state.new_sample()
+    h.hold = True
+    h.state.set_e_px(10)
+    h.state.set_e_px(1000)
+    old, new = [r for r in h.requests if isinstance(r, RenderRequest)][-2:]
+    assert h.state.accept(h.session.handle(new)) is not False  # the newest is taken
+    assert h.state.rendered.request_id == new.id
+    assert h.state.accept(h.session.handle(old)) is False  # late answer to an old position
+    assert h.state.rendered.request_id == new.id
+    assert "1000" in h.state.rendered.panes["dpglow"].title
+
+
+def test_a_new_noise_draw_changes_the_preview_and_the_same_seed_repeats(h: Harness) -> None:
+    h.state.new_sample()
+    first = h.state.rendered.panes["idldp"].pixels
+    h.state.new_noise()
+    second = h.state.rendered.panes["idldp"].pixels
+    assert not np.array_equal(first, second)
+    h.state.set_e_px(10)
+    h.state.set_e_px(100)
+    np.testing.assert_array_equal(h.state.rendered.panes["idldp"].pixels, second)
+
+
+def test_infinity_with_and_without_clip(h: Harness) -> None:
+    h.state.new_sample()
+    h.state.set_e_px(math.inf)
+    clipped = h.state.rendered.panes["dpglow"]
+    assert "inf" in clipped.caption and h.state.rendered.noise_scale["dpglow"] == 0
+    h.state.set_clip(False)
+    plain = h.state.rendered.panes["dpglow"]
+    assert "without clip" in plain.caption
+    # The plain reconstruction is the input itself (to within 8-bit quantisation).
+    assert np.abs(plain.pixels - h.state.rendered.original).max() <= 1 / 255 + 1e-6
+
+
+def test_fixed_budget_strip(h: Harness) -> None:
+    h.state.new_sample()
+    h.state.set_display(strip=True)
+    assert set(h.state.strip.panes) == {f"{m}@{e}" for m in ("dpglow", "idldp")
+                                        for e in ("1000", "100", "10")}
+    assert {"dpglow@10", "idldp@1000"} <= set(h.state.scores)
+    renders = len(h.requests)
+    h.state.set_e_px(300)  # the slider does not recompute the fixed budgets
+    assert not any(isinstance(r, RenderRequest) and r.strip for r in h.requests[renders:])
+
+
+def test_bad_image_keeps_the_previous_one(h: Harness, tmp_path: Path) -> None:
+    h.state.new_sample()
+    before = h.state.source
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n" + b"garbage" * 10)
+    h.state.open(bad)
+    assert h.state.source is before
+    assert "broken.png" in h.state.message and "error" in h.changes[-1]
+
+
+def test_bad_model_keeps_the_previous_models(h: Harness, tmp_path: Path) -> None:
+    h.state.new_sample()
+    before = h.state.models
+    junk = tmp_path / "junk"
+    junk.mkdir()
+    (junk / "weights.safetensors").write_bytes(b"not a model")
+    (junk / "model.json").write_text("{}")
+    h.state.load_models(junk, None)
+    assert h.state.models is before and "junk" in h.state.message
+    uncalibrated = make_model(tmp_path / "raw", seed=5, calibrated=False)
+    h.state.load_models(uncalibrated, None)
+    assert h.state.models is before and "calibration" in h.state.message
+    other = make_model(tmp_path / "r64", seed=6, calibrated=False, resolution=64)
+    h.state.load_models(before.mixture_path, other)
+    assert h.state.models is before and "64x64" in h.state.message
+    h.state.set_e_px(10)  # the old models still work
+    assert "10" in h.state.rendered.panes["dpglow"].title
+
+
+def test_sampling_without_a_model_is_a_message() -> None:
+    state = ViewState()
+    state.new_sample()
+    assert "No model" in state.message
+
+
+def test_engine_errors_become_failures_not_crashes(h: Harness) -> None:
+    request = RenderRequest(id=7, source=None, markers=(), flip=False, params=PrivacyParams(),
+                            budgets=(100.0,), strip=False)
+    failed = Session().handle(request)
+    assert isinstance(failed, Failed) and failed.message == "No model is loaded."
+    failed = h.session.handle(request)  # a bug (no source): reported, not raised
+    assert isinstance(failed, Failed) and "Unexpected error (AttributeError" in failed.message

@@ -1,0 +1,283 @@
+"""The viewer window, offscreen: loading, the slider under a burst, tools, dialogs, errors,
+folder browsing and a clean close while the worker is busy."""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_app_support import make_pair, write_png
+
+pytest.importorskip("pytestqt")
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+from PySide6.QtCore import QPoint, QSettings, Qt
+from PySide6.QtWidgets import QApplication, QMessageBox
+
+from app.controls import SLIDER_INF, e_px_to_position, parse_e_px, position_to_e_px
+from app.dialogs import TagBrowser
+from app.main_window import MainWindow, ModelPaths
+from app.panes import DIFF_LUT
+
+TIMEOUT_MS = 20_000
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory) -> ModelPaths:
+    return ModelPaths(*make_pair(tmp_path_factory.mktemp("models")))
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> QSettings:
+    return QSettings(str(tmp_path / "viewer.ini"), QSettings.Format.IniFormat)
+
+
+def make_window(qtbot, settings: QSettings, models: ModelPaths) -> MainWindow:
+    window = MainWindow(settings, models, device="cpu")
+    qtbot.addWidget(window)  # closed at teardown: that stops the worker
+    window.resize(1300, 850)
+    window.show()
+    return window
+
+
+def settle(qtbot, window: MainWindow) -> None:
+    qtbot.waitUntil(lambda: window.state.settled and window.state.rendered is not None,
+                    timeout=TIMEOUT_MS)
+
+
+@pytest.fixture
+def window(qtbot, settings, models, tmp_path) -> MainWindow:
+    w = make_window(qtbot, settings, models)
+    w.start(write_png(tmp_path / "chest.png", height=120, width=100))
+    settle(qtbot, w)
+    return w
+
+
+def shown(window: MainWindow, key: str) -> np.ndarray:
+    return window.grid.panes[key].image.image
+
+
+def test_open_shows_original_and_both_mechanisms(window: MainWindow) -> None:
+    s = window.state
+    assert s.source.name == "chest.png" and "chest.png" in window.windowTitle()
+    assert shown(window, "original").shape == (120, 100)
+    assert shown(window, "dpglow").shape == (32, 27)  # model resolution, image aspect
+    for key in ("original", "dpglow", "idldp"):
+        assert "Anomaly" in window.grid.panes[key].caption.text()
+    assert "100" in window.grid.panes["dpglow"].title.text()
+    assert "Device: CPU" in window.device_label.text()
+    assert window.controls.total.text().endswith(f"<b>{100 * 32 * 32 / 1e5:.3g} × 10⁵</b>")
+
+
+def test_slider_burst_computes_only_the_newest(qtbot, window: MainWindow) -> None:
+    before = shown(window, "dpglow").copy()
+    ran = window.worker.computed["render"]
+    positions = [110 + 5 * i for i in range(50)]
+    for position in positions:  # 50 moves faster than the engine can decode
+        window.controls.slider.setValue(position)
+    settle(qtbot, window)
+    last = position_to_e_px(positions[-1])
+    assert window.state.params.e_px == last
+    assert window.worker.computed["render"] - ran < 50
+    assert window.worker.dropped["render"] > 0
+    assert f"{last:g}" in window.grid.panes["dpglow"].title.text()
+    np.testing.assert_array_equal(shown(window, "dpglow"),
+                                  window.state.rendered.panes["dpglow"].pixels)
+    assert not np.array_equal(shown(window, "dpglow"), before)
+
+
+def test_typed_budget_and_infinity(qtbot, window: MainWindow) -> None:
+    window.controls.field.setText("inf")
+    window.controls.field.editingFinished.emit()
+    settle(qtbot, window)
+    assert math.isinf(window.state.params.e_px)
+    assert window.controls.slider.value() == SLIDER_INF
+    assert window.controls.clip.isEnabled()
+    window.controls.clip.setChecked(True)
+    settle(qtbot, window)
+    assert not window.state.params.clip
+    assert "without clip" in window.grid.panes["dpglow"].title.toolTip()
+    window.controls.field.setText("banana")
+    window.controls.field.editingFinished.emit()
+    assert window.controls.field.text() == "∞"  # rejected, shows the current value
+
+
+def test_marker_by_click_and_flip(qtbot, window: MainWindow) -> None:
+    window.act["marker"].trigger()
+    pane = window.grid.panes["original"]
+    centre = pane.view.mapViewToScene(pane.view.viewRect().center())
+    point = pane.graphics.mapFromScene(centre)
+    qtbot.mouseClick(pane.graphics.viewport(), Qt.MouseButton.LeftButton,
+                     pos=QPoint(point.x(), point.y()))
+    qtbot.waitUntil(lambda: len(window.state.markers) == 1, timeout=TIMEOUT_MS)
+    marker = window.state.markers[0]
+    assert abs(marker.row - 0.5) < 0.05 and abs(marker.col - 0.5) < 0.05
+    assert marker.size == pytest.approx(0.08)
+    settle(qtbot, window)
+    assert shown(window, "original")[60, 50] == 1.0
+    assert window.reid.table.columnCount() == 2  # similarity + marker 1 kept
+    assert window.reid.table.item(0, 1).text() not in ("", "…")
+    window.act["flip"].trigger()
+    settle(qtbot, window)
+    assert window.state.flip and "flipped" in window.grid.panes["original"].title.text()
+    window.reid.markers.setCurrentRow(0)
+    window.reid.remove.click()
+    assert window.state.markers == ()
+
+
+def test_view_options_reach_every_pane(qtbot, window: MainWindow) -> None:
+    window.act["diff"].trigger()
+    assert window.grid.panes["dpglow"].image.lut is DIFF_LUT
+    assert window.grid.panes["original"].image.lut is not DIFF_LUT
+    window.act["invert"].trigger()
+    assert window.grid.panes["original"].image.lut[0, 0] == 255
+    window.grid.panes["idldp"].view.windowDragged.emit(0.0, 0.0, True)
+    window.grid.panes["idldp"].view.windowDragged.emit(-200.0, -60.0, False)  # narrower, up
+    lo, hi = window.state.display.levels
+    assert hi - lo < 0.6 and (lo + hi) / 2 > 0.5
+    assert tuple(window.grid.panes["original"].image.levels) == pytest.approx((lo, hi))
+    window.act["window"].trigger()  # auto window from the original's percentiles
+    assert window.state.display.levels != (lo, hi)
+    window.act["strip"].trigger()
+    settle(qtbot, window)
+    assert window.grid.panes["dpglow@10"].isVisible()
+    assert shown(window, "idldp@1000").shape == (32, 27)
+
+
+def test_bad_file_shows_a_message_and_keeps_the_image(qtbot, window, tmp_path) -> None:
+    bad = tmp_path / "corrupt.dcm"
+    bad.write_bytes(b"\x00" * 128 + b"DICM" + b"\x02\x00" * 50)
+    before = window.state.source
+    window.open_path(bad)
+    qtbot.waitUntil(lambda: bool(window.messages), timeout=TIMEOUT_MS)
+    assert "corrupt.dcm" in window.messages[-1]
+    assert window.state.source is before
+    boxes = [b for b in window.findChildren(QMessageBox) if b.isVisible()]
+    assert boxes and "corrupt.dcm" in boxes[-1].text()
+    assert not any(p.name.startswith(".") for p in tmp_path.iterdir())  # nothing written
+
+
+def test_bad_model_keeps_the_previous_one(qtbot, window, tmp_path) -> None:
+    junk = tmp_path / "junk"
+    junk.mkdir()
+    (junk / "weights.safetensors").write_bytes(b"\x00" * 64)
+    before = window.state.models
+    window.load_models(ModelPaths(junk, None))
+    qtbot.waitUntil(lambda: bool(window.messages), timeout=TIMEOUT_MS)
+    assert "junk" in window.messages[-1] and window.state.models is before
+
+
+def test_missing_default_models_is_a_message_not_a_crash(qtbot, settings, tmp_path) -> None:
+    w = make_window(qtbot, settings, ModelPaths(tmp_path / "nowhere" / "mixture", None))
+    w.start(write_png(tmp_path / "x.png"))
+    qtbot.waitUntil(lambda: w.state.source is not None, timeout=TIMEOUT_MS)
+    assert w.state.models is None and w.worker_label.text() in ("no model", "ready")
+    w.show_model_info()
+    assert "missing" in w.messages[-1] and str(tmp_path / "nowhere") in w.messages[-1]
+
+
+def test_folder_browser_scores_sorts_and_steps(qtbot, window, tmp_path) -> None:
+    folder = tmp_path / "study"
+    folder.mkdir()
+    for i in range(3):
+        write_png(folder / f"img{i}.png", seed=i, height=64 + 16 * i, width=64)
+    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnope")
+    window.open_folder(folder)
+    table = window.browser.table
+    assert table.rowCount() == 4
+    qtbot.waitUntil(lambda: len(window.state.thumbs) == 4, timeout=TIMEOUT_MS)
+    texts = {table.item(r, 0).text(): (table.item(r, 1).text(), table.item(r, 2).text())
+             for r in range(4)}
+    assert texts["broken.png"][1] == "unreadable"
+    assert all(float(texts[f"img{i}.png"][0]) > 0 for i in range(3))
+    table.sortItems(1, Qt.SortOrder.AscendingOrder)
+    values = [table.item(r, 1).value for r in range(4)]
+    assert values[-1] is None and values[:3] == sorted(values[:3])
+    table.selectRow(0)
+    first = Path(table.item(0, 0).data(Qt.ItemDataRole.UserRole))
+    qtbot.waitUntil(lambda: window.state.source.path == first, timeout=TIMEOUT_MS)
+    qtbot.keyClick(table, Qt.Key.Key_Down)
+    second = Path(table.item(1, 0).data(Qt.ItemDataRole.UserRole))
+    qtbot.waitUntil(lambda: window.state.source.path == second, timeout=TIMEOUT_MS)
+
+
+def test_dicom_tags_and_recent_files(qtbot, window, tmp_path, settings) -> None:
+    path = write_dicom(tmp_path / "study.dcm")
+    window.open_path(path)
+    qtbot.waitUntil(lambda: window.state.source.name == "study.dcm", timeout=TIMEOUT_MS)
+    window.show_tags()
+    browser = window.findChildren(TagBrowser)[-1]
+    values = [browser.tree.topLevelItem(i).text(3)
+              for i in range(browser.tree.topLevelItemCount())]
+    assert "Doe^Jane" in values
+    browser.filter.setText("PatientName")
+    visible = [browser.tree.topLevelItem(i) for i in range(browser.tree.topLevelItemCount())
+               if not browser.tree.topLevelItem(i).isHidden()]
+    assert [item.text(1) for item in visible] == ["Patient's Name"]
+    assert settings.value("recent")[0] == str(path)
+    assert window.recent_menu.actions()[0].text() == str(path)
+
+
+def test_theme_is_remembered(window: MainWindow, settings: QSettings) -> None:
+    window.set_theme("light")
+    assert settings.value("theme") == "light"
+    assert "#FAFAFA" in QApplication.instance().styleSheet().upper()
+    window.set_theme("dark")
+
+
+def test_close_while_busy_stops_the_worker(qtbot, window, tmp_path) -> None:
+    paths = [write_png(tmp_path / f"f{i}.png", seed=i) for i in range(20)]
+    window.state.score_folder(paths)
+    for e_px in (2, 3, 4, 5):
+        window.state.set_e_px(e_px)
+    window.close()
+    assert window.worker.isFinished()
+
+
+def test_slider_axis() -> None:
+    assert position_to_e_px(0) == 1 and position_to_e_px(200) == 100
+    assert position_to_e_px(400) == 10_000 and math.isinf(position_to_e_px(SLIDER_INF))
+    for e_px in (1, 10, 100, 1000, 10_000, math.inf):
+        assert position_to_e_px(e_px_to_position(e_px)) == e_px
+    assert parse_e_px("1e3") == 1000 and math.isinf(parse_e_px("∞"))
+    assert parse_e_px("-5") is None and parse_e_px("nan") is None
+
+
+def test_smoke_test_exits_zero_and_writes_a_screenshot(models, tmp_path) -> None:
+    shot = tmp_path / "shot.png"
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", XDG_CONFIG_HOME=str(tmp_path))
+    done = subprocess.run(
+        [sys.executable, "-m", "app", "--smoke-test", "--screenshot", str(shot),
+         "--model-dir", str(models.mixture.parent), "--device", "cpu"],
+        env=env, capture_output=True, text=True, timeout=180, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "smoke test: ok" in done.stdout
+    assert shot.stat().st_size > 10_000
+
+
+def write_dicom(path: Path) -> Path:
+    """A small synthetic MONOCHROME2 DICOM with fake patient details."""
+    from pydicom import Dataset
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.7"
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID = meta.MediaStorageSOPClassUID
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.PatientName, ds.PatientID, ds.Modality = "Doe^Jane", "PAT-123", "DX"
+    ds.Rows, ds.Columns = 64, 48
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
+    ds.PixelData = (np.arange(64 * 48) % 251).astype(np.uint8).tobytes()
+    ds.save_as(path, enforce_file_format=True)
+    return path
