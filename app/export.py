@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from PySide6.QtCore import QSettings, QStandardPaths
+from PySide6.QtCore import QSettings
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -23,6 +23,8 @@ from PySide6.QtWidgets import (
 
 from app.controls import format_e_px, scientific
 from app.state import MECHANISM_TITLES, MECHANISMS, ViewState
+from glow_engine.errors import UserError
+from glow_engine.release.ledger import Ledger, default_ledger_path
 
 FORMATS = {"png": "PNG (8-bit)", "dicom": "DICOM, de-identified (PS3.15 Annex E)"}
 NEW_DRAW_NOTICE = (
@@ -30,11 +32,6 @@ NEW_DRAW_NOTICE = (
     "again with fresh secure noise (exact discrete Laplace from the operating system's random "
     "source); the preview uses a fixed, fast draw, so the noise in the file will differ."
 )
-
-
-def default_ledger() -> Path:
-    base = QStandardPaths.writableLocation(QStandardPaths.StandardLocation.AppDataLocation)
-    return Path(base or Path.home()) / "privacy-ledger.sqlite"
 
 
 class ExportDialog(QDialog):
@@ -54,15 +51,19 @@ class ExportDialog(QDialog):
         for key, text in FORMATS.items():
             self.fmt.addItem(text, key)
         self.out = QLineEdit(str(self._default_out()))
-        self.ledger = QLineEdit(str(settings.value("ledger", str(default_ledger()))))
+        # One ledger for the CLI and the viewer by default: composition counts across both.
+        self.ledger = QLineEdit(str(settings.value("ledger", str(default_ledger_path()))))
         self.cost = QLabel(self._cost_text())
         self.cost.setWordWrap(True)
         self.warning = QLabel(self._warning_text())
         self.warning.setObjectName("warning")
         self.warning.setWordWrap(True)
         self.warning.setVisible(bool(self.warning.text()))
-        self.force = QCheckBox("Export anyway (I have checked the image for burned-in text)")
-        self.force.setVisible(self._burned_in())
+        self.spent = QLabel(self._spent_text())
+        self.spent.setWordWrap(True)
+        self.burned_in = QCheckBox("Export anyway (I have checked the pixels for burned-in text)")
+        self.burned_in.setVisible(self._burned_in())
+        self.force_budget = QCheckBox("Release past the per-patient budget (recorded as forced)")
         self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Cancel)
         self.buttons.addButton("Export", QDialogButtonBox.ButtonRole.AcceptRole)
         self.buttons.accepted.connect(self.accept)
@@ -77,8 +78,10 @@ class ExportDialog(QDialog):
         layout.addWidget(notice)
         layout.addLayout(form)
         layout.addWidget(self.cost)
+        layout.addWidget(self.spent)
         layout.addWidget(self.warning)
-        layout.addWidget(self.force)
+        layout.addWidget(self.burned_in)
+        layout.addWidget(self.force_budget)
         layout.addWidget(self.buttons)
 
     # ----------------------------------------------------------------- content
@@ -89,6 +92,24 @@ class ExportDialog(QDialog):
                 f"{scientific(total)}. It is added to the image's (and, for DICOM, the "
                 "patient's) total in the privacy ledger; releasing the same image again "
                 "adds up.")
+
+    def _spent_text(self) -> str:
+        """What the ledger already holds for this image. Read only if the ledger exists:
+        opening a new one would create it, and nothing is written before an export."""
+        path = Path(self.ledger.text()).expanduser()
+        image = self.state.source.image if self.state.source else None
+        if image is None or not path.is_file():
+            return ""
+        try:
+            with Ledger(path) as ledger:
+                on_image = ledger.spent_on_image(image.content_sha256)
+                on_patient = ledger.spent_on_patient(image.patient_id, image.content_sha256)
+                limit = ledger.patient_budget
+        except UserError as exc:
+            return f"Ledger: {exc}"
+        budget = f" (per-patient budget {scientific(limit)})" if limit else ""
+        return (f"Already spent on this image: total ε {scientific(on_image)}; on this "
+                f"patient: {scientific(on_patient)}{budget}.")
 
     def _warning_text(self) -> str:
         lines = []
@@ -150,5 +171,6 @@ class ExportDialog(QDialog):
         self.settings.setValue("export_dir", str(out.parent))
         self.settings.setValue("ledger", str(ledger))
         self.state.export(self.mechanism.currentData(), out, self.fmt.currentData(), ledger,
-                          force=self.force.isChecked())
+                          allow_burned_in=self.burned_in.isChecked(),
+                          force_budget=self.force_budget.isChecked())
         super().accept()

@@ -366,6 +366,7 @@ class MainWindow(QMainWindow):
             self._on_error()
         if "exported" in aspects and s.last_export is not None:
             self.statusBar().showMessage(s.last_export.summary, 15000)
+            self._show_box(QMessageBox.Icon.Information, s.last_export.summary)
 
     def _on_error(self) -> None:
         s = self.state
@@ -392,8 +393,10 @@ class MainWindow(QMainWindow):
 
     def _show_error(self, message: str) -> None:
         self.messages.append(message)
-        box = QMessageBox(QMessageBox.Icon.Warning, "DP-GLOW Viewer", message,
-                          QMessageBox.StandardButton.Ok, self)
+        self._show_box(QMessageBox.Icon.Warning, message)
+
+    def _show_box(self, kind: QMessageBox.Icon, message: str) -> None:
+        box = QMessageBox(kind, "DP-GLOW Viewer", message, QMessageBox.StandardButton.Ok, self)
         box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         box.open()  # not exec(): the window (and the worker's answers) keep running
 

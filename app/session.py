@@ -9,6 +9,7 @@ session keeps whatever it had before.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -20,6 +21,8 @@ import torch
 from app.state import (
     MECHANISM_TITLES,
     MECHANISMS,
+    Exported,
+    ExportRequest,
     Failed,
     LoadModelsRequest,
     ModelsInfo,
@@ -38,8 +41,16 @@ from glow_engine.anomaly import AnomalyScorer
 from glow_engine.device import describe, pick_device
 from glow_engine.errors import UserError
 from glow_engine.flow.glow import model_to_pixels
-from glow_engine.imaging import Placement, from_square, load_image, to_square
-from glow_engine.mechanisms import IDLDP, DPGlow, Encoded, Mechanism, preview_noise
+from glow_engine.imaging import (
+    Placement,
+    atomic_write_bytes,
+    from_square,
+    load_image,
+    save_png,
+    to_square,
+    to_uint8,
+)
+from glow_engine.mechanisms import IDLDP, DPGlow, Encoded, Mechanism, preview_noise, total_epsilon
 from glow_engine.modelfile import LoadedModel, load_model
 from glow_engine.overlays import (
     BlockMarker,
@@ -47,6 +58,8 @@ from glow_engine.overlays import (
     contrast_kept,
     similarity,
 )
+from glow_engine.release.deid import DicomExporter, check_burned_in, to_bytes
+from glow_engine.release.ledger import Ledger, Release
 
 THUMB_SIZE = 96
 SAMPLE_TEMPERATURE = 0.7  # the usual GLOW sampling temperature: cleaner than t = 1
@@ -98,6 +111,7 @@ class Session:
             SampleRequest: (self.sample, "open"),
             RenderRequest: (self.render, "render"),
             ScoreRequest: (self.score, "scores"),
+            ExportRequest: (self.export, "export"),
             ThumbRequest: (self.thumb, "thumbs"),
         }
 
@@ -220,6 +234,59 @@ class Session:
             score = self.scorer.score(to_square(pixels, self.scorer.resolution)[0])[0]
         return Thumb(request.id, path, to_square(pixels, THUMB_SIZE)[0], score)
 
+
+    # ----------------------------------------------------------------- export
+
+    @torch.inference_mode()
+    def export(self, request: ExportRequest) -> Exported:
+        """Release the current input through the mechanism's release path: fresh noise from
+        the OS CSPRNG (never the preview's draw), recorded in the ledger before it is drawn."""
+        p, src, out = request.params, request.source, request.out_path
+        image = src.image
+        dataset = image.dataset if image is not None else None
+        check_burned_in(dataset, request.allow_burned_in)
+        if out.exists():
+            raise UserError(f"{out} already exists: choose another name (files are never "
+                            "overwritten).")
+        prep = self._prepare(src, request.markers, request.flip, p.alpha, p.mode)
+        mech = self._mechanism(request.mechanism, p.alpha, p.mode)
+        sha = image.content_sha256 if image else hashlib.sha256(src.pixels.tobytes()).hexdigest()
+        patient = image.patient_id if image else None
+        release = Release(sha, patient, mech.name, mech.mode, p.e_px,
+                          total_epsilon(p.e_px, mech.resolution), mech.model_sha256, str(out))
+        with Ledger(request.ledger_path) as ledger:
+            release_id = ledger.reserve(release, force=request.force_budget)
+            try:
+                pixels = mech.release(prep.encodings[mech.name], p.e_px, clip=p.clip)
+                self._write(request, mech, from_square(pixels, prep.placement), dataset)
+            except BaseException:
+                ledger.cancel(release_id)  # nothing left the process: nothing was spent
+                raise
+            ledger.confirm(release_id)
+            on_image, on_patient = ledger.spent_on_image(sha), ledger.spent_on_patient(patient,
+                                                                                      sha)
+        who = "patient" if patient else "image"
+        return Exported(request.id, out,
+                        f"Exported {out.name}: a new draw with fresh secure noise "
+                        f"({mech.describe(p.e_px, p.clip)}). Ledger total ε spent on this "
+                        f"image: {on_image:g}; on this {who}: {on_patient:g}.")
+
+    @staticmethod
+    def _write(request: ExportRequest, mech: Mechanism, pixels: np.ndarray,
+               dataset: Any) -> None:
+        request.out_path.parent.mkdir(parents=True, exist_ok=True)
+        if request.fmt == "png":
+            save_png(pixels, request.out_path)
+            return
+        notes = ["exported from the DP-GLOW viewer at model resolution"]
+        if request.markers or request.flip:
+            notes.append("input altered by the user before privatisation (block markers or "
+                         "left-right flip)")
+        ds = DicomExporter().build(to_uint8(pixels), dataset,
+                                   mech.describe(request.params.e_px, request.params.clip),
+                                   force_burned_in=request.allow_burned_in,
+                                   derivation="; ".join(notes))
+        atomic_write_bytes(request.out_path, to_bytes(ds))
 
 
 def _title(name: str, e_px: float) -> str:

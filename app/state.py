@@ -126,7 +126,8 @@ class ExportRequest(Request):
     out_path: Path
     fmt: str  # "png" | "dicom"
     ledger_path: Path
-    force: bool = False
+    allow_burned_in: bool = False  # the user confirmed the pixels hold no identifying text
+    force_budget: bool = False  # release past the ledger's per-patient budget (recorded)
 
 
 @dataclass(frozen=True, eq=False)
@@ -270,8 +271,11 @@ class ViewState:
         self._set_overlays(self.markers, bool(flip))
 
     def set_e_px(self, e_px: float) -> None:
-        e_px = math.inf if e_px == math.inf else min(max(float(e_px), E_PX_MIN), E_PX_MAX)
-        self._set_params(e_px=e_px)
+        if math.isinf(e_px):
+            self._set_params(e_px=math.inf)
+            return
+        # Leaving infinity restores the clip: without it a finite budget would protect nothing.
+        self._set_params(e_px=min(max(float(e_px), E_PX_MIN), E_PX_MAX), clip=True)
 
     def set_alpha(self, alpha: float) -> None:
         if not 0.0 < alpha <= 1.0:
@@ -284,7 +288,9 @@ class ViewState:
         self._set_params(mode=mode)
 
     def set_clip(self, clip: bool) -> None:
-        self._set_params(clip=bool(clip))
+        """Skipping the clip is only offered at e_px = inf (the paper's plain reconstruction)."""
+        if clip or math.isinf(self.params.e_px):
+            self._set_params(clip=bool(clip))
 
     def new_noise(self) -> None:
         self._set_params(noise_seed=self.params.noise_seed + 1)
@@ -298,8 +304,8 @@ class ViewState:
         if self.display.strip and not old.strip:
             self._request_render(strip=True)
 
-    def export(self, mechanism: str, out_path: Path, fmt: str, ledger_path: Path,
-               force: bool = False) -> None:
+    def export(self, mechanism: str, out_path: Path, fmt: str, ledger_path: Path, *,
+               allow_burned_in: bool = False, force_budget: bool = False) -> None:
         if self.source is None or self.models is None:
             self._fail("export", "Open an image and load a model before exporting.")
             return
@@ -307,7 +313,7 @@ class ViewState:
         self._request(ExportRequest, "export", source=self.source, markers=self.markers,
                       flip=self.flip, params=self.params, mechanism=mechanism,
                       out_path=Path(out_path), fmt=fmt, ledger_path=Path(ledger_path),
-                      force=force)
+                      allow_burned_in=allow_burned_in, force_budget=force_budget)
 
     def score_folder(self, paths: list[Path]) -> None:
         self.thumbs = {}

@@ -16,13 +16,17 @@ from test_app_support import make_pair, write_png
 pytest.importorskip("pytestqt")
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
+import pydicom
 from PySide6.QtCore import QPoint, QSettings, Qt
-from PySide6.QtWidgets import QApplication, QMessageBox
+from PySide6.QtWidgets import QApplication, QLabel, QMessageBox
 
 from app.controls import SLIDER_INF, e_px_to_position, parse_e_px, position_to_e_px
 from app.dialogs import TagBrowser
+from app.export import ExportDialog
 from app.main_window import MainWindow, ModelPaths
 from app.panes import DIFF_LUT
+from glow_engine.imaging import load_image
+from glow_engine.release.ledger import Ledger
 
 TIMEOUT_MS = 20_000
 
@@ -223,6 +227,61 @@ def test_dicom_tags_and_recent_files(qtbot, window, tmp_path, settings) -> None:
     assert window.recent_menu.actions()[0].text() == str(path)
 
 
+def export_with_dialog(qtbot, window: MainWindow, fmt: str = "png", **checks: bool) -> None:
+    window.export_dialog()
+    dialog = window.findChildren(ExportDialog)[-1]
+    dialog.fmt.setCurrentIndex(dialog.fmt.findData(fmt))
+    for name, on in checks.items():
+        getattr(dialog, name).setChecked(on)
+    dialog.accept()
+    settle(qtbot, window)
+
+
+def test_export_png_is_a_new_draw_recorded_in_the_ledger(qtbot, window, tmp_path, settings):
+    ledger_path = tmp_path / "ledger.sqlite"
+    settings.setValue("export_dir", str(tmp_path / "out"))
+    settings.setValue("ledger", str(ledger_path))
+    window.export_dialog()
+    dialog = window.findChildren(ExportDialog)[-1]
+    texts = " ".join(label.text() for label in dialog.findChildren(QLabel))
+    assert "NEW draw, not the preview" in texts and "1.02 × 10⁵" in texts
+    assert not ledger_path.exists()  # showing the dialog writes nothing
+    dialog.reject()
+    export_with_dialog(qtbot, window)
+    out = window.state.last_export.path
+    assert out.parent == tmp_path / "out" and "new draw" in window.state.last_export.summary
+    written = load_image(out).pixels
+    preview = window.state.rendered.panes["dpglow"].pixels
+    assert written.shape == preview.shape == (32, 27)
+    assert not np.array_equal(written, preview)  # fresh secure noise, not the preview draw
+    sha = window.state.source.image.content_sha256
+    with Ledger(ledger_path) as ledger:
+        assert ledger.spent_on_image(sha) == 100 * 32 * 32
+    export_with_dialog(qtbot, window)  # the same name again: refused, nothing spent
+    assert "already exists" in window.messages[-1]
+    with Ledger(ledger_path) as ledger:
+        assert ledger.spent_on_image(sha) == 100 * 32 * 32
+
+
+def test_export_dicom_is_deidentified_and_burned_in_needs_consent(qtbot, window, tmp_path,
+                                                                  settings):
+    settings.setValue("export_dir", str(tmp_path / "out"))
+    settings.setValue("ledger", str(tmp_path / "ledger.sqlite"))
+    window.open_path(write_dicom(tmp_path / "study.dcm", burned_in=True))
+    qtbot.waitUntil(lambda: window.state.source.name == "study.dcm", timeout=TIMEOUT_MS)
+    settle(qtbot, window)
+    export_with_dialog(qtbot, window, "dicom")
+    assert "BurnedInAnnotation" in window.messages[-1]
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+    export_with_dialog(qtbot, window, "dicom", burned_in=True)
+    out = window.state.last_export.path
+    data = out.read_bytes()
+    assert b"Doe^Jane" not in data and b"PAT-123" not in data
+    ds = pydicom.dcmread(out)
+    assert ds.PatientIdentityRemoved == "YES"
+    assert any("DP-GLOW" in line for line in ds.DeidentificationMethod)
+
+
 def test_theme_is_remembered(window: MainWindow, settings: QSettings) -> None:
     window.set_theme("light")
     assert settings.value("theme") == "light"
@@ -260,7 +319,7 @@ def test_smoke_test_exits_zero_and_writes_a_screenshot(models, tmp_path) -> None
     assert shot.stat().st_size > 10_000
 
 
-def write_dicom(path: Path) -> Path:
+def write_dicom(path: Path, burned_in: bool = False) -> Path:
     """A small synthetic MONOCHROME2 DICOM with fake patient details."""
     from pydicom import Dataset
     from pydicom.dataset import FileMetaDataset
@@ -279,5 +338,7 @@ def write_dicom(path: Path) -> Path:
     ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
     ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
     ds.PixelData = (np.arange(64 * 48) % 251).astype(np.uint8).tobytes()
+    if burned_in:
+        ds.BurnedInAnnotation = "YES"
     ds.save_as(path, enforce_file_format=True)
     return path
