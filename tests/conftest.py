@@ -111,3 +111,63 @@ def anomaly_model_dirs(anomaly_model_pair, tmp_path_factory):
         save_model(path, model.flow, model.meta, model.calibration)
         paths.append(path)
     return paths[0], paths[1]
+
+
+# --------------------------------------------------------------------------- engine
+# (flow / model file / training / calibration / CLI tests) Small flows whose couplings and
+# priors are *not* the identity (fresh ones are: their last convs start at zero), and a tiny
+# .npz in the project's format.
+
+
+def _perturbed_flow(resolution: int = 32, levels: int = 2, depth: int = 2, width: int = 16,
+                    seed: int = 0, scale: float = 0.05):
+    """An actnorm-initialised Glow with every parameter jittered, in eval mode."""
+    import torch
+
+    from glow_engine.flow import Glow, GlowConfig
+    from glow_engine.flow.glow import pixels_to_model
+
+    torch.manual_seed(seed)
+    flow = Glow(GlowConfig(resolution, levels, depth, width, seed=seed))
+    pixels = torch.from_numpy(tiny_images(16, seed, resolution))[:, None]
+    flow.initialize_actnorm(pixels_to_model(pixels))
+    gen = torch.Generator().manual_seed(seed + 1)
+    with torch.no_grad():
+        for p in flow.parameters():
+            p.add_(scale * torch.randn(p.shape, generator=gen))
+    return flow.eval()
+
+
+@pytest.fixture
+def make_flow():
+    """make_flow(resolution=32, levels=2, depth=2, width=16, seed=0, scale=0.05) -> Glow."""
+    return _perturbed_flow
+
+
+@pytest.fixture(scope="session")
+def engine_npz(tmp_path_factory):
+    """A .npz like ../shared/data's: 48 train + 16 val uint8 32x32 images, labels 0/1."""
+    import numpy as np
+
+    path = tmp_path_factory.mktemp("engine_data") / "tiny.npz"
+    images = np.rint(tiny_images(64, seed=3) * 255).astype(np.uint8)
+    labels = np.arange(64) % 2
+    split = np.array(["train"] * 48 + ["val"] * 16)
+    np.savez(path, images=images, labels=labels, split=split)
+    return path
+
+
+@pytest.fixture(scope="session")
+def engine_model_dir(tmp_path_factory):
+    """A saved, calibrated model directory (32x32, L=2, K=2, width 16) and its flow."""
+    import numpy as np
+
+    from glow_engine.modelfile import Calibration, save_model
+
+    flow = _perturbed_flow()
+    n = flow.num_pixels
+    lo, hi = -np.linspace(1, 3, n), np.linspace(1, 3, n)
+    path = tmp_path_factory.mktemp("engine_models") / "tiny"
+    save_model(path, flow, {"name": "tiny", "training": {"steps": 7}},
+               Calibration(lo, hi, {"images": 5, "data": "synthetic"}))
+    return path

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 
 import torch
@@ -66,10 +67,22 @@ def unsqueeze(x: torch.Tensor) -> torch.Tensor:
     return x.reshape(b, c // 4, h * 2, w * 2)
 
 
-def _autograd_only_for(x: torch.Tensor) -> contextlib.AbstractContextManager:
+@contextlib.contextmanager
+def _inference(x: torch.Tensor) -> Iterator[None]:
     """encode/decode are inference calls: no autograd graph (so, in eval mode, the fused fast
-    path) unless the caller asks for gradients with respect to their input."""
-    return contextlib.nullcontext() if x.requires_grad else torch.no_grad()
+    path) unless the caller asks for gradients with respect to their input; and on CUDA, true
+    float32 convolutions, since cuDNN's default TF32 (10-bit mantissa) breaks the 1e-4 round
+    trip."""
+    grad = contextlib.nullcontext() if x.requires_grad else torch.no_grad()
+    cuda, tf32 = x.device.type == "cuda", torch.backends.cudnn.allow_tf32
+    if cuda:
+        torch.backends.cudnn.allow_tf32 = False
+    try:
+        with grad:
+            yield
+    finally:
+        if cuda:
+            torch.backends.cudnn.allow_tf32 = tf32
 
 
 def _standard_normal_logp(eps: torch.Tensor) -> torch.Tensor:
@@ -167,7 +180,7 @@ class Glow(nn.Module):
         return self.encode_with_logp(x)[0]
 
     def encode_with_logp(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        with _autograd_only_for(x):
+        with _inference(x):
             eps_list, logp = self._encode_levels(x)
         return torch.cat([e.flatten(1) for e in eps_list], dim=1), logp
 
@@ -181,7 +194,7 @@ class Glow(nn.Module):
             parts.append(eps[:, start : start + n].reshape(-1, c, h, w))
             start += n
         x = None
-        with _autograd_only_for(eps):
+        with _inference(eps):
             for level, part in zip(reversed(self.levels), reversed(parts), strict=True):
                 x = level.reverse(x, part)
         return x
