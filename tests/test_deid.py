@@ -127,6 +127,15 @@ def test_pseudonyms_and_series_are_consistent_within_a_run() -> None:
     assert c.PatientID != a.PatientID and c.SeriesInstanceUID != a.SeriesInstanceUID
 
 
+def test_ranks_sharing_a_run_secret_agree() -> None:
+    src = source_dataset()
+    _, a = export(src, DicomExporter("s3cret"))
+    _, b = export(src, DicomExporter("s3cret"))
+    assert (a.PatientID, a.StudyInstanceUID, a.SeriesInstanceUID) == (
+        b.PatientID, b.StudyInstanceUID, b.SeriesInstanceUID)
+    assert a.SOPInstanceUID != b.SOPInstanceUID
+
+
 def test_burned_in_annotation_is_refused_unless_forced() -> None:
     src = source_dataset(burned_in="YES")
     with pytest.raises(BurnedInAnnotationError, match="BurnedInAnnotation"):

@@ -204,10 +204,16 @@ def test_torchrun_shards_split_and_merge(tiny_model: LoadedModel, inputs: Path,
     out = tmp_path / "sharded"
     with Ledger(tmp_path / "l.sqlite") as led:
         for rank in (1, 0):
-            privatize([inputs], mech, led, ReleaseOptions(e_px=100, out_dir=out, rank=rank,
-                                                          world=2, progress=False))
+            opts = ReleaseOptions(e_px=100, out_dir=out, fmt="dicom", rank=rank, world=2,
+                                  progress=False, run_secret="broadcast by rank 0")
+            privatize([inputs], mech, led, opts)
     per_rank = [json.loads((out / f"manifest.rank{r}.json").read_text())["releases"]
                 for r in (0, 1)]
     assert [len(rows) for rows in per_rank] == [3, 3]
     merged = json.loads(merge_rank_manifests(out, 2).read_text())["releases"]
     assert len({r["input"] for r in merged}) == 6 == len(merged)
+    # a.dcm and b.dcm (one patient) went to different ranks, yet share one pseudonym
+    ranks = {Path(r["input"]).name: r["rank"] for r in merged}
+    assert ranks["a.dcm"] != ranks["b.dcm"]
+    a, b = (pydicom.dcmread(r["output"]) for r in merged if r["input"].endswith(".dcm"))
+    assert (a.PatientID, a.PatientName) == (b.PatientID, b.PatientName)

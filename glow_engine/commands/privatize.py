@@ -14,7 +14,13 @@ from glow_engine.device import pick_device
 from glow_engine.mechanisms import Mechanism, create_mechanism
 from glow_engine.mechanisms.dpglow import MODES
 from glow_engine.modelfile import load_model
-from glow_engine.release.batch import FORMATS, ReleaseOptions, finish_shards, privatize
+from glow_engine.release.batch import (
+    FORMATS,
+    ReleaseOptions,
+    finish_shards,
+    privatize,
+    shared_run_secret,
+)
 from glow_engine.release.ledger import Ledger, default_ledger_path
 
 DEFAULT_MODEL = Path(glow_engine.__file__).parents[1] / "resources" / "models" / "mixture"
@@ -62,7 +68,8 @@ def run(args: argparse.Namespace) -> int:
     opts = ReleaseOptions(e_px=args.e_px, out_dir=args.out, fmt=args.fmt, size=args.size,
                           force_budget=args.force, patient_budget=args.patient_budget,
                           allow_burned_in=args.allow_burned_in, batch_size=args.batch_size,
-                          rank=rank, world=world, progress=not args.no_progress)
+                          rank=rank, world=world, progress=not args.no_progress,
+                          run_secret=shared_run_secret(world))
     if math.isinf(args.e_px):
         print("warning: e_px = inf adds no noise: these images carry no privacy guarantee",
               file=sys.stderr)

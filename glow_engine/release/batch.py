@@ -10,10 +10,12 @@ drawn per batch by the mechanism's release path (OS CSPRNG).
 from __future__ import annotations
 
 import math
+import secrets
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -57,6 +59,7 @@ class ReleaseOptions:
     rank: int = 0
     world: int = 1
     progress: bool = True
+    run_secret: str | None = None  # seeds DICOM pseudonyms; shared by all ranks of a run
 
 
 @dataclass
@@ -110,23 +113,38 @@ def privatize(inputs: list[str | Path], mech: Mechanism, ledger: Ledger,
     return summary
 
 
+def shared_run_secret(world: int) -> str:
+    """A fresh random secret, the same on every rank (rank 0's, broadcast under torchrun)."""
+    secret = [secrets.token_hex(32)]
+    if world > 1:
+        _process_group().broadcast_object_list(secret, src=0)
+    return secret[0]
+
+
 def finish_shards(opts: ReleaseOptions) -> Path | None:
     """Under torchrun: wait for every rank, then rank 0 merges the rank manifests."""
     if opts.world <= 1:
         return None
+    dist = _process_group()
+    dist.barrier()
+    merged = merge_rank_manifests(opts.out_dir, opts.world) if opts.rank == 0 else None
+    dist.destroy_process_group()
+    return merged
+
+
+def _process_group() -> ModuleType:
     import torch.distributed as dist
 
     if not dist.is_initialized():
-        dist.init_process_group("gloo")  # CPU barrier: works with or without GPUs
-    dist.barrier()
-    return merge_rank_manifests(opts.out_dir, opts.world) if opts.rank == 0 else None
+        dist.init_process_group("gloo")  # CPU collectives: work with or without GPUs
+    return dist
 
 
 class _Run:
     def __init__(self, mech: Mechanism, ledger: Ledger, opts: ReleaseOptions) -> None:
         self.mech, self.ledger, self.opts = mech, ledger, opts
         self.rows: list[dict] = []
-        self.exporter = DicomExporter() if opts.fmt == "dicom" else None
+        self.exporter = DicomExporter(opts.run_secret) if opts.fmt == "dicom" else None
         self.total = total_epsilon(opts.e_px, mech.resolution)
 
     def batch(self, jobs: list[Job]) -> None:

@@ -6,8 +6,8 @@ from an allow-list, so no attribute of the source can slip through by being over
 (private tags, free text, sequences, overlays, dates and UIDs are simply never copied).
 What the profile would "replace" is filled in as follows:
 
-* PatientName, PatientID: dicognito pseudonyms, consistent within one exporter (one run), so
-  the images of one patient stay together without revealing who it is.
+* PatientName, PatientID: dicognito pseudonyms, consistent within one run (all its torchrun
+  ranks), so the images of one patient stay together without revealing who it is.
 * StudyInstanceUID: dicognito's mapping of the source's (consistent within a run); the
   SeriesInstanceUID is new for each study in each run (a new series) and the SOP Instance
   UID new for every file (also MediaStorageSOPInstanceUID).
@@ -26,6 +26,7 @@ unless forced, and then the output says YES too.
 from __future__ import annotations
 
 import io
+import secrets
 import textwrap
 
 import numpy as np
@@ -65,8 +66,11 @@ def _burned_in(source: Dataset) -> str:
 class DicomExporter:
     """Builds de-identified DICOM files; one instance per run keeps pseudonyms consistent."""
 
-    def __init__(self) -> None:
-        self._anonymizer = Anonymizer()  # randomly seeded: pseudonyms differ between runs
+    def __init__(self, run_secret: str | None = None) -> None:
+        """`run_secret` (never stored) seeds the pseudonyms and series UIDs, so that every
+        torchrun rank of one run agrees on them; None draws a fresh one."""
+        self._secret = run_secret or secrets.token_hex(32)
+        self._anonymizer = Anonymizer(seed=self._secret)
         self._series: dict[str, str] = {}
         self._instances: dict[str, int] = {}
 
@@ -109,7 +113,9 @@ class DicomExporter:
 
     def _series_and_instance(self, ds: Dataset) -> None:
         study = ds.StudyInstanceUID
-        ds.SeriesInstanceUID = self._series.setdefault(study, generate_uid())
+        if study not in self._series:
+            self._series[study] = generate_uid(entropy_srcs=[self._secret, "series", study])
+        ds.SeriesInstanceUID = self._series[study]
         ds.SeriesNumber = 1
         ds.SeriesDescription = "privatised (local differential privacy)"
         self._instances[study] = self._instances.get(study, 0) + 1
