@@ -133,6 +133,11 @@ def _read(path: Path) -> tuple[dict[str, np.ndarray], dict]:
     if not path.exists():
         raise ModelFileError(f"Model not found: {path}")
     weights = path / WEIGHTS_NAME if path.is_dir() else path
+    if path.is_dir():
+        missing = [n for n in (WEIGHTS_NAME, META_NAME) if not (path / n).is_file()]
+        if missing:
+            raise ModelFileError(f"Model {path.name} is incomplete: {' and '.join(missing)} "
+                                 f"{'is' if len(missing) == 1 else 'are'} missing")
     try:
         tensors = load_file(str(weights))
         if path.is_dir():
@@ -146,11 +151,11 @@ def _read(path: Path) -> tuple[dict[str, np.ndarray], dict]:
             meta = json.loads(header[META_KEY])
     except ModelFileError:
         raise
-    except FileNotFoundError as e:
-        raise ModelFileError(f"Model {path.name} is incomplete: {Path(e.filename).name} "
-                             "is missing") from None
     except (SafetensorError, OSError, ValueError, json.JSONDecodeError) as e:
         raise ModelFileError(f"Model {path.name} is damaged or truncated ({e})") from None
+    if not isinstance(meta, dict):
+        raise ModelFileError(f"{path.name} is not a DP-GLOW model file (its metadata is not "
+                             "a JSON object)")
     return tensors, meta
 
 
@@ -164,7 +169,10 @@ def read_metadata(path: str | Path) -> dict:
 def _verify(path: Path, tensors: dict[str, np.ndarray], meta: dict) -> None:
     if meta.get("format") != FORMAT:
         raise ModelFileError(f"{path.name} is not a DP-GLOW model file")
-    if meta.get("format_version", 0) > FORMAT_VERSION:
+    version = meta.get("format_version", 0)
+    if not isinstance(version, int):
+        raise ModelFileError(f"{path.name} has an invalid format version ({version!r})")
+    if version > FORMAT_VERSION:
         raise ModelFileError(f"{path.name} was written by a newer version "
                              f"(format {meta['format_version']}); please update the program")
     if meta.get("sha256") != content_hash(tensors, meta):
@@ -184,16 +192,30 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> LoadedMo
                  if k.startswith("flow.")}
         flow.load_state_dict(state, strict=True)
     except (KeyError, TypeError, ValueError, RuntimeError) as e:
+        # load_state_dict's first line is only a heading; its details follow, tab-indented
+        detail = next((line.strip() for line in str(e).splitlines()[1:] if line.strip()),
+                      str(e).strip() or type(e).__name__)
         raise ModelFileError(f"Model {path.name} does not match its declared architecture "
-                             f"({str(e).splitlines()[0]})") from None
-    calibration = None
-    if "calibration.min" in tensors:
-        calibration = Calibration(tensors["calibration.min"].astype(np.float64),
-                                  tensors["calibration.max"].astype(np.float64),
-                                  dict(meta.get("calibration", {})))
-        if calibration.lo.shape != (flow.num_pixels,):
-            raise ModelFileError(f"Model {path.name}: calibration vectors have "
-                                 f"{calibration.lo.size} elements, the flow needs "
-                                 f"{flow.num_pixels}")
+                             f"({detail if len(detail) <= 160 else detail[:160] + '…'})") from None
+    calibration = _calibration(path, tensors, meta, flow.num_pixels)
     flow.to(device).eval()
     return LoadedModel(flow, meta, calibration, meta["sha256"], path)
+
+
+def _calibration(path: Path, tensors: dict[str, np.ndarray], meta: dict,
+                 num_pixels: int) -> Calibration | None:
+    present = [k in tensors for k in ("calibration.min", "calibration.max")]
+    if not any(present):
+        return None
+    if not all(present):
+        raise ModelFileError(f"Model {path.name} holds only half of its calibration "
+                             "(calibration.min/max)")
+    lo = tensors["calibration.min"].astype(np.float64)
+    hi = tensors["calibration.max"].astype(np.float64)
+    if lo.shape != (num_pixels,) or hi.shape != (num_pixels,):
+        raise ModelFileError(f"Model {path.name}: calibration vectors have shapes {lo.shape} "
+                             f"and {hi.shape}, the flow needs ({num_pixels},)")
+    if not (np.isfinite(lo).all() and np.isfinite(hi).all() and (lo <= hi).all()):
+        raise ModelFileError(f"Model {path.name}: calibration vectors are not a valid range "
+                             "(non-finite, or min > max)")
+    return Calibration(lo, hi, dict(meta.get("calibration", {})))
