@@ -77,10 +77,12 @@ class BoxMechanism(Mechanism):
     device: torch.device
 
     def _box_tensors(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(lo, hi, width) as float32 on the device, made once (the preview runs per frame)."""
         cached = getattr(self, "_box_cache", None)
         if cached is None:
-            as_t = lambda a: torch.as_tensor(a, dtype=torch.float32, device=self.device)  # noqa: E731
-            cached = (as_t(self.lo), as_t(self.lo + self.width), as_t(self.width))
+            arrays = (self.lo, self.lo + self.width, self.width)
+            cached = tuple(torch.as_tensor(a, dtype=torch.float32, device=self.device)
+                           for a in arrays)
             self._box_cache = cached
         return cached
 
