@@ -13,10 +13,15 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from glow_engine.errors import UserError
 from glow_engine.flow.glow import bits_per_dim, pixels_to_model
 from glow_engine.modelfile import Calibration, LoadedModel
 
 DEFAULT_ALPHA = 0.4
+
+
+class CalibrationError(UserError, ValueError):
+    """Calibration impossible (no images, or a latent that is not finite)."""
 
 
 def batches(images: np.ndarray, batch_size: int) -> Iterator[np.ndarray]:
@@ -39,7 +44,8 @@ def calibrate(model: LoadedModel, image_batches: Iterable[np.ndarray], descripti
         z, logp = flow.encode_with_logp(pixels_to_model(pixels))
         z = z.double()
         if not torch.isfinite(z).all():
-            raise ValueError("the model produced a non-finite latent on a training image")
+            raise CalibrationError("the model produced a non-finite latent on a training "
+                                   "image")
         lo = z.min(0).values if lo is None else torch.minimum(lo, z.min(0).values)
         hi = z.max(0).values if hi is None else torch.maximum(hi, z.max(0).values)
         bpd.append(bits_per_dim(logp, flow.num_pixels).cpu().numpy())
@@ -47,7 +53,7 @@ def calibrate(model: LoadedModel, image_batches: Iterable[np.ndarray], descripti
         bar.update(len(u8))
     bar.close()
     if n == 0:
-        raise ValueError("no calibration images")
+        raise CalibrationError("no calibration images")
     all_bpd = np.concatenate(bpd)
     lo_np, hi_np = lo.cpu().numpy(), hi.cpu().numpy()
     info = {

@@ -86,18 +86,28 @@ def _setup_distributed(device_pref: str) -> tuple[Dist, torch.device]:
     return Dist(rank, world), torch.device("cpu")
 
 
-def _train_set(opts: TrainOptions) -> ImageSet:
-    sets = [load_image_set(s, opts.resolution, split="train", label=opts.label)
-            for s in opts.data]
+def load_sets(sources: list[str], resolution: int, split: str | None,
+              label: int | None = None) -> ImageSet:
+    """The image sets concatenated; an unreadable source is a UserError naming it."""
+    sets = []
+    for source in sources:
+        try:
+            sets.append(load_image_set(source, resolution, split=split, label=label))
+        except UserError:
+            raise
+        except (OSError, ValueError, KeyError) as e:
+            raise UserError(f"cannot read images from {source}: {e}") from None
     return ImageSet.concat(sets)
+
+
+def _train_set(opts: TrainOptions) -> ImageSet:
+    return load_sets(opts.data, opts.resolution, "train", opts.label)
 
 
 def _val_set(opts: TrainOptions) -> ImageSet | None:
     if not opts.val_data:
         return None
-    sets = [load_image_set(s, opts.resolution, split=opts.val_split, label=opts.label)
-            for s in opts.val_data]
-    return ImageSet.concat(sets)
+    return load_sets(opts.val_data, opts.resolution, opts.val_split, opts.label)
 
 
 def _batch(images: np.ndarray, idx: np.ndarray, device: torch.device) -> torch.Tensor:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 
 from glow_engine.calibration import batches, calibrate
-from glow_engine.data import ImageSet, load_image_set
 from glow_engine.device import pick_device
 from glow_engine.modelfile import load_model, save_model
+from glow_engine.train import load_sets
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -23,7 +23,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     model = load_model(args.model, pick_device(args.device))
     res = model.resolution
-    data = ImageSet.concat([load_image_set(s, res, split=args.split) for s in args.data])
+    data = load_sets(args.data, res, args.split)
     cal = calibrate(model, batches(data.images, args.batch_size), data.description,
                     total=len(data))
     out = args.out or args.model
