@@ -171,3 +171,15 @@ def engine_model_dir(tmp_path_factory):
     save_model(path, flow, {"name": "tiny", "training": {"steps": 7}},
                Calibration(lo, hi, {"images": 5, "data": "synthetic"}))
     return path
+
+
+@pytest.fixture
+def one_torch_thread():
+    """One intra-op thread during the test: tiny tensors gain nothing from threads, and on a
+    busy machine every parallel op waits for a descheduled thread (25x slower, measured)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

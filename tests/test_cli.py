@@ -16,6 +16,8 @@ from glow_engine.calibration import calibrate
 from glow_engine.cli import SUBCOMMANDS, main
 from glow_engine.modelfile import load_model, read_metadata, save_model
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 VENV_BIN = Path(sys.executable).parent
 
 

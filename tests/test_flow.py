@@ -20,6 +20,8 @@ from glow_engine.flow.glow import (
 )
 from glow_engine.flow.layers import ActNorm, AffineCoupling, FlowStep, InvConv1x1
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 ROUND_TRIP_TOL = 1e-4  # max |x - G(G^-1(x))| in the model's input scale (issue 2)
 
 # (resolution, levels, depth, width): widths >= 32 with 4 channels take the CPU col2im conv,

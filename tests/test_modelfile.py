@@ -26,6 +26,8 @@ from glow_engine.modelfile import (
     save_model,
 )
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 
 @pytest.fixture
 def model_dir(engine_model_dir, tmp_path) -> Path:
