@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import tiny_images
+from torch.utils.flop_counter import FlopCounterMode
 
 from glow_engine.flow import Glow, GlowConfig
 from glow_engine.flow.glow import (
@@ -19,6 +20,7 @@ from glow_engine.flow.glow import (
     pixels_to_model,
 )
 from glow_engine.flow.layers import ActNorm, AffineCoupling, FlowStep, InvConv1x1
+from glow_engine.modelfile import load_model
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -131,6 +133,17 @@ def test_whole_flow_log_density_is_change_of_variables(make_flow):
         torch.testing.assert_close(flow(x)[0], expected, atol=1e-6, rtol=1e-9)
         torch.testing.assert_close(flow.encode_with_logp(x)[1][0], expected, atol=1e-6,
                                    rtol=1e-9)
+
+
+def test_multiply_adds_match_pytorchs_flop_counter(make_flow):
+    flow = make_flow(32, 2, 2, 16)  # small enough that every conv goes through aten conv2d
+    x = model_input(1, 32)
+    z = flow.encode(x)
+    for run in (lambda: flow.encode(x), lambda: flow.decode(z)):
+        with FlopCounterMode(display=False) as counter:
+            run()
+        assert counter.get_total_flops() == 2 * flow.multiply_adds()
+    assert Glow(GlowConfig(128, 4, 8, 128)).multiply_adds() == pytest.approx(1.15e9, rel=0.01)
 
 
 def test_bits_per_dim_and_quantisation_helpers():
@@ -278,6 +291,32 @@ def test_real_images_round_trip_through_a_fresh_model():
     z = flow.encode(x)
     assert torch.isfinite(z).all()
     assert (flow.decode(z) - x).abs().max().item() <= ROUND_TRIP_TOL
+
+
+DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "resources" / "models" / "mixture"
+
+
+@pytest.mark.realdata
+@pytest.mark.slow
+@pytest.mark.skipif(not SHARED_DATA.is_dir(), reason=f"{SHARED_DATA} is absent")
+@pytest.mark.skipif(not (DEFAULT_MODEL / "model.json").is_file(),
+                    reason="the default model is not built")
+def test_default_model_is_exact_on_real_images_and_finite_in_its_box():
+    model = load_model(DEFAULT_MODEL)
+    res = model.resolution
+    with np.load(SHARED_DATA / "nih_cxr14_subset_256.npz") as data:
+        u8 = data["images"][data["split"] == "val"][:16]
+    x = pixels_to_model(torch.nn.functional.interpolate(
+        torch.from_numpy(u8).float()[:, None] / 255, size=(res, res), mode="area"))
+    z = model.flow.encode(x)
+    assert z.shape == (16, res * res)
+    assert (model.flow.decode(z) - x).abs().max().item() <= ROUND_TRIP_TOL
+    assert z.std().item() == pytest.approx(1.0, abs=0.2)
+    lo, hi = (torch.from_numpy(v).float() for v in (model.calibration.lo, model.calibration.hi))
+    centre, width = (lo + hi) / 2, model.calibration.width(0.4)
+    u = torch.rand(8, lo.numel(), generator=torch.Generator().manual_seed(0)) - 0.5
+    box = centre + u * torch.from_numpy(width).float()
+    assert torch.isfinite(model.flow.decode(box)).all()
 
 
 # ---------------------------------------------------------------- CUDA (benchmarks/gpu_check.sh)

@@ -199,6 +199,20 @@ class Glow(nn.Module):
                 x = level.reverse(x, part)
         return x
 
+    def multiply_adds(self) -> int:
+        """Multiply-adds of one encode (or decode) of one image: the convolutions and 1x1
+        mixing; the elementwise work is not counted."""
+        total, channels, res = 0, 1, self.cfg.resolution
+        width = self.cfg.width
+        for level in self.levels:
+            c, res = channels * 4, res // 2
+            half = c // 2
+            step = c * c + 9 * half * width + width * width + 9 * width * 2 * (c - half)
+            prior = 0 if level.top else 9 * half * c
+            total += res * res * (self.cfg.depth * step + prior)
+            channels = half
+        return total
+
     @torch.no_grad()
     def initialize_actnorm(self, x: torch.Tensor) -> None:
         """Data-dependent init of every actnorm from one batch (>= 256 images recommended)."""
