@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from glow_engine.flow.layers import FlowStep, ZeroConv2d, fused_path, soft_clamp
+from glow_engine.flow.layers import FlowStep, ZeroConv2d, fused_layout, fused_path, soft_clamp
 
 N_BINS = 256
 PRIOR_LOG_SCALE_BOUND = 5.0  # sigma_l in (e^-5, e^5): decoding stays finite for any eps
@@ -107,8 +107,7 @@ class Level(nn.Module):
         return mean, soft_clamp(log_sd, PRIOR_LOG_SCALE_BOUND)
 
     def _layout(self, x: torch.Tensor) -> torch.Tensor:
-        # the fused path runs channels_last throughout (oneDNN's fast layout)
-        return x.contiguous(memory_format=torch.channels_last) if fused_path(self) else x
+        return fused_layout(x) if fused_path(self) else x
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Returns (kept half for the next level or None-like empty, eps, log-density)."""
