@@ -195,6 +195,9 @@ def train(opts: TrainOptions) -> Path:
     train, val = _train_set(opts), _val_set(opts)
     if len(train) == 0:
         raise UserError("no training images (check --data, --label and the split)")
+    if len(train) < opts.batch_size * d.world:
+        raise UserError(f"{len(train)} training images are fewer than one batch "
+                        f"({opts.batch_size} x {d.world} processes): lower --batch-size")
     flow, restored = _build_flow(opts, train, device)
     flow.to(memory_format=torch.channels_last).train()
     model = DistributedDataParallel(flow) if d.world > 1 else flow
@@ -205,7 +208,7 @@ def train(opts: TrainOptions) -> Path:
     history: list[dict] = restored.get("history", [])
     elapsed0 = restored.get("elapsed_s", 0.0)
     t0 = time.time()
-    meta = _meta(opts, train, d)
+    meta = _meta(opts, train, d, step, history, elapsed0)  # what a finished run resumes to
     gen = torch.Generator().manual_seed(opts.seed * 1000 + d.rank)
     for epoch in range(epoch0, opts.epochs):
         perm = np.random.default_rng(opts.seed + epoch).permutation(len(train))[d.rank::d.world]

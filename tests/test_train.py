@@ -119,3 +119,19 @@ def test_torchrun_ddp_ranks_end_with_identical_weights(engine_npz, tmp_path):
     assert meta["processes"] == 2 and meta["batch_size"] == 16 and meta["steps"] == 3
     init = load_model(tmp_path / "run" / "checkpoint" / "model").flow.state_dict()
     assert all(torch.equal(init[k], rank0[k]) for k in rank0)  # checkpoint = final state
+
+
+def test_fewer_images_than_a_batch_is_a_user_error(engine_npz, tmp_path, capsys):
+    code = main(["train", "--data", str(engine_npz), "--out", str(tmp_path / "run"),
+                 "--label", "1", "--batch-size", "32", "--resolution", "32", "--levels", "2",
+                 "--depth", "1", "--width", "8", "--device", "cpu"])
+    err = capsys.readouterr().err
+    assert code == 2 and "24 training images" in err and "Traceback" not in err
+
+
+def test_resuming_a_finished_run_keeps_its_record(engine_npz, tmp_path):
+    out = tmp_path / "run"
+    train(options(engine_npz, out, epochs=1))
+    model = load_model(train(options(engine_npz, out, epochs=1, resume=True)))
+    assert model.meta["training"]["steps"] == 3 and model.meta["training"]["epochs"] == 1
+    assert model.meta["validation"]["bpd"] is not None
