@@ -147,7 +147,9 @@ def main(argv: list[str] | None = None) -> int:
 
     from app.main_window import MainWindow
     from app.theme import apply_theme
+    from app.worker import engine_threads
 
+    engine_threads()
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setOrganizationName("dp-glow")
     app.setApplicationName("viewer")

@@ -28,6 +28,7 @@ from app.state import (
     ModelsInfo,
     OpenRequest,
     Pane,
+    PrivacyParams,
     Rendered,
     RenderRequest,
     SampleRequest,
@@ -64,6 +65,8 @@ from glow_engine.release.ledger import Ledger, Release
 THUMB_SIZE = 96
 SAMPLE_TEMPERATURE = 0.7  # the usual GLOW sampling temperature: cleaner than t = 1
 _CACHE_INPUTS = 2  # encodings kept: the current input and the one before (undo a marker)
+_CACHE_SCORES = 64
+_CACHE_PREVIEWS = 128  # 64 KB each at 128x128
 
 
 @dataclass(frozen=True, eq=False)
@@ -89,6 +92,8 @@ class Session:
         self._mechanisms: dict[tuple[str, float, str], Mechanism] = {}
         self._prepared: OrderedDict[tuple, Prepared] = OrderedDict()
         self._noise: dict[int, torch.Tensor] = {}
+        self._scores: OrderedDict[str, Any] = OrderedDict()  # frame digest -> Score
+        self._previews: OrderedDict[tuple, np.ndarray] = OrderedDict()
 
     # ----------------------------------------------------------------- dispatch
 
@@ -131,6 +136,8 @@ class Session:
         self.device, self.mixture, self.normal, self.scorer = device, mixture, normal, scorer
         self._mechanisms.clear()
         self._prepared.clear()
+        self._scores.clear()
+        self._previews.clear()
         return ModelsInfo(
             request_id=request.id, mixture_path=request.mixture, mixture_sha=mixture.sha256,
             resolution=mixture.resolution, device=describe(device),
@@ -181,6 +188,7 @@ class Session:
         self._prepared[key] = prepared
         while len(self._prepared) > _CACHE_INPUTS:
             self._prepared.popitem(last=False)
+            self._previews.clear()  # keyed by id(): an evicted input's id may be reused
         return prepared
 
     def _unit_noise(self, seed: int) -> torch.Tensor:
@@ -196,14 +204,12 @@ class Session:
     def render(self, request: RenderRequest) -> Rendered:
         p = request.params
         prep = self._prepare(request.source, request.markers, request.flip, p.alpha, p.mode)
-        noise = self._unit_noise(p.noise_seed)
         panes: dict[str, Pane] = {}
         for name in MECHANISMS:
             mech = self._mechanism(name, p.alpha, p.mode)
             for e_px in request.budgets:
                 key = f"{name}@{e_px:g}" if request.strip else name
-                frame = mech.preview(prep.encodings[name], e_px, noise, clip=p.clip)
-                frame = np.asarray(frame, dtype=np.float32).reshape(prep.frame.shape)
+                frame = self._preview(prep, name, e_px, p)
                 panes[key] = Pane(key, _title(name, e_px), from_square(frame, prep.placement),
                                   frame, mech.describe(e_px, p.clip))
         e_px = request.budgets[0]
@@ -213,14 +219,37 @@ class Session:
             strip=request.strip,
         )
 
+    def _preview(self, prep: Prepared, name: str, e_px: float, p: PrivacyParams) -> np.ndarray:
+        """One preview frame. Kept per input, budget and draw: going back to a recent slider
+        position (or to a strip budget) costs nothing instead of a full decode."""
+        key = (id(prep), name, e_px, p.noise_seed, p.clip)
+        if key not in self._previews:
+            mech = self._mechanism(name, p.alpha, p.mode)
+            frame = mech.preview(prep.encodings[name], e_px, self._unit_noise(p.noise_seed),
+                                 clip=p.clip)
+            self._previews[key] = np.asarray(frame, dtype=np.float32).reshape(prep.frame.shape)
+            while len(self._previews) > _CACHE_PREVIEWS:
+                self._previews.popitem(last=False)
+        self._previews.move_to_end(key)
+        return self._previews[key]
+
     # ----------------------------------------------------------------- scores
 
     def score(self, request: ScoreRequest) -> Scores:
+        """Scores of every frame; frames scored before (the original, the strip) are reused."""
         if self.scorer is None:
             return Scores(request.id, {})
-        keys = list(request.frames)
-        scores = self.scorer.score(np.stack([request.frames[k] for k in keys]))
-        return Scores(request.id, dict(zip(keys, scores, strict=True)))
+        digests = {k: hashlib.sha1(f.tobytes()).hexdigest() for k, f in request.frames.items()}
+        for digest in digests.values():
+            if digest in self._scores:
+                self._scores.move_to_end(digest)  # recently used: evicted last
+        todo = [k for k, d in digests.items() if d not in self._scores]
+        if todo:
+            fresh = self.scorer.score(np.stack([request.frames[k] for k in todo]))
+            self._scores.update({digests[k]: s for k, s in zip(todo, fresh, strict=True)})
+        while len(self._scores) > _CACHE_SCORES:
+            self._scores.popitem(last=False)
+        return Scores(request.id, {k: self._scores[d] for k, d in digests.items()})
 
     def thumb(self, request: ThumbRequest) -> Thumb:
         """One folder entry (the first of the request's paths): thumbnail and score."""

@@ -9,7 +9,9 @@ through the queued ``answered`` signal; the state then ignores answers to outdat
 
 from __future__ import annotations
 
+import os
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import replace
@@ -30,11 +32,29 @@ from app.state import (
 
 # Highest first. Folder thumbnails come last: one image per turn, so they never delay a frame.
 PRIORITY = ("models", "open", "export", "render", "strip", "scores", "thumbs")
+# Background kinds wait until the user has paused this long: an anomaly score started during
+# a slider drag would hold the next frame back for a whole scoring pass.
+IDLE_KINDS = frozenset({"scores", "thumbs"})
+IDLE_AFTER_S = 0.25
 LABELS = {
     "models": "loading models", "open": "opening image", "export": "exporting",
     "render": "privatising", "strip": "privatising strip", "scores": "scoring",
     "thumbs": "scoring folder",
 }
+
+
+def engine_threads() -> int:
+    """Torch threads for the engine: every core but one, which the GUI needs to paint.
+
+    Called once by the application (not by the session: tests share the process). On a
+    loaded 2-core machine one thread also avoids OpenMP threads spinning against each other,
+    which was measured to make a decode 2-4x slower.
+    """
+    import torch
+
+    threads = max(1, (os.cpu_count() or 2) - 1)
+    torch.set_num_threads(threads)
+    return threads
 
 
 def kind_of(request: Request) -> str:
@@ -56,6 +76,7 @@ class EngineWorker(QThread):
         self._cond = threading.Condition()
         self._pending: dict[str, Request] = {}
         self._stopping = False
+        self._last_activity = 0.0  # last foreground request submitted or finished
         self.computed: Counter[str] = Counter()  # requests actually run, per kind
         self.dropped: Counter[str] = Counter()  # requests replaced before they ran
 
@@ -65,6 +86,8 @@ class EngineWorker(QThread):
             if kind in self._pending:
                 self.dropped[kind] += 1
             self._pending[kind] = request
+            if kind not in IDLE_KINDS:
+                self._last_activity = time.monotonic()
             self._cond.notify()
 
     def stop(self) -> None:
@@ -82,6 +105,8 @@ class EngineWorker(QThread):
             self.busy.emit(LABELS[kind])
             answer = session.handle(request)
             self.computed[kind] += 1
+            if kind not in IDLE_KINDS:
+                self._last_activity = time.monotonic()  # quiet time counts from here
             if isinstance(request, ThumbRequest):
                 self._requeue_rest(request)
             if not self._stopping:
@@ -92,11 +117,21 @@ class EngineWorker(QThread):
 
     def _next(self) -> Request | None:
         with self._cond:
-            while not self._pending and not self._stopping:
-                self._cond.wait()
-            if self._stopping:
-                return None
-            return self._pending.pop(self._peek())
+            while not self._stopping:
+                wait = self._wait_before_next()
+                if wait == 0.0:
+                    return self._pending.pop(self._peek())
+                self._cond.wait(wait)
+            return None
+
+    def _wait_before_next(self) -> float | None:
+        """0: run the next request now; else how long to wait (None: until notified)."""
+        if not self._pending:
+            return None
+        if self._peek() not in IDLE_KINDS:
+            return 0.0
+        quiet = time.monotonic() - self._last_activity
+        return 0.0 if quiet >= IDLE_AFTER_S else IDLE_AFTER_S - quiet
 
     def _peek(self) -> str:
         return next(k for k in PRIORITY if k in self._pending)

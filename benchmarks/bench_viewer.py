@@ -1,0 +1,198 @@
+"""Viewer latency, offscreen: slider change -> repainted privatised pane, and opening a
+1024x1024 PNG -> every pane shown.
+
+    python benchmarks/bench_viewer.py [--model-dir DIR | --synthetic] [--changes 60]
+
+"Repainted" means the DP-GLOW pane's viewport received its paint event with the image of the
+newest request, timed by an event filter; both mechanisms are recomputed per change. Changes
+are made one after another, each once the previous is on screen (a steady drag). Default
+models are the shipped pair; --synthetic builds an untrained pair of the default
+architecture (128x128, 4 levels, depth 8, width 128), which costs exactly as much to run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np
+from PySide6.QtCore import QEvent, QEventLoop, QObject, QSettings, QTimer
+from PySide6.QtWidgets import QApplication
+
+from app.controls import e_px_to_position
+from app.main_window import MainWindow, ModelPaths
+from app.worker import engine_threads
+from glow_engine.resources import default_model_dir
+
+TIMEOUT_S = 120.0
+
+
+class PaintClock(QObject):
+    """Records when a widget last painted, and when the state last took a new picture."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.last = 0.0
+        self.accepted = 0.0
+
+    def on_changed(self, aspects: frozenset[str]) -> None:
+        if "rendered" in aspects:
+            self.accepted = time.perf_counter()
+
+    def eventFilter(self, obj: QObject, event: QEvent) -> bool:
+        if event.type() == QEvent.Type.Paint:
+            self.last = time.perf_counter()
+        return False
+
+
+def synthetic_models(root: Path) -> ModelPaths:
+    import torch
+
+    from glow_engine.calibration import calibrate
+    from glow_engine.flow import Glow, GlowConfig
+    from glow_engine.flow.glow import pixels_to_model
+    from glow_engine.modelfile import load_model, save_model
+
+    rng = np.random.default_rng(0)
+    images = (np.kron(rng.random((32, 16, 16)), np.ones((8, 8))) * 200 + 20).astype(np.uint8)
+    paths = []
+    for seed, name in ((1, "mixture"), (2, "normal")):
+        flow = Glow(GlowConfig(resolution=128, levels=4, depth=8, width=128, seed=seed))
+        flow.initialize_actnorm(pixels_to_model(torch.from_numpy(images).float()[:, None] / 255))
+        meta = {"name": name, "data": "untrained benchmark model"}
+        save_model(root / name, flow, meta)
+        cal = calibrate(load_model(root / name), [images], "benchmark images", progress=False)
+        save_model(root / name, flow, meta, cal)
+        paths.append(root / name)
+    return ModelPaths(*paths)
+
+
+def test_image(root: Path) -> Path:
+    from glow_engine.imaging import save_png
+
+    y, x = np.mgrid[0:1024, 0:1024] / 1024
+    pixels = 0.3 + 0.4 * np.exp(-((x - 0.5) ** 2) / 0.05) + 0.05 * np.sin(40 * x * y)
+    path = root / "bench_1024.png"
+    save_png(pixels, path)
+    return path
+
+
+def wait(app: QApplication, condition, what: str) -> None:
+    """Block in the event loop (no busy polling: a spinning GUI thread would steal the CPU
+    the engine needs) until condition() holds; the heartbeat timer wakes it regularly."""
+    heartbeat = QTimer()
+    heartbeat.start(20)
+    deadline = time.perf_counter() + TIMEOUT_S
+    while not condition():
+        if time.perf_counter() > deadline:
+            raise TimeoutError(f"timed out waiting for {what}")
+        app.processEvents(QEventLoop.ProcessEventsFlag.WaitForMoreEvents)
+    heartbeat.stop()
+
+
+def painted_current(window: MainWindow, clock: PaintClock, since: float) -> bool:
+    """The newest request's picture is in the state and the pane painted after it came."""
+    s = window.state
+    return (s.rendered is not None and s.is_current("render", s.rendered.request_id)
+            and since < clock.accepted < clock.last)
+
+
+def bench_open(app, window, clock, image: Path, repeats: int) -> list[float]:
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        window.open_path(image)
+        wait(app, lambda t0=t0: window.state.source.path == image
+             and window.state.rendered is not None
+             and painted_current(window, clock, t0), "the opened image")
+        times.append(clock.last - t0)
+    return times
+
+
+def bench_slider(app, window, clock, changes: int) -> list[float]:
+    slider = window.controls.slider
+    start = e_px_to_position(100.0)
+    times = []
+    for i in range(changes):
+        # 61 distinct positions around e_px = 100, in steps of 7 (mod 61): no position repeats,
+        # so no answer comes from the session's preview cache.
+        position = start - 29 + (i * 7) % 61 + (1 if (i * 7) % 61 >= 29 else 0)
+        t0 = time.perf_counter()
+        slider.setValue(position)
+        wait(app, lambda t0=t0: painted_current(window, clock, t0), "a repaint")
+        times.append(clock.last - t0)
+    return times
+
+
+def summary(times: list[float]) -> dict[str, float]:
+    ms = sorted(t * 1000 for t in times)
+    return {"n": len(ms), "median_ms": round(statistics.median(ms), 1),
+            "p95_ms": round(ms[min(len(ms) - 1, int(0.95 * len(ms)))], 1),
+            "min_ms": round(ms[0], 1), "max_ms": round(ms[-1], 1)}
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--model-dir", type=Path, help="folder with mixture/ and normal/")
+    p.add_argument("--synthetic", action="store_true", help="untrained default-size models")
+    p.add_argument("--image", type=Path, help="a 1024x1024 PNG (default: a synthetic one)")
+    p.add_argument("--changes", type=int, default=60, help="at most 61 (all distinct)")
+    p.add_argument("--opens", type=int, default=5)
+    args = p.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="bench_viewer_"))
+    if args.synthetic:
+        models = synthetic_models(tmp)
+    else:
+        root = args.model_dir
+        models = ModelPaths(root / "mixture" if root else default_model_dir("mixture"),
+                            root / "normal" if root else default_model_dir("normal"))
+    engine_threads()  # as dpglow-viewer does
+    app = QApplication.instance() or QApplication([])
+    window = MainWindow(QSettings(str(tmp / "viewer.ini"), QSettings.Format.IniFormat), models)
+    window.resize(1680, 1000)
+    window.show()
+    clock = PaintClock()
+    window.grid.panes["dpglow"].graphics.viewport().installEventFilter(clock)
+    window.state.changed.connect(clock.on_changed)
+    try:
+        result = run(app, window, clock, models, args, tmp)
+    finally:
+        window.close()  # stops the worker thread
+    print(json.dumps(result, indent=2))
+    return 0 if result else 1
+
+
+def run(app, window, clock, models, args, tmp) -> dict | None:
+    t0 = time.perf_counter()
+    window.start()
+    wait(app, lambda: window.state.rendered is not None or window.messages, "the models")
+    if window.messages:
+        print("\n".join(window.messages), file=sys.stderr)
+        return None
+    load_s = time.perf_counter() - t0
+    image = args.image or test_image(tmp)
+    opens = bench_open(app, window, clock, image, args.opens)
+    slider = bench_slider(app, window, clock, args.changes)
+    return {
+        "models": str(models.mixture.parent) + (" (synthetic, untrained)" if args.synthetic
+                                                 else ""),
+        "device": window.state.models.device,
+        "start_to_first_sample_s": round(load_s, 2),
+        "open_1024_png_to_shown": summary(opens),
+        "slider_to_repaint": summary(slider),
+        "renders_computed": window.worker.computed["render"],
+        "renders_dropped": window.worker.dropped["render"],
+    }
+
+
+if __name__ == "__main__":
+    sys.exit(main())
