@@ -76,7 +76,8 @@ def fast_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
               padding: int) -> torch.Tensor:
     """conv2d (stride 1) for the fused path: oneDNN directly for large float32 CPU convs."""
     large = x.shape[0] * weight.shape[0] * x.shape[2] * x.shape[3] >= _ONEDNN_MIN_OUTPUT
-    if _ONEDNN and large and x.device.type == "cpu" and x.dtype == torch.float32:
+    cpu32 = x.device.type == "cpu" and x.dtype == torch.float32
+    if _ONEDNN and large and cpu32 and not torch.compiler.is_compiling():  # dynamo can't trace it
         return torch.mkldnn_convolution(x, weight, bias, (padding, padding), (1, 1), (1, 1), 1)
     return F.conv2d(x, weight, bias, padding=padding)
 
