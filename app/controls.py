@@ -28,7 +28,7 @@ from app.state import E_PX_MAX, E_PX_MIN, MODES, ViewState
 
 STEPS_PER_DECADE = 100
 SLIDER_MAX = round(STEPS_PER_DECADE * math.log10(E_PX_MAX / E_PX_MIN))  # e_px = 10^4
-SLIDER_INF = SLIDER_MAX + 30  # the infinity end stop, set apart from the finite axis
+SLIDER_INF = SLIDER_MAX + 45  # the infinity end stop, set apart from the finite axis
 TICKS = {0: "1", 100: "10", 200: "100", 300: "1000", 400: "10⁴", SLIDER_INF: "∞"}
 MODE_LABELS = {"paper": "paper  (S = Δ, as published)", "tight": "tight  (S = w = α·Δ)"}
 _SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")

@@ -95,23 +95,33 @@ class MainWindow(QMainWindow):
     def _build_docks(self) -> None:
         side = QWidget()
         layout = QVBoxLayout(side)
-        for panel in (self.controls, self.reid, self.scores):
+        for panel in (self.controls, self.reid):
             layout.addWidget(panel)
         layout.addStretch(1)
         scroll = QScrollArea()
         scroll.setWidget(side)
         scroll.setWidgetResizable(True)
-        scroll.setMinimumWidth(400)
-        dock = QDockWidget("Privacy and checks")
-        dock.setObjectName("sideDock")
-        dock.setWidget(scroll)
-        dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable)
-        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, dock)
+        scroll.setMinimumWidth(420)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        side_dock = self._dock("Privacy and checks", scroll, Qt.DockWidgetArea.RightDockWidgetArea)
+        scores = self._dock("Anomaly score", self.scores, Qt.DockWidgetArea.BottomDockWidgetArea)
+        # The panes get the room; the panels start at the size their content needs.
+        self.resizeDocks([side_dock], [440], Qt.Orientation.Horizontal)
+        self.resizeDocks([scores], [230], Qt.Orientation.Vertical)
         self.folder_dock = QDockWidget("Folder")
         self.folder_dock.setObjectName("folderDock")
         self.folder_dock.setWidget(self.browser)
         self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, self.folder_dock)
         self.folder_dock.hide()
+
+    def _dock(self, title: str, widget: QWidget, area: Qt.DockWidgetArea) -> QDockWidget:
+        dock = QDockWidget(title)
+        dock.setObjectName(title)
+        dock.setWidget(widget)
+        dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable)
+        dock.setTitleBarWidget(QWidget())  # the panels carry their own titles
+        self.addDockWidget(area, dock)
+        return dock
 
     def _action(self, text: str, slot, shortcut: str | QKeySequence | None = None,
                 icon_name: str | None = None, checkable: bool = False) -> QAction:

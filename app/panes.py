@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QPointF, QRectF, Qt, Signal
-from PySide6.QtGui import QColor, QPen
+from PySide6.QtGui import QColor, QPainter, QPaintEvent, QPen
 from PySide6.QtWidgets import (
     QFrame,
     QGraphicsRectItem,
@@ -87,6 +87,18 @@ class PaneViewBox(pg.ViewBox):
             super().mouseClickEvent(ev)
 
 
+class ElidedLabel(QLabel):
+    """A one-line label that ends in "…" when too narrow: a clipped "1000" must never read
+    as "100"."""
+
+    def paintEvent(self, event: QPaintEvent) -> None:
+        painter = QPainter(self)
+        rect = self.contentsRect()
+        text = self.fontMetrics().elidedText(self.text(), Qt.TextElideMode.ElideRight,
+                                             rect.width())
+        painter.drawText(rect, int(self.alignment()), text)
+
+
 class Pane(QFrame):
     """Title, image, caption. Knows nothing about privacy: it shows what it is given."""
 
@@ -94,11 +106,14 @@ class Pane(QFrame):
         super().__init__()
         self.key = key
         self.setObjectName("pane")
-        self.title = QLabel()
+        self.title = ElidedLabel()
         self.title.setObjectName("paneTitle")
+        # Long titles are clipped rather than widening their pane (panes stay equal).
+        self.title.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
         self.caption = QLabel()
         self.caption.setObjectName("paneCaption")
         self.caption.setWordWrap(True)
+        self.caption.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.view = PaneViewBox()
         self.image = pg.ImageItem(axisOrder="row-major")
         self.view.addItem(self.image)
@@ -115,6 +130,8 @@ class Pane(QFrame):
         layout.addWidget(self.caption)
         if compact:
             self.caption.hide()
+        else:  # two lines whatever the text, so the images of a row stay aligned
+            self.caption.setFixedHeight(2 * self.caption.fontMetrics().lineSpacing() + 4)
 
     def show_pixels(self, pixels: np.ndarray | None, width: float, height: float) -> None:
         if pixels is None:
@@ -202,7 +219,7 @@ class PaneGrid(QWidget):
         self.hist.sigLevelsChanged.connect(self._on_histogram_levels)
         view = pg.GraphicsView(background=PANE_BACKGROUND)
         view.setCentralItem(self.hist)
-        view.setFixedWidth(90)
+        view.setFixedWidth(80)
         view.setToolTip("Window: drag the band or its edges (or right-drag on any image)")
         return view
 
@@ -263,7 +280,7 @@ class PaneGrid(QWidget):
         pane.show_pixels(original, w, h)
         note = f" ({self.state.source.note})" if self.state.source.note else ""
         flip = "  · flipped L-R" if self.state.flip else ""
-        pane.title.setText(f"Original{flip}")
+        pane.title.setText(f"Original — {self.state.source.name}{flip}")
         pane.title.setToolTip(f"{self.state.source.name}{note}")
         self.hist.plot.setData(*_histogram(original))
         self.stack.setCurrentIndex(1)
@@ -390,4 +407,4 @@ def _caption(state: ViewState, key: str) -> str:
     main = (f"{score.bpd_mixture:.3f} bits/dim" if kind is ScoreKind.BPD_MIXTURE
             else f"{score.ratio_bits_per_pixel:+.4f} bits/px")
     flag = "   ⚠ outside the model's distribution" if score.out_of_distribution else ""
-    return f"Anomaly: {main}{flag}"
+    return f"Anomaly score: {main}{flag}"

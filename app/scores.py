@@ -9,6 +9,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QGroupBox,
+    QHBoxLayout,
     QHeaderView,
     QLabel,
     QTableWidget,
@@ -43,23 +44,32 @@ class ScoresPanel(QGroupBox):
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.verticalHeader().setDefaultSectionSize(22)
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
-        self.table.setMaximumHeight(150)
         self.plot = pg.PlotWidget(background=None)
-        self.plot.setMinimumHeight(120)
-        self.plot.setMaximumHeight(170)
+        self.plot.setMinimumHeight(110)
         self.plot.setMouseEnabled(x=False, y=False)
         self.plot.hideButtons()
         self.plot.getPlotItem().setMenuEnabled(False)
         self.plot.getPlotItem().hideAxis("left")
         self.plot.setLabel("bottom", DEFAULT_SCORE_KIND.label)
+        self.legend = QLabel("&nbsp;&nbsp;&nbsp;".join(
+            f'<span style="color:{c}">━</span> {pane_label(k)}' for k, c in PANE_COLOURS.items())
+            + '&nbsp;&nbsp;&nbsp;<span style="color:#9e9e9e">│</span> strip'
+            + '&nbsp;&nbsp;&nbsp;┆ reference')
+        self.legend.setObjectName("hint")
         self.warning = QLabel()
         self.warning.setObjectName("warning")
         self.warning.setWordWrap(True)
-        layout = QVBoxLayout(self)
-        layout.addWidget(self.explain)
-        layout.addWidget(self.table)
-        layout.addWidget(self.plot)
-        layout.addWidget(self.warning)
+        # Wide and short: it sits under the panes, table on the left, distribution right.
+        left = QVBoxLayout()
+        left.addWidget(self.explain)
+        left.addWidget(self.table, 1)
+        right = QVBoxLayout()
+        right.addWidget(self.plot, 1)
+        right.addWidget(self.legend)
+        right.addWidget(self.warning)
+        layout = QHBoxLayout(self)
+        layout.addLayout(left, 1)
+        layout.addLayout(right, 1)
         state.changed.connect(self._on_changed)
         self._show()
 
@@ -109,12 +119,10 @@ class ScoresPanel(QGroupBox):
         self._draw_reference()
         for key, s in scores:
             value = s.bpd_mixture if DEFAULT_SCORE_KIND is ScoreKind.BPD_MIXTURE else -s.ratio_nats
-            colour = PANE_COLOURS.get(key, "#9e9e9e")
-            line = pg.InfiniteLine(value, angle=90, pen=pg.mkPen(colour, width=2),
-                                   label=pane_label(key), labelOpts={
-                                       "position": 0.85, "color": colour, "rotateAxis": (1, 0),
-                                       "anchors": [(0, 1), (0, 1)]})
-            self.plot.addItem(line)
+            # Main panes in their legend colours; the strip thin and grey (the table names it).
+            pen = (pg.mkPen(PANE_COLOURS[key], width=2) if key in PANE_COLOURS
+                   else pg.mkPen("#9e9e9e", width=1))
+            self.plot.addItem(pg.InfiniteLine(value, angle=90, pen=pen))
 
     def _draw_reference(self) -> None:
         """The validation normals/abnormals when the model carries them, else the training

@@ -210,7 +210,9 @@ class Session:
             for e_px in request.budgets:
                 key = f"{name}@{e_px:g}" if request.strip else name
                 frame = self._preview(prep, name, e_px, p)
-                panes[key] = Pane(key, _title(name, e_px), from_square(frame, prep.placement),
+                title = (f"{MECHANISM_TITLES[name]} · {e_px:g}" if request.strip
+                         else _title(mech.label, e_px))
+                panes[key] = Pane(key, title, from_square(frame, prep.placement),
                                   frame, mech.describe(e_px, p.clip))
         e_px = request.budgets[0]
         return Rendered(
@@ -318,9 +320,10 @@ class Session:
         atomic_write_bytes(request.out_path, to_bytes(ds))
 
 
-def _title(name: str, e_px: float) -> str:
+def _title(label: str, e_px: float) -> str:
+    """"DP-GLOW (paper, α=0.4)   ε/px = 100": which mechanism and variant, at which budget."""
     budget = "∞" if math.isinf(e_px) else f"{e_px:g}"
-    return f"{MECHANISM_TITLES[name]}  ε/px = {budget}"
+    return f"{label}   ε/px = {budget}"
 
 
 def _metrics(prep: Prepared, panes: dict[str, Pane]) -> dict[str, dict[str, float]]:

@@ -31,7 +31,7 @@ MIN_DRAWN_SIZE = 0.01  # a drag smaller than this counts as a click
 def pane_label(key: str) -> str:
     name, _, budget = key.partition("@")
     title = {"dpglow": "DP-GLOW", "idldp": "ID-LDP", "original": "Original"}[name]
-    return f"{title} @{budget}" if budget else title
+    return f"{title} · {budget}" if budget else title
 
 
 class ReidPanel(QGroupBox):
@@ -54,7 +54,7 @@ class ReidPanel(QGroupBox):
         self.intensity.setValue(1.0)
         self.intensity.setToolTip("0 = black, 1 = white")
         self.markers = QListWidget()
-        self.markers.setMaximumHeight(70)
+        self.markers.setMaximumHeight(64)
         self.remove = QPushButton("Remove")
         self.clear = QPushButton("Clear")
         self.flip = QCheckBox("Flip left-right (simulated situs inversus)")
@@ -118,6 +118,7 @@ class ReidPanel(QGroupBox):
                                  f"side {m.size:.0%}; intensity {m.intensity:.2f}")
         with QSignalBlocker(self.flip):
             self.flip.setChecked(self.state.flip)
+        self.markers.setVisible(bool(self.state.markers))
         self.remove.setEnabled(bool(self.state.markers))
         self.clear.setEnabled(bool(self.state.markers))
 
