@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_app_support import make_model, make_pair, write_png
+from test_app_support import make_model, shared_pair, write_png
 
 from app.session import Session
 from app.state import Failed, PrivacyParams, RenderRequest, ViewState
@@ -16,7 +16,7 @@ from glow_engine.overlays import BlockMarker
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory) -> tuple[Path, Path]:
-    return make_pair(tmp_path_factory.mktemp("models"))
+    return shared_pair(tmp_path_factory)
 
 
 class Harness:

@@ -45,6 +45,16 @@ def make_pair(root: Path) -> tuple[Path, Path]:
     return make_model(root / "mixture", seed=1), make_model(root / "normal", seed=2)
 
 
+_SHARED: dict[str, tuple[Path, Path]] = {}
+
+
+def shared_pair(tmp_path_factory) -> tuple[Path, Path]:
+    """One model pair for every viewer test module of a session (read-only for them)."""
+    if "pair" not in _SHARED:
+        _SHARED["pair"] = make_pair(tmp_path_factory.mktemp("app_models"))
+    return _SHARED["pair"]
+
+
 def write_png(path: Path, height: int = 96, width: int = 80, seed: int = 3) -> Path:
     from glow_engine.imaging import save_png
 

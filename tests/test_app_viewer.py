@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_app_support import make_pair, write_png
+from test_app_support import shared_pair, write_png
 
 pytest.importorskip("pytestqt")
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -33,7 +33,7 @@ TIMEOUT_MS = 20_000
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory) -> ModelPaths:
-    return ModelPaths(*make_pair(tmp_path_factory.mktemp("models")))
+    return ModelPaths(*shared_pair(tmp_path_factory))
 
 
 @pytest.fixture
