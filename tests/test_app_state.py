@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import math
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 from test_app_support import make_model, shared_pair, write_png
 
 from app.session import Session
@@ -138,6 +141,30 @@ def test_bad_image_keeps_the_previous_one(h: Harness, tmp_path: Path) -> None:
     h.state.open(bad)
     assert h.state.source is before
     assert "broken.png" in h.state.message and "error" in h.changes[-1]
+
+
+def huge_png(path: Path, width: int = 20_000, height: int = 20_000) -> Path:
+    """A valid PNG header declaring a huge image (the pixel data is never reached)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
+                     + chunk(b"IDAT", zlib.compress(b"\x00" * 16)) + chunk(b"IEND", b""))
+    return path
+
+
+def test_huge_image_is_refused_and_a_colour_photo_is_flagged(h: Harness, tmp_path: Path):
+    h.state.new_sample()
+    before = h.state.source
+    h.state.open(huge_png(tmp_path / "huge.png"))
+    assert h.state.source is before and "too large" in h.state.message
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 255, (60, 90, 3), dtype=np.uint8)).save(tmp_path / "c.jpg")
+    h.state.open(tmp_path / "c.jpg")
+    assert h.state.source.name == "c.jpg" and h.state.source.pixels.shape == (60, 90)
+    assert h.state.scores["original"].out_of_distribution  # noise is no chest X-ray
 
 
 def test_bad_model_keeps_the_previous_models(h: Harness, tmp_path: Path) -> None:

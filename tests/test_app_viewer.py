@@ -17,11 +17,12 @@ pytest.importorskip("pytestqt")
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 import pydicom
-from PySide6.QtCore import QPoint, QSettings, Qt
-from PySide6.QtWidgets import QApplication, QLabel, QMessageBox
+from PySide6.QtCore import QMimeData, QPoint, QPointF, QSettings, Qt, QUrl
+from PySide6.QtGui import QDropEvent
+from PySide6.QtWidgets import QApplication, QLabel, QMessageBox, QTextBrowser
 
 from app.controls import SLIDER_INF, e_px_to_position, parse_e_px, position_to_e_px
-from app.dialogs import TagBrowser
+from app.dialogs import ModelInfo, TagBrowser
 from app.export import ExportDialog
 from app.main_window import MainWindow, ModelPaths
 from app.panes import DIFF_LUT
@@ -280,6 +281,20 @@ def test_export_dicom_is_deidentified_and_burned_in_needs_consent(qtbot, window,
     ds = pydicom.dcmread(out)
     assert ds.PatientIdentityRemoved == "YES"
     assert any("DP-GLOW" in line for line in ds.DeidentificationMethod)
+
+
+def test_drop_a_file_and_model_information(qtbot, window, tmp_path) -> None:
+    path = write_png(tmp_path / "dropped.png")
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(path))])
+    event = QDropEvent(QPointF(10, 10), Qt.DropAction.CopyAction, mime,
+                       Qt.MouseButton.NoButton, Qt.KeyboardModifier.NoModifier)
+    window.dropEvent(event)
+    qtbot.waitUntil(lambda: window.state.source.name == "dropped.png", timeout=TIMEOUT_MS)
+    window.show_model_info()
+    info = window.findChildren(ModelInfo)[-1]
+    text = info.findChild(QTextBrowser).toPlainText()
+    assert "32 × 32" in text and window.state.models.mixture_sha in text
 
 
 def test_theme_is_remembered(window: MainWindow, settings: QSettings) -> None:
