@@ -116,6 +116,24 @@ def selfcheck() -> int:
 
     line("resources", resources)
 
+    def import_all() -> str:
+        # Every module of the engine and the viewer: catches hidden imports and package data
+        # read at import time (e.g. dicognito's release_notes.md) that the build missed.
+        import importlib
+        import pkgutil
+
+        n = 0
+        for pkg_name in ("glow_engine", "app"):
+            pkg = importlib.import_module(pkg_name)
+            for info in pkgutil.walk_packages(pkg.__path__, pkg_name + "."):
+                importlib.import_module(info.name)
+                n += 1
+        if n < 10:
+            raise RuntimeError(f"only {n} modules found: the package listing is broken")
+        return f"{n} modules of glow_engine and app imported"
+
+    line("engine + viewer modules", import_all)
+
     def qt_platforms() -> str:
         from pathlib import Path
 
