@@ -200,7 +200,7 @@ class PaneGrid(QWidget):
 
     def _build_grid(self) -> QWidget:
         grid = QWidget()
-        layout = QGridLayout(grid)
+        layout = self.grid_layout = QGridLayout(grid)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(4)
         per_main = len(STRIP_KEYS) // len(MAIN_KEYS)  # main panes span 2 strip columns
@@ -292,6 +292,7 @@ class PaneGrid(QWidget):
         shown = self.state.display
         for key in STRIP_KEYS:
             self.panes[key].setVisible(shown.strip)
+        self.grid_layout.setRowStretch(1, 1 if shown.strip else 0)  # no empty band when hidden
         if size is None:
             return
         for result, keys in ((self.state.rendered, MECHANISMS), (self.state.strip, STRIP_KEYS)):

@@ -18,7 +18,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.state import ViewState
-from app.tools import pane_label
+from app.tools import fit_height, pane_label
 from glow_engine.anomaly import DEFAULT_SCORE_KIND, ScoreKind
 
 COLUMNS = ("M bits/dim", "N bits/dim", "log-ratio", "")
@@ -26,7 +26,7 @@ COLUMN_TIPS = ("bits/dim under the mixture model M: the score the viewer shows",
                "bits/dim under the normal-only model N",
                "log p_N − log p_M in bits per pixel (the paper's score; higher = more normal)",
                "OOD: outside the model's distribution")
-PANE_COLOURS = {"original": "#ffffff", "dpglow": "#4fc3f7", "idldp": "#f48fb1"}
+PANE_COLOURS = {"original": "", "dpglow": "#29b6f6", "idldp": "#ec407a"}  # "": text colour
 REFERENCE_COLOURS = {"normal": (102, 187, 106), "abnormal": (255, 167, 38)}
 
 
@@ -51,10 +51,7 @@ class ScoresPanel(QGroupBox):
         self.plot.getPlotItem().setMenuEnabled(False)
         self.plot.getPlotItem().hideAxis("left")
         self.plot.setLabel("bottom", DEFAULT_SCORE_KIND.label)
-        self.legend = QLabel("&nbsp;&nbsp;&nbsp;".join(
-            f'<span style="color:{c}">━</span> {pane_label(k)}' for k, c in PANE_COLOURS.items())
-            + '&nbsp;&nbsp;&nbsp;<span style="color:#9e9e9e">│</span> strip'
-            + '&nbsp;&nbsp;&nbsp;┆ reference')
+        self.legend = QLabel()
         self.legend.setObjectName("hint")
         self.warning = QLabel()
         self.warning.setObjectName("warning")
@@ -62,7 +59,8 @@ class ScoresPanel(QGroupBox):
         # Wide and short: it sits under the panes, table on the left, distribution right.
         left = QVBoxLayout()
         left.addWidget(self.explain)
-        left.addWidget(self.table, 1)
+        left.addWidget(self.table)
+        left.addStretch(1)
         right = QVBoxLayout()
         right.addWidget(self.plot, 1)
         right.addWidget(self.legend)
@@ -113,14 +111,25 @@ class ScoresPanel(QGroupBox):
                 item = QTableWidgetItem(text)
                 item.setTextAlignment(Qt.AlignmentFlag.AlignCenter)
                 self.table.setItem(r, c, item)
+        fit_height(self.table, max_rows=6)
+
+    def _colour(self, key: str) -> str:
+        """The pane's legend colour; the original in the theme's text colour (white on dark,
+        black on light)."""
+        return PANE_COLOURS.get(key) or self.palette().windowText().color().name()
 
     def _draw(self, scores: list[tuple[str, object]]) -> None:
         self.plot.clear()
+        self.legend.setText("&nbsp;&nbsp;&nbsp;".join(
+            f'<span style="color:{self._colour(k)}">━</span> {pane_label(k)}'
+            for k in PANE_COLOURS)
+            + '&nbsp;&nbsp;&nbsp;<span style="color:#9e9e9e">│</span> strip'
+            + '&nbsp;&nbsp;&nbsp;┆ reference')
         self._draw_reference()
         for key, s in scores:
             value = s.bpd_mixture if DEFAULT_SCORE_KIND is ScoreKind.BPD_MIXTURE else -s.ratio_nats
             # Main panes in their legend colours; the strip thin and grey (the table names it).
-            pen = (pg.mkPen(PANE_COLOURS[key], width=2) if key in PANE_COLOURS
+            pen = (pg.mkPen(self._colour(key), width=2) if key in PANE_COLOURS
                    else pg.mkPen("#9e9e9e", width=1))
             self.plot.addItem(pg.InfiniteLine(value, angle=90, pen=pen))
 

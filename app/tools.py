@@ -28,6 +28,13 @@ DEFAULT_SIZE = 0.08  # of the long side: about the paper's marker on a 512 image
 MIN_DRAWN_SIZE = 0.01  # a drag smaller than this counts as a click
 
 
+def fit_height(table: QTableWidget, max_rows: int = 9) -> None:
+    """As tall as its rows (up to max_rows, then it scrolls): no empty band under a table."""
+    rows = min(table.rowCount(), max_rows)
+    table.setFixedHeight(table.horizontalHeader().height() + rows
+                         * table.verticalHeader().defaultSectionSize() + 2 * table.frameWidth())
+
+
 def pane_label(key: str) -> str:
     name, _, budget = key.partition("@")
     title = {"dpglow": "DP-GLOW", "idldp": "ID-LDP", "original": "Original"}[name]
@@ -63,7 +70,6 @@ class ReidPanel(QGroupBox):
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.verticalHeader().setDefaultSectionSize(22)
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
-        self.table.setMaximumHeight(150)
         hint = QLabel("Similarity: correlation with the original (1 = same picture). "
                       "Marker kept: marker contrast after ÷ before (1 = intact, 0 = erased).")
         hint.setObjectName("hint")
@@ -136,6 +142,7 @@ class ReidPanel(QGroupBox):
                 item = QTableWidgetItem(_format(metrics.get(name)))
                 item.setTextAlignment(Qt.AlignmentFlag.AlignCenter)
                 self.table.setItem(r, c, item)
+        fit_height(self.table)
 
     def _metric_rows(self) -> list[tuple[str, dict[str, float]]]:
         rows = []
