@@ -14,7 +14,13 @@ from glow_engine.commands.score import add_model_arguments, load_pair
 from glow_engine.data import ImageSet, load_image_set
 from glow_engine.errors import UserError
 from glow_engine.evaluation import examples, plots, report
-from glow_engine.evaluation.runner import DEFAULT_MARKER, EvalConfig, Reference, run_evaluation
+from glow_engine.evaluation.runner import (
+    DEFAULT_CHECK_IMAGES,
+    DEFAULT_MARKER,
+    EvalConfig,
+    Reference,
+    run_evaluation,
+)
 from glow_engine.evaluation.settings import (
     DEFAULT_MECHANISMS,
     DEFAULT_SETTINGS,
@@ -46,8 +52,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--marker-size", type=float, default=DEFAULT_MARKER.size,
                    help="side as a fraction of the image side")
     p.add_argument("--marker-intensity", type=float, default=DEFAULT_MARKER.intensity)
-    p.add_argument("--check-images", type=int, default=None,
-                   help="marker/flip checks on the first N images only (default: all)")
+    p.add_argument("--check-images", type=int, default=DEFAULT_CHECK_IMAGES,
+                   help="marker/flip checks on the first N images (default "
+                        f"{DEFAULT_CHECK_IMAGES}; 0 = all)")
     p.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples for CIs")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--limit", type=int, default=None, help="use the first N images only")
@@ -65,7 +72,7 @@ def _config(args: argparse.Namespace) -> EvalConfig:
         raise UserError(str(e)) from None
     return EvalConfig(parse_settings(args.epx), parse_mechanisms(args.mechanisms),
                       alpha=args.alpha, seed=args.seed, marker=marker,
-                      check_images=args.check_images, n_boot=args.bootstrap,
+                      check_images=args.check_images or None, n_boot=args.bootstrap,
                       batch_size=args.batch_size)
 
 

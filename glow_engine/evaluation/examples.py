@@ -34,8 +34,8 @@ def pick(labels: np.ndarray) -> np.ndarray:
 
 def rows(plain: np.ndarray, marked: np.ndarray, flipped: np.ndarray,
          chosen: np.ndarray) -> np.ndarray:
-    """The grid's rows from one run: chosen plain images, the first marked, the second flipped
-    (the check sets start with the same images, so row 3/4 show image 0/1 with a marker/flip)."""
+    """The grid's rows from one run: the chosen plain images, then the first image of the
+    marker check with its marker and the second image of the flip check, flipped."""
     return np.stack([plain[i] for i in chosen] + [marked[0], flipped[min(1, len(flipped) - 1)]])
 
 
