@@ -124,7 +124,8 @@ def _synthetic_grids(mixture: LoadedModel, cfg: EvalConfig, out: Path) -> list[P
                                                 cfg.alpha, cfg.marker, cfg.seed)
     return [plots.example_grid(originals, grids[key], cfg.settings,
                                f"{MECHANISMS[key]} on images sampled from the mixture model",
-                               out / f"examples_synthetic_{key}.png")
+                               out / f"examples_synthetic_{key}.png",
+                               examples.SYNTHETIC_ROW_NAMES)
             for key in cfg.mechanisms]
 
 

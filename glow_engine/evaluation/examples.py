@@ -22,6 +22,7 @@ from glow_engine.modelfile import LoadedModel
 from glow_engine.overlays import BlockMarker
 
 ROW_NAMES = ("normal", "abnormal", "with marker", "flipped")
+SYNTHETIC_ROW_NAMES = ("sample 1", "sample 2", "sample 1 + marker", "sample 2 flipped")
 N_PLAIN = 2
 
 

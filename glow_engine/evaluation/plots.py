@@ -143,7 +143,7 @@ def marker_flip_plot(results: dict, path: Path) -> Path:
 
 
 def example_grid(originals: np.ndarray, privatised: np.ndarray, settings: list[Setting],
-                 title: str, path: Path) -> Path:
+                 title: str, path: Path, row_names: tuple[str, ...] = ROW_NAMES) -> Path:
     """originals (rows, R, R), privatised (rows, settings, R, R) -> one figure.
 
     Drawn as one mosaic image in one axes: a grid of subplots is ten times slower to render.
@@ -160,7 +160,7 @@ def example_grid(originals: np.ndarray, privatised: np.ndarray, settings: list[S
     ax.set_xticks([j * step + r / 2 for j in range(n_cols)],
                   ["original"] + [f"e_px {s.label}" for s in settings], fontsize=8)
     ax.set_yticks([i * step + r / 2 for i in range(n_rows)],
-                  [ROW_NAMES[i] if i < len(ROW_NAMES) else "" for i in range(n_rows)],
+                  [row_names[i] if i < len(row_names) else "" for i in range(n_rows)],
                   fontsize=8)
     ax.xaxis.tick_top()
     ax.tick_params(length=0)
