@@ -3,7 +3,6 @@ model's reference distribution, with the "outside the model's distribution" warn
 
 from __future__ import annotations
 
-import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
@@ -27,7 +26,6 @@ COLUMN_TIPS = ("bits/dim under the mixture model M: the score the viewer shows",
                "log p_N − log p_M in bits per pixel (the paper's score; higher = more normal)",
                "OOD: outside the model's distribution")
 PANE_COLOURS = {"original": "", "dpglow": "#29b6f6", "idldp": "#ec407a"}  # "": text colour
-REFERENCE_COLOURS = {"normal": (102, 187, 106), "abnormal": (255, 167, 38)}
 
 
 class ScoresPanel(QGroupBox):
@@ -134,22 +132,18 @@ class ScoresPanel(QGroupBox):
             self.plot.addItem(pg.InfiniteLine(value, angle=90, pen=pen))
 
     def _draw_reference(self) -> None:
-        """The validation normals/abnormals when the model carries them, else the training
-        images' median and the out-of-distribution threshold from the calibration."""
+        """Where the model's own images lie: its training images' median and the
+        out-of-distribution limit (calibration), and the validation images' mean."""
         models = self.state.models
         if models is None:
             return
-        if models.reference:
-            for label, values in models.reference.items():
-                counts, edges = np.histogram(values, bins=30)
-                colour = REFERENCE_COLOURS.get(label, (180, 180, 180))
-                self.plot.plot(edges, counts, stepMode="center", fillLevel=0,
-                               brush=(*colour, 80), pen=pg.mkPen(colour), name=label)
-            return
-        info = models.mixture_meta.get("calibration", {})
-        for key, text in (("bpd_p50", "training median"), ("bpd_p995", "OOD limit")):
-            if key in info:
+        meta = models.mixture_meta
+        lines = [(meta.get("calibration", {}).get("bpd_p50"), "training median"),
+                 (meta.get("validation", {}).get("bpd"), "validation mean"),
+                 (meta.get("calibration", {}).get("bpd_p995"), "OOD limit")]
+        for value, text in lines:
+            if value is not None:
                 self.plot.addItem(pg.InfiniteLine(
-                    info[key], angle=90, label=text,
+                    value, angle=90, label=text,
                     pen=pg.mkPen((150, 150, 150), style=Qt.PenStyle.DashLine),
                     labelOpts={"position": 0.15, "color": (170, 170, 170)}))

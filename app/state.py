@@ -63,7 +63,6 @@ class ModelsInfo:
     normal_path: Path | None = None  # without it there is no anomaly ratio, only bits/dim
     mixture_meta: dict = field(default_factory=dict)
     normal_meta: dict = field(default_factory=dict)
-    reference: dict[str, np.ndarray] = field(default_factory=dict)  # label -> score samples
 
 
 @dataclass(frozen=True)
@@ -192,8 +191,8 @@ class Failed:
 
 class ViewState:
     """Everything the window shows. ``changed`` emits a frozenset of aspect names:
-    models, source, overlays, params, display, rendered, strip, scores, status, error,
-    exported, thumbs."""
+    models, source, overlays, params, display, rendered, strip, scores, error, exported,
+    thumbs."""
 
     def __init__(self) -> None:
         self.changed = Event()
@@ -207,7 +206,6 @@ class ViewState:
         self.rendered: Rendered | None = None
         self.strip: Rendered | None = None
         self.scores: dict[str, Any] = {}
-        self.status = "starting"
         self.message = ""  # the last error, for the window to show
         self.last_export: Exported | None = None
         self.thumbs: dict[Path, Thumb] = {}
@@ -241,19 +239,16 @@ class ViewState:
     # ----------------------------------------------------------------- user actions
 
     def load_models(self, mixture: Path, normal: Path | None) -> None:
-        self._set_status("loading models")
         self._request(LoadModelsRequest, "models", mixture=Path(mixture),
                       normal=None if normal is None else Path(normal))
 
     def open(self, path: Path) -> None:
-        self._set_status(f"opening {Path(path).name}")
         self._request(OpenRequest, "open", path=Path(path))
 
     def new_sample(self) -> None:
         if self.models is None:
             self._fail("sample", "No model is loaded, so there is nothing to sample from.")
             return
-        self._set_status("sampling")
         self._request(SampleRequest, "open", seed=int.from_bytes(np.random.bytes(4), "little"))
 
     def add_marker(self, marker: BlockMarker) -> None:
@@ -309,7 +304,6 @@ class ViewState:
         if self.source is None or self.models is None:
             self._fail("export", "Open an image and load a model before exporting.")
             return
-        self._set_status("exporting (fresh secure noise)")
         self._request(ExportRequest, "export", source=self.source, markers=self.markers,
                       flip=self.flip, params=self.params, mechanism=mechanism,
                       out_path=Path(out_path), fmt=fmt, ledger_path=Path(ledger_path),
@@ -353,7 +347,7 @@ class ViewState:
             return False
         self.models = info
         self.rendered, self.strip, self.scores = None, None, {}
-        self._set_status("ready", also={"models", "rendered", "strip", "scores"})
+        self._emit("models", "rendered", "strip", "scores")
         self._request_all_renders()
         return True
 
@@ -364,7 +358,7 @@ class ViewState:
         self.source, self.markers, self.flip = source, (), False
         self._overlaid = None
         self.rendered, self.strip, self.scores = None, None, {}
-        self._set_status("ready", also={"source", "overlays", "rendered", "strip", "scores"})
+        self._emit("source", "overlays", "rendered", "strip", "scores")
         self._request_all_renders()
         return True
 
@@ -375,7 +369,7 @@ class ViewState:
             self.strip = result
         else:
             self.rendered = result
-        self._set_status("ready", also={"strip" if result.strip else "rendered"})
+        self._emit("strip" if result.strip else "rendered")
         self._request_scores()
         return True
 
@@ -388,7 +382,7 @@ class ViewState:
 
     def _accept_exported(self, result: Exported) -> bool:
         self.last_export = result
-        self._set_status("ready", also={"exported"})
+        self._emit("exported")
         return True
 
     def _accept_thumb(self, thumb: Thumb) -> bool:
@@ -455,13 +449,12 @@ class ViewState:
         self._latest[kind] = request_id
         self.requested.emit(cls(id=request_id, **fields))
 
-    def _set_status(self, status: str, also: set[str] | frozenset[str] = frozenset()) -> None:
-        self.status = status
-        self.changed.emit(frozenset({"status", *also}))
+    def _emit(self, *aspects: str) -> None:
+        self.changed.emit(frozenset(aspects))
 
     def _fail(self, kind: str, message: str) -> None:
         self.message = message
-        self._set_status("ready" if kind != "models" else "no model", also={"error"})
+        self._emit("error")
 
 
 def _answer_kind(result: object) -> str:
