@@ -138,12 +138,13 @@ class ScoresPanel(QGroupBox):
         if models is None:
             return
         meta = models.mixture_meta
-        lines = [(meta.get("calibration", {}).get("bpd_p50"), "training median"),
-                 (meta.get("validation", {}).get("bpd"), "validation mean"),
-                 (meta.get("calibration", {}).get("bpd_p995"), "OOD limit")]
-        for value, text in lines:
+        # Label heights differ: the median and the validation mean usually lie close together.
+        lines = [(meta.get("calibration", {}).get("bpd_p50"), "training median", 0.12),
+                 (meta.get("validation", {}).get("bpd"), "validation mean", 0.5),
+                 (meta.get("calibration", {}).get("bpd_p995"), "OOD limit", 0.12)]
+        for value, text, height in lines:
             if value is not None:
                 self.plot.addItem(pg.InfiniteLine(
                     value, angle=90, label=text,
                     pen=pg.mkPen((150, 150, 150), style=Qt.PenStyle.DashLine),
-                    labelOpts={"position": 0.15, "color": (170, 170, 170)}))
+                    labelOpts={"position": height, "color": (170, 170, 170)}))
