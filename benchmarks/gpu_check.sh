@@ -5,17 +5,12 @@
 #   2. bench_engine.py at the default size (shipped model + 128x128 reference) and at the
 #      paper's size (512x512, L=7, K=32, width 512): latency, throughput, peak GPU memory.
 # Uses whichever python already has a CUDA torch (PYTHON=... to choose; nothing is downloaded).
-# With $OUT set, the log and the JSON figures are also written there.
+# With $OUT set, the log (gpu_check.log) and the JSON figures are also written there.
 #
 #   bash benchmarks/gpu_check.sh            # or: PYTHON=/path/to/python bash benchmarks/...
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONUNBUFFERED=1
-
-if [[ -n "${OUT:-}" ]]; then
-    mkdir -p "$OUT"
-    exec > >(tee "$OUT/gpu_check.log") 2>&1
-fi
 JSON_DIR="${OUT:-/tmp}"
 
 pick_python() {
@@ -31,40 +26,47 @@ pick_python() {
     return 1
 }
 
-if ! PY=$(pick_python); then
-    echo "gpu_check: no python with a CUDA-enabled torch found (set PYTHON=...)"
-    exit 1
+check() {
+    local py status=0
+    if ! py=$(pick_python); then
+        echo "gpu_check: no python with a CUDA-enabled torch found (set PYTHON=...)"
+        return 1
+    fi
+    echo "== python: $py"
+    "$py" -c "import torch; print('torch', torch.__version__, 'CUDA', torch.version.cuda,
+'cuDNN', torch.backends.cudnn.version(), torch.cuda.get_device_name(0))"
+    nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null
+
+    # The package itself, dependencies untouched; the source tree on PYTHONPATH is enough
+    # if the editable install cannot be built offline.
+    "$py" -m pip install -q -e . --no-deps --no-build-isolation >/dev/null 2>&1 \
+        || echo "note: pip install -e . failed; using the source tree"
+    export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+
+    echo "== tests marked gpu"
+    if "$py" -c "import pytest, numpy, safetensors" 2>/dev/null; then
+        timeout 150 "$py" -m pytest -m gpu tests/test_flow.py -q -rs -p no:cacheprovider \
+            || status=1
+    else
+        echo "skipped: this python lacks pytest, numpy or safetensors"
+        status=1
+    fi
+
+    echo "== benchmark: default size"
+    timeout 90 "$py" benchmarks/bench_engine.py --device cuda --configs default,reference \
+        --json "$JSON_DIR/bench_gpu_default.json" || status=1
+
+    echo "== benchmark: paper size (512x512, L=7, K=32, width 512)"
+    timeout 300 "$py" benchmarks/bench_engine.py --device cuda --configs paper --runs 20 \
+        --json "$JSON_DIR/bench_gpu_paper.json" || status=1
+
+    echo "== gpu_check finished with status $status"
+    return "$status"
+}
+
+if [[ -n "${OUT:-}" ]]; then
+    mkdir -p "$OUT"
+    check 2>&1 | tee "$OUT/gpu_check.log"
+    exit "${PIPESTATUS[0]}"
 fi
-echo "== python: $PY"
-"$PY" - <<'EOF'
-import torch
-print(f"torch {torch.__version__}, CUDA {torch.version.cuda}, cuDNN "
-      f"{torch.backends.cudnn.version()}, device {torch.cuda.get_device_name(0)}")
-EOF
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null
-
-# The package itself, without touching its dependencies; the source tree on PYTHONPATH
-# is enough if the editable install cannot build offline.
-"$PY" -m pip install -q -e . --no-deps --no-build-isolation >/dev/null 2>&1 \
-    || echo "note: pip install -e . failed; using the source tree"
-export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
-
-status=0
-echo "== tests marked gpu"
-if "$PY" -c "import pytest, numpy, safetensors" 2>/dev/null; then
-    timeout 150 "$PY" -m pytest -m gpu tests/test_flow.py -q -rs -p no:cacheprovider || status=1
-else
-    echo "skipped: this python lacks pytest, numpy or safetensors"
-    status=1
-fi
-
-echo "== benchmark: default size"
-timeout 90 "$PY" benchmarks/bench_engine.py --device cuda --configs default,reference \
-    --json "$JSON_DIR/bench_gpu_default.json" || status=1
-
-echo "== benchmark: paper size (512x512, L=7, K=32, width 512)"
-timeout 300 "$PY" benchmarks/bench_engine.py --device cuda --configs paper --runs 20 \
-    --json "$JSON_DIR/bench_gpu_paper.json" || status=1
-
-echo "== gpu_check finished with status $status"
-exit $status
+check
