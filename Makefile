@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 # torch==2.13.0 resolves to the CPU wheel on the project's machines; elsewhere any torch>=2.3 works.
 TORCH ?= torch==2.13.0
 
-.PHONY: install run test lint bench clean
+.PHONY: install run test lint bench package clean
 
 $(VENV)/.installed: pyproject.toml Makefile
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -27,6 +27,10 @@ lint: install
 
 bench: install
 	$(PY) benchmarks/bench_engine.py
+
+package: install
+	$(PY) -m pip install -q -e ".[packaging]"
+	bash packaging/build.sh
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info
