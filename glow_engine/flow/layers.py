@@ -41,12 +41,13 @@ def fused_path(module: nn.Module) -> bool:
 
 
 def _version_key(tensors: Iterable[torch.Tensor]) -> tuple | None:
-    """Identity of the tensors' current values; None when it cannot be tracked (tensors made
-    under inference_mode have no version counter), which disables caching."""
-    tensors = list(tensors)
-    if any(t.is_inference() for t in tensors):
+    """Identity of the tensors' current values (in-place changes bump the version; .to() and
+    load_state_dict(assign=True) give new storage); None when it cannot be tracked (tensors
+    made under inference_mode have no version counter), which disables caching."""
+    try:
+        return tuple((t._version, t.data_ptr()) for t in tensors)
+    except RuntimeError:
         return None
-    return tuple((t.data_ptr(), t._version, t.device, t.dtype) for t in tensors)
 
 
 class _Cache:
@@ -185,7 +186,7 @@ class ZeroConv2d(nn.Module):
         tensors = self.conv.weight, self.conv.bias, self.log_gain
         weight, bias, taps = self._folded.get(tensors, self._fold)
         if x.device.type == "cpu" and weight.shape[0] < 8 and weight.shape[1] >= 32:
-            return _conv3x3_by_fold(x, taps, bias)
+            return _conv3x3_by_taps(x, taps, bias)
         return fast_conv(x, weight, bias, padding=1)
 
     def _fold(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -194,18 +195,24 @@ class ZeroConv2d(nn.Module):
         n = gain.numel()
         order = torch.cat([torch.arange(0, n, 2), torch.arange(1, n, 2)]).to(gain.device)
         weight = (self.conv.weight * gain[:, None, None, None])[order]
-        out, inp = weight.shape[:2]
-        taps = weight.flip(2, 3).reshape(out, inp, 9).transpose(1, 2).reshape(out * 9, inp)
+        taps = weight.permute(2, 3, 0, 1).reshape(-1, weight.shape[1])  # row: (ky, kx, out)
         return fused_layout(weight), (self.conv.bias * gain)[order], taps.contiguous()
 
 
-def _conv3x3_by_fold(x: torch.Tensor, taps: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-    """3x3 conv (padding 1) as one matrix product with the tap-flipped weights followed by a
-    col2im (F.fold) that adds up the nine shifted taps. On CPU this is ~1.5x faster than
-    oneDNN for fewer than 8 output channels, which oneDNN pads to a 16-wide vector."""
+def _conv3x3_by_taps(x: torch.Tensor, taps: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """3x3 conv (padding 1) with few output channels: one matrix product gives each tap's
+    contribution at every pixel, then the nine tap planes are added, each shifted by its
+    offset. On CPU ~2x faster than oneDNN for fewer than 8 outputs, which oneDNN pads to a
+    16-wide vector."""
     b, c, h, w = x.shape
     cols = taps @ x.permute(0, 2, 3, 1).reshape(b, h * w, c).transpose(1, 2)
-    return F.fold(cols, (h, w), 3, padding=1) + bias[:, None, None]
+    planes = cols.view(b, 3, 3, bias.numel(), h, w)
+    out = planes[:, 1, 1] + bias[:, None, None]  # the centre tap covers every pixel
+    for dy, dx in ((-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1)):
+        # out[y, x] += plane[y + dy, x + dx] wherever that pixel exists (zero padding)
+        out[:, :, max(0, -dy):h - max(0, dy), max(0, -dx):w - max(0, dx)] += \
+            planes[:, dy + 1, dx + 1, :, max(0, dy):h - max(0, -dy), max(0, dx):w - max(0, -dx)]
+    return out
 
 
 class AffineCoupling(nn.Module):
