@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 
 from glow_engine.anomaly import DEFAULT_SCORE_KIND, ScoreKind
 from glow_engine.evaluation.examples import ROW_NAMES
@@ -17,6 +18,7 @@ __all__ = ["auc_plot", "example_grid", "marker_flip_plot", "reid_plot", "tradeof
 
 COLOURS = {"dpglow-paper": "tab:blue", "dpglow-tight": "tab:green", "idldp": "tab:red"}
 DPI = 110
+SHAPES = ("o", "s", "^", "v", "D", "P", "X", "*", "h")
 
 
 def _series(results: dict, mech: str) -> list[dict]:
@@ -90,35 +92,31 @@ def reid_plot(results: dict, path: Path) -> Path:
 
 
 def tradeoff_plot(results: dict, path: Path) -> Path:
-    """AUC against the best attacker's top-1 re-identification rate, one line per mechanism."""
-    fig, axes = _figure(1, 2, (11, 4.5), sharex=True, sharey=True)
+    """AUC against the best attacker's top-1 re-identification rate: colour = mechanism,
+    marker shape = budget (text labels would pile up where re-identification is 1)."""
+    fig, axes = _figure(1, 2, (12.5, 4.8), sharex=True, sharey=True)
+    shapes: dict[str, str] = {}
     for ax, kind in zip(axes, ScoreKind, strict=True):
         for mech in results["config"]["mechanisms"]:
             runs = _series(results, mech)
             x = [r["summary"]["reid_best_top1"] for r in runs]
             y = [_value(r["auc"][kind.value]["auc"]) for r in runs]
-            ax.plot(x, y, marker="o", color=COLOURS.get(mech), label=MECHANISMS[mech])
-            _annotate(ax, x, y, _labels(runs), COLOURS.get(mech))
+            ax.plot(x, y, color=COLOURS.get(mech), lw=1, alpha=0.6)
+            for xi, yi, lab in zip(x, y, _labels(runs), strict=True):
+                shape = shapes.setdefault(lab, SHAPES[len(shapes) % len(SHAPES)])
+                ax.plot([xi], [yi], shape, color=COLOURS.get(mech), ms=7, mfc="none", mew=1.5)
         ax.axhline(0.5, color="black", ls=":", lw=1)
         ax.axvline(results["chance_top1"], color="grey", ls=":", lw=1)
         star = " (viewer)" if kind is DEFAULT_SCORE_KIND else ""
-        ax.set_title(f"Utility vs re-identification, {kind.label}{star}")
-        ax.set_xlabel("re-identification top-1 (better attacker); dotted = chance")
+        ax.set_title(f"Utility vs re-identification, {kind.label}{star}", fontsize=10)
+        ax.set_xlabel("re-identification top-1, better attacker (dotted: chance)")
     axes[0].set_ylabel("AUC")
-    axes[0].legend(fontsize=8)
+    handles = [Line2D([], [], color=COLOURS.get(m), label=MECHANISMS[m])
+               for m in results["config"]["mechanisms"]]
+    handles += [Line2D([], [], ls="none", marker=sh, color="black", mfc="none",
+                       label=f"e_px {lab}") for lab, sh in shapes.items()]
+    axes[1].legend(handles=handles, fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
     return _save(fig, path)
-
-
-def _annotate(ax, x: list[float], y: list[float], labels: list[str], colour: str | None) -> None:
-    """Label each point with its budget; points that coincide share one label."""
-    groups: dict[tuple[float, float], list[str]] = {}
-    for xi, yi, lab in zip(x, y, labels, strict=True):
-        groups.setdefault((round(xi, 2), round(yi, 2)), []).append(lab)
-    for (xi, yi), labs in groups.items():
-        right = xi > 0.7  # keep labels of points near the right edge inside the axes
-        ax.annotate(", ".join(labs), (xi, yi), fontsize=7, color=colour,
-                    xytext=(-4 if right else 4, -10), textcoords="offset points",
-                    ha="right" if right else "left")
 
 
 def marker_flip_plot(results: dict, path: Path) -> Path:
