@@ -8,12 +8,14 @@ Configurations: `default` (the shipped resources/models/mixture; skipped with a 
 is not built), `reference` (128x128, L=4, K=8, width 128: the fixed configuration the targets
 refer to) and `paper` (512x512, L=7, K=32, width 512: Shibata et al.; a GPU size). Random
 ones get a random init and a data-dependent actnorm init, which is all timing needs.
-Everything runs the fused inference path (eval mode, no autograd) in float32.
+Everything runs the fused inference path (eval mode, no autograd) in float32; --unfused times
+the plain training layers instead, for comparison.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -30,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from glow_engine.device import describe, pick_device
 from glow_engine.flow import Glow, GlowConfig
+from glow_engine.flow.layers import reference_path
 from glow_engine.modelfile import load_model
 from glow_engine.resources import default_model_dir
 
@@ -147,13 +150,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--runs", type=int, default=30, help="batch-1 runs per measurement (>= 20)")
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    p.add_argument("--unfused", action="store_true",
+                   help="time the plain training layers instead (model in channels_last), "
+                        "to compare with the fused inference path")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     device = pick_device(args.device)
     header = {"torch": torch.__version__, "device": describe(device), "cpu": cpu_name(),
               "threads": torch.get_num_threads(), "load_average_1min": os.getloadavg()[0],
-              "runs": args.runs}
+              "runs": args.runs, "path": "unfused" if args.unfused else "fused"}
     print(" | ".join(f"{k} {v}" for k, v in header.items()), flush=True)
     results = {"machine": header}
     for name in args.configs.split(","):
@@ -161,7 +167,10 @@ def main(argv: list[str] | None = None) -> int:
         if flow is None:
             print(f"note: {label}", flush=True)
             continue
-        results[name] = bench(flow, device, args.runs, args.batch)
+        if args.unfused:
+            flow.to(memory_format=torch.channels_last)  # the layout training uses
+        with reference_path() if args.unfused else contextlib.nullcontext():
+            results[name] = bench(flow, device, args.runs, args.batch)
         print(report(label, results[name], args.batch, device), flush=True)
         del flow
     results["machine"]["load_average_1min_end"] = os.getloadavg()[0]

@@ -19,7 +19,13 @@ from glow_engine.flow.glow import (
     model_to_pixels,
     pixels_to_model,
 )
-from glow_engine.flow.layers import ActNorm, AffineCoupling, FlowStep, InvConv1x1
+from glow_engine.flow.layers import (
+    ActNorm,
+    AffineCoupling,
+    FlowStep,
+    InvConv1x1,
+    reference_path,
+)
 from glow_engine.modelfile import load_model
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -63,6 +69,9 @@ def test_fused_inference_path_equals_reference_path(make_flow):
     torch.testing.assert_close(z_fast, z_ref.detach(), atol=1e-4, rtol=1e-5)
     torch.testing.assert_close(logp_fast, logp_ref.detach(), atol=0.05, rtol=1e-6)
     torch.testing.assert_close(x_fast, x_ref.detach(), atol=1e-5, rtol=1e-5)
+    with torch.no_grad(), reference_path():
+        torch.testing.assert_close(flow.encode(x), z_ref.detach())
+        torch.testing.assert_close(flow.decode(z_fast), x_ref.detach())
 
 
 def test_decode_is_deterministic_and_checks_the_latent_length(make_flow):

@@ -14,7 +14,8 @@ invalidates them.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import contextlib
+from collections.abc import Callable, Iterable, Iterator
 from typing import NamedTuple
 
 import torch
@@ -35,9 +36,24 @@ def soft_clamp(x: torch.Tensor, bound: float) -> torch.Tensor:
     return bound * torch.tanh(x / bound)
 
 
+_fused_enabled = True  # see reference_path()
+
+
 def fused_path(module: nn.Module) -> bool:
     """Whether `module` runs the fused inference path (eval mode, autograd off)."""
-    return not module.training and not torch.is_grad_enabled()
+    return _fused_enabled and not module.training and not torch.is_grad_enabled()
+
+
+@contextlib.contextmanager
+def reference_path() -> Iterator[None]:
+    """Run the plain training layers even in eval mode without autograd (for comparisons in
+    tests and benchmarks)."""
+    global _fused_enabled
+    saved, _fused_enabled = _fused_enabled, False
+    try:
+        yield
+    finally:
+        _fused_enabled = saved
 
 
 def _version_key(tensors: Iterable[torch.Tensor]) -> tuple | None:
