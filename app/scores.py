@@ -1,10 +1,13 @@
 """The anomaly score of the original and of every privatised image, placed against the
-model's reference distribution, with the "outside the model's distribution" warning."""
+distribution of the validation normals and abnormals (when one ships with the loaded models,
+see glow_engine.reference), with the "outside the model's distribution" warning."""
 
 from __future__ import annotations
 
+import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt
+from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QGroupBox,
@@ -19,6 +22,7 @@ from PySide6.QtWidgets import (
 from app.state import ViewState
 from app.tools import fit_height, pane_label
 from glow_engine.anomaly import DEFAULT_SCORE_KIND, ScoreKind
+from glow_engine.reference import Reference
 
 COLUMNS = ("M bits/dim", "N bits/dim", "log-ratio", "")
 COLUMN_TIPS = ("bits/dim under the mixture model M: the score the viewer shows",
@@ -26,6 +30,9 @@ COLUMN_TIPS = ("bits/dim under the mixture model M: the score the viewer shows",
                "log p_N − log p_M in bits per pixel (the paper's score; higher = more normal)",
                "OOD: outside the model's distribution")
 PANE_COLOURS = {"original": "", "dpglow": "#29b6f6", "idldp": "#ec407a"}  # "": text colour
+# The validation images' histograms (glow_engine.reference): apart from the panes' colours.
+REFERENCE_COLOURS = {"normal": "#66bb6a", "abnormal": "#ffa726"}
+HIST_BINS = 18  # over the validation scores' range: ~0.1 bits/dim with the shipped models
 
 
 class ScoresPanel(QGroupBox):
@@ -51,6 +58,13 @@ class ScoresPanel(QGroupBox):
         self.plot.setLabel("bottom", DEFAULT_SCORE_KIND.label)
         self.legend = QLabel()
         self.legend.setObjectName("hint")
+        self.legend.setWordWrap(True)
+        self.reference_info = QLabel("no validation reference for this model")
+        self.reference_info.setObjectName("hint")
+        self.reference_info.setToolTip(
+            "The distribution of the validation normals and abnormals ships only with the "
+            "models it was computed with (dpglow evaluate --write-reference).")
+        self.histograms: dict[str, pg.PlotCurveItem] = {}
         self.warning = QLabel()
         self.warning.setObjectName("warning")
         self.warning.setWordWrap(True)
@@ -62,6 +76,7 @@ class ScoresPanel(QGroupBox):
         right = QVBoxLayout()
         right.addWidget(self.plot, 1)
         right.addWidget(self.legend)
+        right.addWidget(self.reference_info)
         right.addWidget(self.warning)
         layout = QHBoxLayout(self)
         layout.addLayout(left, 1)
@@ -118,30 +133,65 @@ class ScoresPanel(QGroupBox):
 
     def _draw(self, scores: list[tuple[str, object]]) -> None:
         self.plot.clear()
-        self.legend.setText("&nbsp;&nbsp;&nbsp;".join(
-            f'<span style="color:{self._colour(k)}">━</span> {pane_label(k)}'
-            for k in PANE_COLOURS)
-            + '&nbsp;&nbsp;&nbsp;<span style="color:#9e9e9e">│</span> strip'
-            + '&nbsp;&nbsp;&nbsp;┆ reference')
-        self._draw_reference()
+        self.histograms = {}
+        reference = self.state.models.reference if self.state.models is not None else None
+        gap = "&nbsp;&nbsp;&nbsp;"
+        legend = [f'<span style="color:{self._colour(k)}">━</span> {pane_label(k)}'
+                  for k in PANE_COLOURS]
+        legend.append('<span style="color:#9e9e9e">│</span> strip')
+        if reference is not None:
+            self._draw_histograms(reference)
+            legend.append("┆ OOD limit")
+            legend += [f'<span style="color:{REFERENCE_COLOURS[g]}">▆</span> val. {g} '
+                       f"({len(getattr(reference, g))})" for g in REFERENCE_COLOURS]
+            self.legend.setToolTip(
+                f"Histograms: the validation images' scores ({reference.description}), "
+                "computed with exactly the loaded models; each normalised to its own count.")
+        else:
+            legend.append("┆ reference")
+            self.legend.setToolTip("")
+        self.legend.setText(gap.join(legend))
+        self.reference_info.setVisible(reference is None)
+        self._draw_lines(with_histograms=reference is not None)
         for key, s in scores:
-            value = s.bpd_mixture if DEFAULT_SCORE_KIND is ScoreKind.BPD_MIXTURE else -s.ratio_nats
+            value = (s.bpd_mixture if DEFAULT_SCORE_KIND is ScoreKind.BPD_MIXTURE
+                     else s.ratio_bits_per_pixel)
             # Main panes in their legend colours; the strip thin and grey (the table names it).
             pen = (pg.mkPen(self._colour(key), width=2) if key in PANE_COLOURS
                    else pg.mkPen("#9e9e9e", width=1))
             self.plot.addItem(pg.InfiniteLine(value, angle=90, pen=pen))
 
-    def _draw_reference(self) -> None:
-        """Where the model's own images lie: its training images' median and the
-        out-of-distribution limit (calibration), and the validation images' mean."""
+    def _draw_histograms(self, reference: Reference) -> None:
+        """The validation normals' and abnormals' scores as two semi-transparent step
+        histograms on common bins, each normalised to its own count (the groups differ in
+        size), behind the images' markers."""
+        groups = {g: getattr(reference, g).values(DEFAULT_SCORE_KIND) for g in REFERENCE_COLOURS}
+        edges = np.histogram_bin_edges(np.concatenate(list(groups.values())), bins=HIST_BINS)
+        for name, values in groups.items():
+            share = np.histogram(values, edges)[0] / len(values)
+            colour = QColor(REFERENCE_COLOURS[name])
+            fill = QColor(colour)
+            fill.setAlpha(80)
+            item = pg.PlotCurveItem(edges, share, stepMode="center", fillLevel=0,
+                                    pen=pg.mkPen(colour, width=1.5), brush=pg.mkBrush(fill))
+            item.setZValue(-10)  # behind the markers
+            self.plot.addItem(item)
+            self.histograms[name] = item
+
+    def _draw_lines(self, with_histograms: bool) -> None:
+        """Where the model's own images lie. With the validation histograms: the
+        out-of-distribution limit (calibration) only; without them also the training images'
+        median and the validation images' mean."""
         models = self.state.models
-        if models is None:
-            return
-        meta = models.mixture_meta
+        if models is None or DEFAULT_SCORE_KIND is not ScoreKind.BPD_MIXTURE:
+            return  # these lines are bits/dim under M
+        calibration = models.mixture_meta.get("calibration", {})
         # Label heights differ: the median and the validation mean usually lie close together.
-        lines = [(meta.get("calibration", {}).get("bpd_p50"), "training median", 0.12),
-                 (meta.get("validation", {}).get("bpd"), "validation mean", 0.5),
-                 (meta.get("calibration", {}).get("bpd_p995"), "OOD limit", 0.12)]
+        lines = [(calibration.get("bpd_p995"), "OOD limit", 0.85 if with_histograms else 0.12)]
+        if not with_histograms:
+            lines += [(calibration.get("bpd_p50"), "training median", 0.12),
+                      (models.mixture_meta.get("validation", {}).get("bpd"), "validation mean",
+                       0.5)]
         for value, text, height in lines:
             if value is not None:
                 self.plot.addItem(pg.InfiniteLine(

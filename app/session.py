@@ -13,6 +13,7 @@ import hashlib
 import math
 from collections import OrderedDict
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -59,8 +60,10 @@ from glow_engine.overlays import (
     contrast_kept,
     similarity,
 )
+from glow_engine.reference import Reference, load_reference
 from glow_engine.release.deid import DicomExporter, check_burned_in, to_bytes
 from glow_engine.release.ledger import Ledger, Release
+from glow_engine.resources import REFERENCE_NAME, default_reference_path
 
 THUMB_SIZE = 96
 SAMPLE_TEMPERATURE = 0.7  # the usual GLOW sampling temperature: cleaner than t = 1
@@ -143,6 +146,8 @@ class Session:
             resolution=mixture.resolution, device=describe(device),
             normal_path=request.normal, mixture_meta=dict(mixture.meta),
             normal_meta={} if normal is None else dict(normal.meta),
+            normal_sha=None if normal is None else normal.sha256,
+            reference=None if normal is None else _reference(request.mixture, mixture, normal),
         )
 
     def _model(self) -> LoadedModel:
@@ -318,6 +323,20 @@ class Session:
                                    force_burned_in=request.allow_burned_in,
                                    derivation="; ".join(notes))
         atomic_write_bytes(request.out_path, to_bytes(ds))
+
+
+def _reference(mixture_path: Path, mixture: LoadedModel,
+               normal: LoadedModel) -> Reference | None:
+    """The validation score distribution of this model pair: a reference_scores.json beside
+    the mixture model's folder (a pair evaluated with `dpglow evaluate --write-reference`),
+    else the shipped one (resources/models/, the default pair's). Only a file made with both
+    loaded models counts (glow_engine.reference.load_reference checks their hashes)."""
+    candidates = [Path(mixture_path).parent / REFERENCE_NAME, default_reference_path()]
+    for path in dict.fromkeys(p.resolve() for p in candidates):
+        found = load_reference(path, mixture.sha256, normal.sha256)
+        if found is not None:
+            return found
+    return None
 
 
 def _title(label: str, e_px: float) -> str:

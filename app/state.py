@@ -13,13 +13,16 @@ import itertools
 import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from app.events import Event
 from glow_engine.imaging import LoadedImage
 from glow_engine.overlays import BlockMarker, apply_overlays
+
+if TYPE_CHECKING:
+    from glow_engine.reference import Reference
 
 E_PX_MIN = 1.0
 E_PX_MAX = 1e4
@@ -63,6 +66,10 @@ class ModelsInfo:
     normal_path: Path | None = None  # without it there is no anomaly ratio, only bits/dim
     mixture_meta: dict = field(default_factory=dict)
     normal_meta: dict = field(default_factory=dict)
+    normal_sha: str | None = None
+    # The validation normals' and abnormals' scores made with exactly these two models
+    # (glow_engine.reference), or None: no such file, or one made with other models.
+    reference: Reference | None = None
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 ENV_VAR = "DPGLOW_RESOURCES"
 DEFAULT_MODELS = ("mixture", "normal")
+REFERENCE_NAME = "reference_scores.json"  # the default models' validation scores
 
 
 def resources_root() -> Path:
@@ -38,6 +39,12 @@ def default_model_dir(name: str) -> Path:
     """Directory of a shipped model (`mixture` or `normal`): weights.safetensors, model.json,
     MODEL_CARD.md. The path is returned whether or not it exists; callers check."""
     return resource_path("models", name)
+
+
+def default_reference_path() -> Path:
+    """The validation score distribution of the shipped model pair (glow_engine.reference),
+    beside the model folders. Returned whether or not it exists."""
+    return resource_path("models", REFERENCE_NAME)
 
 
 def available_default_models() -> list[str]:

@@ -27,3 +27,11 @@ $PY -m glow_engine.train --data "$SUBSET" --data "$EXTRA" --val-data "$SUBSET" -
 # Calibrate M on its own training images (METHOD.md section 2).
 $PY -m glow_engine.cli calibrate "$RUNS/mixture/model" --data "$SUBSET" --data "$EXTRA" \
     --device "$DEVICE"
+
+# The viewer's validation score distribution for this pair (glow_engine.reference: the val
+# images' two scores per label, numbers only). It matches the models by their content hash, so
+# copy it to resources/models/reference_scores.json together with the two model folders.
+$PY -m glow_engine.cli evaluate --data "$SUBSET" --split val --out "$RUNS/reference_eval" \
+    --normal "$RUNS/normal/model" --mixture "$RUNS/mixture/model" --device "$DEVICE" \
+    --mechanisms idldp --epx inf --check-images 2 --no-synthetic --no-progress \
+    --write-reference "$RUNS/reference_scores.json"

@@ -3,6 +3,7 @@ folder browsing and a clean close while the worker is busy."""
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import subprocess
@@ -17,6 +18,7 @@ pytest.importorskip("pytestqt")
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 import pydicom
+import pyqtgraph as pg
 from PySide6.QtCore import QMimeData, QPoint, QPointF, QSettings, Qt, QUrl
 from PySide6.QtGui import QDropEvent
 from PySide6.QtWidgets import QApplication, QLabel, QMessageBox, QTextBrowser
@@ -28,6 +30,7 @@ from app.main_window import MainWindow, ModelPaths
 from app.panes import DIFF_LUT
 from glow_engine.imaging import load_image
 from glow_engine.release.ledger import Ledger
+from glow_engine.resources import resource_path
 
 TIMEOUT_MS = 20_000
 
@@ -311,6 +314,56 @@ def test_close_while_busy_stops_the_worker(qtbot, window, tmp_path) -> None:
         window.state.set_e_px(e_px)
     window.close()
     assert window.worker.isFinished()
+
+
+def _write_reference_for(models: ModelPaths, path: Path, mixture_sha: str | None = None) -> None:
+    from glow_engine.reference import write_reference
+
+    sha = {name: json.loads((folder / "model.json").read_text())["sha256"]
+           for name, folder in (("mixture", models.mixture), ("normal", models.normal))}
+    rng = np.random.default_rng(0)
+    labels = np.r_[np.zeros(30), np.ones(25)].astype(int)
+    write_reference(path, mixture_sha256=mixture_sha or sha["mixture"],
+                    normal_sha256=sha["normal"], labels=labels,
+                    bpd_mixture=rng.normal(5 + labels, 0.3), ratio_bits_per_pixel=rng.normal(
+                        0.1 - 0.05 * labels, 0.02), data={"file": "tiny.npz", "split": "val"})
+
+
+def test_score_plot_draws_the_validation_histograms_of_these_models(
+        qtbot, settings, models, tmp_path, monkeypatch) -> None:
+    # The shipped reference is looked up through the resources helper (DPGLOW_RESOURCES).
+    icons = resource_path("icons")
+    monkeypatch.setenv("DPGLOW_RESOURCES", str(tmp_path / "resources"))
+    reference = tmp_path / "resources" / "models" / "reference_scores.json"
+    reference.parent.mkdir(parents=True)
+    (tmp_path / "resources" / "icons").symlink_to(icons)
+    _write_reference_for(models, reference)
+    w = make_window(qtbot, settings, models)
+    w.start(write_png(tmp_path / "chest.png"))
+    settle(qtbot, w)
+    panel = w.scores
+    assert w.state.models.reference is not None
+    assert set(panel.histograms) == {"normal", "abnormal"}
+    items = panel.plot.getPlotItem().items
+    lines = [i for i in items if isinstance(i, pg.InfiniteLine)]
+    for name, n in (("normal", 30), ("abnormal", 25)):
+        hist = panel.histograms[name]
+        assert hist in items and hist.zValue() < min(line.zValue() for line in lines)
+        x, y = hist.getData()
+        assert len(x) == len(y) + 1 and y.sum() == pytest.approx(1.0)  # share of n images
+        assert f"val. {name} ({n})" in panel.legend.text()
+    assert panel.reference_info.isHidden()
+    labels = [line.label.format for line in lines if getattr(line, "label", None) is not None]
+    assert labels == ["OOD limit"]  # the histograms replace the median and mean lines
+
+    # Another model's reference (hash mismatch): today's plot and a note, no histograms.
+    _write_reference_for(models, reference, mixture_sha="0" * 64)
+    w.load_models(models)
+    qtbot.waitUntil(lambda: w.state.models is not None and w.state.settled
+                    and w.state.models.reference is None, timeout=TIMEOUT_MS)
+    assert panel.histograms == {} and not panel.reference_info.isHidden()
+    assert panel.reference_info.text() == "no validation reference for this model"
+    assert not any(isinstance(i, pg.PlotCurveItem) for i in panel.plot.getPlotItem().items)
 
 
 def test_slider_axis() -> None:

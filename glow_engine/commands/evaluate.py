@@ -31,6 +31,7 @@ from glow_engine.evaluation.settings import (
 )
 from glow_engine.modelfile import LoadedModel
 from glow_engine.overlays import BlockMarker
+from glow_engine.reference import write_from_scores
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -62,6 +63,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-synthetic", action="store_true",
                    help="skip the example grid of model samples")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--write-reference", type=Path, default=None, metavar="FILE",
+                   help="also write the originals' scores per label (numbers only) as the "
+                        "models' validation reference for the viewer, e.g. "
+                        "resources/models/reference_scores.json")
 
 
 def _config(args: argparse.Namespace) -> EvalConfig:
@@ -141,6 +146,20 @@ def _print_summary(results: dict, settings: list[Setting]) -> None:
               f"marker kept {s['marker_kept']:.2f}  flip acc {s['flip_accuracy']:.2f}")
 
 
+def _write_reference(args: argparse.Namespace, ref: Reference, normal: LoadedModel,
+                     mixture: LoadedModel) -> None:
+    """The originals' scores, already computed by the evaluation, as the viewer's reference."""
+    source = Path(args.data)
+    data = {"file": source.name, "split": args.split if source.suffix == ".npz" else None,
+            "limit": args.limit}
+    try:
+        written = write_from_scores(args.write_reference, ref.scores, ref.data.labels, normal,
+                                    mixture, {k: v for k, v in data.items() if v is not None})
+    except (OSError, ValueError) as e:
+        raise UserError(f"cannot write the reference {args.write_reference}: {e}") from None
+    print(f"wrote the validation reference ({written.description}) to {args.write_reference}")
+
+
 def run(args: argparse.Namespace) -> int:
     cfg = _config(args)
     normal, mixture = load_pair(args)
@@ -153,6 +172,8 @@ def run(args: argparse.Namespace) -> int:
                                   progress=not args.no_progress)
     written = write_outputs(results, ref, mixture, cfg, out, not args.no_synthetic)
     _print_summary(results, cfg.settings)
+    if args.write_reference is not None:
+        _write_reference(args, ref, normal, mixture)
     print(f"wrote {', '.join(p.name for p in written)} to {out} in {results['seconds']:.0f} s "
           "(examples_<mechanism>.png show real images: keep them out of the repository)")
     return 0

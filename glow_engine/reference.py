@@ -1,0 +1,208 @@
+"""The validation score distribution that ships with a model pair (``reference_scores.json``).
+
+The viewer draws where the open image's score lies against the scores of the validation
+normals and abnormals. Those come from ``dpglow evaluate ... --write-reference FILE``, which
+stores, per validation image, the two scores of ``glow_engine.anomaly`` (numbers only: no
+pixels, no file names, no patient ids; the pairs are sorted by bits/dim, so not even the order
+of the data file is kept):
+
+    {"format": "dp-glow-reference", "format_version": 1,
+     "models": {"mixture": {"sha256": ..., "name": ...}, "normal": {"sha256": ..., ...}},
+     "data": {"file": "nih_cxr14_subset_256.npz", "split": "val", "images": 117, ...},
+     "fields": {"bpd_mixture": "bits/dim under M", "ratio_bits_per_pixel": "..."},
+     "normal":   {"label": 0, "bpd_mixture": [...], "ratio_bits_per_pixel": [...]},
+     "abnormal": {"label": 1, "bpd_mixture": [...], "ratio_bits_per_pixel": [...]}}
+
+A reference describes one pair of models: :func:`load_reference` returns it only when both
+sha256 content hashes match the loaded models, so a user's own model never shows another
+model's distribution. Any other case (no file, unreadable, other models) returns None and logs
+why. Qt-free.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from glow_engine.anomaly import ScoreBatch, ScoreKind
+from glow_engine.modelfile import LoadedModel
+from glow_engine.resources import REFERENCE_NAME
+
+__all__ = ["FORMAT", "REFERENCE_NAME", "Reference", "ReferenceGroup", "load_reference",
+           "read_reference", "write_from_scores", "write_reference"]
+
+log = logging.getLogger(__name__)
+
+FORMAT = "dp-glow-reference"
+FORMAT_VERSION = 1
+GROUPS = {"normal": 0, "abnormal": 1}  # group name -> label
+FIELDS = {"bpd_mixture": "bits/dim under the mixture model M",
+          "ratio_bits_per_pixel": "log p_N - log p_M in bits per pixel (higher = more normal)"}
+_DIGITS = 5  # 1e-5 bits/dim: far below anything a histogram shows
+
+
+@dataclass(frozen=True, eq=False)
+class ReferenceGroup:
+    """The validation images of one label: one value per image in each array."""
+
+    label: int
+    bpd_mixture: np.ndarray
+    ratio_bits_per_pixel: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.bpd_mixture)
+
+    def values(self, kind: ScoreKind) -> np.ndarray:
+        """The score of `kind` in the units the viewer shows: bits/dim under M, or the ratio
+        log p_N - log p_M in bits per pixel."""
+        return self.bpd_mixture if kind is ScoreKind.BPD_MIXTURE else self.ratio_bits_per_pixel
+
+
+@dataclass(frozen=True, eq=False)
+class Reference:
+    mixture_sha256: str
+    normal_sha256: str
+    data: dict  # {"file", "split", "images", ...}: where the scores come from
+    normal: ReferenceGroup
+    abnormal: ReferenceGroup
+    models: dict = field(default_factory=dict)  # {"mixture": {...}, "normal": {...}}
+
+    @property
+    def description(self) -> str:
+        """e.g. "nih_cxr14_subset_256.npz split val: 62 normal, 55 abnormal"."""
+        where = self.data.get("file") or "?"
+        if self.data.get("split"):
+            where += f" split {self.data['split']}"
+        return f"{where}: {len(self.normal)} normal, {len(self.abnormal)} abnormal"
+
+
+def write_reference(path: str | Path, *, mixture_sha256: str, normal_sha256: str,
+                    labels: np.ndarray, bpd_mixture: np.ndarray,
+                    ratio_bits_per_pixel: np.ndarray, data: dict,
+                    models: dict | None = None) -> Reference:
+    """Write the reference file atomically and return what it holds.
+
+    labels: 0 (normal) or 1 (abnormal) per image; images of any other label (unknown: -1) are
+    left out. bpd_mixture, ratio_bits_per_pixel: the images' scores, in the same order.
+    data: a JSON-able description of the images' source, at least {"file", "split"}; never
+    the images' ids.
+    """
+    labels = np.asarray(labels)
+    bpd = np.asarray(bpd_mixture, dtype=np.float64)
+    ratio = np.asarray(ratio_bits_per_pixel, dtype=np.float64)
+    if not (len(labels) == len(bpd) == len(ratio)):
+        raise ValueError(f"{len(labels)} labels but {len(bpd)} bits/dim and {len(ratio)} "
+                         "ratio values")
+    if not (np.isfinite(bpd).all() and np.isfinite(ratio).all()):
+        raise ValueError("a reference score is not finite")
+    body: dict = {
+        "format": FORMAT, "format_version": FORMAT_VERSION,
+        "models": {"mixture": {"sha256": mixture_sha256}, "normal": {"sha256": normal_sha256}},
+        "data": dict(data, images=int(np.isin(labels, list(GROUPS.values())).sum())),
+        "fields": FIELDS,
+    }
+    for role, info in (models or {}).items():
+        body["models"].setdefault(role, {}).update(
+            {k: v for k, v in info.items() if k != "sha256"})
+    for name, label in GROUPS.items():
+        mask = labels == label
+        order = np.argsort(bpd[mask], kind="stable")  # drop the data file's order
+        body[name] = {"label": label,
+                      "bpd_mixture": _rounded(bpd[mask][order]),
+                      "ratio_bits_per_pixel": _rounded(ratio[mask][order])}
+    if not (body["normal"]["bpd_mixture"] and body["abnormal"]["bpd_mixture"]):
+        raise ValueError("a reference needs labelled normal (0) and abnormal (1) images")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        json.dump(body, f, indent=1)
+        f.write("\n")
+    os.replace(tmp, path)
+    return _parse(body)
+
+
+def write_from_scores(path: str | Path, scores: ScoreBatch, labels: np.ndarray,
+                      normal: LoadedModel, mixture: LoadedModel, data: dict) -> Reference:
+    """write_reference from an AnomalyScorer's ScoreBatch of the images labelled `labels`."""
+    per_pixel = 1.0 / (scores.num_pixels * math.log(2))
+    info = {role: {"name": m.meta.get("name"), "resolution": m.resolution}
+            for role, m in (("mixture", mixture), ("normal", normal))}
+    return write_reference(path, mixture_sha256=mixture.sha256, normal_sha256=normal.sha256,
+                           labels=labels, bpd_mixture=scores.bpd_mixture,
+                           ratio_bits_per_pixel=scores.ratio_nats * per_pixel, data=data,
+                           models=info)
+
+
+def read_reference(path: str | Path) -> Reference:
+    """The reference in `path`, whichever models it belongs to. Raises OSError, or
+    ValueError for a malformed file (json.JSONDecodeError is one)."""
+    return _parse(json.loads(Path(path).read_text()))
+
+
+def load_reference(path: str | Path | None, mixture_sha256: str,
+                   normal_sha256: str | None) -> Reference | None:
+    """The reference in `path` if it was made with exactly these two models, else None (the
+    reason is logged: no file, unreadable, or other models)."""
+    if path is None:
+        return None
+    path = Path(path)
+    if normal_sha256 is None:
+        log.info("no validation reference: no normal-only model is loaded")
+        return None
+    if not path.is_file():
+        log.info("no validation reference: %s does not exist", path)
+        return None
+    try:
+        ref = read_reference(path)
+    except (OSError, ValueError) as exc:
+        log.warning("no validation reference: cannot read %s (%s)", path, exc)
+        return None
+    if ref.mixture_sha256 != mixture_sha256 or ref.normal_sha256 != normal_sha256:
+        log.info("no validation reference: %s was made with other models (mixture %s, normal "
+                 "%s; loaded %s, %s)", path, ref.mixture_sha256[:12], ref.normal_sha256[:12],
+                 mixture_sha256[:12], normal_sha256[:12])
+        return None
+    return ref
+
+
+# --------------------------------------------------------------------------- parsing
+
+
+def _rounded(values: np.ndarray) -> list[float]:
+    return [round(float(v), _DIGITS) for v in values]
+
+
+def _parse(body: object) -> Reference:
+    try:
+        if not isinstance(body, dict) or body.get("format") != FORMAT:
+            raise ValueError(f"not a {FORMAT} file")
+        if body.get("format_version") != FORMAT_VERSION:
+            raise ValueError(f"format version {body.get('format_version')!r} is not "
+                             f"{FORMAT_VERSION}")
+        models = body["models"]
+        groups = {name: _group(body[name], label) for name, label in GROUPS.items()}
+        return Reference(str(models["mixture"]["sha256"]), str(models["normal"]["sha256"]),
+                         dict(body.get("data", {})), groups["normal"], groups["abnormal"],
+                         models)
+    except (KeyError, TypeError) as exc:
+        raise ValueError(f"malformed reference ({type(exc).__name__}: {exc})") from None
+
+
+def _group(raw: dict, label: int) -> ReferenceGroup:
+    if raw.get("label") != label:
+        raise ValueError(f"group label {raw.get('label')!r}, expected {label}")
+    bpd = np.asarray(raw["bpd_mixture"], dtype=np.float64)
+    ratio = np.asarray(raw["ratio_bits_per_pixel"], dtype=np.float64)
+    if bpd.ndim != 1 or bpd.shape != ratio.shape or not len(bpd):
+        raise ValueError("each group needs equally long, non-empty lists of scores")
+    if not (np.isfinite(bpd).all() and np.isfinite(ratio).all()):
+        raise ValueError("a reference score is not finite")
+    return ReferenceGroup(label, bpd, ratio)
