@@ -103,8 +103,8 @@ class Level(nn.Module):
         self.out_channels = channels if top else channels // 2
 
     def _prior(self, kept: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        mean, log_sd = self.prior(kept)
-        return mean, soft_clamp(log_sd, PRIOR_LOG_SCALE_BOUND)
+        h = self.prior(kept)
+        return h[:, 0::2], soft_clamp(h[:, 1::2], PRIOR_LOG_SCALE_BOUND)
 
     def _layout(self, x: torch.Tensor) -> torch.Tensor:
         return fused_layout(x) if fused_path(self) else x

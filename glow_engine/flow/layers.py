@@ -3,13 +3,14 @@
 Every forward returns (output, log|det J|) per sample; reverse takes the output back exactly
 (up to float32 rounding).
 
-Two paths compute the same function. The reference path (training, or whenever autograd is
-on) uses the parameters as they are. The fused inference path (eval mode with autograd off)
-uses weights folded once and cached: actnorm and the 1x1 conv merged into one 1x1 conv per
-direction, the zero-conv gain folded into its conv, the interleaved (log-scale, shift)
-channels regrouped into two contiguous halves, channels_last on CPU. Caches are keyed on the
-parameters' version counters and storage, so an optimiser step, load_state_dict or .to()
-invalidates them.
+A flow step computes its function one of two ways. The layers themselves (training, or
+whenever autograd is on) use the parameters as they are. The fused inference path (eval mode
+with autograd off) runs the whole step from weights folded once and cached: actnorm and the
+1x1 conv merged into one 1x1 conv per direction, the zero-conv gain folded into its conv, the
+interleaved (log-scale, shift) channels regrouped into two contiguous halves, channels_last
+and oneDNN on CPU, in a handful of tensor operations. The cache is keyed on the version
+counters and storage of every tensor of the step, so an optimiser step, load_state_dict or
+.to() refreshes it.
 """
 
 from __future__ import annotations
@@ -74,7 +75,6 @@ class _Cache:
         self.value = None
 
     def get(self, tensors: Iterable[torch.Tensor], compute: Callable):
-        # callers list their tensors explicitly: walking module.parameters() costs ~20 us
         key = _version_key(tensors)
         if key is None or key != self.key:
             with torch.no_grad():
@@ -178,10 +178,7 @@ class InvConv1x1(nn.Module):
 
 
 class ZeroConv2d(nn.Module):
-    """3x3 conv initialised to output zero, so every new coupling/prior starts as identity.
-
-    Its output channels come in interleaved pairs (log-scale, shift) or (mean, log-sd).
-    """
+    """3x3 conv initialised to output zero, so every new coupling/prior starts as identity."""
 
     def __init__(self, in_channels: int, out_channels: int) -> None:
         super().__init__()
@@ -189,30 +186,17 @@ class ZeroConv2d(nn.Module):
         nn.init.zeros_(self.conv.weight)
         nn.init.zeros_(self.conv.bias)
         self.log_gain = nn.Parameter(torch.zeros(1, out_channels, 1, 1))
-        self._folded = _Cache()
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The two interleaved halves: (channels 0, 2, 4, ...), (channels 1, 3, 5, ...)."""
-        if fused_path(self):
-            return self._fused(x).tensor_split(2, dim=1)
-        h = self.conv(x) * torch.exp(self.log_gain * 3)
-        return h[:, 0::2], h[:, 1::2]
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x) * torch.exp(self.log_gain * 3)
 
-    def _fused(self, x: torch.Tensor) -> torch.Tensor:
-        tensors = self.conv.weight, self.conv.bias, self.log_gain
-        weight, bias, taps = self._folded.get(tensors, self._fold)
-        if x.device.type == "cpu" and weight.shape[0] < 8 and weight.shape[1] >= 32:
-            return _conv3x3_by_taps(x, taps, bias)
-        return fast_conv(x, weight, bias, padding=1)
-
-    def _fold(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        # gain folded into weight and bias; even channels first so the halves are contiguous
+    def folded(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Weight and bias with the gain folded in and the output channels regrouped: the
+        even ones (log-scale / mean) first, then the odd ones (shift / log-sd)."""
         gain = torch.exp(self.log_gain * 3).flatten()
         n = gain.numel()
         order = torch.cat([torch.arange(0, n, 2), torch.arange(1, n, 2)]).to(gain.device)
-        weight = (self.conv.weight * gain[:, None, None, None])[order]
-        taps = weight.permute(2, 3, 0, 1).reshape(-1, weight.shape[1])  # row: (ky, kx, out)
-        return fused_layout(weight), (self.conv.bias * gain)[order], taps.contiguous()
+        return (self.conv.weight * gain[:, None, None, None])[order], (self.conv.bias * gain)[order]
 
 
 def _conv3x3_by_taps(x: torch.Tensor, taps: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
@@ -253,21 +237,10 @@ class AffineCoupling(nn.Module):
         nn.init.zeros_(self.net[0].bias)
         nn.init.normal_(self.net[2].weight, std=0.05)
         nn.init.zeros_(self.net[2].bias)
-        self._weights = _Cache()
-
-    def _hidden(self, x_a: torch.Tensor) -> torch.Tensor:
-        if not fused_path(self):
-            return self.net[:4](x_a)
-        convs = self.net[0], self.net[2]
-        (w1, b1), (w2, b2) = self._weights.get(
-            [t for c in convs for t in (c.weight, c.bias)],
-            lambda: [(fused_layout(c.weight), c.bias) for c in convs])
-        h = F.relu_(fast_conv(x_a, w1, b1, padding=1))
-        return F.relu_(fast_conv(h, w2, b2, padding=0))
 
     def _scale_shift(self, x_a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        log_s, t = self.net[4](self._hidden(x_a))
-        return soft_clamp(log_s, self.scale_bound), t
+        h = self.net(x_a)
+        return soft_clamp(h[:, 0::2], self.scale_bound), h[:, 1::2]
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x_a, x_b = x.chunk(2, dim=1)
@@ -290,13 +263,11 @@ class FlowStep(nn.Module):
         self.actnorm = ActNorm(channels)
         self.invconv = InvConv1x1(channels, generator)
         self.coupling = AffineCoupling(channels, width, scale_bound)
-        self._mix = _Cache()
+        self._fused = _Cache()
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if fused_path(self):
-            mix = self._mixing()
-            x, ld = self.coupling(F.conv2d(x, mix.enc_w, mix.enc_b))
-            return x, ld + x.shape[2] * x.shape[3] * mix.logdet_px
+            return self._folded().forward(x)
         x, ld1 = self.actnorm(x)
         x, ld2 = self.invconv(x)
         x, ld3 = self.coupling(x)
@@ -304,34 +275,78 @@ class FlowStep(nn.Module):
 
     def reverse(self, y: torch.Tensor) -> torch.Tensor:
         if fused_path(self):
-            mix = self._mixing()
-            return F.conv2d(self.coupling.reverse(y), mix.dec_w, mix.dec_b)
+            return self._folded().reverse(y)
         return self.actnorm.reverse(self.invconv.reverse(self.coupling.reverse(y)))
 
-    def _mixing(self) -> _Mixing:
-        tensors = self.actnorm.loc, self.actnorm.log_scale, *self.invconv._tensors()
-        return self._mix.get(tensors, self._fold_mixing)
+    def _folded(self) -> FusedStep:
+        return self._fused.get(_all_tensors(self), self._fold)
 
-    def _fold_mixing(self) -> _Mixing:
+    def _fold(self) -> FusedStep:
         """actnorm + 1x1 conv as one 1x1 conv with bias, each way, folded in float64:
         encode W((x + loc) e^s) = (W diag(e^s)) x + W (loc e^s)
         decode e^-s (W^-1 y) - loc."""
         loc, log_s = (p.to("cpu", torch.float64).flatten()
                       for p in (self.actnorm.loc, self.actnorm.log_scale))
         w = self.invconv.weight64()
-        enc_w, enc_b = w * log_s.exp()[None, :], w @ (loc * log_s.exp())
-        dec_w, dec_b = torch.linalg.inv(w) * (-log_s).exp()[:, None], -loc
         like = self.invconv.lower
-        return _Mixing(*(t.to(like.device, like.dtype) for t in
-                         (enc_w[:, :, None, None], enc_b, dec_w[:, :, None, None], dec_b)),
-                       logdet_px=self.actnorm.log_scale.sum() + self.invconv.log_s.sum())
+        enc_w, enc_b, dec_w, dec_b = (
+            t.to(like.device, like.dtype) for t in
+            (w * log_s.exp()[None, :], w @ (loc * log_s.exp()),
+             torch.linalg.inv(w) * (-log_s).exp()[:, None], -loc))
+        net = self.coupling.net
+        w3, b3 = net[4].folded()
+        # oneDNN pads output channels to a 16-wide vector: few outputs go by taps (below)
+        taps = w3.permute(2, 3, 0, 1).reshape(-1, w3.shape[1]).contiguous() \
+            if w3.device.type == "cpu" and w3.shape[0] < 8 and w3.shape[1] >= 32 else None
+        return FusedStep(
+            enc_w[:, :, None, None], enc_b, dec_w[:, :, None, None], dec_b,
+            self.actnorm.log_scale.sum() + self.invconv.log_s.sum(),
+            fused_layout(net[0].weight), net[0].bias, fused_layout(net[2].weight), net[2].bias,
+            fused_layout(w3), b3, taps, self.coupling.scale_bound)
 
 
-class _Mixing(NamedTuple):
-    """A flow step's actnorm + 1x1 conv folded into one 1x1 conv per direction."""
+def _all_tensors(module: nn.Module) -> list[torch.Tensor]:
+    """Parameters and buffers of a module tree, read from its dicts (module.parameters() and
+    attribute access cost ~1 us an item, which adds up over hundreds of steps a decode)."""
+    out = [*module._parameters.values(), *module._buffers.values()]
+    for child in module._modules.values():
+        out += _all_tensors(child)
+    return out
 
-    enc_w: torch.Tensor
+
+class FusedStep(NamedTuple):
+    """A flow step folded for inference (see the module docstring)."""
+
+    enc_w: torch.Tensor  # actnorm then 1x1 conv, as one 1x1 conv
     enc_b: torch.Tensor
-    dec_w: torch.Tensor
+    dec_w: torch.Tensor  # inverse 1x1 conv then inverse actnorm
     dec_b: torch.Tensor
-    logdet_px: torch.Tensor  # log|det| per pixel
+    logdet_px: torch.Tensor  # their log|det| per pixel
+    w1: torch.Tensor  # coupling net: 3x3 conv, ReLU, 1x1 conv, ReLU, 3x3 conv (w3, b3)
+    b1: torch.Tensor
+    w2: torch.Tensor
+    b2: torch.Tensor
+    w3: torch.Tensor  # gain folded in; outputs: log-scale channels, then shift channels
+    b3: torch.Tensor
+    taps: torch.Tensor | None  # w3 as a (9 * out, in) matrix, when taken by taps
+    scale_bound: float
+
+    def _scale_shift(self, x_a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = F.relu_(fast_conv(x_a, self.w1, self.b1, padding=1))
+        h = F.relu_(fast_conv(h, self.w2, self.b2, padding=0))
+        h = fast_conv(h, self.w3, self.b3, padding=1) if self.taps is None \
+            else _conv3x3_by_taps(h, self.taps, self.b3)
+        log_s, t = h.tensor_split(2, dim=1)
+        return soft_clamp(log_s, self.scale_bound), t
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x_a, x_b = F.conv2d(x, self.enc_w, self.enc_b).chunk(2, dim=1)
+        log_s, t = self._scale_shift(x_a)
+        logdet = log_s.sum(dim=(1, 2, 3)) + x.shape[2] * x.shape[3] * self.logdet_px
+        return torch.cat([x_a, torch.exp(log_s).mul_(x_b).add_(t)], dim=1), logdet
+
+    def reverse(self, y: torch.Tensor) -> torch.Tensor:
+        y_a, y_b = y.chunk(2, dim=1)
+        log_s, t = self._scale_shift(y_a)
+        x = torch.cat([y_a, (y_b - t).mul_(log_s.neg_().exp_())], dim=1)
+        return F.conv2d(x, self.dec_w, self.dec_b)
