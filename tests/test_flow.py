@@ -198,6 +198,13 @@ def test_caches_follow_load_state_dict_and_dtype(make_flow):
     torch.testing.assert_close(a.decode(z_b), b.decode(z_b))
     a.double()
     torch.testing.assert_close(a.encode(x.double()).float(), z_b, atol=1e-5, rtol=1e-5)
+    c = make_flow(seed=2)
+    c.encode(x)
+    c.load_state_dict(b.state_dict(), assign=True)  # new parameter objects, not copies
+    torch.testing.assert_close(c.encode(x), z_b)
+    step = c.levels[0].steps[0]
+    step.actnorm.loc = torch.nn.Parameter(step.actnorm.loc.detach() + 1)
+    assert (c.encode(x) - z_b).abs().max() > 1e-3
 
 
 def test_actnorm_state_is_saved_and_never_reinitialised(make_flow):

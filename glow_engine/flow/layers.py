@@ -73,13 +73,17 @@ class _Cache:
     def __init__(self) -> None:
         self.key: tuple | None = None
         self.value = None
+        self.sources: tuple[torch.Tensor, ...] = ()
 
     def get(self, tensors: Iterable[torch.Tensor], compute: Callable):
+        tensors = tuple(tensors)
         key = _version_key(tensors)
         if key is None or key != self.key:
             with torch.no_grad():
                 self.value = compute()
-            self.key = key
+            # holding the source tensors keeps their memory from going to a replacement, so
+            # an equal key always means the very same tensors
+            self.key, self.sources = key, tensors
         return self.value
 
 
