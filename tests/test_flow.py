@@ -27,6 +27,7 @@ from glow_engine.flow.layers import (
     reference_path,
 )
 from glow_engine.modelfile import load_model
+from glow_engine.resources import resource_path
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -343,8 +344,11 @@ needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
 @pytest.mark.gpu
 @needs_cuda
 def test_cuda_round_trip_is_exact_and_matches_cpu(make_flow):
-    flow = make_flow(128, 4, 4, 64)
-    x = model_input(4, 128)
+    # Trained weights: a randomly jittered flow this deep is ill-conditioned in float32 on
+    # any device (seen: 899 on the CPU too), which says nothing about CUDA.
+    default = resource_path("models", "mixture")
+    flow = load_model(default).flow if default.exists() else make_flow(64, 3, 2, 16)
+    x = model_input(4, flow.cfg.resolution)
     z_cpu = flow.encode(x)
     flow.cuda()
     z = flow.encode(x.cuda())
