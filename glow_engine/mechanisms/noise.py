@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
 from fractions import Fraction
 
 import numpy as np
@@ -100,14 +101,22 @@ def bernoulli_exp(num: np.ndarray, den: int, ent: OsEntropy | None = None) -> np
     draw Bernoulli(gamma/k) for k = 1, 2, ... until the first 0; the answer is [k odd]."""
     ent = ent or OsEntropy()
     num = np.asarray(num, dtype=np.uint64)
-    result = np.empty(num.shape, dtype=bool)
     k = np.ones(num.shape, dtype=np.uint64)
-    active = np.arange(num.size)
+    return _odd_first_miss(  # Bernoulli(gamma/k)
+        k, lambda active, k: uniform_below(np.uint64(den) * k, ent) < num[active])
+
+
+def _odd_first_miss(k: np.ndarray, hit: Callable[[np.ndarray, np.ndarray], np.ndarray]
+                    ) -> np.ndarray:
+    """Run trials hit(indices, k) for k = k0, k0+1, ... per element until the first miss;
+    True where that k is odd (the common loop of CKS Algorithm 1)."""
+    result = np.empty(k.shape, dtype=bool)
+    active = np.arange(k.size)
     while active.size:
-        hit = uniform_below(np.uint64(den) * k[active], ent) < num[active]  # Bern(gamma/k)
-        done = active[~hit]
+        hits = hit(active, k[active])
+        done = active[~hits]
         result[done] = (k[done] & np.uint64(1)) == 1
-        active = active[hit]
+        active = active[hits]
         k[active] += np.uint64(1)
     return result
 
@@ -131,15 +140,7 @@ def bernoulli_exp1(n: int, ent: OsEntropy) -> np.ndarray:
 
 def _continue_exp1(n: int, ent: OsEntropy) -> np.ndarray:
     k = np.full(n, _FACT_K + 1, dtype=np.uint64)
-    result = np.empty(n, dtype=bool)
-    active = np.arange(n)
-    while active.size:
-        hit = uniform_below(k[active], ent) == 0  # Bernoulli(1/k)
-        done = active[~hit]
-        result[done] = (k[done] & np.uint64(1)) == 1
-        active = active[hit]
-        k[active] += np.uint64(1)
-    return result
+    return _odd_first_miss(k, lambda _, k: uniform_below(k, ent) == 0)  # Bernoulli(1/k)
 
 
 def _geometric_exp1(n: int, ent: OsEntropy) -> np.ndarray:
