@@ -7,7 +7,7 @@ the model's distribution (anomaly.py).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 
 import numpy as np
 import torch
@@ -22,11 +22,6 @@ DEFAULT_ALPHA = 0.4
 
 class CalibrationError(UserError, ValueError):
     """Calibration impossible (no images, or a latent that is not finite)."""
-
-
-def batches(images: np.ndarray, batch_size: int) -> Iterator[np.ndarray]:
-    for start in range(0, len(images), batch_size):
-        yield images[start:start + batch_size]
 
 
 @torch.inference_mode()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -82,12 +83,16 @@ def _load_files(paths: list[Path], resolution: int) -> np.ndarray:
     return out
 
 
-def _from_csv(path: Path, resolution: int) -> ImageSet:
+def _csv_rows(path: Path) -> tuple[list[Path], list[dict]]:
     with path.open(newline="") as f:
         rows = list(csv.DictReader(f))
     if not rows or "path" not in rows[0]:
         raise ValueError(f"{path.name}: a CSV needs a 'path' column (and usually 'label')")
-    files = [(path.parent / r["path"]).resolve() for r in rows]
+    return [(path.parent / r["path"]).resolve() for r in rows], rows
+
+
+def _from_csv(path: Path, resolution: int) -> ImageSet:
+    files, rows = _csv_rows(path)
     labels = np.array([int(r.get("label") or -1) for r in rows], np.int64)
     pids = np.array([r.get("patient_id", "") for r in rows], str)
     views = np.array([r.get("view", "") for r in rows], str)
@@ -95,10 +100,15 @@ def _from_csv(path: Path, resolution: int) -> ImageSet:
     return ImageSet(_load_files(files, resolution), labels, pids, views, ids, path.name)
 
 
-def _from_folder(path: Path, resolution: int) -> ImageSet:
+def _folder_files(path: Path) -> list[Path]:
     files = imaging.find_images(path)
     if not files:
         raise ValueError(f"{path}: no images found")
+    return files
+
+
+def _from_folder(path: Path, resolution: int) -> ImageSet:
+    files = _folder_files(path)
     n = len(files)
     return ImageSet(_load_files(files, resolution), np.full(n, -1, np.int64),
                     np.full(n, "", object).astype(str), np.full(n, "", object).astype(str),
@@ -118,6 +128,26 @@ def load_image_set(source: str | Path, resolution: int, split: str | None = None
     else:
         raise ValueError(f"{source}: expected a .npz file, a .csv file or a folder")
     return s if label is None else s.subset(s.labels == label, f" label={label}")
+
+
+def stream_image_set(source: str | Path, resolution: int, split: str | None = None,
+                     batch_size: int = 32) -> tuple[int, str, Iterator[np.ndarray]]:
+    """(count, description, uint8 batches) of one source. Unlike load_image_set, folders and
+    CSVs are read one batch at a time, so memory does not grow with the number of images."""
+    source = Path(source)
+    if source.suffix == ".npz":
+        s = _from_npz(source, resolution, split)
+        chunks = (s.images[i:i + batch_size] for i in range(0, len(s), batch_size))
+        return len(s), s.description, chunks
+    if source.suffix == ".csv":
+        files, desc = _csv_rows(source)[0], source.name
+    elif source.is_dir():
+        files, desc = _folder_files(source), f"folder {source.name}"
+    else:
+        raise ValueError(f"{source}: expected a .npz file, a .csv file or a folder")
+    chunks = (_load_files(files[i:i + batch_size], resolution)
+              for i in range(0, len(files), batch_size))
+    return len(files), desc, chunks
 
 
 def augment(pixels: torch.Tensor, generator: torch.Generator | None = None,

@@ -10,7 +10,7 @@ import pytest
 import torch
 from conftest import tiny_images
 
-from glow_engine.calibration import DEFAULT_ALPHA, batches, calibrate
+from glow_engine.calibration import DEFAULT_ALPHA, calibrate
 from glow_engine.errors import UserError
 from glow_engine.flow.glow import pixels_to_model
 from glow_engine.modelfile import Calibration, LoadedModel
@@ -34,7 +34,8 @@ def _one_shot(model: LoadedModel, images: np.ndarray) -> torch.Tensor:
 
 def test_streamed_range_equals_one_shot_min_max(model):
     images = _images(40)
-    cal = calibrate(model, (b for b in batches(images, 7)), "synthetic", progress=False)
+    cal = calibrate(model, (images[i:i + 7] for i in range(0, 40, 7)), "synthetic",
+                    progress=False)
     z = _one_shot(model, images)
     np.testing.assert_allclose(cal.lo, z.min(0).values.numpy(), atol=1e-5)
     np.testing.assert_allclose(cal.hi, z.max(0).values.numpy(), atol=1e-5)
@@ -77,3 +78,22 @@ def test_no_images_and_non_finite_latents_are_user_errors(model, monkeypatch):
     monkeypatch.setattr(model.flow, "encode_with_logp", lambda x: (nan, torch.zeros(2)))
     with pytest.raises(UserError, match="non-finite latent"):
         calibrate(model, [_images(2)], "nan", progress=False)
+
+
+def test_folders_are_streamed_a_batch_at_a_time(tmp_path):
+    """Calibration input from a folder is read lazily, batch by batch: memory does not grow
+    with the number of images (a file removed after the first batch only fails later)."""
+    from PIL import Image
+
+    from glow_engine.data import stream_image_set
+
+    for i, img in enumerate(_images(10)):
+        Image.fromarray(img).save(tmp_path / f"img{i:02d}.png")
+    total, desc, chunks = stream_image_set(tmp_path, 32, batch_size=4)
+    assert total == 10 and "folder" in desc
+    first = next(chunks)
+    assert first.shape == (4, 32, 32) and first.dtype == np.uint8
+    (tmp_path / "img09.png").unlink()  # not read yet
+    assert next(chunks).shape == (4, 32, 32)
+    with pytest.raises(Exception, match="img09"):
+        next(chunks)
