@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from pyqtgraph.util.garbage_collector import GarbageCollector
 from PySide6.QtCore import QSettings, Qt
 from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QIcon, QKeySequence
 from PySide6.QtWidgets import (
@@ -63,9 +64,23 @@ def icon(name: str) -> QIcon:
     return QIcon(str(resource_path("icons", f"{name}.svg")))
 
 
+_gui_thread_gc: GarbageCollector | None = None
+
+
+def collect_garbage_on_gui_thread() -> None:
+    """Python's cyclic GC runs in whichever thread happens to allocate. If it frees a Qt
+    object on the engine thread, Qt deadlocks (seen: a test hung for good in QObject::~QObject
+    on the worker thread). So automatic GC is switched off for the process and run on a timer
+    on the GUI thread instead (pyqtgraph's GarbageCollector), once per process."""
+    global _gui_thread_gc
+    if _gui_thread_gc is None:
+        _gui_thread_gc = GarbageCollector(interval=1.0)
+
+
 class MainWindow(QMainWindow):
     def __init__(self, settings: QSettings, models: ModelPaths, device: str = "auto") -> None:
         super().__init__()
+        collect_garbage_on_gui_thread()
         self.settings = settings
         self.model_paths = models
         self.state = ViewState()

@@ -410,3 +410,29 @@ def write_dicom(path: Path, burned_in: bool = False) -> Path:
         ds.BurnedInAnnotation = "YES"
     ds.save_as(path, enforce_file_format=True)
     return path
+
+
+def test_garbage_is_collected_on_the_gui_thread_only(qtbot, window: MainWindow) -> None:
+    """A cycle collected on the engine thread may destroy a Qt object there, which deadlocks
+    Qt: every collection must run on the GUI thread (a suite once hung this way)."""
+    import gc
+    import threading
+
+    threads: set[str] = set()
+
+    def record(phase: str, info: dict) -> None:
+        if phase == "start":
+            threads.add(threading.current_thread().name)
+
+    thresholds = gc.get_threshold()
+    gc.set_threshold(10)  # any thread allocating ten containers would trigger a collection
+    gc.callbacks.append(record)
+    try:
+        for position in range(120, 300, 30):  # the worker allocates plenty while rendering
+            window.controls.slider.setValue(position)
+            settle(qtbot, window)
+    finally:
+        gc.callbacks.remove(record)
+        gc.set_threshold(*thresholds)
+    assert threads <= {threading.main_thread().name}
+    assert not gc.isenabled()  # the GUI thread's timer collects instead
