@@ -106,13 +106,19 @@ class SampleRequest(Request):
 
 
 @dataclass(frozen=True, eq=False)
-class RenderRequest(Request):
-    """Privatise the current input with both mechanisms at each budget."""
+class InputRequest(Request):
+    """A request about the current input as the user prepared it (overlays, privacy)."""
 
     source: Source
     markers: tuple[BlockMarker, ...]
     flip: bool
     params: PrivacyParams
+
+
+@dataclass(frozen=True, eq=False)
+class RenderRequest(InputRequest):
+    """Privatise the current input with both mechanisms at each budget."""
+
     budgets: tuple[float, ...]
     strip: bool  # True: the fixed-budget strip, False: the main panes
 
@@ -123,11 +129,7 @@ class ScoreRequest(Request):
 
 
 @dataclass(frozen=True, eq=False)
-class ExportRequest(Request):
-    source: Source
-    markers: tuple[BlockMarker, ...]
-    flip: bool
-    params: PrivacyParams
+class ExportRequest(InputRequest):
     mechanism: str
     out_path: Path
     fmt: str  # "png" | "dicom"
