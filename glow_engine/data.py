@@ -8,6 +8,7 @@ at the model resolution (aspect-preserving, black-padded: see imaging.to_square)
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import math
 from collections.abc import Iterator
@@ -19,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from glow_engine import imaging
+from glow_engine.errors import UserError
 
 
 @dataclass
@@ -115,18 +117,34 @@ def _from_folder(path: Path, resolution: int) -> ImageSet:
                     np.array([p.name for p in files], str), f"folder {path.name}")
 
 
+class DataSourceError(UserError, ValueError):
+    """An image source (.npz, CSV or folder) that cannot be read."""
+
+
+@contextlib.contextmanager
+def _reading(source: Path) -> Iterator[None]:
+    """Any failure to read a source becomes one user-facing error naming it."""
+    try:
+        yield
+    except UserError:
+        raise
+    except (OSError, ValueError, KeyError) as e:
+        raise DataSourceError(f"cannot read images from {source}: {e}") from None
+
+
 def load_image_set(source: str | Path, resolution: int, split: str | None = None,
                    label: int | None = None) -> ImageSet:
     """Load one source; `split` applies to .npz files, `label` keeps only that label."""
     source = Path(source)
-    if source.suffix == ".npz":
-        s = _from_npz(source, resolution, split)
-    elif source.suffix == ".csv":
-        s = _from_csv(source, resolution)
-    elif source.is_dir():
-        s = _from_folder(source, resolution)
-    else:
-        raise ValueError(f"{source}: expected a .npz file, a .csv file or a folder")
+    with _reading(source):
+        if source.suffix == ".npz":
+            s = _from_npz(source, resolution, split)
+        elif source.suffix == ".csv":
+            s = _from_csv(source, resolution)
+        elif source.is_dir():
+            s = _from_folder(source, resolution)
+        else:
+            raise ValueError(f"{source}: expected a .npz file, a .csv file or a folder")
     return s if label is None else s.subset(s.labels == label, f" label={label}")
 
 
@@ -136,15 +154,16 @@ def stream_image_set(source: str | Path, resolution: int, split: str | None = No
     CSVs are read one batch at a time, so memory does not grow with the number of images."""
     source = Path(source)
     if source.suffix == ".npz":
-        s = _from_npz(source, resolution, split)
+        s = load_image_set(source, resolution, split)
         chunks = (s.images[i:i + batch_size] for i in range(0, len(s), batch_size))
         return len(s), s.description, chunks
-    if source.suffix == ".csv":
-        files, desc = _csv_rows(source)[0], source.name
-    elif source.is_dir():
-        files, desc = _folder_files(source), f"folder {source.name}"
-    else:
-        raise ValueError(f"{source}: expected a .npz file, a .csv file or a folder")
+    with _reading(source):
+        if source.suffix == ".csv":
+            files, desc = _csv_rows(source)[0], source.name
+        elif source.is_dir():
+            files, desc = _folder_files(source), f"folder {source.name}"
+        else:
+            raise ValueError(f"{source}: expected a .npz file, a .csv file or a folder")
     chunks = (_load_files(files[i:i + batch_size], resolution)
               for i in range(0, len(files), batch_size))
     return len(files), desc, chunks

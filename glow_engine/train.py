@@ -88,16 +88,9 @@ def _setup_distributed(device_pref: str) -> tuple[Dist, torch.device]:
 
 def load_sets(sources: list[str], resolution: int, split: str | None,
               label: int | None = None) -> ImageSet:
-    """The image sets concatenated; an unreadable source is a UserError naming it."""
-    sets = []
-    for source in sources:
-        try:
-            sets.append(load_image_set(source, resolution, split=split, label=label))
-        except UserError:
-            raise
-        except (OSError, ValueError, KeyError) as e:
-            raise UserError(f"cannot read images from {source}: {e}") from None
-    return ImageSet.concat(sets)
+    """The image sets concatenated (an unreadable source is a DataSourceError naming it)."""
+    return ImageSet.concat([load_image_set(s, resolution, split=split, label=label)
+                            for s in sources])
 
 
 def _train_set(opts: TrainOptions) -> ImageSet:

@@ -211,6 +211,10 @@ def test_evaluate_rejects_bad_options(val_npz: Path, anomaly_model_dirs, tmp_pat
     assert _evaluate(val_npz, tmp_path, anomaly_model_dirs, "--epx", "10-noclip") == 2
     assert _evaluate(val_npz, tmp_path, anomaly_model_dirs, "--split", "test") == 2
     assert "need >= 2" in capsys.readouterr().err
+    broken = tmp_path / "broken.npz"
+    broken.write_bytes(b"not a zip")
+    assert _evaluate(broken, tmp_path, anomaly_model_dirs) == 2
+    assert "cannot read images from" in capsys.readouterr().err
 
 
 def test_score_command(anomaly_model_dirs, tmp_path: Path, capsys) -> None:

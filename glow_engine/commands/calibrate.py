@@ -8,7 +8,6 @@ import itertools
 from glow_engine.calibration import calibrate
 from glow_engine.data import stream_image_set
 from glow_engine.device import pick_device
-from glow_engine.errors import UserError
 from glow_engine.modelfile import load_model, save_model
 
 
@@ -22,17 +21,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto")
 
 
-def _stream(source: str, resolution: int, split: str, batch_size: int):
-    try:
-        return stream_image_set(source, resolution, split, batch_size)
-    except (OSError, ValueError, KeyError) as e:
-        raise UserError(f"cannot read images from {source}: {e}") from None
-
-
 def run(args: argparse.Namespace) -> int:
     model = load_model(args.model, pick_device(args.device))
     res = model.resolution
-    streams = [_stream(source, res, args.split, args.batch_size) for source in args.data]
+    streams = [stream_image_set(s, res, args.split, args.batch_size) for s in args.data]
     cal = calibrate(model, itertools.chain.from_iterable(b for _, _, b in streams),
                     " + ".join(d for _, d, _ in streams), total=sum(n for n, _, _ in streams))
     out = args.out or args.model

@@ -83,11 +83,8 @@ def _config(args: argparse.Namespace) -> EvalConfig:
 
 def _data(args: argparse.Namespace, resolution: int) -> ImageSet:
     source = Path(args.data)
-    try:
-        data = load_image_set(source, resolution,
-                              split=args.split if source.suffix == ".npz" else None)
-    except (ValueError, OSError, KeyError) as e:
-        raise UserError(f"cannot load {source}: {e}") from None
+    data = load_image_set(source, resolution,
+                          split=args.split if source.suffix == ".npz" else None)
     if args.limit:
         data = data.subset(slice(0, args.limit), f" first {args.limit}")
     if len(data) < 2:
