@@ -17,6 +17,7 @@ import sys
 import time
 from pathlib import Path
 
+from glow_engine import __version__
 from glow_engine.resources import default_model_dir
 
 SMOKE_TIMEOUT_S = 300.0
@@ -47,6 +48,7 @@ _DLOPENED = ("libxcb-cursor.so.0",)
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="dpglow-viewer", description=__doc__.split("\n")[0])
+    p.add_argument("--version", action="version", version=f"dpglow-viewer {__version__}")
     p.add_argument("image", nargs="?", type=Path, help="an image to open (PNG/JPEG/TIFF/DICOM)")
     p.add_argument("--model-dir", type=Path, help="folder holding mixture/ and normal/ models")
     p.add_argument("--mixture", type=Path, help="the mixture model (privatises; default: "

@@ -1,11 +1,14 @@
-"""Read-only dialogs: the DICOM tag browser and the model information."""
+"""Read-only dialogs: the DICOM tag browser, the model information and About."""
 
 from __future__ import annotations
 
 import json
+import platform
 from pathlib import Path
 
-from PySide6.QtCore import Qt
+import PySide6
+import torch
+from PySide6.QtCore import Qt, qVersion
 from PySide6.QtWidgets import (
     QDialog,
     QDialogButtonBox,
@@ -18,6 +21,8 @@ from PySide6.QtWidgets import (
 )
 
 from app.state import ModelsInfo
+from glow_engine import __version__
+from glow_engine.resources import resources_root
 
 MAX_VALUE_CHARS = 200  # long values (LUTs, overlays) are cut: this is a browser, not an editor
 
@@ -122,3 +127,55 @@ def _one_model(title: str, path: Path, meta: dict) -> str:
     if card.is_file():
         lines += ["", "### Model card", "", card.read_text(errors="replace")]
     return "\n".join(lines) + "\n"
+
+
+class About(QDialog):
+    """Version (the one in pyproject.toml), models, libraries, citations: what a support ticket
+    or a privacy review needs to know about this installation."""
+
+    def __init__(self, models: ModelsInfo | None, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("About DP-GLOW Viewer")
+        self.resize(620, 520)
+        self.text = QTextBrowser()
+        self.text.setOpenExternalLinks(True)
+        self.text.setMarkdown(about_markdown(models))
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
+        buttons.rejected.connect(self.reject)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.text)
+        layout.addWidget(buttons)
+
+
+def about_markdown(models: ModelsInfo | None) -> str:
+    if models is None:
+        loaded = ["- **Models:** not loaded"]
+    else:
+        loaded = [f"- **Mixture model:** `{models.mixture_path}` "
+                  f"(sha256 `{models.mixture_sha[:16]}…`)"]
+        if models.normal_path is not None:
+            loaded.append(f"- **Normal model:** `{models.normal_path}` "
+                          f"(sha256 `{(models.normal_sha or '?')[:16]}…`)")
+    return "\n".join([
+        f"# DP-GLOW Viewer {__version__}",
+        "Release chest X-rays with local differential privacy: the image is mapped into the "
+        "latent space of a GLOW flow, clipped, and perturbed with Laplace noise from the "
+        "operating system's secure source (DP-GLOW).",
+        "",
+        f"- **Version:** {__version__}",
+        *loaded,
+        f"- **Resources:** `{resources_root()}`",
+        f"- **Python** {platform.python_version()}, **torch** {torch.__version__}, "
+        f"**Qt** {qVersion()}, **PySide6** {PySide6.__version__}",
+        f"- **System:** {platform.platform()}",
+        "",
+        "## Cite",
+        "- Method: H. Shibata et al., *Local Differential Privacy Image Generation Using "
+        "Flow-Based Deep Generative Models*, Appl. Sci. 13, 10132 (2023), "
+        "https://doi.org/10.3390/app131810132",
+        "- Default models trained on NIH ChestX-ray14: X. Wang et al., *ChestX-ray8*, "
+        "CVPR 2017, NIH Clinical Center.",
+        "",
+        "MIT licence. A total epsilon of thousands per image is no formal protection: see "
+        "the documentation's privacy notes before releasing images.",
+    ])

@@ -30,7 +30,7 @@ from PySide6.QtWidgets import (
 
 from app.browser import FolderBrowser
 from app.controls import EpsilonControl
-from app.dialogs import ModelInfo, TagBrowser
+from app.dialogs import About, ModelInfo, TagBrowser
 from app.export import ExportDialog
 from app.panes import PaneGrid
 from app.scores import ScoresPanel
@@ -181,6 +181,7 @@ class MainWindow(QMainWindow):
             "mixture": a("Open mixture model…", lambda: self.open_model_dialog("mixture")),
             "normal": a("Open normal model…", lambda: self.open_model_dialog("normal")),
             "info": a("Model information…", self.show_model_info),
+            "about": a("About DP-GLOW Viewer…", self.show_about),
         }
         self.act["outlines"].setChecked(True)
         self._build_menus()
@@ -205,6 +206,9 @@ class MainWindow(QMainWindow):
                                                  "down", "up10", "down10", "next", "prev")])
         model = bar.addMenu("&Model")
         model.addActions([self.act["mixture"], self.act["normal"], self.act["info"]])
+        help_menu = bar.addMenu("&Help")
+        help_menu.addAction(self.act["about"])
+        help_menu.addAction("About Qt", QApplication.aboutQt)
         self._fill_recent()
 
     def _window_menu(self) -> QMenu:
@@ -339,6 +343,9 @@ class MainWindow(QMainWindow):
             self._show_error(missing_models_text(self.model_paths))
             return
         ModelInfo(self.state.models, self).open()
+
+    def show_about(self) -> None:
+        About(self.state.models, self).open()
 
     def set_window_preset(self, levels: tuple[float, float] | None) -> None:
         original = self.state.original

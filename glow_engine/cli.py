@@ -7,6 +7,7 @@ import argparse
 import importlib
 import sys
 
+from glow_engine import __version__
 from glow_engine.errors import UserError
 
 # name -> (module, one-line help)
@@ -27,6 +28,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The parser; only `command`'s module is imported, so one subcommand's heavy or
     missing dependencies never slow down or break another."""
     p = argparse.ArgumentParser(prog="dpglow", description="DP-GLOW chest X-ray privacy engine")
+    p.add_argument("--version", action="version", version=f"dpglow {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (module, help_text) in SUBCOMMANDS.items():
         sp = sub.add_parser(name, help=help_text, description=help_text)

@@ -23,8 +23,9 @@ from PySide6.QtCore import QMimeData, QPoint, QPointF, QSettings, Qt, QUrl
 from PySide6.QtGui import QDropEvent
 from PySide6.QtWidgets import QApplication, QLabel, QMessageBox, QTextBrowser
 
+import glow_engine
 from app.controls import SLIDER_INF, e_px_to_position, parse_e_px, position_to_e_px
-from app.dialogs import ModelInfo, TagBrowser
+from app.dialogs import About, ModelInfo, TagBrowser
 from app.export import ExportDialog
 from app.main_window import MainWindow, ModelPaths
 from app.panes import DIFF_LUT
@@ -298,6 +299,15 @@ def test_drop_a_file_and_model_information(qtbot, window, tmp_path) -> None:
     info = window.findChildren(ModelInfo)[-1]
     text = info.findChild(QTextBrowser).toPlainText()
     assert "32 × 32" in text and window.state.models.mixture_sha in text
+
+
+def test_about_shows_the_version_and_the_loaded_models(window: MainWindow) -> None:
+    window.show_about()
+    about = window.findChildren(About)[-1]
+    text = about.text.toPlainText()
+    assert f"DP-GLOW Viewer {glow_engine.__version__}" in text
+    assert window.state.models.mixture_sha[:16] in text and "Wang" in text
+    assert window.act["about"] in window.menuBar().actions()[-1].menu().actions()
 
 
 def test_theme_is_remembered(window: MainWindow, settings: QSettings) -> None:

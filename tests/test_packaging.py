@@ -110,3 +110,28 @@ def test_resource_path_frozen_and_override(monkeypatch, tmp_path):
 
     monkeypatch.setenv(resources.ENV_VAR, str(tmp_path / "site"))
     assert resources.default_model_dir("mixture") == tmp_path / "site" / "models" / "mixture"
+
+
+def test_one_version_from_pyproject(capsys):
+    import glow_engine
+    from app.__main__ import main as viewer_main
+    from glow_engine.cli import main as cli_main
+
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"][
+        "version"
+    ]
+    assert glow_engine.__version__ == version
+    for main, prog in ((cli_main, "dpglow"), (viewer_main, "dpglow-viewer")):
+        with pytest.raises(SystemExit) as stop:
+            main(["--version"])
+        assert stop.value.code == 0
+        assert capsys.readouterr().out.strip() == f"{prog} {version}"
+
+
+def test_installed_metadata_carries_the_same_version():
+    # What a wheel or the PyInstaller bundle reports (they have no pyproject.toml to read).
+    from importlib import metadata
+
+    import glow_engine
+
+    assert metadata.version(glow_engine.DISTRIBUTION) == glow_engine.__version__
