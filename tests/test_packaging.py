@@ -8,7 +8,10 @@ import sys
 import tomllib
 from pathlib import Path
 
+import numpy as np
+import pydicom
 import pytest
+from PIL import Image
 
 from glow_engine import resources
 
@@ -17,12 +20,16 @@ SPEC = ROOT / "packaging" / "dpglow.spec"
 LAUNCHER = ROOT / "packaging" / "launcher.py"
 
 
-def _load_launcher():
+def _load(path: Path):
     # packaging/ is not a package (it would shadow the `packaging` distribution): load by path.
-    spec = importlib.util.spec_from_file_location("dpglow_launcher", LAUNCHER)
+    spec = importlib.util.spec_from_file_location(f"dpglow_{path.stem}", path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
+
+
+def _load_launcher():
+    return _load(LAUNCHER)
 
 
 def _spec_strings() -> set[str]:
@@ -135,3 +142,49 @@ def test_installed_metadata_carries_the_same_version():
     import glow_engine
 
     assert metadata.version(glow_engine.DISTRIBUTION) == glow_engine.__version__
+
+
+def test_smoke_samples_open_as_the_same_chest(tmp_path):
+    from glow_engine.imaging import load_image
+
+    samples = _load(ROOT / "packaging" / "smoke_samples.py")
+    paths = samples.write(tmp_path)
+    j2k, rle = (load_image(p) for p in paths)
+    syntaxes = {pydicom.dcmread(p).file_meta.TransferSyntaxUID for p in paths}
+    assert syntaxes == {pydicom.uid.JPEG2000Lossless, pydicom.uid.RLELossless}
+    assert j2k.pixels.shape == rle.pixels.shape == samples.SHAPE
+    # 12-bit MONOCHROME2 and inverted 16-bit MONOCHROME1 of one picture display alike
+    assert np.abs(j2k.pixels - rle.pixels).max() < 1e-3
+    assert j2k.pixels.std() > 0.1
+
+
+def test_release_check_passes_a_real_release_and_catches_a_leak(tmp_path):
+    from glow_engine.cli import main as cli_main
+
+    samples = _load(ROOT / "packaging" / "smoke_samples.py")
+    if not resources.available_default_models():
+        pytest.skip("no default model in resources/models")
+    out = tmp_path / "out"
+    rc = cli_main(["privatize", *map(str, samples.write(tmp_path / "in")), "--e-px", "100",
+                   "--format", "dicom", "--out", str(out), "--no-progress",
+                   "--ledger", str(tmp_path / "ledger.sqlite")])
+    assert rc == 0
+    assert samples.verify(out) == []
+    released = sorted(out.rglob("*.dcm"))
+    assert len(released) == 2
+    ds = pydicom.dcmread(released[0])
+    ds.PatientID = samples.IDENTIFIERS["PatientID"]
+    ds.save_as(released[0])
+    assert any("identifying values" in p for p in samples.verify(out))
+    assert samples.verify(tmp_path / "nowhere")[0].startswith("no readable manifest")
+
+
+def test_platform_icons_match_the_svg():
+    icons = ROOT / "resources" / "icons"
+    ico, icns = Image.open(icons / "dpglow.ico"), Image.open(icons / "dpglow.icns")
+    assert {(256, 256), (16, 16), (32, 32)} <= set(ico.info["sizes"])
+    assert max(s[0] * s[2] for s in icns.info["sizes"]) >= 1024  # 512 px @2x
+    png = np.asarray(Image.open(icons / "dpglow.png").convert("RGBA"), dtype=float)
+    fresh = _load(ROOT / "packaging" / "make_icons.py").render_svg(icons / "app.svg", 256)
+    # stale icons (app.svg edited, make_icons.py not rerun) differ by far more than resampling
+    assert np.abs(png - np.asarray(fresh, dtype=float)).mean() < 4

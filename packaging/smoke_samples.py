@@ -1,0 +1,124 @@
+"""Inputs and checks for the smoke test of the built app (packaging/build.sh).
+
+    python packaging/smoke_samples.py write DIR      # two compressed chest DICOMs -> DIR
+    python packaging/smoke_samples.py verify OUT     # check what `dpglow privatize` wrote
+
+`write` makes a synthetic chest-like radiograph (no patient data) with fake identifying
+attributes, stored once as JPEG 2000 lossless (12 bit, MONOCHROME2, not square) and once as
+RLE lossless (16 bit, MONOCHROME1): the two compressed encodings whose decoders PyInstaller
+can lose (pylibjpeg's plugins are found through package metadata). The frozen viewer and the
+frozen CLI must open both. `verify` checks the release: one de-identified DICOM per input in
+the manifest, none containing a fake identifier. It runs with the build's own Python, not the
+frozen one, so that a broken bundle cannot pass its own check.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pydicom
+from pydicom import uid
+from pydicom.dataset import Dataset, FileMetaDataset
+
+IDENTIFIERS = {"PatientName": "Smoke^Test^Patient", "PatientID": "SMOKE-0042",
+               "AccessionNumber": "ACC-SMOKE-7", "InstitutionName": "Smoke Test Hospital"}
+SAMPLES = {  # file name -> (transfer syntax, bits stored, photometric interpretation)
+    "chest_j2k.dcm": (uid.JPEG2000Lossless, 12, "MONOCHROME2"),
+    "chest_rle.dcm": (uid.RLELossless, 16, "MONOCHROME1"),
+}
+SHAPE = (600, 520)  # rows, columns: not square, as detectors are not
+
+
+def chest(shape: tuple[int, int], bits: int) -> np.ndarray:
+    """A smooth radiograph-like picture: bright mediastinum and ribs cage, dark lungs."""
+    y, x = np.mgrid[0:shape[0], 0:shape[1]] / np.array(shape).reshape(2, 1, 1)
+    body = np.exp(-(((x - 0.5) / 0.42) ** 8 + ((y - 0.55) / 0.5) ** 8))
+    lungs = sum(np.exp(-(((x - cx) / 0.15) ** 2 + ((y - 0.5) / 0.3) ** 2) ** 2)
+                for cx in (0.32, 0.68))
+    ribs = 0.08 * (np.sin(y * 60) > 0.6) * body
+    img = np.clip(0.15 + 0.75 * body - 0.5 * lungs + ribs, 0, 1)
+    return np.round(img * (2**bits - 1)).astype(np.uint16)
+
+
+def dicom(pixels: np.ndarray, syntax: str, bits: int, photometric: str) -> Dataset:
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    sop_class = uid.DigitalXRayImageStorageForPresentation
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = sop_class
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = uid.generate_uid()
+    ds.file_meta.TransferSyntaxUID = uid.ExplicitVRLittleEndian
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = uid.generate_uid(), uid.generate_uid()
+    ds.Modality, ds.BodyPartExamined, ds.ViewPosition = "DX", "CHEST", "PA"
+    ds.BurnedInAnnotation = "NO"
+    for key, value in IDENTIFIERS.items():
+        setattr(ds, key, value)
+    ds.Rows, ds.Columns = pixels.shape
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, photometric
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, bits, bits - 1, 0
+    if photometric == "MONOCHROME1":
+        pixels = (2**bits - 1) - pixels  # stored inverted; the reader must invert it back
+    ds.PixelData = pixels.astype(np.uint16).tobytes()
+    plugin = "pydicom" if syntax == uid.RLELossless else "pylibjpeg"
+    ds.compress(syntax, encoding_plugin=plugin)
+    return ds
+
+
+def write(folder: Path) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, (syntax, bits, photometric) in SAMPLES.items():
+        path = folder / name
+        dicom(chest(SHAPE, bits), syntax, bits, photometric).save_as(path,
+                                                                      enforce_file_format=True)
+        paths.append(path)
+    return paths
+
+
+def verify(out: Path) -> list[str]:
+    """Problems with the release in `out` (empty: it is what the smoke test expects)."""
+    problems = []
+    try:
+        rows = json.loads((out / "manifest.json").read_text())["releases"]
+    except (OSError, ValueError, KeyError) as e:
+        return [f"no readable manifest.json in {out}: {e}"]
+    written = {Path(r["input"]).name: r for r in rows if r.get("status") == "written"}
+    for name in SAMPLES:
+        row = written.get(name)
+        if row is None:
+            problems.append(f"{name}: not released (manifest: "
+                            f"{[r for r in rows if Path(r['input']).name == name]})")
+            continue
+        path = Path(row["output"])
+        path = path if path.is_absolute() else out / path
+        data = path.read_bytes()
+        leaked = [v for v in IDENTIFIERS.values() if v.encode() in data]
+        if leaked:
+            problems.append(f"{path.name}: identifying values in the output: {leaked}")
+        ds = pydicom.dcmread(path)
+        if ds.get("PatientIdentityRemoved") != "YES":
+            problems.append(f"{path.name}: PatientIdentityRemoved is not YES")
+        if ds.pixel_array.ndim != 2 or ds.pixel_array.std() == 0:
+            problems.append(f"{path.name}: no image in the output")
+    return problems
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 2 or argv[0] not in ("write", "verify"):
+        print(__doc__, file=sys.stderr)
+        return 2
+    if argv[0] == "write":
+        for path in write(Path(argv[1])):
+            print(f"wrote {path} ({pydicom.dcmread(path).file_meta.TransferSyntaxUID.name})")
+        return 0
+    problems = verify(Path(argv[1]))
+    for p in problems:
+        print(f"release check: {p}", file=sys.stderr)
+    print("release check:", "FAILED" if problems else f"ok ({len(SAMPLES)} de-identified DICOMs)")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
