@@ -28,9 +28,13 @@ lint: install
 bench: install
 	$(PY) benchmarks/bench_engine.py
 
-package: install
+$(VENV)/.packaging: $(VENV)/.installed
 	$(PY) -m pip install -q -e ".[packaging]"
-	bash packaging/build.sh
+	touch $@
+
+# The one-folder PyInstaller build in dist/, smoke-tested (packaging/README.md).
+package: $(VENV)/.packaging
+	REQUIRE_MODELS=1 bash packaging/build.sh
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info

@@ -32,7 +32,8 @@ def pick_entry(executable: str) -> str:
 
 
 def _dicom_roundtrip(syntax: str) -> str:
-    """Encode a small 8-bit image with `syntax`, decode it with pydicom + pylibjpeg, compare."""
+    """Encode a small 8-bit image with `syntax`, decode it with the plugin the program uses for
+    it (pylibjpeg for JPEG / JPEG 2000, pydicom's own for RLE), compare."""
     import io
 
     import numpy as np
@@ -42,6 +43,7 @@ def _dicom_roundtrip(syntax: str) -> str:
     from pydicom.pixels import pixel_array
 
     img = (np.add.outer(np.arange(32), np.arange(32)) * 4).astype(np.uint8)
+    plugin = "pydicom" if syntax == uid.RLELossless else "pylibjpeg"
     ds = Dataset()
     ds.file_meta = FileMetaDataset()
     ds.file_meta.MediaStorageSOPClassUID = uid.SecondaryCaptureImageStorage
@@ -61,12 +63,12 @@ def _dicom_roundtrip(syntax: str) -> str:
     else:
         ds.file_meta.TransferSyntaxUID = uid.ExplicitVRLittleEndian
         ds.PixelData = img.tobytes()
-        ds.compress(syntax, encoding_plugin="pylibjpeg")
+        ds.compress(syntax, encoding_plugin=plugin)
         tol = 0
     out = io.BytesIO()
     ds.save_as(out, enforce_file_format=True)
-    # Force pylibjpeg: Pillow could also decode these, which would hide a missing plugin.
-    back = pixel_array(io.BytesIO(out.getvalue()), decoding_plugin="pylibjpeg")
+    # Name the plugin: Pillow could also decode JPEGs, which would hide a missing pylibjpeg.
+    back = pixel_array(io.BytesIO(out.getvalue()), decoding_plugin=plugin)
     err = int(np.abs(back.astype(int) - img.astype(int)).max())
     if err > tol:
         raise RuntimeError(f"decoded image differs by {err}")
@@ -104,6 +106,7 @@ def selfcheck() -> int:
 
     line("DICOM JPEG baseline", lambda: _dicom_roundtrip(uid.JPEGBaseline8Bit))
     line("DICOM JPEG 2000 lossless", lambda: _dicom_roundtrip(uid.JPEG2000Lossless))
+    line("DICOM RLE lossless", lambda: _dicom_roundtrip(uid.RLELossless))
 
     def resources() -> str:
         from glow_engine.resources import available_default_models, resources_root

@@ -188,3 +188,45 @@ def test_platform_icons_match_the_svg():
     fresh = _load(ROOT / "packaging" / "make_icons.py").render_svg(icons / "app.svg", 256)
     # stale icons (app.svg edited, make_icons.py not rerun) differ by far more than resampling
     assert np.abs(png - np.asarray(fresh, dtype=float)).mean() < 4
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="install.sh is the Linux installer")
+def test_linux_installer_copies_links_and_uninstalls(tmp_path):
+    import os
+    import shutil
+    import subprocess
+
+    bundle = tmp_path / "dpglow-viewer-9.9.9"
+    bundle.mkdir()
+    for name in ("install.sh", "dpglow-viewer.desktop.in"):
+        shutil.copy(ROOT / "packaging" / "linux" / name, bundle / name)
+    for exe in ("dpglow", "dpglow-viewer"):
+        (bundle / exe).write_text(f"#!/bin/sh\necho {exe} 9.9.9\n")
+        (bundle / exe).chmod(0o755)
+    where = {"PREFIX": tmp_path / "opt", "BINDIR": tmp_path / "bin",
+             "APPDIR": tmp_path / "apps"}
+    env = dict(os.environ, **{k: str(v) for k, v in where.items()})
+    done = subprocess.run(["sh", str(bundle / "install.sh")], env=env, capture_output=True,
+                          text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "installed dpglow 9.9.9" in done.stdout
+    installed = where["PREFIX"] / "dpglow-viewer-9.9.9"
+    assert (installed / "dpglow").is_file()
+    assert (where["PREFIX"] / "dpglow-viewer").resolve() == installed.resolve()
+    run = subprocess.run([str(where["BINDIR"] / "dpglow-viewer")], capture_output=True,
+                         text=True, check=True)
+    assert run.stdout.strip() == "dpglow-viewer 9.9.9"
+    desktop = (where["APPDIR"] / "dpglow-viewer.desktop").read_text()
+    assert f"Exec={where['PREFIX']}/dpglow-viewer/dpglow-viewer %f" in desktop
+    assert "@APP@" not in desktop
+    # run again from the installed folder (how an older version is made current again)
+    done = subprocess.run(["sh", str(installed / "install.sh")], env=env, capture_output=True,
+                          text=True, check=False)
+    assert done.returncode == 0 and (installed / "dpglow").is_file(), done.stderr
+
+    done = subprocess.run(["sh", str(installed / "install.sh"), "--uninstall"], env=env,
+                          capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert not (where["BINDIR"] / "dpglow").exists()
+    assert not (where["APPDIR"] / "dpglow-viewer.desktop").exists()
+    assert installed.is_dir()  # the folder stays: uninstalling never deletes data unasked
