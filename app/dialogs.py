@@ -7,7 +7,6 @@ import platform
 from pathlib import Path
 
 import PySide6
-import torch
 from PySide6.QtCore import Qt, qVersion
 from PySide6.QtWidgets import (
     QDialog,
@@ -148,6 +147,8 @@ class About(QDialog):
 
 
 def about_markdown(models: ModelsInfo | None) -> str:
+    import torch  # here, not at the top: the dialogs need not wait for torch to import
+
     if models is None:
         loaded = ["- **Models:** not loaded"]
     else:
@@ -176,6 +177,7 @@ def about_markdown(models: ModelsInfo | None) -> str:
         "- Default models trained on NIH ChestX-ray14: X. Wang et al., *ChestX-ray8*, "
         "CVPR 2017, NIH Clinical Center.",
         "",
-        "MIT licence. A total epsilon of thousands per image is no formal protection: see "
-        "the documentation's privacy notes before releasing images.",
+        "MIT licence. The paper's budgets (a total epsilon of 10^5 and more per image) are no "
+        "formal protection: read the documentation's privacy notes (docs/privacy.md) before "
+        "releasing images.",
     ])

@@ -144,6 +144,7 @@ if [ "$OS" = Linux ]; then
     check install env PREFIX="$SMOKE/install/opt" BINDIR="$SMOKE/install/bin" \
         APPDIR="$SMOKE/install/applications" sh "$OUT/install.sh"
     check installed "$SMOKE/install/bin/dpglow" --version
+    rm -rf "$SMOKE/install"  # a second 1 GB copy of the bundle
 fi
 
 # 4. Figures ----------------------------------------------------------------------------

@@ -42,7 +42,7 @@ def _spec_strings() -> set[str]:
 def test_spec_parses_and_names_executables_and_data():
     strings = _spec_strings()
     assert {"dpglow-viewer", "dpglow"} <= strings
-    assert {"resources/models", "resources/icons"} <= strings
+    assert {"resources/models", "resources/icons", "pyproject.toml"} <= strings
     for rel in ("resources/models", "resources/icons"):
         assert (ROOT / rel).is_dir(), rel
     for dist in ("pylibjpeg", "pylibjpeg-libjpeg", "pylibjpeg-openjpeg", "pydicom"):
