@@ -150,15 +150,15 @@ def main(argv: list[str] | None = None) -> int:
 
     from app.main_window import MainWindow
     from app.theme import apply_theme
-    from app.worker import engine_threads
+    from app.worker import engine_thread_count
 
-    engine_threads()
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setOrganizationName("dp-glow")
     app.setApplicationName("viewer")
     settings = QSettings("dp-glow", "viewer")
     apply_theme(app, str(settings.value("theme", "dark")))
-    window = MainWindow(settings, model_paths(args), device=args.device)
+    window = MainWindow(settings, model_paths(args), device=args.device,
+                        threads=engine_thread_count())
     if args.smoke_test:
         return smoke_test(app, window, args.image, args.screenshot)
     geometry = settings.value("geometry")

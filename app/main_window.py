@@ -7,6 +7,7 @@ go to the worker; the worker's answers come back to the state on the GUI thread.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -34,11 +35,10 @@ from app.dialogs import About, ModelInfo, TagBrowser
 from app.export import ExportDialog
 from app.panes import PaneGrid
 from app.scores import ScoresPanel
-from app.session import Session
 from app.state import ViewState
 from app.theme import apply_theme
 from app.tools import ReidPanel
-from app.worker import EngineWorker
+from app.worker import EngineWorker, new_session
 from glow_engine.imaging import SUPPORTED_SUFFIXES, find_images
 from glow_engine.resources import resource_path
 
@@ -78,13 +78,15 @@ def collect_garbage_on_gui_thread() -> None:
 
 
 class MainWindow(QMainWindow):
-    def __init__(self, settings: QSettings, models: ModelPaths, device: str = "auto") -> None:
+    def __init__(self, settings: QSettings, models: ModelPaths, device: str = "auto",
+                 threads: int | None = None) -> None:
+        """`threads`: torch's (process-wide) thread count for the engine; None leaves it."""
         super().__init__()
         collect_garbage_on_gui_thread()
         self.settings = settings
         self.model_paths = models
         self.state = ViewState()
-        self.worker = EngineWorker(lambda: Session(device))
+        self.worker = EngineWorker(partial(new_session, device, threads))
         self.state.requested.connect(self.worker.submit)
         self.worker.answered.connect(self.state.accept)
         self.worker.busy.connect(self._on_busy)

@@ -25,8 +25,8 @@ from PySide6.QtWidgets import (
 )
 
 from app.state import MECHANISM_TITLES, MECHANISMS, STRIP_BUDGETS, ViewState
-from glow_engine.anomaly import DEFAULT_SCORE_KIND, ScoreKind
 from glow_engine.overlays import BlockMarker
+from glow_engine.scores import DEFAULT_SCORE_KIND, ScoreKind
 
 pg.setConfigOptions(imageAxisOrder="row-major", antialias=True)
 

@@ -21,8 +21,8 @@ from PySide6.QtWidgets import (
 
 from app.state import ViewState
 from app.tools import fit_height, pane_label
-from glow_engine.anomaly import DEFAULT_SCORE_KIND, ScoreKind
 from glow_engine.reference import Reference
+from glow_engine.scores import DEFAULT_SCORE_KIND, ScoreKind
 
 COLUMNS = ("M bits/dim", "N bits/dim", "log-ratio", "")
 COLUMN_TIPS = ("bits/dim under the mixture model M: the score the viewer shows",

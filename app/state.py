@@ -169,7 +169,7 @@ class Rendered:
 @dataclass(frozen=True, eq=False)
 class Scores:
     request_id: int
-    scores: dict[str, Any]  # pane key -> glow_engine.anomaly.Score
+    scores: dict[str, Any]  # pane key -> glow_engine.scores.Score
 
 
 @dataclass(frozen=True, eq=False)

@@ -15,10 +15,10 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QThread, Signal
 
-from app.session import Session
 from app.state import (
     ExportRequest,
     LoadModelsRequest,
@@ -29,6 +29,9 @@ from app.state import (
     ScoreRequest,
     ThumbRequest,
 )
+
+if TYPE_CHECKING:
+    from app.session import Session
 
 # Highest first. Folder thumbnails come last: one image per turn, so they never delay a frame.
 PRIORITY = ("models", "open", "export", "render", "strip", "scores", "thumbs")
@@ -43,18 +46,26 @@ LABELS = {
 }
 
 
-def engine_threads() -> int:
+def engine_thread_count() -> int:
     """Torch threads for the engine: every core but one, which the GUI needs to paint.
 
-    Called once by the application (not by the session: tests share the process). On a
-    loaded 2-core machine one thread also avoids OpenMP threads spinning against each other,
-    which was measured to make a decode 2-4x slower.
+    On a loaded 2-core machine one thread also avoids OpenMP threads spinning against each
+    other, which was measured to make a decode 2-4x slower.
     """
+    return max(1, (os.cpu_count() or 2) - 1)
+
+
+def new_session(device: str = "auto", threads: int | None = None) -> Session:
+    """The engine, built on the worker thread: torch (about 2 s to import) loads there, after
+    the window is up. `threads` sets torch's thread count, which is process-wide: the
+    application passes it, tests sharing one process do not."""
     import torch
 
-    threads = max(1, (os.cpu_count() or 2) - 1)
-    torch.set_num_threads(threads)
-    return threads
+    from app.session import Session
+
+    if threads is not None:
+        torch.set_num_threads(threads)
+    return Session(device)
 
 
 def kind_of(request: Request) -> str:
@@ -70,7 +81,7 @@ class EngineWorker(QThread):
     answered = Signal(object)  # a state value object (result or Failed)
     busy = Signal(str)  # what the engine is doing; "" when idle
 
-    def __init__(self, session_factory: Callable[[], Session] = Session) -> None:
+    def __init__(self, session_factory: Callable[[], Session] = new_session) -> None:
         super().__init__()
         self._factory = session_factory
         self._cond = threading.Condition()

@@ -30,7 +30,7 @@ from PySide6.QtWidgets import QApplication
 
 from app.controls import e_px_to_position
 from app.main_window import MainWindow, ModelPaths
-from app.worker import engine_threads
+from app.worker import engine_thread_count
 from glow_engine.resources import default_model_dir
 
 TIMEOUT_S = 120.0
@@ -155,9 +155,9 @@ def main() -> int:
         root = args.model_dir
         models = ModelPaths(root / "mixture" if root else default_model_dir("mixture"),
                             root / "normal" if root else default_model_dir("normal"))
-    engine_threads()  # as dpglow-viewer does
     app = QApplication.instance() or QApplication([])
-    window = MainWindow(QSettings(str(tmp / "viewer.ini"), QSettings.Format.IniFormat), models)
+    window = MainWindow(QSettings(str(tmp / "viewer.ini"), QSettings.Format.IniFormat), models,
+                        threads=engine_thread_count())  # as dpglow-viewer does
     window.resize(1680, 1000)
     window.show()
     clock = PaintClock()

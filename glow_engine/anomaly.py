@@ -12,7 +12,8 @@ number; the constant cancels in the ratio. Every score is reported both ways:
 * ``ScoreKind.RATIO``: the paper's log-ratio (its negative is the abnormality).
 * ``ScoreKind.BPD_MIXTURE``: M's bits/dim alone (higher = less typical of the training data).
 
-The viewer shows ``DEFAULT_SCORE_KIND``; docs/evaluation.md gives the measurements behind that
+The kinds and the score values live in ``glow_engine.scores`` (no torch). The viewer shows
+``DEFAULT_SCORE_KIND``; docs/evaluation.md gives the measurements behind that
 choice (in short, on the NIH val split: bits/dim has the higher AUC on originals, 0.843 vs
 0.812, and never inverts, while the ratio, a small difference of two large log-likelihoods,
 drops to 0.23 under ID-LDP noise at e_px = 100 and below 0.5 for every mechanism at e_px <= 1).
@@ -24,9 +25,7 @@ slice): the privacy guarantee still holds for it, the utility and the score do n
 
 from __future__ import annotations
 
-import enum
 import math
-from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
@@ -34,69 +33,9 @@ import torch
 from glow_engine.errors import UserError
 from glow_engine.flow.glow import N_BINS, pixels_to_model
 from glow_engine.modelfile import LoadedModel
+from glow_engine.scores import Score, ScoreBatch
 
-__all__ = ["DEFAULT_SCORE_KIND", "AnomalyScorer", "Score", "ScoreBatch", "ScoreKind"]
-
-
-class ScoreKind(enum.StrEnum):
-    RATIO = "ratio"  # log p_N - log p_M (paper, Appendix A)
-    BPD_MIXTURE = "bpd_mixture"  # bits/dim under M alone
-
-    @property
-    def label(self) -> str:
-        return {ScoreKind.RATIO: "log p_N - log p_M",
-                ScoreKind.BPD_MIXTURE: "bits/dim under M"}[self]
-
-
-DEFAULT_SCORE_KIND = ScoreKind.BPD_MIXTURE
-
-
-@dataclass(frozen=True)
-class Score:
-    """One image's scores. log-probabilities in nats of the 8-bit image."""
-
-    log_p_normal: float
-    log_p_mixture: float
-    ratio_nats: float  # log p_N - log p_M; higher = more normal
-    ratio_bits_per_pixel: float
-    bpd_normal: float
-    bpd_mixture: float
-    out_of_distribution: bool
-
-    def abnormality(self, kind: ScoreKind = DEFAULT_SCORE_KIND) -> float:
-        """Higher = more abnormal, whichever score is chosen (the AUC's orientation)."""
-        return -self.ratio_nats if kind is ScoreKind.RATIO else self.bpd_mixture
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-@dataclass
-class ScoreBatch:
-    """Scores of many images as arrays (what the evaluation needs), plus M's latents."""
-
-    log_p_normal: np.ndarray
-    log_p_mixture: np.ndarray
-    bpd_normal: np.ndarray
-    bpd_mixture: np.ndarray
-    out_of_distribution: np.ndarray
-    num_pixels: int
-    latent_mixture: np.ndarray | None = None  # (B, R*R) float32 when asked for
-
-    @property
-    def ratio_nats(self) -> np.ndarray:
-        return self.log_p_normal - self.log_p_mixture
-
-    def abnormality(self, kind: ScoreKind) -> np.ndarray:
-        return -self.ratio_nats if kind is ScoreKind.RATIO else self.bpd_mixture
-
-    def scores(self) -> list[Score]:
-        per_pixel = 1.0 / (self.num_pixels * math.log(2))
-        return [Score(float(n), float(m), float(n - m), float((n - m) * per_pixel),
-                      float(bn), float(bm), bool(ood))
-                for n, m, bn, bm, ood in zip(self.log_p_normal, self.log_p_mixture,
-                                             self.bpd_normal, self.bpd_mixture,
-                                             self.out_of_distribution, strict=True)]
+__all__ = ["AnomalyScorer"]
 
 
 class AnomalyScorer:

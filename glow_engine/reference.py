@@ -2,7 +2,7 @@
 
 The viewer draws where the open image's score lies against the scores of the validation
 normals and abnormals. Those come from ``dpglow evaluate ... --write-reference FILE``, which
-stores, per validation image, the two scores of ``glow_engine.anomaly`` (numbers only: no
+stores, per validation image, the two scores of ``glow_engine.scores`` (numbers only: no
 pixels, no file names, no patient ids; the pairs are sorted by bits/dim, so not even the order
 of the data file is kept):
 
@@ -28,12 +28,15 @@ import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from glow_engine.anomaly import ScoreBatch, ScoreKind
-from glow_engine.modelfile import LoadedModel
 from glow_engine.resources import REFERENCE_NAME
+from glow_engine.scores import ScoreBatch, ScoreKind
+
+if TYPE_CHECKING:  # the viewer reads reference files without importing torch
+    from glow_engine.modelfile import LoadedModel
 
 __all__ = ["FORMAT", "REFERENCE_NAME", "Reference", "ReferenceGroup", "load_reference",
            "read_reference", "write_from_scores", "write_reference"]

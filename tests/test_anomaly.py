@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 from conftest import synthetic_cxr
 
-from glow_engine.anomaly import DEFAULT_SCORE_KIND, AnomalyScorer, ScoreKind
+from glow_engine.anomaly import AnomalyScorer
 from glow_engine.errors import UserError
 from glow_engine.evaluation.metrics import auc
 from glow_engine.modelfile import LoadedModel
+from glow_engine.scores import DEFAULT_SCORE_KIND, ScoreKind
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,9 @@ missing or there is no display."""
 
 from __future__ import annotations
 
+import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -63,3 +65,13 @@ def test_main_prints_the_problem_and_exits_1(monkeypatch, capsys) -> None:
 def test_model_paths(args: list[str], mixture: str, normal: str) -> None:
     paths = viewer_main.model_paths(viewer_main.build_parser().parse_args(args))
     assert (paths.mixture, paths.normal) == (Path(mixture), Path(normal))
+
+
+def test_the_window_imports_without_torch() -> None:
+    # torch (~2 s) is imported on the engine thread, after the window is shown; a module-level
+    # torch import anywhere in the window's modules would delay the window again.
+    code = ("import sys, app.main_window, app.__main__; "
+            "sys.exit(1 if 'torch' in sys.modules else 0)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=False, env=dict(os.environ, QT_QPA_PLATFORM="offscreen"))
+    assert done.returncode == 0, done.stderr or "torch was imported with the window's modules"

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from conftest import synthetic_cxr
 
-from glow_engine.anomaly import AnomalyScorer, ScoreKind
+from glow_engine.anomaly import AnomalyScorer
 from glow_engine.cli import main
 from glow_engine.reference import (
     FORMAT,
@@ -22,6 +22,7 @@ from glow_engine.reference import (
     write_reference,
 )
 from glow_engine.resources import default_model_dir, default_reference_path
+from glow_engine.scores import ScoreKind
 
 MIX, NORM = "a" * 64, "b" * 64
 

@@ -10,10 +10,11 @@ from pathlib import Path
 import numpy as np
 
 from glow_engine import imaging
-from glow_engine.anomaly import DEFAULT_SCORE_KIND, AnomalyScorer, Score
+from glow_engine.anomaly import AnomalyScorer
 from glow_engine.device import pick_device
 from glow_engine.modelfile import LoadedModel, load_model
 from glow_engine.resources import default_model_dir
+from glow_engine.scores import DEFAULT_SCORE_KIND, Score
 
 
 def add_model_arguments(p: argparse.ArgumentParser) -> None:

@@ -10,9 +10,9 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from glow_engine.anomaly import DEFAULT_SCORE_KIND, ScoreKind
 from glow_engine.evaluation.examples import ROW_NAMES
 from glow_engine.evaluation.settings import MECHANISMS, Setting
+from glow_engine.scores import DEFAULT_SCORE_KIND, ScoreKind
 
 __all__ = ["auc_plot", "example_grid", "marker_flip_plot", "reid_plot", "tradeoff_plot"]
 

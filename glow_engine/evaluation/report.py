@@ -9,10 +9,10 @@ from pathlib import Path
 
 import numpy as np
 
-from glow_engine.anomaly import DEFAULT_SCORE_KIND, ScoreKind
 from glow_engine.evaluation.settings import MECHANISMS, Setting
 from glow_engine.imaging import atomic_write_bytes
 from glow_engine.mechanisms.base import format_number
+from glow_engine.scores import DEFAULT_SCORE_KIND, ScoreKind
 
 __all__ = ["clean_json", "markdown", "summary_row", "write_json"]
 

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from glow_engine.anomaly import AnomalyScorer, ScoreBatch, ScoreKind
+from glow_engine.anomaly import AnomalyScorer
 from glow_engine.data import ImageSet
 from glow_engine.evaluation import checks, examples, reid
 from glow_engine.evaluation.metrics import auc_with_ci, psnr, ssim
@@ -35,6 +35,7 @@ from glow_engine.evaluation.settings import Setting, build_mechanism, encode_gro
 from glow_engine.mechanisms import Encoded, Mechanism, preview_noise
 from glow_engine.modelfile import LoadedModel
 from glow_engine.overlays import BlockMarker
+from glow_engine.scores import ScoreBatch, ScoreKind
 
 __all__ = ["DEFAULT_MARKER", "EvalConfig", "run_evaluation"]
 
