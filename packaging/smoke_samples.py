@@ -8,7 +8,8 @@ attributes, stored once as JPEG 2000 lossless (12 bit, MONOCHROME2, not square) 
 RLE lossless (16 bit, MONOCHROME1): the two compressed encodings whose decoders PyInstaller
 can lose (pylibjpeg's plugins are found through package metadata). The frozen viewer and the
 frozen CLI must open both. `verify` checks the release: one de-identified DICOM per input in
-the manifest, none containing a fake identifier. It runs with the build's own Python, not the
+the manifest, none containing a fake identifier, each in the source's aspect ratio (the
+model frame's padding cropped off). It runs with the build's own Python, not the
 frozen one, so that a broken bundle cannot pass its own check.
 """
 
@@ -100,8 +101,12 @@ def verify(out: Path) -> list[str]:
         ds = pydicom.dcmread(path)
         if ds.get("PatientIdentityRemoved") != "YES":
             problems.append(f"{path.name}: PatientIdentityRemoved is not YES")
-        if ds.pixel_array.ndim != 2 or ds.pixel_array.std() == 0:
+        pixels = ds.pixel_array
+        if pixels.ndim != 2 or pixels.std() == 0:
             problems.append(f"{path.name}: no image in the output")
+        elif abs(pixels.shape[0] / pixels.shape[1] - SHAPE[0] / SHAPE[1]) > 0.02:
+            problems.append(f"{path.name}: {pixels.shape} does not keep the source's aspect "
+                            f"{SHAPE} (padding not cropped?)")
     return problems
 
 

@@ -110,7 +110,9 @@ def test_png_release_with_manifest_and_ledger(model_dir: Path, inputs: Path,
         assert len(list(csv.DictReader(fh))) == 6
     for row in by_status["written"]:
         img = np.asarray(Image.open(row["output"]))
-        assert img.shape == (32, 32) and img.dtype == np.uint8
+        # cropped back to the source's aspect: wide.png is 48 x 64, the others square
+        assert img.shape == ((24, 32) if "wide" in row["input"] else (32, 32))
+        assert img.dtype == np.uint8
         assert row["total_epsilon"] == 102400 and "tight" in row["description"]
         assert Path(row["output"]).name.endswith(".dpglow-tight-a0.4-e100.png")
     assert (out / "in" / "sub" / "wide.dpglow-tight-a0.4-e100.png").exists()
@@ -121,7 +123,7 @@ def test_png_release_with_manifest_and_ledger(model_dir: Path, inputs: Path,
         assert {r["status"] for r in led.releases()} == {"written"}
 
 
-def test_dicom_release_is_deidentified_and_upsampled(model_dir: Path, inputs: Path,
+def test_dicom_release_is_deidentified_and_resized(model_dir: Path, inputs: Path,
                                                      tmp_path: Path) -> None:
     out = tmp_path / "dcm"
     run(model_dir, tmp_path, str(inputs / "sub"), str(inputs / "p0.png"), "--e-px", "1000",
@@ -133,10 +135,11 @@ def test_dicom_release_is_deidentified_and_upsampled(model_dir: Path, inputs: Pa
         for secret in (PATIENT, "Zyxwerth", PATIENT_ID, "Saint Example", "PRIVATE-SECRET"):
             assert secret.encode() not in data
         ds = pydicom.dcmread(io.BytesIO(data))
-        assert ds.pixel_array.shape == (64, 64) and ds.PatientIdentityRemoved == "YES"
+        assert ds.pixel_array.shape == ((48, 64) if "wide" in row["input"] else (64, 64))
+        assert ds.PatientIdentityRemoved == "YES"
         assert "post-processing" in ds.DerivationDescription
         assert "e_px=1000" in " ".join(ds.DeidentificationMethod)
-        assert "upsampled" in row["post_processing"]
+        assert "resized from 32x" in row["post_processing"]
     dicoms = [pydicom.dcmread(r["output"]) for r in written if r["input"].endswith(".dcm")]
     assert dicoms[0].PatientID == dicoms[1].PatientID != PATIENT_ID  # one pseudonym
 

@@ -39,7 +39,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument("--format", dest="fmt", choices=sorted(FORMATS), default="png")
     p.add_argument("--size", type=int, default=None,
-                   help="upsample outputs to SIZE x SIZE (post-processing, noted in outputs)")
+                   help="resize outputs so that their long side is SIZE pixels, aspect kept "
+                   "(post-processing, noted in outputs); default: the model's resolution")
     p.add_argument("--model", type=Path, default=DEFAULT_MODEL)
     p.add_argument("--resolution", type=int, default=None,
                    help="ID-LDP only: working resolution (default: the model's)")

@@ -25,7 +25,9 @@ from tqdm import tqdm
 from glow_engine.errors import UserError
 from glow_engine.imaging import (
     LoadedImage,
+    Placement,
     atomic_write_bytes,
+    from_square,
     load_image,
     save_png,
     to_square,
@@ -50,7 +52,7 @@ class ReleaseOptions:
     e_px: float
     out_dir: Path
     fmt: str = "png"
-    size: int | None = None  # upsample the output to size x size (post-processing)
+    size: int | None = None  # long side of the output, aspect kept (post-processing)
     model_sha256: str = ""
     force_budget: bool = False
     patient_budget: float | None = None  # overrides the ledger's own
@@ -66,7 +68,8 @@ class ReleaseOptions:
 class _Item:
     job: Job
     image: LoadedImage
-    frame: np.ndarray
+    frame: np.ndarray  # the square model frame, padding included
+    placement: Placement  # where the image sits in it: outputs are cropped back to this
     release_id: int = 0
 
 
@@ -176,8 +179,8 @@ class _Run:
         image = load_image(job.source)
         if image.dataset is not None:
             check_burned_in(image.dataset, self.opts.allow_burned_in)
-        frame, _ = to_square(image.pixels, self.mech.resolution)
-        return _Item(job, image, frame)
+        frame, placement = to_square(image.pixels, self.mech.resolution)
+        return _Item(job, image, frame, placement)
 
     def _reserve(self, item: _Item) -> _Item:
         release = Release(item.image.content_sha256, item.image.patient_id, self.mech.name,
@@ -188,7 +191,9 @@ class _Run:
         return item
 
     def _write(self, item: _Item, pixels: np.ndarray) -> bool:
-        pixels, note = self._upsample(pixels)
+        # The padding is cropped off, as the viewer shows and exports it: the released image
+        # keeps the source's aspect ratio (cropping is post-processing: no privacy cost).
+        pixels, note = self._resize(from_square(pixels, item.placement))
         item.job.output.parent.mkdir(parents=True, exist_ok=True)
         description = self.mech.describe(self.opts.e_px)
         if self.exporter is None:
@@ -203,12 +208,14 @@ class _Run:
                                    description, note))
         return True
 
-    def _upsample(self, pixels: np.ndarray) -> tuple[np.ndarray, str]:
-        size, r = self.opts.size, self.mech.resolution
-        if not size or size == r:
+    def _resize(self, pixels: np.ndarray) -> tuple[np.ndarray, str]:
+        """--size: the long side to SIZE pixels, aspect kept (bicubic, post-processing)."""
+        size, (h, w) = self.opts.size, pixels.shape
+        if not size or size == max(h, w):
             return pixels, ""
-        img = Image.fromarray(to_uint8(pixels)).resize((size, size), Image.Resampling.BICUBIC)
-        note = f"upsampled from {r}x{r} to {size}x{size} (bicubic, post-processing)"
+        new_w, new_h = (max(1, round(side * size / max(h, w))) for side in (w, h))
+        img = Image.fromarray(to_uint8(pixels)).resize((new_w, new_h), Image.Resampling.BICUBIC)
+        note = f"resized from {w}x{h} to {new_w}x{new_h} (bicubic, post-processing)"
         return np.asarray(img, dtype=np.float32) / 255, note
 
     def done_earlier(self, job: Job, previous: dict | None) -> None:
