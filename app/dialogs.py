@@ -1,4 +1,4 @@
-"""Read-only dialogs: the DICOM tag browser, the model information and About."""
+"""Read-only dialogs: the DICOM tag browser, the model information, the documents and About."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import platform
 from pathlib import Path
 
 import PySide6
-from PySide6.QtCore import Qt, qVersion
+from PySide6.QtCore import Qt, QUrl, qVersion
+from PySide6.QtGui import QImage, QTextDocument
 from PySide6.QtWidgets import (
     QDialog,
     QDialogButtonBox,
@@ -128,6 +129,41 @@ def _one_model(title: str, path: Path, meta: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+class Document(QDialog):
+    """A Markdown document from docs/ (the privacy notes, the evaluation), with its pictures:
+    the bundle has no other way to show them to the person deciding on a budget."""
+
+    def __init__(self, title: str, path: Path, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle(title)
+        self.resize(920, 780)
+        self.text = _FittingBrowser()
+        self.text.setOpenExternalLinks(True)
+        # A file URL, so that relative image paths (img/...) resolve beside the document.
+        self.text.setSource(QUrl.fromLocalFile(str(path)),
+                            QTextDocument.ResourceType.MarkdownResource)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
+        buttons.rejected.connect(self.reject)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.text)
+        layout.addWidget(buttons)
+
+
+class _FittingBrowser(QTextBrowser):
+    """Pictures wider than the page are shrunk to fit it (plots are drawn at ~1,800 px)."""
+
+    MAX_IMAGE_WIDTH = 860
+
+    def loadResource(self, kind: int, url: QUrl):
+        data = super().loadResource(kind, url)
+        if kind != QTextDocument.ResourceType.ImageResource.value or data is None:
+            return data
+        image = data if isinstance(data, QImage) else QImage.fromData(data)
+        if image.isNull() or image.width() <= self.MAX_IMAGE_WIDTH:
+            return data
+        return image.scaledToWidth(self.MAX_IMAGE_WIDTH, Qt.TransformationMode.SmoothTransformation)
+
+
 class About(QDialog):
     """Version (the one in pyproject.toml), models, libraries, citations: what a support ticket
     or a privacy review needs to know about this installation."""
@@ -178,6 +214,5 @@ def about_markdown(models: ModelsInfo | None) -> str:
         "CVPR 2017, NIH Clinical Center.",
         "",
         "MIT licence. The paper's budgets (a total epsilon of 10^5 and more per image) are no "
-        "formal protection: read the documentation's privacy notes (docs/privacy.md) before "
-        "releasing images.",
+        "formal protection: read Help > Privacy notes before releasing images.",
     ])

@@ -31,7 +31,7 @@ from PySide6.QtWidgets import (
 
 from app.browser import FolderBrowser
 from app.controls import EpsilonControl
-from app.dialogs import About, ModelInfo, TagBrowser
+from app.dialogs import About, Document, ModelInfo, TagBrowser
 from app.export import ExportDialog
 from app.panes import PaneGrid
 from app.scores import ScoresPanel
@@ -40,7 +40,7 @@ from app.theme import apply_theme
 from app.tools import ReidPanel
 from app.worker import EngineWorker, new_session
 from glow_engine.imaging import SUPPORTED_SUFFIXES, find_images
-from glow_engine.resources import resource_path
+from glow_engine.resources import USER_DOCUMENTS, document_path, resource_path
 
 MAX_RECENT = 10
 IMAGE_FILTER = ("Images (" + " ".join(f"*{s}" for s in sorted(SUPPORTED_SUFFIXES))
@@ -209,6 +209,9 @@ class MainWindow(QMainWindow):
         model = bar.addMenu("&Model")
         model.addActions([self.act["mixture"], self.act["normal"], self.act["info"]])
         help_menu = bar.addMenu("&Help")
+        for title in USER_DOCUMENTS:
+            help_menu.addAction(f"{title}…", lambda title=title: self.show_document(title))
+        help_menu.addSeparator()
         help_menu.addAction(self.act["about"])
         help_menu.addAction("About Qt", QApplication.aboutQt)
         self._fill_recent()
@@ -345,6 +348,14 @@ class MainWindow(QMainWindow):
             self._show_error(missing_models_text(self.model_paths))
             return
         ModelInfo(self.state.models, self).open()
+
+    def show_document(self, title: str) -> None:
+        path = document_path(USER_DOCUMENTS[title])
+        if not path.is_file():
+            self._show_error(f"{title}: the document is missing from this installation "
+                             f"({path}).")
+            return
+        Document(title, path, self).open()
 
     def show_about(self) -> None:
         About(self.state.models, self).open()

@@ -1,11 +1,12 @@
-"""Where the shipped resources (default models, icons) live: from a source checkout and from
-the PyInstaller bundle alike.
+"""Where the shipped resources (default models, icons) and the user documentation live: from a
+source checkout and from the PyInstaller bundle alike.
 
 From source (also an editable install) they are the repository's `resources/` folder, next to
 the `glow_engine` package. In a frozen build (`sys.frozen`) PyInstaller unpacks data under
 `sys._MEIPASS` (the one-folder build's `_internal/`), and `packaging/dpglow.spec` puts them at
 `<_MEIPASS>/resources/`. The environment variable DPGLOW_RESOURCES overrides both (a site that
-keeps its models elsewhere, or tests).
+keeps its models elsewhere, or tests). The documents the viewer opens from its Help menu are
+the repository's `docs/` (`<_MEIPASS>/docs/` in the bundle).
 """
 
 from __future__ import annotations
@@ -17,6 +18,15 @@ from pathlib import Path
 ENV_VAR = "DPGLOW_RESOURCES"
 DEFAULT_MODELS = ("mixture", "normal")
 REFERENCE_NAME = "reference_scores.json"  # the default models' validation scores
+# The documents a privacy officer or radiologist reads in the app (Help menu), by title.
+USER_DOCUMENTS = {"Privacy notes": "privacy.md", "Evaluation results": "evaluation.md"}
+
+
+def _bundle_root() -> Path | None:
+    """The PyInstaller bundle's data folder, or None when running from source."""
+    if not getattr(sys, "frozen", False):
+        return None
+    return Path(getattr(sys, "_MEIPASS", None) or os.path.dirname(sys.executable))
 
 
 def resources_root() -> Path:
@@ -24,10 +34,16 @@ def resources_root() -> Path:
     override = os.environ.get(ENV_VAR)
     if override:
         return Path(override).expanduser()
-    if getattr(sys, "frozen", False):
-        base = getattr(sys, "_MEIPASS", None) or os.path.dirname(sys.executable)
-        return Path(base) / "resources"
+    bundle = _bundle_root()
+    if bundle is not None:
+        return bundle / "resources"
     return Path(__file__).resolve().parents[1] / "resources"
+
+
+def document_path(name: str) -> Path:
+    """A user document (`privacy.md`, ...); returned whether or not it exists."""
+    bundle = _bundle_root()
+    return (bundle if bundle is not None else Path(__file__).resolve().parents[1]) / "docs" / name
 
 
 def resource_path(*parts: str) -> Path:

@@ -119,6 +119,18 @@ def selfcheck() -> int:
 
     line("resources", resources)
 
+    def documents() -> str:
+        from glow_engine.resources import USER_DOCUMENTS, document_path
+
+        paths = [document_path(name) for name in USER_DOCUMENTS.values()]
+        missing = [str(p) for p in paths if not p.is_file()]
+        if missing:
+            raise FileNotFoundError(", ".join(missing))
+        n_img = len(list(paths[0].parent.glob("img/*.png")))
+        return f"{', '.join(p.name for p in paths)} and {n_img} pictures"
+
+    line("Help documents", documents)
+
     def import_all() -> str:
         # Every module of the engine and the viewer: catches hidden imports and package data
         # read at import time (e.g. dicognito's release_notes.md) that the build missed.

@@ -20,12 +20,12 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 import pydicom
 import pyqtgraph as pg
 from PySide6.QtCore import QMimeData, QPoint, QPointF, QSettings, Qt, QUrl
-from PySide6.QtGui import QDropEvent
+from PySide6.QtGui import QDropEvent, QTextDocument
 from PySide6.QtWidgets import QApplication, QLabel, QMessageBox, QTextBrowser
 
 import glow_engine
 from app.controls import SLIDER_INF, e_px_to_position, parse_e_px, position_to_e_px
-from app.dialogs import About, ModelInfo, TagBrowser
+from app.dialogs import About, Document, ModelInfo, TagBrowser
 from app.export import ExportDialog
 from app.main_window import MainWindow, ModelPaths
 from app.panes import DIFF_LUT
@@ -308,6 +308,22 @@ def test_about_shows_the_version_and_the_loaded_models(window: MainWindow) -> No
     assert f"DP-GLOW Viewer {glow_engine.__version__}" in text
     assert window.state.models.mixture_sha[:16] in text and "Wang" in text
     assert window.act["about"] in window.menuBar().actions()[-1].menu().actions()
+
+
+def test_help_opens_the_documents_with_their_pictures(window, monkeypatch, tmp_path) -> None:
+    window.show_document("Evaluation results")
+    doc = window.findChildren(Document)[-1]
+    assert "re-identification" in doc.text.toPlainText().lower()
+    image = doc.text.document().resource(QTextDocument.ResourceType.ImageResource,
+                                         QUrl("img/eval_auc_vs_epsilon.png"))
+    assert image is not None and not image.isNull()  # relative pictures resolve
+    assert image.width() <= doc.text.MAX_IMAGE_WIDTH  # and are shrunk to the page
+    window.show_document("Privacy notes")
+    assert "epsilon" in window.findChildren(Document)[-1].text.toPlainText()
+    # a build without the documents says so instead of opening an empty window
+    monkeypatch.setattr("app.main_window.document_path", lambda name: tmp_path / name)
+    window.show_document("Privacy notes")
+    assert "missing from this installation" in window.messages[-1]
 
 
 def test_theme_is_remembered(window: MainWindow, settings: QSettings) -> None:
