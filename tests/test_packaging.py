@@ -169,14 +169,15 @@ def test_release_check_passes_a_real_release_and_catches_a_leak(tmp_path):
                    "--format", "dicom", "--out", str(out), "--no-progress",
                    "--ledger", str(tmp_path / "ledger.sqlite")])
     assert rc == 0
-    assert samples.verify(out) == []
+    assert samples.verify(out, 2) == []
+    assert "expected 3" in samples.verify(out, 3)[-1]
     released = sorted(out.rglob("*.dcm"))
     assert len(released) == 2
     ds = pydicom.dcmread(released[0])
     ds.PatientID = samples.IDENTIFIERS["PatientID"]
     ds.save_as(released[0])
-    assert any("identifying values" in p for p in samples.verify(out))
-    assert samples.verify(tmp_path / "nowhere")[0].startswith("no readable manifest")
+    assert any("identifying values" in p for p in samples.verify(out, 2))
+    assert samples.verify(tmp_path / "nowhere", 2)[0].startswith("no readable manifest")
 
 
 def test_platform_icons_match_the_svg():
