@@ -79,21 +79,29 @@ def _add_elements(parent: QTreeWidgetItem, elements) -> None:
         item.setData(0, Qt.ItemDataRole.UserRole, elem.keyword)  # "PatientName" finds it too
 
 
-class ModelInfo(QDialog):
-    """What the privacy depends on: which model, its hash, calibration and training data."""
+class _Reading(QDialog):
+    """A titled page of rich text with a Close button (the base of the dialogs below)."""
 
-    def __init__(self, info: ModelsInfo, parent: QWidget | None = None) -> None:
+    def __init__(self, title: str, size: tuple[int, int], parent: QWidget | None,
+                 text: QTextBrowser | None = None) -> None:
         super().__init__(parent)
-        self.setWindowTitle("Model information")
-        self.resize(720, 620)
-        text = QTextBrowser()
-        text.setOpenExternalLinks(False)
-        text.setMarkdown(model_markdown(info))
+        self.setWindowTitle(title)
+        self.resize(*size)
+        self.text = text or QTextBrowser()
+        self.text.setOpenExternalLinks(True)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
         buttons.rejected.connect(self.reject)
         layout = QVBoxLayout(self)
-        layout.addWidget(text)
+        layout.addWidget(self.text)
         layout.addWidget(buttons)
+
+
+class ModelInfo(_Reading):
+    """What the privacy depends on: which model, its hash, calibration and training data."""
+
+    def __init__(self, info: ModelsInfo, parent: QWidget | None = None) -> None:
+        super().__init__("Model information", (720, 620), parent)
+        self.text.setMarkdown(model_markdown(info))
 
 
 def model_markdown(info: ModelsInfo) -> str:
@@ -129,24 +137,15 @@ def _one_model(title: str, path: Path, meta: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-class Document(QDialog):
+class Document(_Reading):
     """A Markdown document from docs/ (the privacy notes, the evaluation), with its pictures:
     the bundle has no other way to show them to the person deciding on a budget."""
 
     def __init__(self, title: str, path: Path, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.setWindowTitle(title)
-        self.resize(920, 780)
-        self.text = _FittingBrowser()
-        self.text.setOpenExternalLinks(True)
+        super().__init__(title, (920, 780), parent, _FittingBrowser())
         # A file URL, so that relative image paths (img/...) resolve beside the document.
         self.text.setSource(QUrl.fromLocalFile(str(path)),
                             QTextDocument.ResourceType.MarkdownResource)
-        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
-        buttons.rejected.connect(self.reject)
-        layout = QVBoxLayout(self)
-        layout.addWidget(self.text)
-        layout.addWidget(buttons)
 
 
 class _FittingBrowser(QTextBrowser):
@@ -164,22 +163,13 @@ class _FittingBrowser(QTextBrowser):
         return image.scaledToWidth(self.MAX_IMAGE_WIDTH, Qt.TransformationMode.SmoothTransformation)
 
 
-class About(QDialog):
+class About(_Reading):
     """Version (the one in pyproject.toml), models, libraries, citations: what a support ticket
     or a privacy review needs to know about this installation."""
 
     def __init__(self, models: ModelsInfo | None, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.setWindowTitle("About DP-GLOW Viewer")
-        self.resize(620, 520)
-        self.text = QTextBrowser()
-        self.text.setOpenExternalLinks(True)
+        super().__init__("About DP-GLOW Viewer", (620, 520), parent)
         self.text.setMarkdown(about_markdown(models))
-        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
-        buttons.rejected.connect(self.reject)
-        layout = QVBoxLayout(self)
-        layout.addWidget(self.text)
-        layout.addWidget(buttons)
 
 
 def about_markdown(models: ModelsInfo | None) -> str:

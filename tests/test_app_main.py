@@ -75,3 +75,18 @@ def test_the_window_imports_without_torch() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=False, env=dict(os.environ, QT_QPA_PLATFORM="offscreen"))
     assert done.returncode == 0, done.stderr or "torch was imported with the window's modules"
+
+
+def test_new_session_sets_torch_threads_only_when_asked() -> None:
+    import torch
+
+    from app.worker import new_session
+
+    before = torch.get_num_threads()
+    try:
+        new_session("cpu")
+        assert torch.get_num_threads() == before  # tests (one shared process) leave it
+        new_session("cpu", threads=before + 1)  # the application sets it
+        assert torch.get_num_threads() == before + 1
+    finally:
+        torch.set_num_threads(before)

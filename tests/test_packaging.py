@@ -117,6 +117,15 @@ def test_resource_path_frozen_and_override(monkeypatch, tmp_path):
 
     monkeypatch.setenv(resources.ENV_VAR, str(tmp_path / "site"))
     assert resources.default_model_dir("mixture") == tmp_path / "site" / "models" / "mixture"
+    # the Help documents are not resources: a site's resources folder does not move them
+    assert resources.document_path("privacy.md") == tmp_path / "_internal" / "docs" / "privacy.md"
+
+
+def test_help_documents_exist_in_the_source_tree(monkeypatch):
+    monkeypatch.delattr(sys, "frozen", raising=False)
+    for name in resources.USER_DOCUMENTS.values():
+        assert resources.document_path(name) == ROOT / "docs" / name
+        assert resources.document_path(name).is_file()
 
 
 def test_one_version_from_pyproject(capsys):
