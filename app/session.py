@@ -45,12 +45,9 @@ from glow_engine.errors import UserError
 from glow_engine.flow.glow import model_to_pixels
 from glow_engine.imaging import (
     Placement,
-    atomic_write_bytes,
     from_square,
     load_image,
-    save_png,
     to_square,
-    to_uint8,
 )
 from glow_engine.mechanisms import IDLDP, DPGlow, Encoded, Mechanism, preview_noise, total_epsilon
 from glow_engine.modelfile import LoadedModel, load_model
@@ -61,8 +58,9 @@ from glow_engine.overlays import (
     similarity,
 )
 from glow_engine.reference import Reference, load_reference
-from glow_engine.release.deid import DicomExporter, check_burned_in, to_bytes
+from glow_engine.release.deid import DicomExporter, check_burned_in
 from glow_engine.release.ledger import Ledger, Release
+from glow_engine.release.output import write_release
 from glow_engine.resources import REFERENCE_NAME, default_reference_path
 
 THUMB_SIZE = 96
@@ -310,19 +308,14 @@ class Session:
     @staticmethod
     def _write(request: ExportRequest, mech: Mechanism, pixels: np.ndarray,
                dataset: Any) -> None:
-        request.out_path.parent.mkdir(parents=True, exist_ok=True)
-        if request.fmt == "png":
-            save_png(pixels, request.out_path)
-            return
         notes = ["exported from the DP-GLOW viewer at model resolution"]
         if request.markers or request.flip:
             notes.append("input altered by the user before privatisation (block markers or "
                          "left-right flip)")
-        ds = DicomExporter().build(to_uint8(pixels), dataset,
-                                   mech.describe(request.params.e_px, request.params.clip),
-                                   force_burned_in=request.allow_burned_in,
-                                   derivation="; ".join(notes))
-        atomic_write_bytes(request.out_path, to_bytes(ds))
+        write_release(request.out_path, pixels,
+                      DicomExporter() if request.fmt == "dicom" else None, dataset,
+                      mech.describe(request.params.e_px, request.params.clip),
+                      force_burned_in=request.allow_burned_in, derivation="; ".join(notes))
 
 
 def _reference(mixture_path: Path, mixture: LoadedModel,

@@ -26,15 +26,13 @@ from glow_engine.errors import UserError
 from glow_engine.imaging import (
     LoadedImage,
     Placement,
-    atomic_write_bytes,
     from_square,
     load_image,
-    save_png,
     to_square,
     to_uint8,
 )
 from glow_engine.mechanisms import Mechanism, total_epsilon
-from glow_engine.release.deid import DicomExporter, check_burned_in, to_bytes
+from glow_engine.release.deid import DicomExporter, check_burned_in
 from glow_engine.release.inputs import Job, collect_sources, plan_jobs
 from glow_engine.release.ledger import Ledger, Release
 from glow_engine.release.manifest import (
@@ -43,6 +41,7 @@ from glow_engine.release.manifest import (
     previous_rows,
     write_manifest,
 )
+from glow_engine.release.output import write_release
 
 FORMATS = {"png": ".png", "dicom": ".dcm"}
 
@@ -194,15 +193,9 @@ class _Run:
         # The padding is cropped off, as the viewer shows and exports it: the released image
         # keeps the source's aspect ratio (cropping is post-processing: no privacy cost).
         pixels, note = self._resize(from_square(pixels, item.placement))
-        item.job.output.parent.mkdir(parents=True, exist_ok=True)
         description = self.mech.describe(self.opts.e_px)
-        if self.exporter is None:
-            save_png(pixels, item.job.output)
-        else:
-            ds = self.exporter.build(to_uint8(pixels), item.image.dataset, description,
-                                     force_burned_in=self.opts.allow_burned_in,
-                                     derivation=note)
-            atomic_write_bytes(item.job.output, to_bytes(ds))
+        write_release(item.job.output, pixels, self.exporter, item.image.dataset, description,
+                      force_burned_in=self.opts.allow_burned_in, derivation=note)
         self.ledger.confirm(item.release_id)
         self.rows.append(self._row(item.job, "written", "", item.image.content_sha256,
                                    description, note))
