@@ -45,6 +45,7 @@ class TrainOptions:
     levels: int = 4
     depth: int = 8
     width: int = 128
+    widths: tuple[int, ...] | None = None  # one per level, finest first (overrides width)
     label: int | None = None
     val_data: list[str] = field(default_factory=list)
     val_split: str = "val"
@@ -173,7 +174,8 @@ def _build_flow(opts: TrainOptions, train: ImageSet, device: torch.device) -> tu
         return flow, {"opt": opt_state, **state}
     if opts.init_from:
         return load_model(opts.init_from, device).flow, {"init_from": opts.init_from}
-    cfg = GlowConfig(opts.resolution, opts.levels, opts.depth, opts.width, seed=opts.seed)
+    cfg = GlowConfig(opts.resolution, opts.levels, opts.depth, opts.width, seed=opts.seed,
+                     widths=opts.widths)
     flow = Glow(cfg).to(device)
     rng = np.random.default_rng(opts.seed)
     idx = rng.choice(len(train), min(ACTNORM_INIT_IMAGES, len(train)), replace=False)
@@ -298,12 +300,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         p.add_argument(f"--{name}", type=int, default=default)
     for name, default in (("lr", 1e-3), ("grad-clip", 50.0), ("augment", 1.0)):
         p.add_argument(f"--{name}", type=float, default=default)
+    p.add_argument("--widths", type=_widths, default=None,
+                   help="coupling width per level, finest first, e.g. 32,64,128,128,128")
     p.add_argument("--max-minutes", type=float, default=None, help="stop after this long")
     p.add_argument("--max-steps", type=int, default=None, help="stop after this many steps")
     p.add_argument("--init-from", default=None, help="fine-tune from this model file")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     p.add_argument("--rank-weights-dir", default=None, help=argparse.SUPPRESS)
+
+
+def _widths(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(w) for w in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers, got {text!r}") from None
 
 
 def options_from_args(a: argparse.Namespace) -> TrainOptions:

@@ -21,7 +21,8 @@ def summary(meta: dict) -> str:
         f"model       {meta.get('name', '?')}  (sha256 {meta.get('sha256', '')[:16]}…)",
         f"resolution  {res}x{res}, 1 channel, 8-bit input",
         f"flow        L={arch.get('levels')} levels, K={arch.get('depth')} steps, "
-        f"width {arch.get('width')}, coupling log-scale bound ±{arch.get('scale_bound')}",
+        f"width {arch.get('widths') or arch.get('width')}, "
+        f"coupling log-scale bound ±{arch.get('scale_bound')}",
         f"training    {tr.get('data')}; {tr.get('images')} images, label filter "
         f"{tr.get('label_filter')}, {tr.get('steps')} steps, {tr.get('epochs')} epochs, "
         f"{tr.get('elapsed_minutes')} min",

@@ -36,6 +36,10 @@ class GlowConfig:
     width: int = 128
     scale_bound: float = 2.0
     seed: int = 0
+    # one coupling width per level, finest first; None: `width` at every level (files written
+    # before per-level widths have none). The finest level holds most of the pixels, so a
+    # narrow net there keeps a 256x256 model near the cost of a 128x128 one.
+    widths: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
         r = self.resolution
@@ -43,15 +47,29 @@ class GlowConfig:
             raise ValueError(f"resolution must be a power of two in [32, 1024], got {r}")
         if not 1 <= self.levels <= int(math.log2(r)) - 1:
             raise ValueError(f"levels must be in [1, {int(math.log2(r)) - 1}] at {r}x{r}")
-        if self.depth < 1 or self.width < 4:
-            raise ValueError("depth must be >= 1 and width >= 4")
+        if self.depth < 1 or min(self.level_widths()) < 4:
+            raise ValueError("depth must be >= 1 and every width >= 4")
+        if self.widths is not None and len(self.widths) != self.levels:
+            raise ValueError(f"widths needs one value per level ({self.levels}), "
+                             f"got {len(self.widths)}")
+
+    def level_widths(self) -> tuple[int, ...]:
+        """The coupling width of each level, finest first."""
+        return tuple(self.widths) if self.widths is not None else (self.width,) * self.levels
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        if d["widths"] is None:  # one width throughout: written as before per-level widths
+            del d["widths"]
+        else:
+            d["widths"] = list(d["widths"])
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> GlowConfig:
         known = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
+        if known.get("widths") is not None:
+            known["widths"] = tuple(int(w) for w in known["widths"])
         return cls(**known)
 
 
@@ -92,12 +110,13 @@ def _standard_normal_logp(eps: torch.Tensor) -> torch.Tensor:
 class Level(nn.Module):
     """squeeze -> K flow steps -> (split with a learned conditional prior | top)."""
 
-    def __init__(self, in_channels: int, cfg: GlowConfig, top: bool, gen: torch.Generator):
+    def __init__(self, in_channels: int, cfg: GlowConfig, width: int, top: bool,
+                 gen: torch.Generator):
         super().__init__()
         channels = in_channels * 4
         self.top = top
         self.steps = nn.ModuleList(
-            FlowStep(channels, cfg.width, cfg.scale_bound, gen) for _ in range(cfg.depth)
+            FlowStep(channels, width, cfg.scale_bound, gen) for _ in range(cfg.depth)
         )
         self.prior = None if top else ZeroConv2d(channels // 2, channels)
         self.out_channels = channels if top else channels // 2
@@ -144,8 +163,8 @@ class Glow(nn.Module):
         self.cfg = cfg
         gen = torch.Generator().manual_seed(cfg.seed)
         levels, channels = [], 1
-        for i in range(cfg.levels):
-            level = Level(channels, cfg, top=i == cfg.levels - 1, gen=gen)
+        for i, width in enumerate(cfg.level_widths()):
+            level = Level(channels, cfg, width, top=i == cfg.levels - 1, gen=gen)
             levels.append(level)
             channels = level.out_channels
         self.levels = nn.ModuleList(levels)
@@ -202,8 +221,7 @@ class Glow(nn.Module):
         """Multiply-adds of one encode (or decode) of one image: the convolutions and 1x1
         mixing; the elementwise work is not counted."""
         total, channels, res = 0, 1, self.cfg.resolution
-        width = self.cfg.width
-        for level in self.levels:
+        for level, width in zip(self.levels, self.cfg.level_widths(), strict=True):
             c, res = channels * 4, res // 2
             half = c // 2
             step = c * c + 9 * half * width + width * width + 9 * width * 2 * (c - half)
