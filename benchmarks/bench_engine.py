@@ -15,7 +15,6 @@ the plain training layers instead, for comparison.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import platform
@@ -32,7 +31,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from glow_engine.device import describe, pick_device
 from glow_engine.flow import Glow, GlowConfig
-from glow_engine.flow.layers import reference_path
 from glow_engine.modelfile import load_model
 from glow_engine.resources import default_model_dir
 
@@ -100,7 +98,7 @@ def peak_memory_mib(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**20
 
 
-def bench(flow: Glow, device: torch.device, runs: int, batch: int) -> dict:
+def bench(flow: Glow, device: torch.device, runs: int, batch: int, folded: bool = True) -> dict:
     res = flow.cfg.resolution
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
@@ -109,11 +107,11 @@ def bench(flow: Glow, device: torch.device, runs: int, batch: int) -> dict:
     out: dict = {"resolution": res, "levels": flow.cfg.levels, "depth": flow.cfg.depth,
                  "width": flow.cfg.width, "gflop_per_image": round(gflop, 3)}
     with torch.inference_mode():
-        z = flow.encode(x)
-        out["round_trip_max_error"] = (flow.decode(z) - x).abs().max().item()
+        z = flow.encode(x, folded)
+        out["round_trip_max_error"] = (flow.decode(z, folded) - x).abs().max().item()
         for name, fn, arg in (("encode", flow.encode, x), ("decode", flow.decode, z)):
-            one = timed(lambda fn=fn, arg=arg: fn(arg[:1]), runs, device)
-            many = timed(lambda fn=fn, arg=arg: fn(arg), max(3, runs // 5), device)
+            one = timed(lambda fn=fn, arg=arg: fn(arg[:1], folded), runs, device)
+            many = timed(lambda fn=fn, arg=arg: fn(arg, folded), max(3, runs // 5), device)
             median_one, median_many = statistics.median(one), statistics.median(many)
             out[name] = {
                 "latency_ms_median": round(1e3 * median_one, 2),
@@ -169,8 +167,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         if args.unfused:
             flow.to(memory_format=torch.channels_last)  # the layout training uses
-        with reference_path() if args.unfused else contextlib.nullcontext():
-            results[name] = bench(flow, device, args.runs, args.batch)
+        results[name] = bench(flow, device, args.runs, args.batch, folded=not args.unfused)
         print(report(label, results[name], args.batch, device), flush=True)
         del flow
     results["machine"]["load_average_1min_end"] = os.getloadavg()[0]

@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
 
-from glow_engine.flow.layers import FlowStep, ZeroConv2d, fused_layout, fused_path, soft_clamp
+from glow_engine.flow.inference import FoldedSteps, layout
+from glow_engine.flow.layers import FlowStep, ZeroConv2d, soft_clamp
 
 N_BINS = 256
 PRIOR_LOG_SCALE_BOUND = 5.0  # sigma_l in (e^-5, e^5): decoding stays finite for any eps
@@ -85,22 +85,10 @@ def unsqueeze(x: torch.Tensor) -> torch.Tensor:
     return x.reshape(b, c // 4, h * 2, w * 2)
 
 
-@contextlib.contextmanager
-def _inference(x: torch.Tensor) -> Iterator[None]:
-    """encode/decode are inference calls: no autograd graph (so, in eval mode, the fused fast
-    path) unless the caller asks for gradients with respect to their input; and on CUDA, true
-    float32 convolutions, since cuDNN's default TF32 (10-bit mantissa) breaks the 1e-4 round
-    trip."""
-    grad = contextlib.nullcontext() if x.requires_grad else torch.no_grad()
-    cuda, tf32 = x.device.type == "cuda", torch.backends.cudnn.allow_tf32
-    if cuda:
-        torch.backends.cudnn.allow_tf32 = False
-    try:
-        with grad:
-            yield
-    finally:
-        if cuda:
-            torch.backends.cudnn.allow_tf32 = tf32
+def _no_grad_unless_asked(x: torch.Tensor) -> contextlib.AbstractContextManager:
+    """encode/decode are inference calls: no autograd graph (so, in eval mode, the folded fast
+    path) unless the caller asks for gradients with respect to their input."""
+    return contextlib.nullcontext() if x.requires_grad else torch.no_grad()
 
 
 def _standard_normal_logp(eps: torch.Tensor) -> torch.Tensor:
@@ -125,15 +113,15 @@ class Level(nn.Module):
         h = self.prior(kept)
         return h[:, 0::2], soft_clamp(h[:, 1::2], PRIOR_LOG_SCALE_BOUND)
 
-    def _layout(self, x: torch.Tensor) -> torch.Tensor:
-        return fused_layout(x) if fused_path(self) else x
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Returns (kept half for the next level or None-like empty, eps, log-density)."""
-        x = self._layout(squeeze(x))
+    def forward(self, x: torch.Tensor, folded: FoldedSteps | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Returns (kept half for the next level or None-like empty, eps, log-density); with
+        `folded`, each step runs folded (inference only)."""
+        x = squeeze(x)
+        x = layout(x) if folded else x
         logdet = torch.zeros(x.shape[0], device=x.device, dtype=x.dtype)
         for step in self.steps:
-            x, ld = step(x)
+            x, ld = folded.of(step).forward(x) if folded else step(x)
             logdet = logdet + ld
         if self.top:
             return x[:, :0], x, logdet + _standard_normal_logp(x)
@@ -143,20 +131,28 @@ class Level(nn.Module):
         logp = _standard_normal_logp(eps) - log_sd.sum(dim=(1, 2, 3))
         return kept, eps, logdet + logp
 
-    def reverse(self, kept: torch.Tensor | None, eps: torch.Tensor) -> torch.Tensor:
+    def reverse(self, kept: torch.Tensor | None, eps: torch.Tensor,
+                folded: FoldedSteps | None = None) -> torch.Tensor:
+        arrange = layout if folded else (lambda t: t)
         if self.top:
-            x = self._layout(eps)
+            x = arrange(eps)
         else:
-            kept = self._layout(kept)
+            kept = arrange(kept)
             mean, log_sd = self._prior(kept)
-            x = self._layout(torch.cat([kept, mean + torch.exp(log_sd) * eps], dim=1))
+            x = arrange(torch.cat([kept, mean + torch.exp(log_sd) * eps], dim=1))
         for step in reversed(self.steps):
-            x = step.reverse(x)
+            x = folded.of(step).reverse(x) if folded else step.reverse(x)
         return unsqueeze(x)
 
 
 class Glow(nn.Module):
-    """The flow. forward(x) gives log p(x) per sample (nats, continuous density of x)."""
+    """The flow. forward(x) gives log p(x) per sample (nats, continuous density of x).
+
+    Without autograd and in eval mode, forward, encode and decode run each step folded
+    (flow.inference) unless called with `folded=False`; both compute the same function.
+    Exactness on CUDA needs true float32 convolutions, not cuDNN's default TF32:
+    glow_engine.device.pick_device sets that once for the process.
+    """
 
     def __init__(self, cfg: GlowConfig) -> None:
         super().__init__()
@@ -169,6 +165,7 @@ class Glow(nn.Module):
             channels = level.out_channels
         self.levels = nn.ModuleList(levels)
         self.eps_shapes = self._eps_shapes()
+        self._folded = FoldedSteps()
 
     @property
     def num_pixels(self) -> int:
@@ -182,27 +179,34 @@ class Glow(nn.Module):
             c = c if level.top else c // 2
         return shapes
 
-    def _encode_levels(self, x: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+    def _path(self, folded: bool) -> FoldedSteps | None:
+        return self._folded if folded and not self.training and not torch.is_grad_enabled() \
+            else None
+
+    def _encode_levels(self, x: torch.Tensor, folded: bool
+                       ) -> tuple[list[torch.Tensor], torch.Tensor]:
+        path = self._path(folded)
         eps_list, logp = [], torch.zeros(x.shape[0], device=x.device, dtype=x.dtype)
         for level in self.levels:
-            x, eps, lp = level(x)
+            x, eps, lp = level(x, path)
             eps_list.append(eps)
             logp = logp + lp
         return eps_list, logp
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self._encode_levels(x)[1]
+    def forward(self, x: torch.Tensor, folded: bool = True) -> torch.Tensor:
+        return self._encode_levels(x, folded)[1]
 
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
+    def encode(self, x: torch.Tensor, folded: bool = True) -> torch.Tensor:
         """x (B, 1, H, W) in model scale -> standardised latent (B, H*W)."""
-        return self.encode_with_logp(x)[0]
+        return self.encode_with_logp(x, folded)[0]
 
-    def encode_with_logp(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        with _inference(x):
-            eps_list, logp = self._encode_levels(x)
+    def encode_with_logp(self, x: torch.Tensor, folded: bool = True
+                         ) -> tuple[torch.Tensor, torch.Tensor]:
+        with _no_grad_unless_asked(x):
+            eps_list, logp = self._encode_levels(x, folded)
         return torch.cat([e.flatten(1) for e in eps_list], dim=1), logp
 
-    def decode(self, eps: torch.Tensor) -> torch.Tensor:
+    def decode(self, eps: torch.Tensor, folded: bool = True) -> torch.Tensor:
         """Standardised latent (B, H*W) -> x (B, 1, H, W). Deterministic: nothing is resampled."""
         if eps.shape[1] != self.num_pixels:
             raise ValueError(f"latent has {eps.shape[1]} elements, model needs {self.num_pixels}")
@@ -212,9 +216,10 @@ class Glow(nn.Module):
             parts.append(eps[:, start : start + n].reshape(-1, c, h, w))
             start += n
         x = None
-        with _inference(eps):
+        with _no_grad_unless_asked(eps):
+            path = self._path(folded)
             for level, part in zip(reversed(self.levels), reversed(parts), strict=True):
-                x = level.reverse(x, part)
+                x = level.reverse(x, part, path)
         return x
 
     def multiply_adds(self) -> int:
