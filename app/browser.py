@@ -19,7 +19,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.state import Thumb, ViewState
-from glow_engine.imaging import to_uint8
+from glow_engine.imaging.pixels import to_uint8
 
 THUMB_PX = 56
 PATH_ROLE = Qt.ItemDataRole.UserRole

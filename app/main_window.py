@@ -39,7 +39,8 @@ from app.state import ViewState
 from app.theme import apply_theme
 from app.tools import ReidPanel
 from app.worker import EngineWorker, new_session
-from glow_engine.imaging import SUPPORTED_SUFFIXES, find_images
+from glow_engine.imaging.discovery import find_images
+from glow_engine.imaging.load import SUPPORTED_SUFFIXES
 from glow_engine.resources import USER_DOCUMENTS, document_path, resource_path
 
 MAX_RECENT = 10

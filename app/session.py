@@ -43,12 +43,8 @@ from glow_engine.anomaly import AnomalyScorer
 from glow_engine.device import describe, pick_device
 from glow_engine.errors import UserError
 from glow_engine.flow.glow import model_to_pixels
-from glow_engine.imaging import (
-    Placement,
-    from_square,
-    load_image,
-    to_square,
-)
+from glow_engine.imaging import load_image
+from glow_engine.imaging.frame import Placement, from_square, to_square
 from glow_engine.mechanisms import IDLDP, DPGlow, Encoded, Mechanism, preview_noise, total_epsilon
 from glow_engine.modelfile import LoadedModel, load_model
 from glow_engine.overlays import (

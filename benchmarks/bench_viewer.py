@@ -77,7 +77,7 @@ def synthetic_models(root: Path) -> ModelPaths:
 
 
 def test_image(root: Path) -> Path:
-    from glow_engine.imaging import save_png
+    from glow_engine.imaging.write import save_png
 
     y, x = np.mgrid[0:1024, 0:1024] / 1024
     pixels = 0.3 + 0.4 * np.exp(-((x - 0.5) ** 2) / 0.05) + 0.05 * np.sin(40 * x * y)

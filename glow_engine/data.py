@@ -3,7 +3,7 @@
 Sources: the project's `.npz` files (keys `images`, `labels`, `split`, optional `patient_ids`,
 `views`, `ids`), a folder of PNG/JPEG/TIFF/DICOM files, or a CSV with columns `path` and
 `label` (optional `patient_id`, `view`; paths relative to the CSV). Every image becomes uint8
-at the model resolution (aspect-preserving, black-padded: see imaging.to_square).
+at the model resolution (aspect-preserving, black-padded: see imaging.frame.to_square).
 """
 
 from __future__ import annotations
@@ -19,8 +19,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from glow_engine import imaging
 from glow_engine.errors import UserError
+from glow_engine.imaging import load_image
+from glow_engine.imaging.discovery import find_images
+from glow_engine.imaging.frame import to_square
+from glow_engine.imaging.pixels import to_uint8
 
 
 @dataclass
@@ -80,8 +83,8 @@ def _from_npz(path: Path, resolution: int, split: str | None) -> ImageSet:
 def _load_files(paths: list[Path], resolution: int) -> np.ndarray:
     out = np.empty((len(paths), resolution, resolution), np.uint8)
     for i, p in enumerate(paths):
-        frame, _ = imaging.to_square(imaging.load_image(p).pixels, resolution)
-        out[i] = imaging.to_uint8(frame)
+        frame, _ = to_square(load_image(p).pixels, resolution)
+        out[i] = to_uint8(frame)
     return out
 
 
@@ -103,7 +106,7 @@ def _from_csv(path: Path, resolution: int) -> ImageSet:
 
 
 def _folder_files(path: Path) -> list[Path]:
-    files = imaging.find_images(path)
+    files = find_images(path)
     if not files:
         raise ValueError(f"{path}: no images found")
     return files

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +23,7 @@ from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
 from safetensors.torch import safe_open
 
+from glow_engine.atomic import write_atomic, write_text_atomic
 from glow_engine.errors import UserError
 from glow_engine.flow import Glow, GlowConfig
 
@@ -110,23 +109,13 @@ def save_model(path: str | Path, flow: Glow, meta: dict,
     meta["sha256"] = content_hash(tensors, meta)
     text = json.dumps(meta, indent=2, sort_keys=True)
     if path.suffix == ".safetensors":
-        _atomic(path, lambda tmp: save_file(tensors, tmp, metadata={META_KEY: text}))
+        write_atomic(path, lambda tmp: save_file(tensors, str(tmp), metadata={META_KEY: text}),
+                     overwrite=True)
     else:
         path.mkdir(parents=True, exist_ok=True)
-        _atomic(path / WEIGHTS_NAME, lambda tmp: save_file(tensors, tmp))
-        _atomic(path / META_NAME, lambda tmp: Path(tmp).write_text(text + "\n"))
+        write_atomic(path / WEIGHTS_NAME, lambda tmp: save_file(tensors, str(tmp)), overwrite=True)
+        write_text_atomic(path / META_NAME, text + "\n", overwrite=True)
     return meta["sha256"]
-
-
-def _atomic(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def _read(path: Path) -> tuple[dict[str, np.ndarray], dict]:

@@ -9,7 +9,7 @@ Conventions
     side (``size``) is a fraction of the image's **long** side. With these units a marker placed
     on a 1024x1024 original lands on the same anatomy in the 128x128 model frame, and for a
     non-square original :func:`marker_in_frame` maps it through the frame's
-    :class:`~glow_engine.imaging.Placement` (the side stays the same fraction, because
+    :class:`~glow_engine.imaging.frame.Placement` (the side stays the same fraction, because
     ``to_square`` maps the long side onto the frame side).
 
 Order of operations in :func:`apply_overlays`
@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from glow_engine.imaging import Placement
+from glow_engine.imaging.frame import Placement
 
 __all__ = [
     "BlockMarker",
@@ -137,7 +137,7 @@ def similarity(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def marker_in_frame(marker: BlockMarker, placement: Placement, frame_size: int) -> BlockMarker:
-    """The same marker in the square model frame that imaging.to_square produced.
+    """The same marker in the square model frame that imaging.frame.to_square produced.
 
     ``size`` is a fraction of the long side, which to_square maps onto the frame side, so only
     the centre moves (into the rectangle the image occupies inside the padding).

@@ -24,14 +24,13 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from glow_engine.atomic import write_text_atomic
 from glow_engine.resources import REFERENCE_NAME
 from glow_engine.scores import ScoreBatch, ScoreKind
 
@@ -124,11 +123,7 @@ def write_reference(path: str | Path, *, mixture_sha256: str, normal_sha256: str
         raise ValueError("a reference needs labelled normal (0) and abnormal (1) images")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(body, f, indent=1)
-        f.write("\n")
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(body, indent=1) + "\n", overwrite=True)
     return _parse(body)
 
 

@@ -23,6 +23,7 @@ from safetensors.torch import load_file, save_file
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
+from glow_engine.atomic import write_atomic, write_text_atomic
 from glow_engine.data import ImageSet, augment, load_image_set
 from glow_engine.device import pick_device
 from glow_engine.errors import UserError
@@ -135,11 +136,9 @@ def _save_checkpoint(ckpt: Path, flow: Glow, opt: torch.optim.Optimizer, meta: d
         for k, v in opt.state.get(p, {}).items():
             tensors[f"{i}.{k}"] = v.detach().cpu().reshape(-1).contiguous() if v.dim() == 0 \
                 else v.detach().cpu().contiguous()
-    tmp = ckpt / "optimizer.safetensors.tmp"
-    save_file(tensors, str(tmp))
-    os.replace(tmp, ckpt / "optimizer.safetensors")
-    (ckpt / "state.json.tmp").write_text(json.dumps(state))
-    os.replace(ckpt / "state.json.tmp", ckpt / "state.json")
+    write_atomic(ckpt / "optimizer.safetensors", lambda tmp: save_file(tensors, str(tmp)),
+                 overwrite=True)
+    write_text_atomic(ckpt / "state.json", json.dumps(state), overwrite=True)
 
 
 def _load_checkpoint(ckpt: Path, device: torch.device) -> tuple[Glow, dict, dict]:

@@ -56,7 +56,7 @@ def shared_pair(tmp_path_factory) -> tuple[Path, Path]:
 
 
 def write_png(path: Path, height: int = 96, width: int = 80, seed: int = 3) -> Path:
-    from glow_engine.imaging import save_png
+    from glow_engine.imaging.write import save_png
 
     rng = np.random.default_rng(seed)
     y, x = np.mgrid[0:height, 0:width]

@@ -1,4 +1,4 @@
-"""Unit tests for glow_engine.imaging on synthetic images built in tmp_path (no real data)."""
+"""Unit tests for the glow_engine.imaging package on synthetic images in tmp_path (no real data)."""
 
 from __future__ import annotations
 
@@ -21,20 +21,12 @@ from pydicom.uid import (
     generate_uid,
 )
 
-from glow_engine.imaging import (
-    SUPPORTED_SUFFIXES,
-    ImageLoadError,
-    LoadedImage,
-    Placement,
-    atomic_write_bytes,
-    find_images,
-    from_square,
-    load_image,
-    save_png,
-    to_square,
-    to_uint8,
-    to_uint16,
-)
+from glow_engine.imaging import ImageLoadError, LoadedImage, load_image
+from glow_engine.imaging.discovery import find_images
+from glow_engine.imaging.frame import Placement, from_square, to_square
+from glow_engine.imaging.load import SUPPORTED_SUFFIXES
+from glow_engine.imaging.pixels import to_uint8, to_uint16
+from glow_engine.imaging.write import save_png
 
 DX_STORAGE = "1.2.840.10008.5.1.4.1.1.1.1"  # Digital X-Ray Image Storage - For Presentation
 
@@ -470,35 +462,10 @@ def test_save_png_refuses_overwrite_and_leaves_no_temp(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.png"]
 
 
-def test_atomic_write_never_clobbers_a_file_that_appears_meanwhile(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    path = tmp_path / "late.png"
-    path.write_bytes(b"someone else's file")
-    monkeypatch.setattr(Path, "exists", lambda self: False)  # the early check sees nothing
-    with pytest.raises(FileExistsError):
-        atomic_write_bytes(path, b"ours")
-    monkeypatch.undo()
-    assert path.read_bytes() == b"someone else's file"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["late.png"]
-
-
 def test_save_png_rejects_bad_bits(tmp_path: Path) -> None:
     with pytest.raises(ValueError):
         save_png(np.zeros((10, 10)), tmp_path / "x.png", bits=12)
     assert not any(tmp_path.iterdir())
-
-
-def test_atomic_write_bytes(tmp_path: Path) -> None:
-    path = tmp_path / "blob.dcm"
-    atomic_write_bytes(path, b"one")
-    with pytest.raises(FileExistsError):
-        atomic_write_bytes(path, b"two")
-    atomic_write_bytes(str(path), b"three", overwrite=True)
-    assert path.read_bytes() == b"three"
-    with pytest.raises(FileNotFoundError):
-        atomic_write_bytes(tmp_path / "missing" / "x.bin", b"x")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["blob.dcm"]
 
 
 # --------------------------------------------------------------------------- find_images

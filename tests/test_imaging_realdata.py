@@ -14,7 +14,9 @@ import numpy as np
 import pydicom
 import pytest
 
-from glow_engine.imaging import find_images, from_square, load_image, to_square
+from glow_engine.imaging import load_image
+from glow_engine.imaging.discovery import find_images
+from glow_engine.imaging.frame import from_square, to_square
 
 DATA = Path(
     os.environ.get("DPGLOW_SHARED_DATA")

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from glow_engine.imaging import to_square
+from glow_engine.imaging.frame import to_square
 from glow_engine.overlays import (
     BlockMarker,
     apply_overlays,

@@ -15,7 +15,8 @@ import pytest
 from PIL import Image
 
 from glow_engine.commands import privatize as privatize_cmd
-from glow_engine.imaging import find_images, load_image
+from glow_engine.imaging import load_image
+from glow_engine.imaging.discovery import find_images
 from glow_engine.modelfile import LoadedModel, save_model
 from glow_engine.release.ledger import Ledger
 

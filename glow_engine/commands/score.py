@@ -9,9 +9,10 @@ from pathlib import Path
 
 import numpy as np
 
-from glow_engine import imaging
 from glow_engine.anomaly import AnomalyScorer
 from glow_engine.device import pick_device
+from glow_engine.imaging import ImageLoadError, load_image
+from glow_engine.imaging.frame import to_square
 from glow_engine.modelfile import LoadedModel, load_model
 from glow_engine.resources import default_model_dir
 from glow_engine.scores import DEFAULT_SCORE_KIND, Score
@@ -44,8 +45,8 @@ def _frames(paths: list[str], resolution: int) -> tuple[list[Path], np.ndarray, 
     ok, frames, failed = [], [], []
     for name in paths:
         try:
-            frame, _ = imaging.to_square(imaging.load_image(name).pixels, resolution)
-        except imaging.ImageLoadError as e:
+            frame, _ = to_square(load_image(name).pixels, resolution)
+        except ImageLoadError as e:
             failed.append({"path": name, "error": str(e)})
             continue
         ok.append(Path(name))

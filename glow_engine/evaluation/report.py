@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
+from glow_engine.atomic import write_bytes_atomic
 from glow_engine.evaluation.settings import MECHANISMS, Setting
-from glow_engine.imaging import atomic_write_bytes
 from glow_engine.mechanisms.base import format_number
 from glow_engine.scores import DEFAULT_SCORE_KIND, ScoreKind
 
@@ -36,7 +36,7 @@ def clean_json(value):
 
 def write_json(results: dict, path: Path) -> None:
     text = json.dumps(clean_json(results), indent=1, allow_nan=False)
-    atomic_write_bytes(path, text.encode(), overwrite=True)
+    write_bytes_atomic(path, text.encode(), overwrite=True)
 
 
 # --------------------------------------------------------------------------- summaries

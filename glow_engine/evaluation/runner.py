@@ -28,6 +28,7 @@ import torch
 from tqdm import tqdm
 
 from glow_engine.anomaly import AnomalyScorer
+from glow_engine.atomic import write_text_atomic
 from glow_engine.data import ImageSet
 from glow_engine.evaluation import checks, examples, reid
 from glow_engine.evaluation.metrics import auc_with_ci, psnr, ssim
@@ -257,9 +258,9 @@ def _load_cached(ctx: Context, key: str, setting: Setting) -> dict | None:
 
 def _store(ctx: Context, key: str, setting: Setting, result: dict) -> None:
     path = _cache_path(ctx, key, setting, ".json")
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"fingerprint": ctx.fingerprint, "result": result}))
-    tmp.replace(path)  # atomic: an interrupted run never leaves a half-written entry
+    # atomic: an interrupted run never leaves a half-written entry
+    write_text_atomic(path, json.dumps({"fingerprint": ctx.fingerprint, "result": result}),
+                      overwrite=True)
 
 
 # --------------------------------------------------------------------------- loop

@@ -23,14 +23,9 @@ from PIL import Image
 from tqdm import tqdm
 
 from glow_engine.errors import UserError
-from glow_engine.imaging import (
-    LoadedImage,
-    Placement,
-    from_square,
-    load_image,
-    to_square,
-    to_uint8,
-)
+from glow_engine.imaging import LoadedImage, load_image
+from glow_engine.imaging.frame import Placement, from_square, to_square
+from glow_engine.imaging.pixels import to_uint8
 from glow_engine.mechanisms import Mechanism, total_epsilon
 from glow_engine.release.deid import DicomExporter, check_burned_in
 from glow_engine.release.inputs import Job, collect_sources, plan_jobs

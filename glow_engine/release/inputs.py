@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from glow_engine.errors import UserError
-from glow_engine.imaging import find_images
+from glow_engine.imaging.discovery import find_images
 
 
 @dataclass(frozen=True)

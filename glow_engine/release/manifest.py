@@ -12,7 +12,7 @@ import io
 import json
 from pathlib import Path
 
-from glow_engine.imaging import atomic_write_bytes
+from glow_engine.atomic import write_bytes_atomic
 
 FIELDS = ("input", "output", "status", "message", "mechanism", "mode", "e_px",
           "total_epsilon", "description", "post_processing", "model_sha256", "image_sha256",
@@ -30,9 +30,9 @@ def write_manifest(rows: list[dict], out_dir: Path, name: str = "manifest") -> P
     writer = csv.DictWriter(text, fieldnames=FIELDS, extrasaction="ignore")
     writer.writeheader()
     writer.writerows(rows)
-    atomic_write_bytes(out_dir / f"{name}.csv", text.getvalue().encode(), overwrite=True)
+    write_bytes_atomic(out_dir / f"{name}.csv", text.getvalue().encode(), overwrite=True)
     data = json.dumps({"releases": rows}, indent=1, default=str).encode()
-    atomic_write_bytes(out_dir / f"{name}.json", data, overwrite=True)
+    write_bytes_atomic(out_dir / f"{name}.json", data, overwrite=True)
     return out_dir / f"{name}.json"
 
 

@@ -8,7 +8,9 @@ from pathlib import Path
 import numpy as np
 from pydicom.dataset import Dataset
 
-from glow_engine.imaging import atomic_write_bytes, save_png, to_uint8
+from glow_engine.atomic import write_bytes_atomic
+from glow_engine.imaging.pixels import to_uint8
+from glow_engine.imaging.write import save_png
 from glow_engine.release.deid import DicomExporter, to_bytes
 
 
@@ -23,4 +25,4 @@ def write_release(path: Path, pixels: np.ndarray, exporter: DicomExporter | None
         return
     ds = exporter.build(to_uint8(pixels), source, description, force_burned_in=force_burned_in,
                         derivation=derivation)
-    atomic_write_bytes(path, to_bytes(ds))
+    write_bytes_atomic(path, to_bytes(ds))

@@ -1,0 +1,226 @@
+"""DICOM through pydicom 3, to grayscale ``float32`` in ``[0, 1]``, bright = dense.
+
+The stored values go through the modality LUT (RescaleSlope/Intercept), then the VOI LUT or
+the first Window Center/Width; without a VOI they are min-max scaled (8-bit data keeps its
+fixed 0..255 range, like a PNG). MONOCHROME1 is inverted. Only single-frame grayscale images
+are accepted. pydicom is imported on first use.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from glow_engine.imaging.errors import ImageLoadError, check_size, describe
+from glow_engine.imaging.pixels import minmax
+
+if TYPE_CHECKING:
+    import pydicom
+
+DICOM_SUFFIXES = frozenset({".dcm", ".dicom"})
+
+
+def looks_like_dicom(data: bytes, path: Path) -> bool:
+    """DICOM by its "DICM" magic, or by suffix/no suffix when not a known raster format."""
+    if data[128:132] == b"DICM":
+        return True
+    if data.startswith((b"\x89PNG", b"\xff\xd8", b"II*\x00", b"MM\x00*")):
+        return False
+    # Files without file meta have no magic at all: trust a DICOM-like name.
+    return path.suffix.lower() in DICOM_SUFFIXES or is_dicom_like_name(path)
+
+
+def is_dicom_like_name(path: Path) -> bool:
+    """No suffix, or a numeric one as in UID-named files ("1.2.840.113619.2.55")."""
+    suffix = path.suffix
+    return suffix == "" or suffix[1:].isdigit()
+
+
+def load_dicom(
+    data: bytes, path: Path, max_pixels: int
+) -> tuple[np.ndarray, int, pydicom.Dataset]:
+    ds = _read_dicom(data, path)
+    _check_dicom_image(ds, path, max_pixels)
+    stored = _decode_dicom_pixels(ds, path)
+    pixels = _dicom_to_display(stored, ds)
+    del ds.PixelData  # keep the header, drop the (large) encoded pixel data
+    bits = int(ds.get("BitsStored") or ds.get("BitsAllocated") or 8)
+    return pixels, bits, ds
+
+
+def _read_dicom(data: bytes, path: Path) -> pydicom.Dataset:
+    """dcmread, falling back to force=True for files without the file meta header."""
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    try:
+        ds = pydicom.dcmread(io.BytesIO(data))
+    except InvalidDicomError:
+        ds = _force_read(data, path)
+    except Exception as exc:
+        raise ImageLoadError(path, f"unreadable or truncated DICOM ({describe(exc)})") from None
+    ds.filename = str(path)
+    if "TransferSyntaxUID" not in ds.file_meta:
+        ds.file_meta.TransferSyntaxUID = _syntax_from_encoding(ds)
+    return ds
+
+
+def _force_read(data: bytes, path: Path) -> pydicom.Dataset:
+    import pydicom
+
+    try:
+        ds = pydicom.dcmread(io.BytesIO(data), force=True)
+    except Exception as exc:
+        raise ImageLoadError(path, f"not a DICOM file ({describe(exc)})") from None
+    # force=True "reads" anything; a real dataset has at least the image geometry.
+    if not any(k in ds for k in ("PixelData", "Rows", "SOPClassUID")):
+        raise ImageLoadError(path, "not an image (not a PNG, JPEG, TIFF or DICOM file)")
+    return ds
+
+
+def _syntax_from_encoding(ds: pydicom.Dataset) -> pydicom.uid.UID:
+    """The syntax pydicom detected while force-reading (usually implicit VR little endian)."""
+    from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+    implicit, little = ds.original_encoding
+    if implicit is False:
+        return ExplicitVRLittleEndian if little is not False else ExplicitVRBigEndian
+    return ImplicitVRLittleEndian
+
+
+def _check_dicom_image(ds: pydicom.Dataset, path: Path, max_pixels: int) -> None:
+    """Reject what we cannot (or should not) turn into one grayscale frame, before decoding."""
+    if "PixelData" not in ds:
+        floats = "FloatPixelData" in ds or "DoubleFloatPixelData" in ds
+        raise ImageLoadError(
+            path, "float pixel data is not supported" if floats else "DICOM file has no pixel data"
+        )
+    frames = _int_or(ds.get("NumberOfFrames"), 1)
+    if frames > 1:
+        raise ImageLoadError(path, f"multi-frame DICOM ({frames} frames) is not supported")
+    photometric = str(ds.get("PhotometricInterpretation") or "MONOCHROME2").strip().upper()
+    samples = _int_or(ds.get("SamplesPerPixel"), 1)
+    if samples > 1 or photometric not in ("MONOCHROME1", "MONOCHROME2"):
+        raise ImageLoadError(
+            path, f"colour DICOM ({photometric}) is not supported; chest X-rays are grayscale"
+        )
+    rows, cols = _int_or(ds.get("Rows"), 0), _int_or(ds.get("Columns"), 0)
+    if rows <= 0 or cols <= 0:
+        raise ImageLoadError(path, "DICOM file has no image size (Rows/Columns)")
+    check_size(path, rows, cols, max_pixels)
+
+
+def _int_or(value: object, default: int) -> int:
+    try:
+        return int(value)  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        return default
+
+
+def _decode_dicom_pixels(ds: pydicom.Dataset, path: Path) -> np.ndarray:
+    syntax = ds.file_meta.TransferSyntaxUID
+    try:
+        arr = ds.pixel_array
+    except Exception as exc:
+        raise ImageLoadError(path, _decode_failure_reason(ds, syntax, exc)) from None
+    if arr.ndim != 2:
+        raise ImageLoadError(path, f"unexpected pixel array shape {arr.shape}")
+    return arr
+
+
+def _decode_failure_reason(ds: pydicom.Dataset, syntax: pydicom.uid.UID, exc: Exception) -> str:
+    """Say *why* in terms a user can act on: truncated file or a syntax we cannot decode."""
+    name = syntax.name if syntax.is_valid else str(syntax)
+    if syntax.is_transfer_syntax and not syntax.is_compressed:
+        expected = _expected_native_bytes(ds)
+        got = len(ds.PixelData or b"")
+        if expected and got < expected:
+            return f"the file is truncated (pixel data has {got:,} of {expected:,} bytes)"
+        return f"corrupt {name} pixel data ({describe(exc)})"
+    if not syntax.is_transfer_syntax:
+        return f"unknown transfer syntax {syntax}"
+    return f"cannot decode transfer syntax {name} ({describe(exc)})"
+
+
+def _expected_native_bytes(ds: pydicom.Dataset) -> int:
+    rows, cols = _int_or(ds.get("Rows"), 0), _int_or(ds.get("Columns"), 0)
+    bits = _int_or(ds.get("BitsAllocated"), 0)
+    return (rows * cols * bits + 7) // 8
+
+
+def _dicom_to_display(stored: np.ndarray, ds: pydicom.Dataset) -> np.ndarray:
+    """Modality LUT, then VOI (or min-max), then MONOCHROME1 inversion -> float32 [0, 1]."""
+    from pydicom.pixels import apply_modality_lut
+
+    values = np.asarray(apply_modality_lut(stored, ds), dtype=np.float64)
+    unit = _apply_voi(values, ds)
+    if unit is None:
+        unit = _stored_range_scale(values, ds)
+    if str(ds.get("PhotometricInterpretation", "")).strip().upper() == "MONOCHROME1":
+        unit = 1.0 - unit  # MONOCHROME1: low values are bright; we always show dense as bright
+    return np.ascontiguousarray(np.clip(unit, 0.0, 1.0), dtype=np.float32)
+
+
+def _apply_voi(values: np.ndarray, ds: pydicom.Dataset) -> np.ndarray | None:
+    """VOI LUT or the first window, scaled to [0, 1]; None when absent or unusable."""
+    from pydicom.pixels import apply_voi_lut
+
+    has_window = ds.get("WindowCenter") is not None and ds.get("WindowWidth") is not None
+    if not (ds.get("VOILUTSequence") or has_window):
+        return None
+    try:
+        out = np.asarray(apply_voi_lut(values, ds, index=0), dtype=np.float64)
+        lo, hi = _voi_output_range(ds, apply_voi_lut)
+    except (ValueError, TypeError, IndexError, KeyError, AttributeError):
+        return None  # a broken VOI header should not make the image unreadable
+    if hi <= lo:
+        return None
+    return (out - lo) / (hi - lo)
+
+
+def _voi_output_range(ds: pydicom.Dataset, apply: Callable[..., np.ndarray]) -> tuple[float, float]:
+    """The range the VOI maps into, so scaling to [0, 1] does not depend on the image content.
+
+    For a LUT: the span of its table, found by running its whole input domain through pydicom
+    (descriptors often misstate the output bit depth). For a window: probe pydicom with values
+    far outside the window on both sides.
+    """
+    voi = ds.get("VOILUTSequence")
+    if voi and voi[0].get("LUTDescriptor") is not None:
+        entries, first_mapped = int(voi[0].LUTDescriptor[0]), int(voi[0].LUTDescriptor[1])
+        domain = np.arange(first_mapped, first_mapped + (entries or 65536), dtype=np.float64)
+        table = np.asarray(apply(domain, ds, index=0), dtype=np.float64)
+        return float(table.min()), float(table.max())
+    center, width = _first(ds.WindowCenter), _first(ds.WindowWidth)
+    far = 20.0 * max(abs(width), 1.0)  # 20 widths out: even a sigmoid is saturated
+    probe = np.array([center - far, center + far], dtype=np.float64)
+    edges = np.asarray(apply(probe, ds, index=0), dtype=np.float64)
+    return float(edges.min()), float(edges.max())
+
+
+def _first(value: object) -> float:
+    """First value of a possibly multi-valued DS element."""
+    if isinstance(value, list | tuple) or type(value).__name__ == "MultiValue":
+        value = value[0]  # type: ignore[index]
+    return float(value)  # type: ignore[arg-type]
+
+
+def _stored_range_scale(values: np.ndarray, ds: pydicom.Dataset) -> np.ndarray:
+    """No VOI: 8-bit data keeps its fixed range (so it matches the same image as PNG);
+    deeper data is min-max scaled, because 12-16-bit files rarely use their full range."""
+    bits = _int_or(ds.get("BitsStored"), 16)
+    if bits > 8:
+        return minmax(values)
+    from pydicom.pixels import apply_modality_lut
+
+    signed = _int_or(ds.get("PixelRepresentation"), 0) == 1
+    lo, hi = (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if signed else (0, 2**bits - 1)
+    full = np.asarray(apply_modality_lut(np.arange(lo, hi + 1), ds), dtype=np.float64)
+    fmin, fmax = float(full.min()), float(full.max())
+    if fmax <= fmin:
+        return minmax(values)
+    return (values - fmin) / (fmax - fmin)

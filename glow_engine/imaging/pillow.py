@@ -1,0 +1,128 @@
+"""PNG, JPEG and TIFF through Pillow, to grayscale ``float32`` in ``[0, 1]``.
+
+Colour is reduced to ITU-R 601 luma, alpha is composited on black, 16-bit data keeps its
+precision, and JPEGs are turned the way their EXIF orientation says.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from glow_engine.imaging.errors import ImageLoadError, check_size, describe
+from glow_engine.imaging.pixels import minmax
+
+_PIL_FORMATS = ("PNG", "JPEG", "TIFF")
+_PIL_KINDS = {"PNG": "png", "JPEG": "jpeg", "MPO": "jpeg", "TIFF": "tiff"}
+# ITU-R BT.601 luma weights, the same as Pillow's convert("L").
+_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float64)
+
+
+def load_pillow(data: bytes, path: Path, max_pixels: int) -> tuple[np.ndarray, int, str]:
+    img = _open_pillow(data, path)
+    with img:
+        kind = _PIL_KINDS.get(img.format or "")
+        if kind is None:
+            raise ImageLoadError(path, f"unsupported image format {img.format}")
+        if getattr(img, "n_frames", 1) > 1:
+            raise ImageLoadError(path, f"multi-frame {img.format} images are not supported")
+        check_size(path, img.height, img.width, max_pixels)
+        try:
+            img.load()
+            img = ImageOps.exif_transpose(img)  # show JPEGs from phones the way viewers do
+        except (OSError, SyntaxError, ValueError, EOFError) as exc:
+            raise ImageLoadError(
+                path, f"the file is truncated or corrupt ({describe(exc)})"
+            ) from None
+        pixels, bits = _pillow_to_gray(img, _png_bit_depth(data))
+    return pixels, bits, kind
+
+
+def _open_pillow(data: bytes, path: Path) -> Image.Image:
+    try:
+        # Our own max_pixels limit applies, so silence Pillow's lower bomb *warning*.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            return Image.open(io.BytesIO(data), formats=_PIL_FORMATS)
+    except Image.DecompressionBombError as exc:
+        raise ImageLoadError(path, f"image too large ({exc})") from None
+    except UnidentifiedImageError:
+        raise ImageLoadError(path, _unsupported_reason(data)) from None
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise ImageLoadError(path, f"the file is truncated or corrupt ({describe(exc)})") from None
+
+
+def _unsupported_reason(data: bytes) -> str:
+    """Tell "a GIF/BMP/... we do not take" apart from "not an image at all"."""
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            return f"unsupported image format {img.format} (use PNG, JPEG, TIFF or DICOM)"
+    except Exception:
+        return "not an image (not a PNG, JPEG, TIFF or DICOM file)"
+
+
+def _png_bit_depth(data: bytes) -> int | None:
+    """Bit depth from the PNG IHDR chunk (byte 24), None for other formats."""
+    if data.startswith(b"\x89PNG") and data[12:16] == b"IHDR" and len(data) > 24:
+        return data[24]
+    return None
+
+
+def _pillow_to_gray(img: Image.Image, png_bits: int | None) -> tuple[np.ndarray, int]:
+    """Any Pillow mode -> float32 gray in [0, 1] plus the bits per sample."""
+    mode = img.mode
+    if mode.startswith("I;16"):
+        bits = 16
+        gray = np.asarray(img).astype(np.float64) / 65535.0
+    elif mode == "I":
+        gray, bits = _int32_to_unit(np.asarray(img))
+    elif mode == "F":
+        gray, bits = _float_to_unit(np.asarray(img)), 32
+    elif mode in ("1", "L"):
+        bits = 1 if mode == "1" else 8
+        gray = np.asarray(img.convert("L")).astype(np.float64) / 255.0
+    else:
+        gray, bits = _colour_to_unit(img), 8
+    # A 1-4-bit PNG is widened to "L" by Pillow: report what the file really stores. (16-bit
+    # colour PNGs come out of Pillow as 8-bit RGB, so 8 is the honest answer for those.)
+    if png_bits is not None and png_bits < bits:
+        bits = png_bits
+    return np.ascontiguousarray(np.clip(gray, 0.0, 1.0), dtype=np.float32), bits
+
+
+def _int32_to_unit(arr: np.ndarray) -> tuple[np.ndarray, int]:
+    """Mode "I": usually 16-bit data in int32 (older Pillow PNGs, some TIFFs)."""
+    arr = arr.astype(np.float64)
+    if arr.size and arr.min() >= 0 and arr.max() <= 65535:
+        return arr / 65535.0, 16
+    return minmax(arr), 32
+
+
+def _float_to_unit(arr: np.ndarray) -> np.ndarray:
+    """Mode "F": keep data already in [0, 1], otherwise min-max scale it."""
+    arr = arr.astype(np.float64)
+    if not np.all(np.isfinite(arr)):
+        arr = np.nan_to_num(arr, nan=0.0, posinf=0.0, neginf=0.0)
+    if arr.size and arr.min() >= 0.0 and arr.max() <= 1.0:
+        return arr
+    return minmax(arr)
+
+
+def _colour_to_unit(img: Image.Image) -> np.ndarray:
+    """Palette/colour/alpha -> luma; alpha is composited on black (the padding colour)."""
+    if img.mode == "P" and "transparency" in img.info:
+        img = img.convert("RGBA")
+    elif img.mode == "P":
+        img = img.convert("RGB")
+    if img.mode == "RGB":
+        return np.asarray(img.convert("L")).astype(np.float64) / 255.0  # Pillow's 601 luma
+    if img.mode in ("LA", "La", "PA"):
+        img = img.convert("RGBA")
+    if img.mode not in ("RGBA", "RGBa"):
+        return np.asarray(img.convert("RGB").convert("L")).astype(np.float64) / 255.0
+    rgba = np.asarray(img.convert("RGBA")).astype(np.float64) / 255.0
+    return (rgba[..., :3] @ _LUMA) * rgba[..., 3]
