@@ -25,13 +25,12 @@ slice): the privacy guarantee still holds for it, the utility and the score do n
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 
+from glow_engine.bits import bits_per_pixel
 from glow_engine.errors import UserError
-from glow_engine.flow.glow import N_BINS, pixels_to_model
+from glow_engine.flow.glow import log_p_8bit, pixels_to_model
 from glow_engine.modelfile import LoadedModel
 from glow_engine.scores import Score, ScoreBatch
 
@@ -83,7 +82,7 @@ class AnomalyScorer:
                 latents.append(z)
         n, m = _concat(lp_n), _concat(lp_m)
         d = r * r
-        bpd_n, bpd_m = -n / (d * math.log(2)), -m / (d * math.log(2))
+        bpd_n, bpd_m = -bits_per_pixel(n, d), -bits_per_pixel(m, d)
         return ScoreBatch(n, m, bpd_n, bpd_m, bpd_m > self.ood_threshold, d,
                           _concat(latents) if keep_latent else None)
 
@@ -94,7 +93,7 @@ class AnomalyScorer:
         device = next(model.flow.parameters()).device
         x = pixels_to_model(torch.from_numpy(pixels).to(device)[:, None])
         z, logp = model.flow.encode_with_logp(x)
-        discrete = logp.double() - model.flow.num_pixels * math.log(N_BINS)
+        discrete = log_p_8bit(logp.double(), model.flow.num_pixels)
         latent = z.float().cpu().numpy() if keep_latent else None
         return discrete.cpu().numpy(), latent
 

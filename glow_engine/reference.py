@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -31,6 +30,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from glow_engine.atomic import write_text_atomic
+from glow_engine.bits import bits_per_pixel
 from glow_engine.resources import REFERENCE_NAME
 from glow_engine.scores import ScoreBatch, ScoreKind
 
@@ -130,13 +130,13 @@ def write_reference(path: str | Path, *, mixture_sha256: str, normal_sha256: str
 def write_from_scores(path: str | Path, scores: ScoreBatch, labels: np.ndarray,
                       normal: LoadedModel, mixture: LoadedModel, data: dict) -> Reference:
     """write_reference from an AnomalyScorer's ScoreBatch of the images labelled `labels`."""
-    per_pixel = 1.0 / (scores.num_pixels * math.log(2))
     info = {role: {"name": m.meta.get("name"), "resolution": m.resolution}
             for role, m in (("mixture", mixture), ("normal", normal))}
     return write_reference(path, mixture_sha256=mixture.sha256, normal_sha256=normal.sha256,
                            labels=labels, bpd_mixture=scores.bpd_mixture,
-                           ratio_bits_per_pixel=scores.ratio_nats * per_pixel, data=data,
-                           models=info)
+                           ratio_bits_per_pixel=bits_per_pixel(scores.ratio_nats,
+                                                               scores.num_pixels),
+                           data=data, models=info)
 
 
 def read_reference(path: str | Path) -> Reference:

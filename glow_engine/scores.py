@@ -9,10 +9,11 @@ without importing torch. The kinds and the viewer's choice between them are expl
 from __future__ import annotations
 
 import enum
-import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
+
+from glow_engine.bits import bits_per_pixel
 
 __all__ = ["DEFAULT_SCORE_KIND", "Score", "ScoreBatch", "ScoreKind"]
 
@@ -70,8 +71,8 @@ class ScoreBatch:
         return -self.ratio_nats if kind is ScoreKind.RATIO else self.bpd_mixture
 
     def scores(self) -> list[Score]:
-        per_pixel = 1.0 / (self.num_pixels * math.log(2))
-        return [Score(float(n), float(m), float(n - m), float((n - m) * per_pixel),
+        d = self.num_pixels
+        return [Score(float(n), float(m), float(n - m), float(bits_per_pixel(n - m, d)),
                       float(bn), float(bm), bool(ood))
                 for n, m, bn, bm, ood in zip(self.log_p_normal, self.log_p_mixture,
                                              self.bpd_normal, self.bpd_mixture,

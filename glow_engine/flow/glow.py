@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
+from glow_engine.bits import bits_per_pixel
 from glow_engine.flow.inference import FoldedSteps, layout
 from glow_engine.flow.layers import FlowStep, ZeroConv2d, soft_clamp
 
@@ -273,6 +274,12 @@ def dequantize(pixels_uint8: torch.Tensor,
     return (pixels_uint8.float() + u) / N_BINS - 0.5
 
 
+def log_p_8bit(logp: torch.Tensor, num_pixels: int) -> torch.Tensor:
+    """Continuous log-density at the bin centres (nats) -> log-probability of the 8-bit image:
+    times the bin volume N_BINS^-D."""
+    return logp - num_pixels * math.log(N_BINS)
+
+
 def bits_per_dim(logp: torch.Tensor, num_pixels: int) -> torch.Tensor:
     """Continuous log-density (nats) -> bits/dim of the 8-bit discrete image."""
-    return -(logp - num_pixels * math.log(N_BINS)) / (num_pixels * math.log(2))
+    return -bits_per_pixel(log_p_8bit(logp, num_pixels), num_pixels)
