@@ -81,7 +81,7 @@ def test_registry_labels_and_descriptions(tiny_model: LoadedModel) -> None:
     assert isinstance(idldp, IDLDP) and idldp.resolution == R and idldp.label == "ID-LDP"
     assert idldp.describe(10) == "ID-LDP e_px=10 (total epsilon 10240)"
     with pytest.raises(UserError, match="unknown mechanism"):
-        create_mechanism("dppix", tiny_model)
+        create_mechanism("no-such", tiny_model)
 
 
 def test_modes_scale_noise_by_one_over_alpha(tiny_model: LoadedModel) -> None:

@@ -1,4 +1,4 @@
-"""Local-DP image mechanisms behind one interface (see base.Mechanism).
+"""Local-DP image mechanisms (DP-GLOW, ID-LDP, DP-Pix) behind one interface (see base.Mechanism).
 
 A new mechanism is one module with a Mechanism subclass that sets `name`, imported here.
 """
@@ -12,6 +12,7 @@ from glow_engine.mechanisms.base import (
 )
 from glow_engine.mechanisms.box import GRID_BITS, NonFiniteOutputError
 from glow_engine.mechanisms.dpglow import DPGlow
+from glow_engine.mechanisms.dppix import DPPix
 from glow_engine.mechanisms.idldp import IDLDP
 from glow_engine.mechanisms.noise import preview_noise
 
@@ -20,6 +21,7 @@ __all__ = [
     "IDLDP",
     "BudgetError",
     "DPGlow",
+    "DPPix",
     "Encoded",
     "Mechanism",
     "NonFiniteOutputError",
