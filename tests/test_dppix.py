@@ -5,17 +5,21 @@ from __future__ import annotations
 
 import math
 from fractions import Fraction
+from pathlib import Path
 
 import numpy as np
 import pytest
 from conftest import tiny_images
+from PIL import Image
 from scipy import stats
 from test_mechanisms import output_log_pmf
 
+from glow_engine import cli
 from glow_engine.errors import UserError
 from glow_engine.mechanisms import BudgetError, DPPix, create_mechanism, preview_noise
 from glow_engine.mechanisms.box import GRID_BITS, release_scale, to_grid
 from glow_engine.mechanisms.noise import rational_scale
+from glow_engine.release.ledger import Ledger
 
 R, B = 32, 8
 BLOCKS = (R // B) ** 2
@@ -131,3 +135,22 @@ def test_release_is_refused_without_the_clip() -> None:
     mech = DPPix(R, B)
     with pytest.raises(BudgetError, match="clip"):
         mech.release(mech.encode(tiny_images(1)), 10, clip=False)
+
+
+def test_privatize_releases_dppix_through_the_registry(tmp_path: Path) -> None:
+    """`dpglow privatize --mechanism dppix`: no model needed with --resolution; the ledger
+    records the block size as the mode and the total epsilon on the common axis."""
+    src = tmp_path / "in"
+    src.mkdir()
+    Image.fromarray(np.rint(tiny_images(1)[0] * 255).astype(np.uint8)).save(src / "a.png")
+    out, ledger = tmp_path / "out", tmp_path / "ledger.sqlite"
+    assert cli.main(["privatize", str(src), "--mechanism", "dppix", "--resolution", str(R),
+                     "--e-px", "0.5", "--out", str(out), "--ledger", str(ledger),
+                     "--no-progress"]) == 0
+    (written,) = out.rglob("*.dppix-b8-e0.5.png")
+    tiles = np.asarray(Image.open(written)).reshape(4, B, 4, B)
+    assert np.all(tiles == tiles[:, :1, :, :1])
+    with Ledger(ledger) as led:
+        (row,) = led.releases()
+    assert row["mechanism"] == "dppix" and row["mode"] == "b8"
+    assert row["total_epsilon"] == 0.5 * R * R
