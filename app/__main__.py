@@ -220,12 +220,14 @@ def seconds_since_process_start() -> float:
 
 
 def smoke_done(window, image: Path | None) -> bool:
+    from app.messages import Kind
+
     s = window.state
     if s.models is None or s.source is None or s.rendered is None or s.strip is None:
         return False
     if image is not None and s.source.name != image.name:
         return False  # still the start-up sample, not the file asked for
-    if s.params.e_px != SMOKE_E_PX or not s.is_current("render", s.rendered.request_id):
+    if s.params.e_px != SMOKE_E_PX or not s.is_current(Kind.RENDER, s.rendered.request_id):
         return False
     needs_scores = s.models.normal_path is not None
     return not needs_scores or {"original", *s.rendered.panes, *s.strip.panes} <= set(s.scores)

@@ -18,7 +18,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.state import Thumb, ViewState
+from app.messages import Thumb
+from app.state import Aspect, ViewState
 from glow_engine.imaging.pixels import to_uint8
 
 THUMB_PX = 56
@@ -79,8 +80,8 @@ class FolderBrowser(QWidget):
         self._show_progress()
         self.state.score_folder(paths)
 
-    def _on_changed(self, aspects: frozenset[str]) -> None:
-        if "thumbs" in aspects:
+    def _on_changed(self, aspects: frozenset[Aspect]) -> None:
+        if Aspect.THUMBS in aspects:
             for thumb in self.state.thumbs.values():
                 self._show_thumb(thumb)
             self._show_progress()

@@ -24,7 +24,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.state import E_PX_MAX, E_PX_MIN, MODES, ViewState
+from app.state import E_PX_MAX, E_PX_MIN, MODES, Aspect, ViewState
 
 STEPS_PER_DECADE = 100
 SLIDER_MAX = round(STEPS_PER_DECADE * math.log10(E_PX_MAX / E_PX_MIN))  # e_px = 10^4
@@ -184,8 +184,8 @@ class EpsilonControl(QGroupBox):
             return
         self.state.set_e_px(value)
 
-    def _on_changed(self, aspects: frozenset[str]) -> None:
-        if aspects & {"params", "models", "rendered"}:
+    def _on_changed(self, aspects: frozenset[Aspect]) -> None:
+        if aspects & {Aspect.PARAMS, Aspect.MODELS, Aspect.RENDERED}:
             self._show()
 
     def _show(self) -> None:

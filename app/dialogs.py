@@ -20,7 +20,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.state import ModelsInfo
+from app.messages import ModelsInfo
 from glow_engine import __version__
 from glow_engine.resources import resources_root
 

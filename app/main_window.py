@@ -35,7 +35,7 @@ from app.dialogs import About, Document, ModelInfo, TagBrowser
 from app.export import ExportDialog
 from app.panes import PaneGrid
 from app.scores import ScoresPanel
-from app.state import ViewState
+from app.state import Aspect, ViewState
 from app.theme import apply_theme
 from app.tools import ReidPanel
 from app.worker import EngineWorker, new_session
@@ -398,19 +398,19 @@ class MainWindow(QMainWindow):
 
     # ----------------------------------------------------------------- state -> window
 
-    def _on_changed(self, aspects: frozenset[str]) -> None:
+    def _on_changed(self, aspects: frozenset[Aspect]) -> None:
         s = self.state
-        if "models" in aspects and s.models is not None:
+        if Aspect.MODELS in aspects and s.models is not None:
             self.device_label.setText(f"Device: {s.models.device}")
             if s.source is None and self.pending_image is None:
                 s.new_sample()
-        if "source" in aspects and s.source is not None:
+        if Aspect.SOURCE in aspects and s.source is not None:
             self._on_source()
-        if "overlays" in aspects:
+        if Aspect.OVERLAYS in aspects:
             self.act["flip"].setChecked(s.flip)
-        if "error" in aspects:
+        if Aspect.ERROR in aspects:
             self._on_error()
-        if "exported" in aspects and s.last_export is not None:
+        if Aspect.EXPORTED in aspects and s.last_export is not None:
             self.statusBar().showMessage(s.last_export.summary, 15000)
             self._show_box(QMessageBox.Icon.Information, s.last_export.summary)
 

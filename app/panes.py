@@ -24,7 +24,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.state import MECHANISM_TITLES, MECHANISMS, STRIP_BUDGETS, ViewState
+from app.state import MECHANISMS, STRIP_BUDGETS, Aspect, ViewState
+from glow_engine.choices import MECHANISM_TITLES
 from glow_engine.overlays import BlockMarker
 from glow_engine.scores import DEFAULT_SCORE_KIND, ScoreKind
 
@@ -253,18 +254,18 @@ class PaneGrid(QWidget):
 
     # ----------------------------------------------------------------- state -> view
 
-    def _on_changed(self, aspects: frozenset[str]) -> None:
-        if aspects & {"source", "overlays"}:
-            self._show_original(reset="source" in aspects)
-        if aspects & {"rendered", "strip", "source", "display"}:
+    def _on_changed(self, aspects: frozenset[Aspect]) -> None:
+        if aspects & {Aspect.SOURCE, Aspect.OVERLAYS}:
+            self._show_original(reset=Aspect.SOURCE in aspects)
+        if aspects & {Aspect.RENDERED, Aspect.STRIP, Aspect.SOURCE, Aspect.DISPLAY}:
             self._show_privatised()
-        if aspects & {"display", "source"}:
+        if aspects & {Aspect.DISPLAY, Aspect.SOURCE}:
             self._show_display()
-        if aspects & {"overlays", "display", "source"}:
+        if aspects & {Aspect.OVERLAYS, Aspect.DISPLAY, Aspect.SOURCE}:
             self._show_outlines()
-        if aspects & {"scores", "rendered", "strip"}:
+        if aspects & {Aspect.SCORES, Aspect.RENDERED, Aspect.STRIP}:
             self._show_captions()
-        if "models" in aspects and self.state.source is None:
+        if Aspect.MODELS in aspects and self.state.source is None:
             self.set_message("Drawing a synthetic sample from the model…")
 
     def _image_size(self) -> tuple[int, int] | None:

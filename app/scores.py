@@ -19,7 +19,7 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
 )
 
-from app.state import ViewState
+from app.state import Aspect, ViewState
 from app.tools import fit_height, pane_label
 from glow_engine.reference import Reference
 from glow_engine.scores import DEFAULT_SCORE_KIND, ScoreKind
@@ -84,8 +84,8 @@ class ScoresPanel(QGroupBox):
         state.changed.connect(self._on_changed)
         self._show()
 
-    def _on_changed(self, aspects: frozenset[str]) -> None:
-        if aspects & {"scores", "models", "source", "display"}:
+    def _on_changed(self, aspects: frozenset[Aspect]) -> None:
+        if aspects & {Aspect.SCORES, Aspect.MODELS, Aspect.SOURCE, Aspect.DISPLAY}:
             self._show()
 
     def _show(self) -> None:

@@ -13,25 +13,27 @@ import hashlib
 import math
 from collections import OrderedDict
 from dataclasses import dataclass
+from functools import singledispatchmethod
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from app.state import (
-    MECHANISM_TITLES,
-    MECHANISMS,
+from app.messages import (
+    Answer,
     Exported,
     ExportRequest,
     Failed,
+    Kind,
     LoadModelsRequest,
     ModelsInfo,
     OpenRequest,
-    Pane,
+    PaneContent,
     PrivacyParams,
     Rendered,
     RenderRequest,
+    Request,
     SampleRequest,
     ScoreRequest,
     Scores,
@@ -39,7 +41,9 @@ from app.state import (
     Thumb,
     ThumbRequest,
 )
+from app.state import MECHANISMS
 from glow_engine.anomaly import AnomalyScorer
+from glow_engine.choices import MECHANISM_TITLES
 from glow_engine.device import describe, pick_device
 from glow_engine.errors import UserError
 from glow_engine.flow.glow import model_to_pixels
@@ -94,31 +98,24 @@ class Session:
 
     # ----------------------------------------------------------------- dispatch
 
-    def handle(self, request: Any) -> Any:
+    def handle(self, request: Request) -> Answer:
         """Answer one request; a UserError (or any bug) becomes a Failed answer."""
-        handler, kind = self._handlers().get(type(request), (None, "unknown"))
         try:
-            if handler is None:
-                raise TypeError(f"no handler for {type(request).__name__}")
-            return handler(request)
+            return self.answer(request)
         except UserError as exc:
-            return Failed(request.id, kind, str(exc))
+            return Failed(request.id, request.kind, str(exc))
         except Exception as exc:  # the worker must survive engine bugs; say what happened
-            return Failed(request.id, kind, f"Unexpected error ({type(exc).__name__}: {exc})")
+            return Failed(request.id, request.kind,
+                          f"Unexpected error ({type(exc).__name__}: {exc})")
 
-    def _handlers(self) -> dict[type, tuple[Any, str]]:
-        return {
-            LoadModelsRequest: (self.load_models, "models"),
-            OpenRequest: (self.open, "open"),
-            SampleRequest: (self.sample, "open"),
-            RenderRequest: (self.render, "render"),
-            ScoreRequest: (self.score, "scores"),
-            ExportRequest: (self.export, "export"),
-            ThumbRequest: (self.thumb, "thumbs"),
-        }
+    @singledispatchmethod
+    def answer(self, request: Request) -> Answer:
+        """The handler registered for the request's class (``@answer.register``)."""
+        raise TypeError(f"no handler for {type(request).__name__}")
 
     # ----------------------------------------------------------------- models
 
+    @answer.register
     def load_models(self, request: LoadModelsRequest) -> ModelsInfo:
         """Load and validate both models; on any failure the previous pair stays."""
         device = self.device or pick_device(self._device_pref)
@@ -159,10 +156,12 @@ class Session:
 
     # ----------------------------------------------------------------- inputs
 
+    @answer.register
     def open(self, request: OpenRequest) -> Source:
         image = load_image(request.path)  # reading a file never needs the model
         return Source(image.pixels, image.path.name, request.id, image)
 
+    @answer.register
     @torch.inference_mode()
     def sample(self, request: SampleRequest) -> Source:
         flow = self._model().flow
@@ -199,25 +198,26 @@ class Session:
 
     # ----------------------------------------------------------------- rendering
 
+    @answer.register
     @torch.inference_mode()
     def render(self, request: RenderRequest) -> Rendered:
-        p = request.params
+        """The main panes (RenderRequest) or the strip (its subclass StripRequest)."""
+        p, strip = request.params, request.kind is Kind.STRIP
         prep = self._prepare(request.source, request.markers, request.flip, p.alpha, p.mode)
-        panes: dict[str, Pane] = {}
+        panes: dict[str, PaneContent] = {}
         for name in MECHANISMS:
             mech = self._mechanism(name, p.alpha, p.mode)
             for e_px in request.budgets:
-                key = f"{name}@{e_px:g}" if request.strip else name
+                key = f"{name}@{e_px:g}" if strip else name
                 frame = self._preview(prep, name, e_px, p)
-                title = (f"{MECHANISM_TITLES[name]} · {e_px:g}" if request.strip
+                title = (f"{MECHANISM_TITLES[name]} · {e_px:g}" if strip
                          else _title(mech.label, e_px))
-                panes[key] = Pane(key, title, from_square(frame, prep.placement),
+                panes[key] = PaneContent(key, title, from_square(frame, prep.placement),
                                   frame, mech.describe(e_px, p.clip))
         e_px = request.budgets[0]
         return Rendered(
-            request.id, panes, prep.frame, prep.crop, _metrics(prep, panes),
+            request.id, request.kind, panes, prep.frame, prep.crop, _metrics(prep, panes),
             {n: self._mechanism(n, p.alpha, p.mode).noise_scale(e_px) for n in MECHANISMS},
-            strip=request.strip,
         )
 
     def _preview(self, prep: Prepared, name: str, e_px: float, p: PrivacyParams) -> np.ndarray:
@@ -236,6 +236,7 @@ class Session:
 
     # ----------------------------------------------------------------- scores
 
+    @answer.register
     def score(self, request: ScoreRequest) -> Scores:
         """Scores of every frame; frames scored before (the original, the strip) are reused."""
         if self.scorer is None:
@@ -252,6 +253,7 @@ class Session:
             self._scores.popitem(last=False)
         return Scores(request.id, {k: self._scores[d] for k, d in digests.items()})
 
+    @answer.register
     def thumb(self, request: ThumbRequest) -> Thumb:
         """One folder entry (the first of the request's paths): thumbnail and score."""
         path = request.paths[0]
@@ -267,6 +269,7 @@ class Session:
 
     # ----------------------------------------------------------------- export
 
+    @answer.register
     @torch.inference_mode()
     def export(self, request: ExportRequest) -> Exported:
         """Release the current input through the mechanism's release path: fresh noise from
@@ -334,7 +337,7 @@ def _title(label: str, e_px: float) -> str:
     return f"{label}   ε/px = {budget}"
 
 
-def _metrics(prep: Prepared, panes: dict[str, Pane]) -> dict[str, dict[str, float]]:
+def _metrics(prep: Prepared, panes: dict[str, PaneContent]) -> dict[str, dict[str, float]]:
     """Re-identification evidence per pane: similarity to the original, marker contrast kept.
 
     Computed on the cropped model-resolution images, where the markers' fractions still hold.

@@ -21,7 +21,8 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
 )
 
-from app.state import ViewState
+from app.state import Aspect, ViewState
+from glow_engine.choices import MECHANISM_TITLES
 from glow_engine.overlays import BlockMarker
 
 DEFAULT_SIZE = 0.08  # of the long side: about the paper's marker on a 512 image
@@ -37,7 +38,7 @@ def fit_height(table: QTableWidget, max_rows: int = 9) -> None:
 
 def pane_label(key: str) -> str:
     name, _, budget = key.partition("@")
-    title = {"dpglow": "DP-GLOW", "idldp": "ID-LDP", "original": "Original"}[name]
+    title = {**MECHANISM_TITLES, "original": "Original"}[name]
     return f"{title} · {budget}" if budget else title
 
 
@@ -111,10 +112,11 @@ class ReidPanel(QGroupBox):
         if 0 <= index < len(self.state.markers):
             self.state.remove_marker(index)
 
-    def _on_changed(self, aspects: frozenset[str]) -> None:
-        if aspects & {"overlays", "source"}:
+    def _on_changed(self, aspects: frozenset[Aspect]) -> None:
+        if aspects & {Aspect.OVERLAYS, Aspect.SOURCE}:
             self._show_overlays()
-        if aspects & {"rendered", "strip", "overlays", "source", "display"}:
+        if aspects & {Aspect.RENDERED, Aspect.STRIP, Aspect.OVERLAYS, Aspect.SOURCE,
+                      Aspect.DISPLAY}:
             self._show_metrics()
 
     def _show_overlays(self) -> None:

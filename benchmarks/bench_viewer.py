@@ -30,6 +30,8 @@ from PySide6.QtWidgets import QApplication
 
 from app.controls import e_px_to_position
 from app.main_window import MainWindow, ModelPaths
+from app.messages import Kind
+from app.state import Aspect
 from app.worker import engine_thread_count
 from glow_engine.resources import default_model_dir
 
@@ -44,8 +46,8 @@ class PaintClock(QObject):
         self.last = 0.0
         self.accepted = 0.0
 
-    def on_changed(self, aspects: frozenset[str]) -> None:
-        if "rendered" in aspects:
+    def on_changed(self, aspects: frozenset[Aspect]) -> None:
+        if Aspect.RENDERED in aspects:
             self.accepted = time.perf_counter()
 
     def eventFilter(self, obj: QObject, event: QEvent) -> bool:
@@ -102,7 +104,7 @@ def wait(app: QApplication, condition, what: str) -> None:
 def painted_current(window: MainWindow, clock: PaintClock, since: float) -> bool:
     """The newest request's picture is in the state and the pane painted after it came."""
     s = window.state
-    return (s.rendered is not None and s.is_current("render", s.rendered.request_id)
+    return (s.rendered is not None and s.is_current(Kind.RENDER, s.rendered.request_id)
             and since < clock.accepted < clock.last)
 
 
@@ -189,8 +191,8 @@ def run(app, window, clock, models, args, tmp) -> dict | None:
         "start_to_first_sample_s": round(load_s, 2),
         "open_1024_png_to_shown": summary(opens),
         "slider_to_repaint": summary(slider),
-        "renders_computed": window.worker.computed["render"],
-        "renders_dropped": window.worker.dropped["render"],
+        "renders_computed": window.worker.computed[Kind.RENDER],
+        "renders_dropped": window.worker.dropped[Kind.RENDER],
     }
 
 

@@ -12,8 +12,9 @@ import pytest
 from PIL import Image
 from test_app_support import make_model, shared_pair, write_png
 
+from app.messages import Failed, Kind, PrivacyParams, RenderRequest, StripRequest
 from app.session import Session
-from app.state import Failed, PrivacyParams, RenderRequest, ViewState
+from app.state import Aspect, ViewState
 from glow_engine.overlays import BlockMarker
 
 
@@ -29,7 +30,7 @@ class Harness:
         self.state = ViewState()
         self.session = Session("cpu")
         self.requests: list = []
-        self.changes: list[frozenset[str]] = []
+        self.changes: list[frozenset[Aspect]] = []
         self.state.requested.connect(self._answer)
         self.state.changed.connect(self.changes.append)
         self.hold = False  # True: collect requests without answering
@@ -91,7 +92,7 @@ def test_outdated_results_are_ignored(h: Harness) -> None:
     h.hold = True
     h.state.set_e_px(10)
     h.state.set_e_px(1000)
-    old, new = [r for r in h.requests if isinstance(r, RenderRequest)][-2:]
+    old, new = [r for r in h.requests if r.kind is Kind.RENDER][-2:]
     assert h.state.accept(h.session.handle(new)) is not False  # the newest is taken
     assert h.state.rendered.request_id == new.id
     assert h.state.accept(h.session.handle(old)) is False  # late answer to an old position
@@ -130,7 +131,7 @@ def test_fixed_budget_strip(h: Harness) -> None:
     assert {"dpglow@10", "idldp@1000"} <= set(h.state.scores)
     renders = len(h.requests)
     h.state.set_e_px(300)  # the slider does not recompute the fixed budgets
-    assert not any(isinstance(r, RenderRequest) and r.strip for r in h.requests[renders:])
+    assert not any(isinstance(r, StripRequest) for r in h.requests[renders:])
 
 
 def test_bad_image_keeps_the_previous_one(h: Harness, tmp_path: Path) -> None:
@@ -140,7 +141,7 @@ def test_bad_image_keeps_the_previous_one(h: Harness, tmp_path: Path) -> None:
     bad.write_bytes(b"\x89PNG\r\n\x1a\n" + b"garbage" * 10)
     h.state.open(bad)
     assert h.state.source is before
-    assert "broken.png" in h.state.message and "error" in h.changes[-1]
+    assert "broken.png" in h.state.message and Aspect.ERROR in h.changes[-1]
 
 
 def huge_png(path: Path, width: int = 20_000, height: int = 20_000) -> Path:
@@ -194,7 +195,7 @@ def test_sampling_without_a_model_is_a_message() -> None:
 
 def test_engine_errors_become_failures_not_crashes(h: Harness) -> None:
     request = RenderRequest(id=7, source=None, markers=(), flip=False, params=PrivacyParams(),
-                            budgets=(100.0,), strip=False)
+                            budgets=(100.0,))
     failed = Session().handle(request)
     assert isinstance(failed, Failed) and failed.message == "No model is loaded."
     failed = h.session.handle(request)  # a bug (no source): reported, not raised

@@ -28,6 +28,7 @@ from app.controls import SLIDER_INF, e_px_to_position, parse_e_px, position_to_e
 from app.dialogs import About, Document, ModelInfo, TagBrowser
 from app.export import ExportDialog
 from app.main_window import MainWindow, ModelPaths
+from app.messages import Kind
 from app.panes import DIFF_LUT
 from glow_engine.imaging import load_image
 from glow_engine.release.ledger import Ledger
@@ -85,15 +86,15 @@ def test_open_shows_original_and_both_mechanisms(window: MainWindow) -> None:
 
 def test_slider_burst_computes_only_the_newest(qtbot, window: MainWindow) -> None:
     before = shown(window, "dpglow").copy()
-    ran = window.worker.computed["render"]
+    ran = window.worker.computed[Kind.RENDER]
     positions = [110 + 5 * i for i in range(50)]
     for position in positions:  # 50 moves faster than the engine can decode
         window.controls.slider.setValue(position)
     settle(qtbot, window)
     last = position_to_e_px(positions[-1])
     assert window.state.params.e_px == last
-    assert window.worker.computed["render"] - ran < 50
-    assert window.worker.dropped["render"] > 0
+    assert window.worker.computed[Kind.RENDER] - ran < 50
+    assert window.worker.dropped[Kind.RENDER] > 0
     assert f"{last:g}" in window.grid.panes["dpglow"].title.text()
     np.testing.assert_array_equal(shown(window, "dpglow"),
                                   window.state.rendered.panes["dpglow"].pixels)

@@ -1,0 +1,241 @@
+"""The vocabulary between the view-state and the engine thread. Qt-free and torch-free.
+
+Every request the state makes and every answer the session gives is a class here, and each
+belongs to one :class:`Kind`: the worker keeps one pending request per kind (newest wins),
+serves kinds in the order they are listed, and holds idle kinds back until the user pauses;
+the state accepts an answer only if it answers the newest request of its kind.
+
+Adding a request type: its class here (with its ``kind``, a new :class:`Kind` if it needs its
+own slot), and its handler in ``app.session`` (``@Session.answer.register``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from enum import Enum
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+
+from glow_engine.imaging import LoadedImage
+from glow_engine.overlays import BlockMarker
+
+if TYPE_CHECKING:
+    from glow_engine.reference import Reference
+
+
+class Kind(Enum):
+    """What the engine is asked to do, highest priority first: a model load or an open is
+    never stuck behind a folder of thumbnails. Each is (status-bar label, idle): an idle kind
+    waits until the user has paused, since an anomaly score started during a slider drag
+    would hold the next frame back for a whole scoring pass."""
+
+    MODELS = ("loading models", False)
+    OPEN = ("opening image", False)
+    EXPORT = ("exporting", False)
+    RENDER = ("privatising", False)
+    STRIP = ("privatising strip", False)
+    SCORES = ("scoring", True)
+    THUMBS = ("scoring folder", True)  # one image per turn: it never delays a frame
+
+    def __init__(self, label: str, idle: bool) -> None:
+        self.label = label
+        self.idle = idle
+
+
+@dataclass(frozen=True)
+class PrivacyParams:
+    e_px: float = 100.0  # per-pixel budget; total epsilon = e_px * R * R; may be math.inf
+    alpha: float = 0.4
+    mode: str = "paper"
+    clip: bool = True  # False only matters at e_px = inf: the plain reconstruction
+    noise_seed: int = 0  # the preview draw; "new noise draw" bumps it
+
+
+# --------------------------------------------------------------------------- requests
+
+
+@dataclass(frozen=True, eq=False)
+class Request:
+    id: int
+    kind: ClassVar[Kind]
+
+    def rest(self) -> Request | None:
+        """What is left after one turn on the engine (None: the request is done)."""
+        return None
+
+
+@dataclass(frozen=True, eq=False)
+class LoadModelsRequest(Request):
+    kind = Kind.MODELS
+    mixture: Path
+    normal: Path | None
+
+
+@dataclass(frozen=True, eq=False)
+class OpenRequest(Request):
+    kind = Kind.OPEN
+    path: Path
+
+
+@dataclass(frozen=True, eq=False)
+class SampleRequest(Request):
+    """Draw a synthetic image from the model: it replaces a pending open, and vice versa."""
+
+    kind = Kind.OPEN
+    seed: int
+
+
+@dataclass(frozen=True, eq=False)
+class InputRequest(Request):
+    """A request about the current input as the user prepared it (overlays, privacy)."""
+
+    source: Source
+    markers: tuple[BlockMarker, ...]
+    flip: bool
+    params: PrivacyParams
+
+
+@dataclass(frozen=True, eq=False)
+class RenderRequest(InputRequest):
+    """Privatise the current input with both mechanisms at each budget (the main panes)."""
+
+    kind = Kind.RENDER
+    budgets: tuple[float, ...]
+
+
+@dataclass(frozen=True, eq=False)
+class StripRequest(RenderRequest):
+    """The same at the strip's fixed budgets: its own slot, so the slider never drops it."""
+
+    kind = Kind.STRIP
+
+
+@dataclass(frozen=True, eq=False)
+class ScoreRequest(Request):
+    kind = Kind.SCORES
+    frames: dict[str, np.ndarray]  # pane key -> model-resolution square frame
+
+
+@dataclass(frozen=True, eq=False)
+class ExportRequest(InputRequest):
+    kind = Kind.EXPORT
+    mechanism: str
+    out_path: Path
+    fmt: str  # "png" | "dicom"
+    ledger_path: Path
+    allow_burned_in: bool = False  # the user confirmed the pixels hold no identifying text
+    force_budget: bool = False  # release past the ledger's per-patient budget (recorded)
+
+
+@dataclass(frozen=True, eq=False)
+class ThumbRequest(Request):
+    kind = Kind.THUMBS
+    paths: tuple[Path, ...]
+
+    def rest(self) -> ThumbRequest | None:
+        """A folder is scored one image per turn, so a newer request can replace the rest."""
+        return replace(self, paths=self.paths[1:]) if len(self.paths) > 1 else None
+
+
+# --------------------------------------------------------------------------- answers
+
+
+@dataclass(frozen=True, eq=False)
+class Source:
+    """The image being privatised: a file, or a sample drawn from the model. It answers an
+    OpenRequest or a SampleRequest, whose id becomes its key."""
+
+    kind: ClassVar[Kind] = Kind.OPEN
+    pixels: np.ndarray  # float32 (H, W) in [0, 1], as loaded (no overlays)
+    name: str
+    key: int  # unique per opened source: the session caches encodings by it
+    image: LoadedImage | None = None  # None for a synthetic sample
+    note: str = ""  # e.g. "synthetic: no patient data"
+
+    @property
+    def path(self) -> Path | None:
+        return None if self.image is None else self.image.path
+
+    @property
+    def request_id(self) -> int:
+        return self.key
+
+
+@dataclass(frozen=True)
+class ModelsInfo:
+    kind: ClassVar[Kind] = Kind.MODELS
+    request_id: int
+    mixture_path: Path
+    mixture_sha: str
+    resolution: int
+    device: str
+    normal_path: Path | None = None  # without it there is no anomaly ratio, only bits/dim
+    mixture_meta: dict = field(default_factory=dict)
+    normal_meta: dict = field(default_factory=dict)
+    normal_sha: str | None = None
+    # The validation normals' and abnormals' scores made with exactly these two models
+    # (glow_engine.reference), or None: no such file, or one made with other models.
+    reference: Reference | None = None
+
+
+@dataclass(frozen=True, eq=False)
+class PaneContent:
+    """One privatised image as a pane shows it."""
+
+    key: str  # "dpglow", "idldp", "dpglow@100", ...
+    title: str
+    pixels: np.ndarray  # cropped back to the source's aspect, at model resolution
+    frame: np.ndarray  # the square model frame (what is scored)
+    caption: str  # the mechanism's own description of what produced it
+
+
+@dataclass(frozen=True, eq=False)
+class Rendered:
+    request_id: int
+    kind: Kind  # RENDER (the main panes) or STRIP
+    panes: dict[str, PaneContent]
+    original_frame: np.ndarray  # the overlaid input as the model saw it (square)
+    original: np.ndarray  # the same cropped to the image's aspect, like PaneContent.pixels
+    metrics: dict[str, dict[str, float]]  # pane key -> {"similarity", "marker_kept", ...}
+    noise_scale: dict[str, float]  # mechanism -> mean Laplace scale at the request's e_px
+
+    @property
+    def strip(self) -> bool:
+        return self.kind is Kind.STRIP
+
+
+@dataclass(frozen=True, eq=False)
+class Scores:
+    kind: ClassVar[Kind] = Kind.SCORES
+    request_id: int
+    scores: dict[str, Any]  # pane key -> glow_engine.scores.Score
+
+
+@dataclass(frozen=True, eq=False)
+class Exported:
+    kind: ClassVar[Kind] = Kind.EXPORT
+    request_id: int
+    path: Path
+    summary: str
+
+
+@dataclass(frozen=True, eq=False)
+class Thumb:
+    kind: ClassVar[Kind] = Kind.THUMBS
+    request_id: int
+    path: Path
+    pixels: np.ndarray | None  # small preview; None when the file cannot be read
+    score: Any  # Score or None
+    error: str = ""
+
+
+@dataclass(frozen=True, eq=False)
+class Failed:
+    request_id: int
+    kind: Kind
+    message: str
+
+
+Answer = ModelsInfo | Source | Rendered | Scores | Exported | Thumb | Failed
