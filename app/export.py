@@ -22,11 +22,11 @@ from PySide6.QtWidgets import (
 )
 
 from app.controls import format_e_px, scientific
-from app.state import MECHANISM_TITLES, MECHANISMS, ViewState
+from app.state import MECHANISMS, ViewState
+from glow_engine.choices import MECHANISM_TITLES, RELEASE_FORMATS
 from glow_engine.errors import UserError
 from glow_engine.release.ledger import Ledger, default_ledger_path
 
-FORMATS = {"png": "PNG (8-bit)", "dicom": "DICOM, de-identified (PS3.15 Annex E)"}
 NEW_DRAW_NOTICE = (
     "<b>The exported image is a NEW draw, not the preview on screen.</b> It is privatised "
     "again with fresh secure noise (exact discrete Laplace from the operating system's random "
@@ -48,8 +48,8 @@ class ExportDialog(QDialog):
             extra = f" ({p.mode}, α = {p.alpha:g})" if name == "dpglow" else ""
             self.mechanism.addItem(MECHANISM_TITLES[name] + extra, name)
         self.fmt = QComboBox()
-        for key, text in FORMATS.items():
-            self.fmt.addItem(text, key)
+        for key, fmt in RELEASE_FORMATS.items():
+            self.fmt.addItem(fmt.title, key)
         self.out = QLineEdit(str(self._default_out()))
         # One ledger for the CLI and the viewer by default: composition counts across both.
         self.ledger = QLineEdit(str(settings.value("ledger", str(default_ledger_path()))))

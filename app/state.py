@@ -41,6 +41,7 @@ from app.messages import (
     Thumb,
     ThumbRequest,
 )
+from glow_engine.choices import DPGLOW_MODES
 from glow_engine.overlays import BlockMarker, apply_overlays
 
 # The slider's finite range: down to a total epsilon of about 1 at 512 x 512 (formal
@@ -48,9 +49,7 @@ from glow_engine.overlays import BlockMarker, apply_overlays
 E_PX_MIN = 1e-6
 E_PX_MAX = 1e4
 STRIP_BUDGETS = (1000.0, 100.0, 10.0)  # the paper's figures
-MODES = ("paper", "tight")
 MECHANISMS = ("dpglow", "idldp")
-MECHANISM_TITLES = {"dpglow": "DP-GLOW", "idldp": "ID-LDP"}
 
 
 @dataclass(frozen=True)
@@ -168,8 +167,8 @@ class ViewState:
         self._set_params(alpha=float(alpha))
 
     def set_mode(self, mode: str) -> None:
-        if mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        if mode not in DPGLOW_MODES:
+            raise ValueError(f"mode must be one of {DPGLOW_MODES}, got {mode!r}")
         self._set_params(mode=mode)
 
     def set_clip(self, clip: bool) -> None:

@@ -9,6 +9,7 @@ are accepted. pydicom is imported on first use.
 from __future__ import annotations
 
 import io
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
     import pydicom
 
 DICOM_SUFFIXES = frozenset({".dcm", ".dicom"})
+_PIXEL_DATA_TAG = b"\xe0\x7f\x10\x00"  # (7FE0,0010) in little-endian byte order
 
 
 def looks_like_dicom(data: bytes, path: Path) -> bool:
@@ -43,10 +45,15 @@ def is_dicom_like_name(path: Path) -> bool:
 def load_dicom(
     data: bytes, path: Path, max_pixels: int
 ) -> tuple[np.ndarray, int, pydicom.Dataset]:
-    ds = _read_dicom(data, path)
-    _check_dicom_image(ds, path, max_pixels)
-    stored = _decode_dicom_pixels(ds, path)
-    pixels = _dicom_to_display(stored, ds)
+    with warnings.catch_warnings():
+        # pydicom warns about every oddity it tolerates; the user gets one error or none
+        warnings.simplefilter("ignore")
+        ds = _read_dicom(data, path)
+        if "PixelData" not in ds and _PIXEL_DATA_TAG in data:  # the reader stopped inside it
+            raise ImageLoadError(path, "the file is truncated (it ends inside its pixel data)")
+        _check_dicom_image(ds, path, max_pixels)
+        stored = _decode_dicom_pixels(ds, path)
+        pixels = _dicom_to_display(stored, ds)
     del ds.PixelData  # keep the header, drop the (large) encoded pixel data
     bits = int(ds.get("BitsStored") or ds.get("BitsAllocated") or 8)
     return pixels, bits, ds

@@ -3,7 +3,10 @@ the Pillow or the DICOM decoder. The input file is only ever read."""
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -17,6 +20,9 @@ from glow_engine.imaging.pillow import load_pillow
 if TYPE_CHECKING:
     import pydicom
 
+# Far above any radiograph (a 4k x 4k 16-bit DICOM is 32 MiB); larger files are refused
+# before they are read, so memory stays bounded whatever the input.
+MAX_FILE_BYTES = 1 << 30
 SUPPORTED_SUFFIXES: frozenset[str] = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff"}
                                                | DICOM_SUFFIXES)
 
@@ -74,17 +80,35 @@ def load_image(path: str | Path, *, max_pixels: int = 100_000_000) -> LoadedImag
 
 
 def _read_bytes(path: Path) -> bytes:
-    """Read the whole file once: the hash and the decoder then see the very same bytes."""
+    """Read the whole file once: the hash and the decoder then see the very same bytes.
+
+    Opened without blocking and checked before reading: only a regular file of at most
+    MAX_FILE_BYTES is read (a named pipe would block forever, /dev/zero never ends)."""
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
     try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise ImageLoadError(path, "file not found") from None
-    except IsADirectoryError:
-        raise ImageLoadError(path, "is a folder, not a file") from None
-    except PermissionError:
-        raise ImageLoadError(path, "permission denied") from None
+        fd = os.open(path, flags)
     except OSError as exc:
-        raise ImageLoadError(path, f"cannot read the file ({exc.strerror or exc})") from None
+        raise ImageLoadError(path, _open_failure(exc)) from None
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        os.close(fd)
+        raise ImageLoadError(path, "is a folder, not a file" if stat.S_ISDIR(info.st_mode) else
+                             "not a regular file (a named pipe, device or socket); nothing "
+                             "was read")
+    with os.fdopen(fd, "rb") as fh:
+        try:
+            data = fh.read(MAX_FILE_BYTES + 1)
+        except OSError as exc:
+            raise ImageLoadError(path, f"cannot read the file ({exc.strerror or exc})") from None
+    if max(info.st_size, len(data)) > MAX_FILE_BYTES:
+        raise ImageLoadError(path, f"the file is larger than {MAX_FILE_BYTES >> 20:,} MiB")
     if not data:
         raise ImageLoadError(path, "the file is empty (0 bytes)")
     return data
+
+
+def _open_failure(exc: OSError) -> str:
+    reasons = {errno.ENOENT: "file not found", errno.EISDIR: "is a folder, not a file",
+               errno.EACCES: "permission denied", errno.ELOOP: "a symbolic link loop",
+               errno.ENAMETOOLONG: "the file name is too long"}
+    return reasons.get(exc.errno or 0, f"cannot read the file ({exc.strerror or exc})")
