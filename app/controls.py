@@ -24,7 +24,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.state import E_PX_MAX, E_PX_MIN, MODES, Aspect, ViewState
+from app.state import E_PX_MAX, E_PX_MIN, Aspect, ViewState
+from glow_engine.choices import DEFAULT_ALPHA, DPGLOW_MODES
 
 STEPS_PER_DECADE = 100
 SLIDER_MAX = round(STEPS_PER_DECADE * math.log10(E_PX_MAX / E_PX_MIN))  # e_px = 10^4
@@ -124,13 +125,13 @@ class EpsilonControl(QGroupBox):
         self.noise = QLabel()
         self.noise.setWordWrap(True)
         self.mode = QComboBox()
-        for mode in MODES:
+        for mode in DPGLOW_MODES:
             self.mode.addItem(MODE_LABELS[mode], mode)
         self.alpha = QDoubleSpinBox()
         self.alpha.setRange(0.05, 1.0)
         self.alpha.setSingleStep(0.05)
         self.alpha.setDecimals(2)
-        self.alpha.setToolTip("Clip width w = α·Δ of the latent box (paper: 0.4)")
+        self.alpha.setToolTip(f"Clip width w = α·Δ of the latent box (paper: {DEFAULT_ALPHA:g})")
         self.clip = QCheckBox("Without clip (plain reconstruction — no privacy)")
         self.clip.setToolTip("Only at ε = ∞: the paper's 'inf without clip' reference")
         self.redraw = QPushButton("New noise draw")
@@ -193,7 +194,7 @@ class EpsilonControl(QGroupBox):
         with QSignalBlocker(self.slider), QSignalBlocker(self.mode), \
                 QSignalBlocker(self.alpha), QSignalBlocker(self.clip):
             self.slider.setValue(e_px_to_position(p.e_px))
-            self.mode.setCurrentIndex(MODES.index(p.mode))
+            self.mode.setCurrentIndex(DPGLOW_MODES.index(p.mode))
             self.alpha.setValue(p.alpha)
             self.clip.setChecked(not p.clip)
         self.clip.setEnabled(math.isinf(p.e_px))

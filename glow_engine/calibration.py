@@ -13,11 +13,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from glow_engine.choices import DEFAULT_ALPHA
 from glow_engine.errors import UserError
 from glow_engine.flow.glow import bits_per_dim, pixels_to_model
 from glow_engine.modelfile import Calibration, LoadedModel
-
-DEFAULT_ALPHA = 0.4
 
 
 class CalibrationError(UserError, ValueError):

@@ -10,7 +10,8 @@ import pytest
 import torch
 from conftest import tiny_images
 
-from glow_engine.calibration import DEFAULT_ALPHA, calibrate
+from glow_engine.calibration import calibrate
+from glow_engine.choices import DEFAULT_ALPHA
 from glow_engine.errors import UserError
 from glow_engine.flow.glow import pixels_to_model
 from glow_engine.modelfile import Calibration, LoadedModel

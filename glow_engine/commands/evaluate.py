@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from glow_engine.choices import DEFAULT_ALPHA
 from glow_engine.commands.score import add_model_arguments, load_pair
 from glow_engine.data import ImageSet, load_image_set
 from glow_engine.errors import UserError
@@ -46,7 +47,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--epx", default=DEFAULT_SETTINGS,
                    help="per-pixel budgets, comma-separated; inf-noclip = plain reconstruction "
                         f"(default {DEFAULT_SETTINGS})")
-    p.add_argument("--alpha", type=float, default=0.4, help="DP-GLOW clip width factor")
+    p.add_argument("--alpha", type=float, default=DEFAULT_ALPHA,
+                   help="DP-GLOW clip width factor")
     p.add_argument("--seed", type=int, default=0, help="preview-noise and bootstrap seed")
     p.add_argument("--marker-row", type=float, default=DEFAULT_MARKER.row)
     p.add_argument("--marker-col", type=float, default=DEFAULT_MARKER.col)

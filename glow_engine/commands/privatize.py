@@ -9,13 +9,11 @@ import sys
 from pathlib import Path
 
 import glow_engine
-from glow_engine.calibration import DEFAULT_ALPHA
+from glow_engine.choices import DEFAULT_ALPHA, DPGLOW_MODES, RELEASE_FORMATS
 from glow_engine.device import pick_device
 from glow_engine.mechanisms import Mechanism, create_mechanism
-from glow_engine.mechanisms.dpglow import MODES
 from glow_engine.modelfile import load_model
 from glow_engine.release.batch import (
-    FORMATS,
     ReleaseOptions,
     finish_shards,
     privatize,
@@ -33,11 +31,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="per-pixel budget e_px; the image's total epsilon is e_px * R * R "
                         "(inf: no noise, clip only)")
     p.add_argument("--mechanism", choices=sorted(Mechanism.registry), default="dpglow")
-    p.add_argument("--mode", choices=MODES, default="paper",
+    p.add_argument("--mode", choices=DPGLOW_MODES, default="paper",
                    help="DP-GLOW sensitivity: paper (Delta_k, as published) or tight (w_k)")
     p.add_argument("--alpha", type=float, default=DEFAULT_ALPHA, help="DP-GLOW clip width")
     p.add_argument("--out", type=Path, required=True, help="output folder")
-    p.add_argument("--format", dest="fmt", choices=sorted(FORMATS), default="png")
+    p.add_argument("--format", dest="fmt", choices=sorted(RELEASE_FORMATS), default="png")
     p.add_argument("--size", type=int, default=None,
                    help="resize outputs so that their long side is SIZE pixels, aspect kept "
                    "(post-processing, noted in outputs); default: the model's resolution")

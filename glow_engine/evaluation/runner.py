@@ -29,6 +29,7 @@ from tqdm import tqdm
 
 from glow_engine.anomaly import AnomalyScorer
 from glow_engine.atomic import write_text_atomic
+from glow_engine.choices import DEFAULT_ALPHA
 from glow_engine.data import ImageSet
 from glow_engine.evaluation import checks, examples, reid
 from glow_engine.evaluation.metrics import auc_with_ci, psnr, ssim
@@ -49,7 +50,7 @@ DEFAULT_CHECK_IMAGES = 48
 class EvalConfig:
     settings: list[Setting]
     mechanisms: list[str]
-    alpha: float = 0.4
+    alpha: float = DEFAULT_ALPHA
     seed: int = 0
     marker: BlockMarker = DEFAULT_MARKER
     # Marker/flip checks on the first n images (None = all). They measure the mechanism, not

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from glow_engine.choices import DPGLOW_MODES, MECHANISM_TITLES
 from glow_engine.errors import UserError
 from glow_engine.mechanisms import IDLDP, DPGlow, Mechanism
 from glow_engine.mechanisms.base import format_number
@@ -15,8 +16,10 @@ __all__ = ["DEFAULT_MECHANISMS", "DEFAULT_SETTINGS", "MECHANISMS", "Setting",
            "build_mechanism", "encode_group", "parse_mechanisms", "parse_settings"]
 
 DEFAULT_SETTINGS = "inf-noclip,inf,1000,100,10"
-MECHANISMS = {"dpglow-paper": "DP-GLOW (paper)", "dpglow-tight": "DP-GLOW (tight)",
-              "idldp": "ID-LDP"}
+# The evaluation's mechanism keys (DP-GLOW once per sensitivity mode) and their labels.
+MECHANISMS = {**{f"dpglow-{mode}": f"{MECHANISM_TITLES['dpglow']} ({mode})"
+                 for mode in DPGLOW_MODES},
+              "idldp": MECHANISM_TITLES["idldp"]}
 DEFAULT_MECHANISMS = ",".join(MECHANISMS)
 NOCLIP = "-noclip"
 

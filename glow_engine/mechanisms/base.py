@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
+from glow_engine.choices import MECHANISM_TITLES
 from glow_engine.errors import UserError
 
 
@@ -60,7 +61,8 @@ def format_number(x: float) -> str:
 
 
 class Mechanism(ABC):
-    """One local-DP image mechanism. Subclasses set `name` (a registry key) and `label`."""
+    """One local-DP image mechanism. Subclasses set `name` (a registry key, titled in
+    glow_engine.choices) and `label` (the title with the mechanism's parameters)."""
 
     name: ClassVar[str]
     label: str
@@ -68,6 +70,11 @@ class Mechanism(ABC):
     mode: str = ""  # a variant name where the mechanism has several (DP-GLOW: paper/tight)
     model_sha256: str = ""  # the model the output depends on, if any
     registry: ClassVar[dict[str, type[Mechanism]]] = {}
+
+    @property
+    def title(self) -> str:
+        """The name people know the mechanism by ("DP-GLOW")."""
+        return MECHANISM_TITLES[self.name]
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

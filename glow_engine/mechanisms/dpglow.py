@@ -13,14 +13,12 @@ from typing import Any
 
 import torch
 
-from glow_engine.calibration import DEFAULT_ALPHA
+from glow_engine.choices import DEFAULT_ALPHA, DPGLOW_MODES
 from glow_engine.errors import UserError
 from glow_engine.flow.glow import model_to_pixels, pixels_to_model
 from glow_engine.mechanisms.base import format_number, total_epsilon
 from glow_engine.mechanisms.box import BoxMechanism
 from glow_engine.modelfile import LoadedModel
-
-MODES = ("paper", "tight")
 
 
 class DPGlow(BoxMechanism):
@@ -31,8 +29,8 @@ class DPGlow(BoxMechanism):
         if model.calibration is None:
             raise UserError("this model has no latent calibration; run `dpglow calibrate` "
                             "on its training images first")
-        if mode not in MODES:
-            raise UserError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+        if mode not in DPGLOW_MODES:
+            raise UserError(f"mode must be one of {', '.join(DPGLOW_MODES)}, got {mode!r}")
         if not 0 < alpha <= 1:
             raise UserError(f"alpha must be in (0, 1], got {alpha}")
         self.model, self.alpha, self.mode = model, float(alpha), mode
@@ -44,7 +42,7 @@ class DPGlow(BoxMechanism):
         self.lo = cal.centre - self.width / 2
         # S_k / w_k: exact rationals, so the release scale is rounded in the safe direction
         self.ratio = Fraction(1) if mode == "tight" else 1 / Fraction(self.alpha)
-        self.label = f"DP-GLOW ({mode}, α={self.alpha:g})"
+        self.label = f"{self.title} ({mode}, α={self.alpha:g})"
 
     @classmethod
     def from_options(cls, model: Any, **options: Any) -> DPGlow:
@@ -69,5 +67,5 @@ class DPGlow(BoxMechanism):
         budget = (f"e_px={format_number(e_px)} "
                   f"(total epsilon {format_number(total_epsilon(e_px, self.resolution))})")
         clipping = "" if clip else " without clip (no privacy guarantee)"
-        return (f"DP-GLOW {self.mode} alpha={self.alpha:g} {budget}{clipping} "
+        return (f"{self.title} {self.mode} alpha={self.alpha:g} {budget}{clipping} "
                 f"model sha256:{self.model.short_hash}")

@@ -18,9 +18,9 @@ from glow_engine.mechanisms.box import BoxMechanism
 
 class IDLDP(BoxMechanism):
     name = "idldp"
-    label = "ID-LDP"
 
     def __init__(self, resolution: int) -> None:
+        self.label = self.title
         self.resolution = int(resolution)
         n = self.resolution**2
         self.lo, self.width = np.zeros(n), np.ones(n)
@@ -46,4 +46,4 @@ class IDLDP(BoxMechanism):
     def describe(self, e_px: float, clip: bool = True) -> str:
         total = format_number(total_epsilon(e_px, self.resolution))
         clipping = "" if clip else " without clip (no privacy guarantee)"
-        return f"ID-LDP e_px={format_number(e_px)} (total epsilon {total}){clipping}"
+        return f"{self.title} e_px={format_number(e_px)} (total epsilon {total}){clipping}"

@@ -22,6 +22,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from glow_engine.choices import RELEASE_FORMATS
 from glow_engine.errors import UserError
 from glow_engine.imaging import LoadedImage, load_image
 from glow_engine.imaging.frame import Placement, from_square, to_square
@@ -37,8 +38,6 @@ from glow_engine.release.manifest import (
     write_manifest,
 )
 from glow_engine.release.output import write_release
-
-FORMATS = {"png": ".png", "dicom": ".dcm"}
 
 
 @dataclass
@@ -79,8 +78,8 @@ class Summary:
 def privatize(inputs: list[str | Path], mech: Mechanism, ledger: Ledger,
               opts: ReleaseOptions) -> Summary:
     """Privatise this rank's share of `inputs`; writes files and this rank's manifest."""
-    if opts.fmt not in FORMATS:
-        raise UserError(f"format must be one of {', '.join(FORMATS)}, got {opts.fmt!r}")
+    if opts.fmt not in RELEASE_FORMATS:
+        raise UserError(f"format must be one of {', '.join(RELEASE_FORMATS)}, got {opts.fmt!r}")
     if opts.size is not None and opts.size < mech.resolution:
         raise UserError(f"--size {opts.size} is below the model resolution {mech.resolution}")
     opts.out_dir.mkdir(parents=True, exist_ok=True)
@@ -88,7 +87,7 @@ def privatize(inputs: list[str | Path], mech: Mechanism, ledger: Ledger,
     out = opts.out_dir.resolve()
     # outputs of earlier runs are never inputs, even when OUT lies inside an input folder
     sources = [(s, r) for s, r in collect_sources(inputs) if not s.resolve().is_relative_to(out)]
-    jobs = plan_jobs(sources, opts.out_dir, tag, FORMATS[opts.fmt])
+    jobs = plan_jobs(sources, opts.out_dir, tag, RELEASE_FORMATS[opts.fmt].suffix)
     opts = replace(opts, model_sha256=opts.model_sha256 or mech.model_sha256)
     run = _Run(mech, ledger, opts)
     earlier = previous_rows(opts.out_dir)
