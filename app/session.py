@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections import OrderedDict
 from dataclasses import dataclass
 from functools import singledispatchmethod
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from app.lru import LRU
 from app.messages import (
     Answer,
     Exported,
@@ -46,6 +46,7 @@ from glow_engine.anomaly import AnomalyScorer
 from glow_engine.choices import MECHANISM_TITLES
 from glow_engine.device import describe, pick_device
 from glow_engine.errors import UserError
+from glow_engine.evaluation.settings import encode_group
 from glow_engine.flow.glow import model_to_pixels
 from glow_engine.imaging import load_image
 from glow_engine.imaging.frame import Placement, from_square, to_square
@@ -65,20 +66,24 @@ from glow_engine.resources import REFERENCE_NAME, default_reference_path
 
 THUMB_SIZE = 96
 SAMPLE_TEMPERATURE = 0.7  # the usual GLOW sampling temperature: cleaner than t = 1
-_CACHE_INPUTS = 2  # encodings kept: the current input and the one before (undo a marker)
+# How many of each are kept (least recently used evicted first).
+_CACHE_INPUTS = 2  # the current input and the one before (undo a marker)
+_CACHE_ENCODINGS = 2 * _CACHE_INPUTS  # DP-GLOW's and ID-LDP's of each
+_CACHE_MECHANISMS = 8
+_CACHE_NOISE = 2  # the current preview draw and the one before
 _CACHE_SCORES = 64
 _CACHE_PREVIEWS = 128  # 64 KB each at 128x128
 
 
 @dataclass(frozen=True, eq=False)
 class Prepared:
-    """One input as both mechanisms see it, with their noise-free encodings."""
+    """One input as both mechanisms see it."""
 
+    key: tuple  # (source key, markers, flip): what the frame depends on
     frame: np.ndarray  # (R, R) overlaid input in the model frame
     placement: Placement
     crop: np.ndarray  # the frame cropped back to the image's aspect (for metrics)
     markers: tuple[BlockMarker, ...]  # fractions of the image: valid on `crop` as well
-    encodings: dict[str, Encoded]
 
 
 class Session:
@@ -90,11 +95,14 @@ class Session:
         self.mixture: LoadedModel | None = None
         self.normal: LoadedModel | None = None
         self.scorer: AnomalyScorer | None = None
-        self._mechanisms: dict[tuple[str, float, str], Mechanism] = {}
-        self._prepared: OrderedDict[tuple, Prepared] = OrderedDict()
-        self._noise: dict[int, torch.Tensor] = {}
-        self._scores: OrderedDict[str, Any] = OrderedDict()  # frame digest -> Score
-        self._previews: OrderedDict[tuple, np.ndarray] = OrderedDict()
+        # Each keyed by what its values depend on, besides the models (a load clears them).
+        self._mechanisms: LRU[tuple, Mechanism] = LRU(_CACHE_MECHANISMS)  # _mechanism_key
+        self._inputs: LRU[tuple, Prepared] = LRU(_CACHE_INPUTS)  # Prepared.key
+        self._encodings: LRU[tuple, Encoded] = LRU(_CACHE_ENCODINGS)  # input, encode group
+        self._noise: LRU[tuple[int, int], torch.Tensor] = LRU(_CACHE_NOISE)  # seed, size
+        self._scores: LRU[str, Any] = LRU(_CACHE_SCORES)  # frame digest -> Score
+        # input, mechanism, budget, draw, clip -> preview frame
+        self._previews: LRU[tuple, np.ndarray] = LRU(_CACHE_PREVIEWS)
 
     # ----------------------------------------------------------------- dispatch
 
@@ -128,10 +136,9 @@ class Session:
             normal = load_model(request.normal, device)
             scorer = AnomalyScorer(normal, mixture)
         self.device, self.mixture, self.normal, self.scorer = device, mixture, normal, scorer
-        self._mechanisms.clear()
-        self._prepared.clear()
-        self._scores.clear()
-        self._previews.clear()
+        for cache in (self._mechanisms, self._inputs, self._encodings, self._noise,
+                      self._scores, self._previews):
+            cache.clear()
         return ModelsInfo(
             request_id=request.id, mixture_path=request.mixture, mixture_sha=mixture.sha256,
             resolution=mixture.resolution, device=describe(device),
@@ -147,12 +154,12 @@ class Session:
         return self.mixture
 
     def _mechanism(self, name: str, alpha: float, mode: str) -> Mechanism:
-        key = (name, alpha, mode) if name == "dpglow" else (name, 0.0, "")
-        if key not in self._mechanisms:
+        def build() -> Mechanism:
             model = self._model()
-            self._mechanisms[key] = (DPGlow(model, alpha=alpha, mode=mode) if name == "dpglow"
-                                     else IDLDP(model.resolution))
-        return self._mechanisms[key]
+            return (DPGlow(model, alpha=alpha, mode=mode) if name == "dpglow"
+                    else IDLDP(model.resolution))
+
+        return self._mechanisms.get(_mechanism_key(name, alpha, mode), build)
 
     # ----------------------------------------------------------------- inputs
 
@@ -171,30 +178,29 @@ class Session:
         return Source(pixels, "Synthetic sample", request.id,
                       note="drawn from the model: no patient data")
 
-    def _prepare(self, source: Source, markers: tuple[BlockMarker, ...], flip: bool,
-                 alpha: float, mode: str) -> Prepared:
+    def _prepare(self, source: Source, markers: tuple[BlockMarker, ...],
+                 flip: bool) -> Prepared:
         r = self._model().resolution
-        key = (source.key, markers, flip, alpha, mode)
-        if key in self._prepared:
-            self._prepared.move_to_end(key)
-            return self._prepared[key]
-        # Overlays go on at full resolution, exactly as the original pane shows them.
-        frame, placement = to_square(apply_overlays(source.pixels, markers, flip), r)
-        encodings = {name: self._mechanism(name, alpha, mode).encode(frame)
-                     for name in MECHANISMS}
-        prepared = Prepared(frame, placement, from_square(frame, placement), markers, encodings)
-        self._prepared[key] = prepared
-        while len(self._prepared) > _CACHE_INPUTS:
-            self._prepared.popitem(last=False)
-            self._previews.clear()  # keyed by id(): an evicted input's id may be reused
-        return prepared
+        key = (source.key, markers, flip)
+
+        def build() -> Prepared:
+            # Overlays go on at full resolution, exactly as the original pane shows them.
+            frame, placement = to_square(apply_overlays(source.pixels, markers, flip), r)
+            return Prepared(key, frame, placement, from_square(frame, placement), markers)
+
+        return self._inputs.get(key, build)
+
+    def _encoding(self, prep: Prepared, name: str, p: PrivacyParams) -> Encoded:
+        """The noise-free part, once per input and clip box: the box depends on alpha, not
+        on the sensitivity mode, so switching paper <-> tight only rescales the noise."""
+        return self._encodings.get(
+            (prep.key, encode_group(name, p.alpha)),
+            lambda: self._mechanism(name, p.alpha, p.mode).encode(prep.frame))
 
     def _unit_noise(self, seed: int) -> torch.Tensor:
         """The preview draw of one image: drawn once, rescaled by every slider position."""
-        if seed not in self._noise:
-            r = self._model().resolution
-            self._noise = {seed: preview_noise(1, r * r, seed)}
-        return self._noise[seed]
+        n = self._model().resolution ** 2
+        return self._noise.get((seed, n), lambda: preview_noise(1, n, seed))
 
     # ----------------------------------------------------------------- rendering
 
@@ -203,7 +209,7 @@ class Session:
     def render(self, request: RenderRequest) -> Rendered:
         """The main panes (RenderRequest) or the strip (its subclass StripRequest)."""
         p, strip = request.params, request.kind is Kind.STRIP
-        prep = self._prepare(request.source, request.markers, request.flip, p.alpha, p.mode)
+        prep = self._prepare(request.source, request.markers, request.flip)
         panes: dict[str, PaneContent] = {}
         for name in MECHANISMS:
             mech = self._mechanism(name, p.alpha, p.mode)
@@ -223,16 +229,14 @@ class Session:
     def _preview(self, prep: Prepared, name: str, e_px: float, p: PrivacyParams) -> np.ndarray:
         """One preview frame. Kept per input, budget and draw: going back to a recent slider
         position (or to a strip budget) costs nothing instead of a full decode."""
-        key = (id(prep), name, e_px, p.noise_seed, p.clip)
-        if key not in self._previews:
+        def draw() -> np.ndarray:
             mech = self._mechanism(name, p.alpha, p.mode)
-            frame = mech.preview(prep.encodings[name], e_px, self._unit_noise(p.noise_seed),
-                                 clip=p.clip)
-            self._previews[key] = np.asarray(frame, dtype=np.float32).reshape(prep.frame.shape)
-            while len(self._previews) > _CACHE_PREVIEWS:
-                self._previews.popitem(last=False)
-        self._previews.move_to_end(key)
-        return self._previews[key]
+            frame = mech.preview(self._encoding(prep, name, p), e_px,
+                                 self._unit_noise(p.noise_seed), clip=p.clip)
+            return np.asarray(frame, dtype=np.float32).reshape(prep.frame.shape)
+
+        key = (prep.key, _mechanism_key(name, p.alpha, p.mode), e_px, p.noise_seed, p.clip)
+        return self._previews.get(key, draw)
 
     # ----------------------------------------------------------------- scores
 
@@ -242,16 +246,14 @@ class Session:
         if self.scorer is None:
             return Scores(request.id, {})
         digests = {k: hashlib.sha1(f.tobytes()).hexdigest() for k, f in request.frames.items()}
-        for digest in digests.values():
-            if digest in self._scores:
-                self._scores.move_to_end(digest)  # recently used: evicted last
-        todo = [k for k, d in digests.items() if d not in self._scores]
-        if todo:
+        known = {k: self._scores[d] for k, d in digests.items() if d in self._scores}
+        todo = [k for k in digests if k not in known]
+        if todo:  # one batch for all new frames
             fresh = self.scorer.score(np.stack([request.frames[k] for k in todo]))
-            self._scores.update({digests[k]: s for k, s in zip(todo, fresh, strict=True)})
-        while len(self._scores) > _CACHE_SCORES:
-            self._scores.popitem(last=False)
-        return Scores(request.id, {k: self._scores[d] for k, d in digests.items()})
+            for key, score in zip(todo, fresh, strict=True):
+                self._scores.put(digests[key], score)
+                known[key] = score
+        return Scores(request.id, {k: known[k] for k in digests})
 
     @answer.register
     def thumb(self, request: ThumbRequest) -> Thumb:
@@ -281,7 +283,7 @@ class Session:
         if out.exists():
             raise UserError(f"{out} already exists: choose another name (files are never "
                             "overwritten).")
-        prep = self._prepare(src, request.markers, request.flip, p.alpha, p.mode)
+        prep = self._prepare(src, request.markers, request.flip)
         mech = self._mechanism(request.mechanism, p.alpha, p.mode)
         sha = image.content_sha256 if image else hashlib.sha256(src.pixels.tobytes()).hexdigest()
         patient = image.patient_id if image else None
@@ -290,7 +292,7 @@ class Session:
         with Ledger(request.ledger_path) as ledger:
             release_id = ledger.reserve(release, force=request.force_budget)
             try:
-                pixels = mech.release(prep.encodings[mech.name], p.e_px, clip=p.clip)
+                pixels = mech.release(self._encoding(prep, mech.name, p), p.e_px, clip=p.clip)
                 self._write(request, mech, from_square(pixels, prep.placement), dataset)
             except BaseException:
                 ledger.cancel(release_id)  # nothing left the process: nothing was spent
@@ -329,6 +331,11 @@ def _reference(mixture_path: Path, mixture: LoadedModel,
         if found is not None:
             return found
     return None
+
+
+def _mechanism_key(name: str, alpha: float, mode: str) -> tuple:
+    """What a mechanism depends on besides the model: ID-LDP on nothing else."""
+    return (name, alpha, mode) if name == "dpglow" else (name,)
 
 
 def _title(label: str, e_px: float) -> str:

@@ -200,3 +200,66 @@ def test_engine_errors_become_failures_not_crashes(h: Harness) -> None:
     assert isinstance(failed, Failed) and failed.message == "No model is loaded."
     failed = h.session.handle(request)  # a bug (no source): reported, not raised
     assert isinstance(failed, Failed) and "Unexpected error (AttributeError" in failed.message
+
+
+def count_calls(monkeypatch, method: str) -> list[str]:
+    """Every call of both mechanisms' `method`, by mechanism name."""
+    from glow_engine.mechanisms import IDLDP, DPGlow
+
+    calls: list[str] = []
+    for cls in (DPGlow, IDLDP):
+        real = getattr(cls, method)
+
+        def spy(self, *args, real=real, **kwargs):
+            calls.append(self.name)
+            return real(self, *args, **kwargs)
+
+        monkeypatch.setattr(cls, method, spy)
+    return calls
+
+
+def test_switching_the_sensitivity_mode_does_not_re_encode(h: Harness, monkeypatch) -> None:
+    h.state.new_sample()
+    paper = h.state.rendered
+    encodes = count_calls(monkeypatch, "encode")
+    h.state.set_mode("tight")
+    tight = h.state.rendered
+    assert encodes == []  # the clip box is the same: only the noise scale changes
+    assert "tight" in tight.panes["dpglow"].caption
+    assert tight.noise_scale["dpglow"] < paper.noise_scale["dpglow"]
+    h.state.set_alpha(0.5)
+    assert encodes == ["dpglow"]  # a new clip box: DP-GLOW encodes again, ID-LDP does not
+
+
+def test_previews_of_a_kept_input_survive_another_input_s_eviction(h: Harness,
+                                                                   monkeypatch) -> None:
+    h.state.new_sample()
+    h.state.add_marker(BlockMarker(0.5, 0.5, 0.2, 1.0))  # input 2 (the sample is input 1)
+    previews = count_calls(monkeypatch, "preview")
+    h.state.add_marker(BlockMarker(0.2, 0.2, 0.1, 0.0))  # input 3 evicts input 1
+    assert previews == ["dpglow", "idldp"]
+    h.state.remove_marker(1)  # back to input 2, still kept, and its previews with it
+    assert previews == ["dpglow", "idldp"]
+
+
+def test_lru_keeps_the_most_recently_used() -> None:
+    from app.lru import LRU
+
+    cache: LRU[str, int] = LRU(2)
+    made: list[str] = []
+
+    def make(key: str) -> int:
+        made.append(key)
+        return len(made)
+
+    assert cache.get("a", lambda: make("a")) == 1
+    cache.get("b", lambda: make("b"))
+    assert cache.get("a", lambda: make("a")) == 1  # kept: made once
+    cache.get("c", lambda: make("c"))  # evicts b, the least recently used
+    assert "b" not in cache and "a" in cache and len(cache) == 2
+    cache.put("d", 9)
+    assert cache["d"] == 9 and "a" not in cache and made == ["a", "b", "c"]
+    cache.clear()
+    assert len(cache) == 0
+    with pytest.raises(ValueError):
+        LRU(0)
