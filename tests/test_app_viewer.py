@@ -344,16 +344,17 @@ def test_close_while_busy_stops_the_worker(qtbot, window, tmp_path) -> None:
 
 
 def _write_reference_for(models: ModelPaths, path: Path, mixture_sha: str | None = None) -> None:
-    from glow_engine.reference import write_reference
+    from glow_engine.validation_scores import write_validation_scores
 
     sha = {name: json.loads((folder / "model.json").read_text())["sha256"]
            for name, folder in (("mixture", models.mixture), ("normal", models.normal))}
     rng = np.random.default_rng(0)
     labels = np.r_[np.zeros(30), np.ones(25)].astype(int)
-    write_reference(path, mixture_sha256=mixture_sha or sha["mixture"],
-                    normal_sha256=sha["normal"], labels=labels,
-                    bpd_mixture=rng.normal(5 + labels, 0.3), ratio_bits_per_pixel=rng.normal(
-                        0.1 - 0.05 * labels, 0.02), data={"file": "tiny.npz", "split": "val"})
+    write_validation_scores(
+        path, mixture_sha256=mixture_sha or sha["mixture"], normal_sha256=sha["normal"],
+        labels=labels, bpd_mixture=rng.normal(5 + labels, 0.3),
+        ratio_bits_per_pixel=rng.normal(0.1 - 0.05 * labels, 0.02),
+        data={"file": "tiny.npz", "split": "val"})
 
 
 def test_score_plot_draws_the_validation_histograms_of_these_models(

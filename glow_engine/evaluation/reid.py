@@ -23,8 +23,10 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.stats import rankdata
 
+from glow_engine.evaluation.metrics import auc_with_ci
+
 __all__ = ["ReidResult", "latent_features", "pixel_features", "reid_ranks", "same_patient_ranks",
-           "summarise"]
+           "summarise", "verification_auc", "verification_pairs"]
 
 THUMBNAIL = 32
 
@@ -130,3 +132,22 @@ def summarise(own_ranks: np.ndarray, sp_ranks: np.ndarray, sp_counts: np.ndarray
         same_patient_top1=_mean(sp <= 1), same_patient_top5=_mean(sp <= 5),
         same_patient_chance_top1=_mean([c[0] for c in chance]),
         same_patient_chance_top5=_mean([c[1] for c in chance]))
+
+
+def verification_pairs(patient_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """All ordered pairs (i, j), i != j, of images whose patients are known: (i, j, same)."""
+    pids = np.asarray(patient_ids).astype(str)
+    i, j = np.nonzero(~np.eye(len(pids), dtype=bool))
+    known = (pids[i] != "") & (pids[j] != "")
+    i, j = i[known], j[known]
+    return i, j, (pids[i] == pids[j]).astype(np.int64)
+
+
+def verification_auc(similarity: np.ndarray, patient_ids: np.ndarray, n_boot: int,
+                     seed: int) -> dict:
+    """Verification AUC: does similarity[i, j] (query i, privatised; gallery j, original) tell
+    same-patient pairs from different-patient pairs? Over every pair of two different images,
+    so a query's own original never counts. The interval resamples query patients."""
+    i, j, same = verification_pairs(patient_ids)
+    pids = np.asarray(patient_ids).astype(str)
+    return auc_with_ci(similarity[i, j], same, pids[i], n_boot, seed).to_dict()

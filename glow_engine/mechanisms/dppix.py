@@ -50,8 +50,8 @@ class DPPix(BoxMechanism):
         self.ratio = Fraction(1, b2) if m is None else Fraction(m, b2 * self.resolution**2)
         self.device = torch.device("cpu")
         self.mode = f"b{self.block}" + ("" if m is None else f"-m{m}")
-        self.label = f"DP-Pix (b={self.block})" if m is None else \
-            f"DP-Pix (b={self.block}, m={m} neighbourhood, not local DP)"
+        self.label = f"{self.title} (b={self.block})" if m is None else \
+            f"{self.title} (b={self.block}, m={m} neighbourhood, not local DP)"
 
     @classmethod
     def from_options(cls, model: Any, **options: Any) -> DPPix:
@@ -93,5 +93,5 @@ class DPPix(BoxMechanism):
         relation = "" if self.m is None else \
             f" under the {self.m}-pixel neighbourhood (not local DP)"
         clipping = "" if clip else " without clip (no privacy guarantee)"
-        return (f"DP-Pix block {self.block} e_px={format_number(e_px)} "
+        return (f"{self.title} block {self.block} e_px={format_number(e_px)} "
                 f"(total epsilon {total}{relation}){clipping}")
