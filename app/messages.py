@@ -22,7 +22,7 @@ from glow_engine.imaging import LoadedImage
 from glow_engine.overlays import BlockMarker
 
 if TYPE_CHECKING:
-    from glow_engine.reference import Reference
+    from glow_engine.validation_scores import ValidationScores
 
 
 class Kind(Enum):
@@ -176,8 +176,8 @@ class ModelsInfo:
     normal_meta: dict = field(default_factory=dict)
     normal_sha: str | None = None
     # The validation normals' and abnormals' scores made with exactly these two models
-    # (glow_engine.reference), or None: no such file, or one made with other models.
-    reference: Reference | None = None
+    # (glow_engine.validation_scores), or None: no such file, or one made with other models.
+    reference: ValidationScores | None = None
 
 
 @dataclass(frozen=True, eq=False)

@@ -1,6 +1,6 @@
 """The anomaly score of the original and of every privatised image, placed against the
 distribution of the validation normals and abnormals (when one ships with the loaded models,
-see glow_engine.reference), with the "outside the model's distribution" warning."""
+see glow_engine.validation_scores), with the "outside the model's distribution" warning."""
 
 from __future__ import annotations
 
@@ -21,8 +21,8 @@ from PySide6.QtWidgets import (
 
 from app.state import Aspect, ViewState
 from app.tools import fit_height, pane_label
-from glow_engine.reference import Reference
 from glow_engine.scores import DEFAULT_SCORE_KIND, ScoreKind
+from glow_engine.validation_scores import ValidationScores
 
 COLUMNS = ("M bits/dim", "N bits/dim", "log-ratio", "")
 COLUMN_TIPS = ("bits/dim under the mixture model M: the score the viewer shows",
@@ -30,7 +30,8 @@ COLUMN_TIPS = ("bits/dim under the mixture model M: the score the viewer shows",
                "log p_N − log p_M in bits per pixel (the paper's score; higher = more normal)",
                "OOD: outside the model's distribution")
 PANE_COLOURS = {"original": "", "dpglow": "#29b6f6", "idldp": "#ec407a"}  # "": text colour
-# The validation images' histograms (glow_engine.reference): apart from the panes' colours.
+# The validation images' histograms (glow_engine.validation_scores), apart from the panes'
+# colours.
 REFERENCE_COLOURS = {"normal": "#66bb6a", "abnormal": "#ffa726"}
 HIST_BINS = 18  # over the validation scores' range: ~0.1 bits/dim with the shipped models
 
@@ -161,7 +162,7 @@ class ScoresPanel(QGroupBox):
                    else pg.mkPen("#9e9e9e", width=1))
             self.plot.addItem(pg.InfiniteLine(value, angle=90, pen=pen))
 
-    def _draw_histograms(self, reference: Reference) -> None:
+    def _draw_histograms(self, reference: ValidationScores) -> None:
         """The validation normals' and abnormals' scores as two semi-transparent step
         histograms on common bins, each normalised to its own count (the groups differ in
         size), behind the images' markers."""

@@ -58,11 +58,11 @@ from glow_engine.overlays import (
     contrast_kept,
     similarity,
 )
-from glow_engine.reference import Reference, load_reference
 from glow_engine.release.deid import DicomExporter, check_burned_in
 from glow_engine.release.ledger import Ledger, Release
 from glow_engine.release.output import write_release
-from glow_engine.resources import REFERENCE_NAME, default_reference_path
+from glow_engine.resources import VALIDATION_SCORES_NAME, default_validation_scores_path
+from glow_engine.validation_scores import ValidationScores, load_validation_scores
 
 THUMB_SIZE = 96
 SAMPLE_TEMPERATURE = 0.7  # the usual GLOW sampling temperature: cleaner than t = 1
@@ -320,14 +320,16 @@ class Session:
 
 
 def _reference(mixture_path: Path, mixture: LoadedModel,
-               normal: LoadedModel) -> Reference | None:
+               normal: LoadedModel) -> ValidationScores | None:
     """The validation score distribution of this model pair: a reference_scores.json beside
     the mixture model's folder (a pair evaluated with `dpglow evaluate --write-reference`),
     else the shipped one (resources/models/, the default pair's). Only a file made with both
-    loaded models counts (glow_engine.reference.load_reference checks their hashes)."""
-    candidates = [Path(mixture_path).parent / REFERENCE_NAME, default_reference_path()]
+    loaded models counts (glow_engine.validation_scores.load_validation_scores checks their
+    hashes)."""
+    candidates = [Path(mixture_path).parent / VALIDATION_SCORES_NAME,
+                  default_validation_scores_path()]
     for path in dict.fromkeys(p.resolve() for p in candidates):
-        found = load_reference(path, mixture.sha256, normal.sha256)
+        found = load_validation_scores(path, mixture.sha256, normal.sha256)
         if found is not None:
             return found
     return None

@@ -17,7 +17,7 @@ from pathlib import Path
 
 ENV_VAR = "DPGLOW_RESOURCES"
 DEFAULT_MODELS = ("mixture", "normal")
-REFERENCE_NAME = "reference_scores.json"  # the default models' validation scores
+VALIDATION_SCORES_NAME = "reference_scores.json"  # the default models' validation scores
 # The documents a privacy officer or radiologist reads in the app (Help menu), by title.
 USER_DOCUMENTS = {"Privacy notes": "privacy.md", "Evaluation results": "evaluation.md"}
 
@@ -57,10 +57,10 @@ def default_model_dir(name: str) -> Path:
     return resource_path("models", name)
 
 
-def default_reference_path() -> Path:
-    """The validation score distribution of the shipped model pair (glow_engine.reference),
+def default_validation_scores_path() -> Path:
+    """The validation score distribution of the shipped model pair (glow_engine.validation_scores),
     beside the model folders. Returned whether or not it exists."""
-    return resource_path("models", REFERENCE_NAME)
+    return resource_path("models", VALIDATION_SCORES_NAME)
 
 
 def available_default_models() -> list[str]:

@@ -13,7 +13,7 @@ of the data file is kept):
      "normal":   {"label": 0, "bpd_mixture": [...], "ratio_bits_per_pixel": [...]},
      "abnormal": {"label": 1, "bpd_mixture": [...], "ratio_bits_per_pixel": [...]}}
 
-A reference describes one pair of models: :func:`load_reference` returns it only when both
+The scores describe one pair of models: :func:`load_validation_scores` returns it only when both
 sha256 content hashes match the loaded models, so a user's own model never shows another
 model's distribution. Any other case (no file, unreadable, other models) returns None and logs
 why. Qt-free.
@@ -31,14 +31,22 @@ import numpy as np
 
 from glow_engine.atomic import write_text_atomic
 from glow_engine.bits import bits_per_pixel
-from glow_engine.resources import REFERENCE_NAME
+from glow_engine.resources import VALIDATION_SCORES_NAME
 from glow_engine.scores import ScoreBatch, ScoreKind
 
-if TYPE_CHECKING:  # the viewer reads reference files without importing torch
+if TYPE_CHECKING:  # the viewer reads these files without importing torch
     from glow_engine.modelfile import LoadedModel
 
-__all__ = ["FORMAT", "REFERENCE_NAME", "Reference", "ReferenceGroup", "load_reference",
-           "read_reference", "write_from_scores", "write_reference"]
+__all__ = [
+    "FORMAT",
+    "VALIDATION_SCORES_NAME",
+    "ValidationGroup",
+    "ValidationScores",
+    "load_validation_scores",
+    "read_validation_scores",
+    "write_from_scores",
+    "write_validation_scores",
+]
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +59,7 @@ _DIGITS = 5  # 1e-5 bits/dim: far below anything a histogram shows
 
 
 @dataclass(frozen=True, eq=False)
-class ReferenceGroup:
+class ValidationGroup:
     """The validation images of one label: one value per image in each array."""
 
     label: int
@@ -68,12 +76,12 @@ class ReferenceGroup:
 
 
 @dataclass(frozen=True, eq=False)
-class Reference:
+class ValidationScores:
     mixture_sha256: str
     normal_sha256: str
     data: dict  # {"file", "split", "images", ...}: where the scores come from
-    normal: ReferenceGroup
-    abnormal: ReferenceGroup
+    normal: ValidationGroup
+    abnormal: ValidationGroup
     models: dict = field(default_factory=dict)  # {"mixture": {...}, "normal": {...}}
 
     @property
@@ -85,11 +93,11 @@ class Reference:
         return f"{where}: {len(self.normal)} normal, {len(self.abnormal)} abnormal"
 
 
-def write_reference(path: str | Path, *, mixture_sha256: str, normal_sha256: str,
+def write_validation_scores(path: str | Path, *, mixture_sha256: str, normal_sha256: str,
                     labels: np.ndarray, bpd_mixture: np.ndarray,
                     ratio_bits_per_pixel: np.ndarray, data: dict,
-                    models: dict | None = None) -> Reference:
-    """Write the reference file atomically and return what it holds.
+                    models: dict | None = None) -> ValidationScores:
+    """Write the validation scores file atomically and return what it holds.
 
     labels: 0 (normal) or 1 (abnormal) per image; images of any other label (unknown: -1) are
     left out. bpd_mixture, ratio_bits_per_pixel: the images' scores, in the same order.
@@ -128,26 +136,27 @@ def write_reference(path: str | Path, *, mixture_sha256: str, normal_sha256: str
 
 
 def write_from_scores(path: str | Path, scores: ScoreBatch, labels: np.ndarray,
-                      normal: LoadedModel, mixture: LoadedModel, data: dict) -> Reference:
-    """write_reference from an AnomalyScorer's ScoreBatch of the images labelled `labels`."""
+                      normal: LoadedModel, mixture: LoadedModel, data: dict) -> ValidationScores:
+    """write_validation_scores from an AnomalyScorer's ScoreBatch of the images labelled
+    `labels`."""
     info = {role: {"name": m.meta.get("name"), "resolution": m.resolution}
             for role, m in (("mixture", mixture), ("normal", normal))}
-    return write_reference(path, mixture_sha256=mixture.sha256, normal_sha256=normal.sha256,
+    return write_validation_scores(path, mixture_sha256=mixture.sha256, normal_sha256=normal.sha256,
                            labels=labels, bpd_mixture=scores.bpd_mixture,
                            ratio_bits_per_pixel=bits_per_pixel(scores.ratio_nats,
                                                                scores.num_pixels),
                            data=data, models=info)
 
 
-def read_reference(path: str | Path) -> Reference:
-    """The reference in `path`, whichever models it belongs to. Raises OSError, or
+def read_validation_scores(path: str | Path) -> ValidationScores:
+    """The validation scores in `path`, whichever models it belongs to. Raises OSError, or
     ValueError for a malformed file (json.JSONDecodeError is one)."""
     return _parse(json.loads(Path(path).read_text()))
 
 
-def load_reference(path: str | Path | None, mixture_sha256: str,
-                   normal_sha256: str | None) -> Reference | None:
-    """The reference in `path` if it was made with exactly these two models, else None (the
+def load_validation_scores(path: str | Path | None, mixture_sha256: str,
+                   normal_sha256: str | None) -> ValidationScores | None:
+    """The validation scores in `path` if it was made with exactly these two models, else None (the
     reason is logged: no file, unreadable, or other models)."""
     if path is None:
         return None
@@ -159,7 +168,7 @@ def load_reference(path: str | Path | None, mixture_sha256: str,
         log.info("no validation reference: %s does not exist", path)
         return None
     try:
-        ref = read_reference(path)
+        ref = read_validation_scores(path)
     except (OSError, ValueError) as exc:
         log.warning("no validation reference: cannot read %s (%s)", path, exc)
         return None
@@ -178,7 +187,7 @@ def _rounded(values: np.ndarray) -> list[float]:
     return [round(float(v), _DIGITS) for v in values]
 
 
-def _parse(body: object) -> Reference:
+def _parse(body: object) -> ValidationScores:
     try:
         if not isinstance(body, dict) or body.get("format") != FORMAT:
             raise ValueError(f"not a {FORMAT} file")
@@ -187,14 +196,14 @@ def _parse(body: object) -> Reference:
                              f"{FORMAT_VERSION}")
         models = body["models"]
         groups = {name: _group(body[name], label) for name, label in GROUPS.items()}
-        return Reference(str(models["mixture"]["sha256"]), str(models["normal"]["sha256"]),
+        return ValidationScores(str(models["mixture"]["sha256"]), str(models["normal"]["sha256"]),
                          dict(body.get("data", {})), groups["normal"], groups["abnormal"],
                          models)
     except (KeyError, TypeError) as exc:
         raise ValueError(f"malformed reference ({type(exc).__name__}: {exc})") from None
 
 
-def _group(raw: dict, label: int) -> ReferenceGroup:
+def _group(raw: dict, label: int) -> ValidationGroup:
     if raw.get("label") != label:
         raise ValueError(f"group label {raw.get('label')!r}, expected {label}")
     bpd = np.asarray(raw["bpd_mixture"], dtype=np.float64)
@@ -203,4 +212,4 @@ def _group(raw: dict, label: int) -> ReferenceGroup:
         raise ValueError("each group needs equally long, non-empty lists of scores")
     if not (np.isfinite(bpd).all() and np.isfinite(ratio).all()):
         raise ValueError("a reference score is not finite")
-    return ReferenceGroup(label, bpd, ratio)
+    return ValidationGroup(label, bpd, ratio)

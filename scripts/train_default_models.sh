@@ -28,7 +28,7 @@ $PY -m glow_engine.train --data "$SUBSET" --data "$EXTRA" --val-data "$SUBSET" -
 $PY -m glow_engine.cli calibrate "$RUNS/mixture/model" --data "$SUBSET" --data "$EXTRA" \
     --device "$DEVICE"
 
-# The viewer's validation score distribution for this pair (glow_engine.reference: the val
+# The viewer's validation score distribution for this pair (glow_engine.validation_scores: the val
 # images' two scores per label, numbers only). It matches the models by their content hash, so
 # copy it to resources/models/reference_scores.json together with the two model folders.
 $PY -m glow_engine.cli evaluate --data "$SUBSET" --split val --out "$RUNS/reference_eval" \

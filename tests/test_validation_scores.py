@@ -1,4 +1,4 @@
-"""glow_engine.reference: the validation score distribution shipped beside a model pair, and
+"""glow_engine.validation_scores: the validation score distribution shipped beside a model pair, and
 `dpglow evaluate --write-reference`."""
 
 from __future__ import annotations
@@ -14,15 +14,15 @@ from conftest import synthetic_cxr
 
 from glow_engine.anomaly import AnomalyScorer
 from glow_engine.cli import main
-from glow_engine.reference import (
-    FORMAT,
-    load_reference,
-    read_reference,
-    write_from_scores,
-    write_reference,
-)
-from glow_engine.resources import default_model_dir, default_reference_path
+from glow_engine.resources import default_model_dir, default_validation_scores_path
 from glow_engine.scores import ScoreKind
+from glow_engine.validation_scores import (
+    FORMAT,
+    load_validation_scores,
+    read_validation_scores,
+    write_from_scores,
+    write_validation_scores,
+)
 
 MIX, NORM = "a" * 64, "b" * 64
 
@@ -34,7 +34,7 @@ def _write(path: Path, **overrides) -> dict:
                 ratio_bits_per_pixel=np.array([0.01, 0.2, 0.0, 0.15, 0.03, 0.12]),
                 data={"file": "val.npz", "split": "val"})
     args.update(overrides)
-    write_reference(path, **args)
+    write_validation_scores(path, **args)
     return args
 
 
@@ -46,7 +46,7 @@ def test_round_trip_keeps_numbers_per_label_and_nothing_else(tmp_path: Path) -> 
                                                          "images": 5}
     assert set(body) == {"format", "format_version", "models", "data", "fields", "normal",
                          "abnormal"}
-    ref = load_reference(path, MIX, NORM)
+    ref = load_validation_scores(path, MIX, NORM)
     assert ref is not None and ref.mixture_sha256 == MIX and ref.normal_sha256 == NORM
     # Pairs stay together, sorted by bits/dim (the data file's order is not kept); the
     # unlabelled image (-1) is left out.
@@ -62,19 +62,19 @@ def test_other_models_missing_or_broken_files_give_none_with_a_reason(tmp_path: 
                                                                       caplog) -> None:
     path = tmp_path / "ref.json"
     _write(path)
-    caplog.set_level(logging.INFO, logger="glow_engine.reference")
-    assert load_reference(path, MIX, "c" * 64) is None
-    assert load_reference(path, "c" * 64, NORM) is None
-    assert load_reference(path, NORM, MIX) is None  # swapped roles are other models too
+    caplog.set_level(logging.INFO, logger="glow_engine.validation_scores")
+    assert load_validation_scores(path, MIX, "c" * 64) is None
+    assert load_validation_scores(path, "c" * 64, NORM) is None
+    assert load_validation_scores(path, NORM, MIX) is None  # swapped roles are other models too
     assert "other models" in caplog.text
-    assert load_reference(path, MIX, None) is None  # no normal model: no ratio, no reference
-    assert load_reference(tmp_path / "absent.json", MIX, NORM) is None
+    assert load_validation_scores(path, MIX, None) is None  # no normal model: no ratio, no scores
+    assert load_validation_scores(tmp_path / "absent.json", MIX, NORM) is None
     assert "does not exist" in caplog.text
     for text in ("{", "[]", json.dumps({"format": FORMAT, "format_version": 1}),
                  path.read_text().replace('"label": 1', '"label": 0')):
         broken = tmp_path / "broken.json"
         broken.write_text(text)
-        assert load_reference(broken, MIX, NORM) is None
+        assert load_validation_scores(broken, MIX, NORM) is None
     assert "cannot read" in caplog.text
     with pytest.raises(ValueError, match="normal"):
         _write(tmp_path / "one_label.json", labels=np.ones(6, int))
@@ -90,7 +90,7 @@ def test_written_from_the_scorer_matches_its_scores(anomaly_model_pair, tmp_path
     batch = AnomalyScorer(normal, mixture).evaluate(pixels)
     path = tmp_path / "ref.json"
     write_from_scores(path, batch, labels, normal, mixture, {"file": "x.npz", "split": "val"})
-    ref = load_reference(path, mixture.sha256, normal.sha256)
+    ref = load_validation_scores(path, mixture.sha256, normal.sha256)
     assert ref is not None and ref.models["mixture"]["name"] == "mixture"
     singles = AnomalyScorer(normal, mixture).score(pixels)
     for group, rows in ((ref.normal, singles[:3]), (ref.abnormal, singles[3:])):
@@ -117,7 +117,7 @@ def test_evaluate_writes_the_reference_from_the_originals_scores(anomaly_model_d
     assert "4 normal, 4 abnormal" in capsys.readouterr().out
     text = ref_path.read_text()
     assert "secret" not in text and "p1" not in text  # numbers only: no ids
-    ref = read_reference(ref_path)
+    ref = read_validation_scores(ref_path)
     assert ref.data == {"file": "val.npz", "split": "val", "images": 8}
     original = json.loads((out / "results.json").read_text())["original"]["scores"]
     bpd = np.array(original["bpd_mixture"])
@@ -125,16 +125,16 @@ def test_evaluate_writes_the_reference_from_the_originals_scores(anomaly_model_d
     np.testing.assert_allclose(ref.abnormal.bpd_mixture, np.sort(bpd[4:]), atol=1e-5)
     meta = {name: json.loads((d / "model.json").read_text())["sha256"]
             for name, d in (("normal", normal_dir), ("mixture", mixture_dir))}
-    assert load_reference(ref_path, meta["mixture"], meta["normal"]) is not None
+    assert load_validation_scores(ref_path, meta["mixture"], meta["normal"]) is not None
 
 
 def test_the_shipped_reference_belongs_to_the_shipped_models() -> None:
-    path = default_reference_path()
+    path = default_validation_scores_path()
     if not path.is_file():
         pytest.skip("no shipped reference")
     sha = {name: json.loads((default_model_dir(name) / "model.json").read_text())["sha256"]
            for name in ("mixture", "normal")}
-    ref = load_reference(path, sha["mixture"], sha["normal"])
+    ref = load_validation_scores(path, sha["mixture"], sha["normal"])
     assert ref is not None, "retrained models need a new reference (dpglow evaluate " \
                             "--write-reference resources/models/reference_scores.json)"
     assert (len(ref.normal), len(ref.abnormal)) == (62, 55)

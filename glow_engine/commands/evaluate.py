@@ -19,7 +19,7 @@ from glow_engine.evaluation.runner import (
     DEFAULT_CHECK_IMAGES,
     DEFAULT_MARKER,
     EvalConfig,
-    Reference,
+    Originals,
     run_evaluation,
 )
 from glow_engine.evaluation.settings import (
@@ -32,7 +32,7 @@ from glow_engine.evaluation.settings import (
 )
 from glow_engine.modelfile import LoadedModel
 from glow_engine.overlays import BlockMarker
-from glow_engine.reference import write_from_scores
+from glow_engine.validation_scores import write_from_scores
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -94,7 +94,7 @@ def _data(args: argparse.Namespace, resolution: int) -> ImageSet:
     return data
 
 
-def write_outputs(results: dict, ref: Reference, mixture: LoadedModel, cfg: EvalConfig,
+def write_outputs(results: dict, orig: Originals, mixture: LoadedModel, cfg: EvalConfig,
                   out: Path, synthetic: bool) -> list[Path]:
     report.add_summaries(results)
     report.write_json(results, out / "results.json")
@@ -104,15 +104,15 @@ def write_outputs(results: dict, ref: Reference, mixture: LoadedModel, cfg: Eval
                plots.reid_plot(results, out / "reid_vs_epsilon.png"),
                plots.tradeoff_plot(results, out / "auc_vs_reid.png"),
                plots.marker_flip_plot(results, out / "marker_flip.png")]
-    written += _grids(ref, cfg, out)
+    written += _grids(orig, cfg, out)
     if synthetic:
         written += _synthetic_grids(mixture, cfg, out)
     return written
 
 
-def _grids(ref: Reference, cfg: EvalConfig, out: Path) -> list[Path]:
+def _grids(orig: Originals, cfg: EvalConfig, out: Path) -> list[Path]:
     """Example grids of real images: derived from the data, so they stay in OUT."""
-    originals = examples.rows(ref.pixels, ref.marked, ref.flipped, ref.examples)
+    originals = examples.rows(orig.pixels, orig.marked, orig.flipped, orig.examples)
     paths = []
     for key in cfg.mechanisms:
         priv = [examples.load(out / "cache" / f"{key}__{s.key}.npz") for s in cfg.settings]
@@ -145,14 +145,14 @@ def _print_summary(results: dict, settings: list[Setting]) -> None:
               f"marker kept {s['marker_kept']:.2f}  flip acc {s['flip_accuracy']:.2f}")
 
 
-def _write_reference(args: argparse.Namespace, ref: Reference, normal: LoadedModel,
+def _write_validation_scores(args: argparse.Namespace, orig: Originals, normal: LoadedModel,
                      mixture: LoadedModel) -> None:
     """The originals' scores, already computed by the evaluation, as the viewer's reference."""
     source = Path(args.data)
     data = {"file": source.name, "split": args.split if source.suffix == ".npz" else None,
             "limit": args.limit}
     try:
-        written = write_from_scores(args.write_reference, ref.scores, ref.data.labels, normal,
+        written = write_from_scores(args.write_reference, orig.scores, orig.data.labels, normal,
                                     mixture, {k: v for k, v in data.items() if v is not None})
     except (OSError, ValueError) as e:
         raise UserError(f"cannot write the reference {args.write_reference}: {e}") from None
@@ -167,12 +167,12 @@ def run(args: argparse.Namespace) -> int:
     if args.fresh and (out / "cache").exists():
         shutil.rmtree(out / "cache")
     out.mkdir(parents=True, exist_ok=True)
-    results, ref = run_evaluation(data, normal, mixture, cfg, out,
+    results, orig = run_evaluation(data, normal, mixture, cfg, out,
                                   progress=not args.no_progress)
-    written = write_outputs(results, ref, mixture, cfg, out, not args.no_synthetic)
+    written = write_outputs(results, orig, mixture, cfg, out, not args.no_synthetic)
     _print_summary(results, cfg.settings)
     if args.write_reference is not None:
-        _write_reference(args, ref, normal, mixture)
+        _write_validation_scores(args, orig, normal, mixture)
     print(f"wrote {', '.join(p.name for p in written)} to {out} in {results['seconds']:.0f} s "
           "(examples_<mechanism>.png show real images: keep them out of the repository)")
     return 0

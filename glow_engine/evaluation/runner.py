@@ -66,7 +66,7 @@ class EvalConfig:
 
 
 @dataclass
-class Reference:
+class Originals:
     """The originals and what is computed from them once."""
 
     data: ImageSet
@@ -92,7 +92,7 @@ class Privatised:
 class Context:
     cfg: EvalConfig
     scorer: AnomalyScorer
-    ref: Reference
+    orig: Originals
     cache_dir: Path
     fingerprint: str
     score_memo: dict[str, ScoreBatch] = field(default_factory=dict)
@@ -100,7 +100,7 @@ class Context:
     encodings: dict[str, list[list[Encoded]]] = field(default_factory=dict)
 
 
-# --------------------------------------------------------------------------- reference
+# --------------------------------------------------------------------------- originals
 
 
 def check_indices(n: int, k: int | None) -> np.ndarray:
@@ -110,13 +110,13 @@ def check_indices(n: int, k: int | None) -> np.ndarray:
     return np.unique(np.linspace(0, n - 1, max(k, 1)).round().astype(np.int64))
 
 
-def build_reference(data: ImageSet, scorer: AnomalyScorer, cfg: EvalConfig) -> Reference:
+def build_originals(data: ImageSet, scorer: AnomalyScorer, cfg: EvalConfig) -> Originals:
     pixels = data.images.astype(np.float32) / 255
     scores = scorer.evaluate(pixels, keep_latent=True)
     cal = scorer.mixture.calibration
     idx = check_indices(len(pixels), cfg.check_images)
     r = scorer.resolution
-    return Reference(
+    return Originals(
         data, pixels, scores, reid.pixel_features(pixels),
         reid.latent_features(scores.latent_mixture, cal.centre, cal.width(cfg.alpha)),
         idx, checks.marked(pixels[idx], cfg.marker), checks.flipped(pixels[idx]),
@@ -143,9 +143,9 @@ def _encodings(ctx: Context, key: str, mech: Mechanism) -> list[list[Encoded]]:
     """[plain, marked, flipped] encodings in batches, once per encode group."""
     group = encode_group(key, ctx.cfg.alpha)
     if group not in ctx.encodings:
-        bs, ref = ctx.cfg.batch_size, ctx.ref
+        bs, orig = ctx.cfg.batch_size, ctx.orig
         ctx.encodings[group] = [[mech.encode(s[i:i + bs]) for i in range(0, len(s), bs)]
-                                for s in (ref.pixels, ref.marked, ref.flipped)]
+                                for s in (orig.pixels, orig.marked, orig.flipped)]
     return ctx.encodings[group]
 
 
@@ -164,8 +164,8 @@ def privatise(ctx: Context, key: str, mech: Mechanism, setting: Setting) -> Priv
     if not setting.noisy and memo_key in ctx.picture_memo:
         return ctx.picture_memo[memo_key]  # no noise: the sensitivity mode plays no part
     plain, marked, flipped = _encodings(ctx, key, mech)
-    noise = ctx.ref.noise
-    checked = noise[ctx.ref.checks]
+    noise = ctx.orig.noise
+    checked = noise[ctx.orig.checks]
     result = Privatised(preview_batches(mech, plain, noise, setting),
                         preview_batches(mech, marked, checked, setting),
                         preview_batches(mech, flipped, checked, setting))
@@ -197,46 +197,46 @@ def utility(scores: ScoreBatch, data: ImageSet, cfg: EvalConfig) -> dict:
     return out
 
 
-def reidentification(ref: Reference, priv: np.ndarray, latents: np.ndarray,
+def reidentification(orig: Originals, priv: np.ndarray, latents: np.ndarray,
                      centre: np.ndarray, width: np.ndarray) -> dict:
     n = len(priv)
     truth = np.arange(n)
-    queries = {"pixel": (reid.pixel_features(priv), ref.pixel_gallery),
-               "latent": (reid.latent_features(latents, centre, width), ref.latent_gallery)}
+    queries = {"pixel": (reid.pixel_features(priv), orig.pixel_gallery),
+               "latent": (reid.latent_features(latents, centre, width), orig.latent_gallery)}
     out: dict = {}
     for name, (q, g) in queries.items():
         own = reid.reid_ranks(q, g, truth)
-        sp, counts = reid.same_patient_ranks(q, g, ref.data.patient_ids)
+        sp, counts = reid.same_patient_ranks(q, g, orig.data.patient_ids)
         out[name] = reid.summarise(own, sp, counts, n).to_dict() | {"ranks": own.tolist()}
     return out
 
 
 def measure(ctx: Context, key: str, mech: Mechanism, setting: Setting) -> dict:
     t0 = time.perf_counter()
-    ref, cfg = ctx.ref, ctx.cfg
+    orig, cfg = ctx.orig, ctx.cfg
     priv = privatise(ctx, key, mech, setting)
     scores = score_memo(ctx, priv.plain)
     cal = ctx.scorer.mixture.calibration
-    plain_checked = priv.plain[ref.checks]
+    plain_checked = priv.plain[orig.checks]
     result = {
         "mechanism": key, "setting": setting.key, "e_px": setting.e_px, "clip": setting.clip,
         "describe": mech.describe(setting.e_px, setting.clip),
-        "auc": utility(scores, ref.data, cfg),
-        "ssim": ssim(ref.pixels, priv.plain).tolist(),
-        "psnr": psnr(ref.pixels, priv.plain).tolist(),
+        "auc": utility(scores, orig.data, cfg),
+        "ssim": ssim(orig.pixels, priv.plain).tolist(),
+        "psnr": psnr(orig.pixels, priv.plain).tolist(),
         "out_of_distribution": float(scores.out_of_distribution.mean()),
         "scores": {"ratio_nats": scores.ratio_nats.tolist(),
                    "bpd_mixture": scores.bpd_mixture.tolist(),
                    "bpd_normal": scores.bpd_normal.tolist()},
-        "reid": reidentification(ref, priv.plain, scores.latent_mixture, cal.centre,
+        "reid": reidentification(orig, priv.plain, scores.latent_mixture, cal.centre,
                                  cal.width(cfg.alpha)),
-        "marker": checks.marker_check(ref.pixels[ref.checks], ref.marked, plain_checked,
+        "marker": checks.marker_check(orig.pixels[orig.checks], orig.marked, plain_checked,
                                       priv.marked, cfg.marker),
-        "flip": checks.flip_check(ref.pixels[ref.checks], plain_checked, priv.flipped),
+        "flip": checks.flip_check(orig.pixels[orig.checks], plain_checked, priv.flipped),
     }
     result["seconds"] = round(time.perf_counter() - t0, 1)
     examples.save(_cache_path(ctx, key, setting, ".npz"),
-                  examples.rows(priv.plain, priv.marked, priv.flipped, ref.examples))
+                  examples.rows(priv.plain, priv.marked, priv.flipped, orig.examples))
     return result
 
 
@@ -269,8 +269,8 @@ def _store(ctx: Context, key: str, setting: Setting, result: dict) -> None:
 
 def run_evaluation(data: ImageSet, normal: LoadedModel, mixture: LoadedModel, cfg: EvalConfig,
                    out: Path, progress: bool = True,
-                   log: Callable[[str], None] = print) -> tuple[dict, Reference]:
-    """Run (or resume) every mechanism x setting; returns (results, reference)."""
+                   log: Callable[[str], None] = print) -> tuple[dict, Originals]:
+    """Run (or resume) every mechanism x setting; returns (results, originals)."""
     if len(data) < 2:
         raise ValueError("the evaluation needs at least two images")
     t0 = time.perf_counter()
@@ -278,9 +278,9 @@ def run_evaluation(data: ImageSet, normal: LoadedModel, mixture: LoadedModel, cf
     cache_dir.mkdir(parents=True, exist_ok=True)
     scorer = AnomalyScorer(normal, mixture, cfg.batch_size)
     log(f"scoring {len(data)} original images ...")
-    ref = build_reference(data, scorer, cfg)
-    ctx = Context(cfg, scorer, ref, cache_dir, fingerprint(data, normal, mixture, cfg))
-    ctx.score_memo[hashlib.sha256(data.images.tobytes()).hexdigest()] = ref.scores
+    orig = build_originals(data, scorer, cfg)
+    ctx = Context(cfg, scorer, orig, cache_dir, fingerprint(data, normal, mixture, cfg))
+    ctx.score_memo[hashlib.sha256(data.images.tobytes()).hexdigest()] = orig.scores
     runs: list[dict] = []
     todo = [(k, s) for k in cfg.mechanisms for s in cfg.settings]
     bar = tqdm(todo, desc="evaluating", unit="run", disable=not progress)
@@ -294,15 +294,15 @@ def run_evaluation(data: ImageSet, normal: LoadedModel, mixture: LoadedModel, cf
             _store(ctx, key, setting, result)
         runs.append(result)
     bar.close()
-    original = {"auc": utility(ref.scores, data, cfg),
-                "out_of_distribution": float(ref.scores.out_of_distribution.mean()),
-                "scores": {"ratio_nats": ref.scores.ratio_nats.tolist(),
-                           "bpd_mixture": ref.scores.bpd_mixture.tolist(),
-                           "bpd_normal": ref.scores.bpd_normal.tolist()}}
-    summary = _header(ref, normal, mixture, cfg) | {
+    original = {"auc": utility(orig.scores, data, cfg),
+                "out_of_distribution": float(orig.scores.out_of_distribution.mean()),
+                "scores": {"ratio_nats": orig.scores.ratio_nats.tolist(),
+                           "bpd_mixture": orig.scores.bpd_mixture.tolist(),
+                           "bpd_normal": orig.scores.bpd_normal.tolist()}}
+    summary = _header(orig, normal, mixture, cfg) | {
         "original": original, "runs": runs,
         "seconds": round(time.perf_counter() - t0, 1)}
-    return summary, ref
+    return summary, orig
 
 
 def _model_info(model: LoadedModel) -> dict:
@@ -311,14 +311,14 @@ def _model_info(model: LoadedModel) -> dict:
             "validation_bpd": model.meta.get("validation", {}).get("bpd")}
 
 
-def _header(ref: Reference, normal: LoadedModel, mixture: LoadedModel, cfg: EvalConfig) -> dict:
-    data, labels = ref.data, ref.data.labels
+def _header(orig: Originals, normal: LoadedModel, mixture: LoadedModel, cfg: EvalConfig) -> dict:
+    data, labels = orig.data, orig.data.labels
     return {
         "data": data.description, "images": len(data),
         "normal_images": int((labels == 0).sum()), "abnormal_images": int((labels == 1).sum()),
         "pa_images": int((data.views == "PA").sum()),
         "patients": len(np.unique(data.patient_ids)),
-        "check_images": len(ref.checks),
+        "check_images": len(orig.checks),
         "models": {"normal": _model_info(normal), "mixture": _model_info(mixture)},
         "config": cfg.to_dict(),
         "score_kinds": {k.value: k.label for k in ScoreKind},
