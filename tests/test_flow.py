@@ -395,3 +395,14 @@ def test_cuda_training_steps(make_flow):
     flow.eval()
     x0 = x[:2]
     assert (flow.decode(flow.encode(x0)) - x0).abs().max().item() <= ROUND_TRIP_TOL
+
+
+def test_level_shares_add_up_to_the_log_density(make_flow):
+    flow = make_flow(32, 2, 2, 16)
+    x = model_input(3, 32)
+    z, shares = flow.encode_with_level_logp(x)
+    z_total, logp = flow.encode_with_logp(x)
+    assert shares.shape == (3, 2) and torch.equal(z, z_total)
+    torch.testing.assert_close(shares.sum(dim=1), logp)
+    torch.testing.assert_close(shares.sum(dim=1), flow(x.clone().requires_grad_()).detach(),
+                               atol=0.05, rtol=1e-6)

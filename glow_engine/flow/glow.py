@@ -186,16 +186,17 @@ class Glow(nn.Module):
 
     def _encode_levels(self, x: torch.Tensor, folded: bool
                        ) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """Each level's eps and log-density contribution, (B, L) nats."""
         path = self._path(folded)
-        eps_list, logp = [], torch.zeros(x.shape[0], device=x.device, dtype=x.dtype)
+        eps_list, logps = [], []
         for level in self.levels:
             x, eps, lp = level(x, path)
             eps_list.append(eps)
-            logp = logp + lp
-        return eps_list, logp
+            logps.append(lp)
+        return eps_list, torch.stack(logps, dim=1)
 
     def forward(self, x: torch.Tensor, folded: bool = True) -> torch.Tensor:
-        return self._encode_levels(x, folded)[1]
+        return self._encode_levels(x, folded)[1].sum(dim=1)
 
     def encode(self, x: torch.Tensor, folded: bool = True) -> torch.Tensor:
         """x (B, 1, H, W) in model scale -> standardised latent (B, H*W)."""
@@ -203,9 +204,16 @@ class Glow(nn.Module):
 
     def encode_with_logp(self, x: torch.Tensor, folded: bool = True
                          ) -> tuple[torch.Tensor, torch.Tensor]:
+        z, level_logp = self.encode_with_level_logp(x, folded)
+        return z, level_logp.sum(dim=1)
+
+    def encode_with_level_logp(self, x: torch.Tensor, folded: bool = True
+                               ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The latent and each level's share of log p(x), (B, L) nats, finest level first:
+        the shares say where in scale an image is (a)typical (the out-of-distribution check)."""
         with _no_grad_unless_asked(x):
-            eps_list, logp = self._encode_levels(x, folded)
-        return torch.cat([e.flatten(1) for e in eps_list], dim=1), logp
+            eps_list, level_logp = self._encode_levels(x, folded)
+        return torch.cat([e.flatten(1) for e in eps_list], dim=1), level_logp
 
     def decode(self, eps: torch.Tensor, folded: bool = True) -> torch.Tensor:
         """Standardised latent (B, H*W) -> x (B, 1, H, W). Deterministic: nothing is resampled."""
