@@ -18,9 +18,12 @@ choice (in short, on the NIH val split: bits/dim has the higher AUC on originals
 0.812, and never inverts, while the ratio, a small difference of two large log-likelihoods,
 drops to 0.23 under ID-LDP noise at e_px = 100 and below 0.5 for every mechanism at e_px <= 1).
 
-An image whose bits/dim under M exceeds the 99.5th percentile recorded when M was calibrated
-on its training images is flagged ``out_of_distribution`` (a photo, a lateral view, a CT
-slice): the privacy guarantee still holds for it, the utility and the score do not.
+Every scored image also goes through the out-of-distribution check (glow_engine.ood:
+two-sided, complexity-aware typicality, orientation and polarity, colour), fitted when M was
+calibrated; a flagged image (a photo, a gradient, an inverted or turned chest) keeps the
+privacy guarantee, but not the utility or the meaning of its score. M files calibrated before
+that check existed carry only their training bits/dim percentiles: for them the flag is the
+old one-sided rule, bits/dim above the 99.5th percentile, which misses simple pictures.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from glow_engine.bits import bits_per_pixel
 from glow_engine.errors import UserError
 from glow_engine.flow.glow import log_p_8bit, pixels_to_model
 from glow_engine.modelfile import LoadedModel
+from glow_engine.ood import check, thumbnails, typicality_features
 from glow_engine.scores import Score, ScoreBatch
 
 __all__ = ["AnomalyScorer"]
@@ -52,6 +56,7 @@ class AnomalyScorer:
             raise UserError("the mixture model is not calibrated (run `dpglow calibrate`): its "
                             "bits/dim percentile is needed to flag out-of-distribution images")
         self.normal, self.mixture = normal, mixture
+        self.ood_reference = cal.ood
         self.ood_threshold = float(cal.info["bpd_p995"])
         self.batch_size = batch_size
 
@@ -59,12 +64,14 @@ class AnomalyScorer:
     def resolution(self) -> int:
         return self.mixture.resolution
 
-    def score(self, pixels: np.ndarray) -> list[Score]:
-        """float (B, R, R) or (R, R) in [0, 1] -> one Score per image."""
-        return self.evaluate(pixels).scores()
+    def score(self, pixels: np.ndarray, colour: np.ndarray | None = None) -> list[Score]:
+        """float (B, R, R) or (R, R) in [0, 1] -> one Score per image. `colour` (B,) says which
+        sources had colour (the out-of-distribution check reports it)."""
+        return self.evaluate(pixels, colour=colour).scores()
 
     @torch.inference_mode()
-    def evaluate(self, pixels: np.ndarray, keep_latent: bool = False) -> ScoreBatch:
+    def evaluate(self, pixels: np.ndarray, keep_latent: bool = False,
+                 colour: np.ndarray | None = None) -> ScoreBatch:
         pixels = np.asarray(pixels, dtype=np.float32)
         if pixels.ndim == 2:
             pixels = pixels[None]
@@ -72,30 +79,38 @@ class AnomalyScorer:
         if pixels.shape[1:] != (r, r):
             raise UserError(f"images must be {r}x{r} for these models, got "
                             f"{pixels.shape[1]}x{pixels.shape[2]}")
-        lp_n, lp_m, latents = [], [], []
+        lp_n, shares_m, latents = [], [], []
         for start in range(0, len(pixels), self.batch_size):
             chunk = pixels[start:start + self.batch_size]
             lp_n.append(self._log_p(self.normal, chunk)[0])
-            m, z = self._log_p(self.mixture, chunk, keep_latent)
-            lp_m.append(m)
+            shares, z = self._log_p(self.mixture, chunk, keep_latent)
+            shares_m.append(shares)
             if keep_latent:
                 latents.append(z)
-        n, m = _concat(lp_n), _concat(lp_m)
         d = r * r
+        shares = np.concatenate(shares_m) if shares_m else np.zeros((0, 1))
+        n, m = _concat([s.sum(axis=1) for s in lp_n]), shares.sum(axis=1)
+        n, m = log_p_8bit(n, d), log_p_8bit(m, d)
         bpd_n, bpd_m = -bits_per_pixel(n, d), -bits_per_pixel(m, d)
-        return ScoreBatch(n, m, bpd_n, bpd_m, bpd_m > self.ood_threshold, d,
-                          _concat(latents) if keep_latent else None)
+        if self.ood_reference is None:
+            return ScoreBatch(n, m, bpd_n, bpd_m, bpd_m > self.ood_threshold, d,
+                              _concat(latents) if keep_latent else None)
+        verdicts = check(self.ood_reference, typicality_features(shares, pixels),
+                         thumbnails(pixels), colour)
+        return ScoreBatch(n, m, bpd_n, bpd_m, np.array([v.flagged for v in verdicts]), d,
+                          _concat(latents) if keep_latent else None,
+                          [v.reasons for v in verdicts])
 
     @staticmethod
     def _log_p(model: LoadedModel, pixels: np.ndarray,
                keep_latent: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
-        """log p of the 8-bit images (nats) and optionally the standardised latent."""
+        """Each level's share of the continuous log-density (B, L nats) and optionally the
+        standardised latent."""
         device = next(model.flow.parameters()).device
         x = pixels_to_model(torch.from_numpy(pixels).to(device)[:, None])
-        z, logp = model.flow.encode_with_logp(x)
-        discrete = log_p_8bit(logp.double(), model.flow.num_pixels)
+        z, shares = model.flow.encode_with_level_logp(x)
         latent = z.float().cpu().numpy() if keep_latent else None
-        return discrete.cpu().numpy(), latent
+        return shares.double().cpu().numpy(), latent
 
 
 def _concat(parts: list[np.ndarray]) -> np.ndarray:

@@ -1,8 +1,9 @@
 """Latent calibration (METHOD.md section 2): per-element min/max over the training images.
 
-Streams over the images in batches, so memory does not grow with their number. Also records
-the bits/dim distribution of the same images, whose 99.5th percentile flags inputs outside
-the model's distribution (anomaly.py).
+Streams over the images in batches, so memory does not grow with their number (beyond the
+few numbers and the 32x32 thumbnail the out-of-distribution check keeps of each). Also records
+the bits/dim distribution of the same images and fits the out-of-distribution check's
+reference on them (ood.py).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from glow_engine.choices import DEFAULT_ALPHA
 from glow_engine.errors import UserError
 from glow_engine.flow.glow import bits_per_dim, pixels_to_model
 from glow_engine.modelfile import Calibration, LoadedModel
+from glow_engine.ood import fit_reference, thumbnails, typicality_features
 
 
 class CalibrationError(UserError, ValueError):
@@ -31,18 +33,23 @@ def calibrate(model: LoadedModel, image_batches: Iterable[np.ndarray], descripti
     device = next(flow.parameters()).device
     lo = hi = None
     bpd: list[np.ndarray] = []
+    features: list[np.ndarray] = []
+    thumbs: list[np.ndarray] = []
     n = 0
     bar = tqdm(total=total, desc="calibrating", unit="img", disable=not progress)
     for u8 in image_batches:
         pixels = torch.from_numpy(np.asarray(u8)).to(device).float()[:, None] / 255
-        z, logp = flow.encode_with_logp(pixels_to_model(pixels))
-        z = z.double()
+        z, level_logp = flow.encode_with_level_logp(pixels_to_model(pixels))
+        logp, z = level_logp.sum(dim=1), z.double()
         if not torch.isfinite(z).all():
             raise CalibrationError("the model produced a non-finite latent on a training "
                                    "image")
         lo = z.min(0).values if lo is None else torch.minimum(lo, z.min(0).values)
         hi = z.max(0).values if hi is None else torch.maximum(hi, z.max(0).values)
         bpd.append(bits_per_dim(logp, flow.num_pixels).cpu().numpy())
+        plain = pixels[:, 0].cpu().numpy()
+        features.append(typicality_features(level_logp.double().cpu().numpy(), plain))
+        thumbs.append(thumbnails(plain).astype(np.float32))
         n += len(u8)
         bar.update(len(u8))
     bar.close()
@@ -57,4 +64,9 @@ def calibrate(model: LoadedModel, image_batches: Iterable[np.ndarray], descripti
         "delta_mean": float((hi_np - lo_np).mean()), "delta_min": float((hi_np - lo_np).min()),
         "delta_max": float((hi_np - lo_np).max()),
     }
-    return Calibration(lo_np, hi_np, info)
+    try:
+        ood = fit_reference(np.concatenate(features), np.concatenate(thumbs))
+    except ValueError as e:
+        raise CalibrationError(str(e)) from None
+    info["ood_limit"] = ood.limit
+    return Calibration(lo_np, hi_np, info, ood)

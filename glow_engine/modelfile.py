@@ -26,6 +26,7 @@ from safetensors.torch import safe_open
 from glow_engine.atomic import write_atomic, write_text_atomic
 from glow_engine.errors import UserError
 from glow_engine.flow import Glow, GlowConfig
+from glow_engine.ood import OODReference
 
 FORMAT = "dp-glow-model"
 FORMAT_VERSION = 1
@@ -45,6 +46,7 @@ class Calibration:
     lo: np.ndarray  # min_k
     hi: np.ndarray  # max_k
     info: dict = field(default_factory=dict)  # n_images, data description, bpd percentiles...
+    ood: OODReference | None = None  # the out-of-distribution check's reference (ood.py)
 
     @property
     def delta(self) -> np.ndarray:
@@ -92,6 +94,8 @@ def _tensors_of(flow: Glow, calibration: Calibration | None) -> dict[str, np.nda
     if calibration is not None:
         tensors["calibration.min"] = calibration.lo.astype(np.float32)
         tensors["calibration.max"] = calibration.hi.astype(np.float32)
+        if calibration.ood is not None:
+            tensors.update({k: v.astype(np.float64) for k, v in calibration.ood.tensors().items()})
     return tensors
 
 
@@ -207,4 +211,8 @@ def _calibration(path: Path, tensors: dict[str, np.ndarray], meta: dict,
     if not (np.isfinite(lo).all() and np.isfinite(hi).all() and (lo <= hi).all()):
         raise ModelFileError(f"Model {path.name}: calibration vectors are not a valid range "
                              "(non-finite, or min > max)")
-    return Calibration(lo, hi, dict(meta.get("calibration", {})))
+    try:
+        ood = OODReference.from_tensors(tensors)
+    except ValueError as e:
+        raise ModelFileError(f"Model {path.name}: {e}") from None
+    return Calibration(lo, hi, dict(meta.get("calibration", {})), ood)

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from glow_engine.bits import bits_per_pixel
+from glow_engine.ood import OODReason
 
 __all__ = ["DEFAULT_SCORE_KIND", "Score", "ScoreBatch", "ScoreKind"]
 
@@ -42,6 +43,14 @@ class Score:
     bpd_normal: float
     bpd_mixture: float
     out_of_distribution: bool
+    ood_reasons: tuple[OODReason, ...] = ()  # why it is flagged (ood.py); () when it is not
+
+    @property
+    def ood_description(self) -> str:
+        """What the out-of-distribution check found, in words."""
+        if self.ood_reasons:
+            return "; ".join(r.label for r in self.ood_reasons)
+        return "outside the model's distribution" if self.out_of_distribution else ""
 
     def abnormality(self, kind: ScoreKind = DEFAULT_SCORE_KIND) -> float:
         """Higher = more abnormal, whichever score is chosen (the AUC's orientation)."""
@@ -62,6 +71,7 @@ class ScoreBatch:
     out_of_distribution: np.ndarray
     num_pixels: int
     latent_mixture: np.ndarray | None = None  # (B, R*R) float32 when asked for
+    ood_reasons: list[tuple[OODReason, ...]] | None = None  # per image, when checked (ood.py)
 
     @property
     def ratio_nats(self) -> np.ndarray:
@@ -72,8 +82,10 @@ class ScoreBatch:
 
     def scores(self) -> list[Score]:
         d = self.num_pixels
+        reasons = self.ood_reasons or [()] * len(self.log_p_normal)
         return [Score(float(n), float(m), float(n - m), float(bits_per_pixel(n - m, d)),
-                      float(bn), float(bm), bool(ood))
-                for n, m, bn, bm, ood in zip(self.log_p_normal, self.log_p_mixture,
-                                             self.bpd_normal, self.bpd_mixture,
-                                             self.out_of_distribution, strict=True)]
+                      float(bn), float(bm), bool(ood), why)
+                for n, m, bn, bm, ood, why in zip(self.log_p_normal, self.log_p_mixture,
+                                                  self.bpd_normal, self.bpd_mixture,
+                                                  self.out_of_distribution, reasons,
+                                                  strict=True)]

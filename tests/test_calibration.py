@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_images
+from helpers import tiny_images, to_uint8
 
 from glow_engine.calibration import calibrate
 from glow_engine.choices import DEFAULT_ALPHA
@@ -25,7 +25,7 @@ def model(make_flow) -> LoadedModel:
 
 
 def _images(n: int, seed: int = 0) -> np.ndarray:
-    return np.rint(tiny_images(n, seed) * 255).astype(np.uint8)
+    return to_uint8(tiny_images(n, seed))
 
 
 def _one_shot(model: LoadedModel, images: np.ndarray) -> torch.Tensor:
@@ -76,7 +76,9 @@ def test_no_images_and_non_finite_latents_are_user_errors(model, monkeypatch):
     with pytest.raises(UserError, match="no calibration images"):
         calibrate(model, iter([]), "nothing", progress=False)
     nan = torch.full((2, model.flow.num_pixels), float("nan"))
-    monkeypatch.setattr(model.flow, "encode_with_logp", lambda x: (nan, torch.zeros(2)))
+    levels = model.flow.cfg.levels
+    monkeypatch.setattr(model.flow, "encode_with_level_logp",
+                        lambda x: (nan, torch.zeros(2, levels)))
     with pytest.raises(UserError, match="non-finite latent"):
         calibrate(model, [_images(2)], "nan", progress=False)
 
