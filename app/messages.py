@@ -116,6 +116,7 @@ class StripRequest(RenderRequest):
 class ScoreRequest(Request):
     kind = Kind.SCORES
     frames: dict[str, np.ndarray]  # pane key -> model-resolution square frame
+    colour: frozenset[str] = frozenset()  # pane keys whose source held colour (the OOD check)
 
 
 @dataclass(frozen=True, eq=False)

@@ -245,11 +245,13 @@ class Session:
         """Scores of every frame; frames scored before (the original, the strip) are reused."""
         if self.scorer is None:
             return Scores(request.id, {})
-        digests = {k: hashlib.sha1(f.tobytes()).hexdigest() for k, f in request.frames.items()}
+        digests = {k: (hashlib.sha1(f.tobytes()).hexdigest(), k in request.colour)
+                   for k, f in request.frames.items()}
         known = {k: self._scores[d] for k, d in digests.items() if d in self._scores}
         todo = [k for k in digests if k not in known]
         if todo:  # one batch for all new frames
-            fresh = self.scorer.score(np.stack([request.frames[k] for k in todo]))
+            fresh = self.scorer.score(np.stack([request.frames[k] for k in todo]),
+                                      np.array([k in request.colour for k in todo]))
             for key, score in zip(todo, fresh, strict=True):
                 self._scores.put(digests[key], score)
                 known[key] = score
@@ -260,12 +262,13 @@ class Session:
         """One folder entry (the first of the request's paths): thumbnail and score."""
         path = request.paths[0]
         try:
-            pixels = load_image(path).pixels
+            image = load_image(path)
         except UserError as exc:
             return Thumb(request.id, path, None, None, str(exc))
-        score = None
+        pixels, score = image.pixels, None
         if self.scorer is not None:
-            score = self.scorer.score(to_square(pixels, self.scorer.resolution)[0])[0]
+            frame = to_square(pixels, self.scorer.resolution)[0]
+            score = self.scorer.score(frame, np.array([image.colour]))[0]
         return Thumb(request.id, path, to_square(pixels, THUMB_SIZE)[0], score)
 
 

@@ -331,7 +331,9 @@ class ViewState:
         for result in (self.rendered, self.strip if self.display.strip else None):
             if result is not None:
                 frames.update({k: p.frame for k, p in result.panes.items()})
-        self._request(ScoreRequest, frames=frames)
+        image = self.source.image if self.source is not None else None
+        colour = frozenset({"original"}) if image is not None and image.colour else frozenset()
+        self._request(ScoreRequest, frames=frames, colour=colour)
 
     def _request(self, cls: type[Request], **fields: Any) -> None:
         request_id = next(self._ids)

@@ -491,5 +491,32 @@ def test_find_images(tmp_path: Path) -> None:
     assert find_images(str(tmp_path / "top.png")) == [tmp_path / "top.png"]
 
 
-def test_supported_suffixes() -> None:
-    assert {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".dcm", ".dicom"} == SUPPORTED_SUFFIXES
+def test_every_supported_suffix_is_found_and_loads(tmp_path: Path) -> None:
+    arr = gradient().astype(np.uint8)
+    pillow = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF", ".tiff": "TIFF"}
+    for suffix in SUPPORTED_SUFFIXES | {".JPG", ".TIFF", ".DCM"}:  # suffixes in any case
+        path = tmp_path / f"image{suffix}"
+        if suffix.lower() in pillow:
+            save_pil(arr, path, format=pillow[suffix.lower()])
+        else:
+            write_dicom(path, arr)
+    save_pil(arr, tmp_path / "image.gif", mode="P", format="GIF")  # a format we do not take
+    found = find_images(tmp_path)
+    assert {p.suffix.lower() for p in found} == SUPPORTED_SUFFIXES
+    assert {".png", ".jpg", ".tif", ".dcm"} <= SUPPORTED_SUFFIXES  # PNG, JPEG, TIFF, DICOM
+    for path in found:
+        assert load_image(path).pixels.shape == arr.shape, path.name
+
+
+def test_colour_is_reported_and_grey_stored_as_colour_is_not(tmp_path):
+    rng = np.random.default_rng(0)
+    grey = (rng.random((40, 40)) * 255).astype(np.uint8)
+    Image.fromarray(np.stack([grey] * 3, axis=-1)).save(tmp_path / "grey_rgb.png")
+    Image.fromarray(np.stack([grey] * 3, axis=-1)).save(tmp_path / "grey_rgb.jpg", quality=70)
+    rgb = np.stack([grey, grey[::-1], 255 - grey], axis=-1)
+    Image.fromarray(rgb).save(tmp_path / "colour.png")
+    Image.fromarray(rgb).convert("P").save(tmp_path / "colour_palette.png")
+    Image.fromarray(grey).save(tmp_path / "grey.png")
+    seen = {p.name: load_image(p).colour for p in sorted(tmp_path.iterdir())}
+    assert seen == {"colour.png": True, "colour_palette.png": True, "grey.png": False,
+                    "grey_rgb.jpg": False, "grey_rgb.png": False}

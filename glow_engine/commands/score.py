@@ -40,23 +40,28 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_model_arguments(p)
 
 
-def _frames(paths: list[str], resolution: int) -> tuple[list[Path], np.ndarray, list[dict]]:
-    """Load every file into the model frame; failures become error records, not exceptions."""
-    ok, frames, failed = [], [], []
+def _frames(paths: list[str], resolution: int
+            ) -> tuple[list[Path], np.ndarray, np.ndarray, list[dict]]:
+    """Load every file into the model frame (and whether it had colour); failures become
+    error records, not exceptions."""
+    ok, frames, colour, failed = [], [], [], []
     for name in paths:
         try:
-            frame, _ = to_square(load_image(name).pixels, resolution)
+            image = load_image(name)
+            frame, _ = to_square(image.pixels, resolution)
         except ImageLoadError as e:
             failed.append({"path": name, "error": str(e)})
             continue
         ok.append(Path(name))
         frames.append(frame)
+        colour.append(image.colour)
     stack = np.stack(frames) if frames else np.zeros((0, resolution, resolution), np.float32)
-    return ok, stack, failed
+    return ok, stack, np.array(colour, bool), failed
 
 
 def _line(path: Path, s: Score) -> str:
-    flag = "  OUTSIDE the model's distribution" if s.out_of_distribution else ""
+    flag = f"  OUTSIDE the model's distribution: {s.ood_description}" \
+        if s.out_of_distribution else ""
     return (f"{path.name}: abnormality {s.abnormality():.4f} ({DEFAULT_SCORE_KIND.label}); "
             f"log p_N - log p_M {s.ratio_nats:+.1f} nats ({s.ratio_bits_per_pixel:+.4f} "
             f"bits/px); bits/dim M {s.bpd_mixture:.4f}, N {s.bpd_normal:.4f}{flag}")
@@ -65,8 +70,8 @@ def _line(path: Path, s: Score) -> str:
 def run(args: argparse.Namespace) -> int:
     normal, mixture = load_pair(args)
     scorer = AnomalyScorer(normal, mixture)
-    paths, frames, failed = _frames(args.images, scorer.resolution)
-    scores = scorer.score(frames) if len(frames) else []
+    paths, frames, colour, failed = _frames(args.images, scorer.resolution)
+    scores = scorer.score(frames, colour) if len(frames) else []
     for f in failed:
         print(f"error: {f['error']}", file=sys.stderr)
     if args.json:

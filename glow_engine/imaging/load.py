@@ -37,6 +37,7 @@ class LoadedImage:
     bits_stored: int
     content_sha256: str  # hex digest of the file's bytes, used by the privacy ledger
     dataset: pydicom.Dataset | None = None  # DICOM header without PixelData; None otherwise
+    colour: bool = False  # the source held colour (shown and modelled as its grey luma)
 
     @property
     def patient_id(self) -> str | None:
@@ -66,9 +67,9 @@ def load_image(path: str | Path, *, max_pixels: int = 100_000_000) -> LoadedImag
     try:
         if looks_like_dicom(data, path):
             pixels, bits, dataset = load_dicom(data, path, max_pixels)
-            kind = "dicom"
+            kind, colour = "dicom", False  # colour DICOM is refused by load_dicom
         else:
-            pixels, bits, kind = load_pillow(data, path, max_pixels)
+            pixels, bits, kind, colour = load_pillow(data, path, max_pixels)
             dataset = None
     except ImageLoadError:
         raise
@@ -76,7 +77,7 @@ def load_image(path: str | Path, *, max_pixels: int = 100_000_000) -> LoadedImag
         raise ImageLoadError(path, "not enough memory to decode the image") from None
     except Exception as exc:  # last resort: a decoder bug must not crash the app
         raise ImageLoadError(path, f"unexpected decoding error ({describe(exc)})") from exc
-    return LoadedImage(pixels, path, kind, bits, digest, dataset)
+    return LoadedImage(pixels, path, kind, bits, digest, dataset, colour)
 
 
 def _read_bytes(path: Path) -> bytes:

@@ -22,7 +22,8 @@ _PIL_KINDS = {"PNG": "png", "JPEG": "jpeg", "MPO": "jpeg", "TIFF": "tiff"}
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float64)
 
 
-def load_pillow(data: bytes, path: Path, max_pixels: int) -> tuple[np.ndarray, int, str]:
+def load_pillow(data: bytes, path: Path, max_pixels: int
+                ) -> tuple[np.ndarray, int, str, bool]:
     img = _open_pillow(data, path)
     with img:
         kind = _PIL_KINDS.get(img.format or "")
@@ -39,7 +40,8 @@ def load_pillow(data: bytes, path: Path, max_pixels: int) -> tuple[np.ndarray, i
                 path, f"the file is truncated or corrupt ({describe(exc)})"
             ) from None
         pixels, bits = _pillow_to_gray(img, _png_bit_depth(data))
-    return pixels, bits, kind
+        colour = _has_colour(img)
+    return pixels, bits, kind, colour
 
 
 def _open_pillow(data: bytes, path: Path) -> Image.Image:
@@ -92,6 +94,27 @@ def _pillow_to_gray(img: Image.Image, png_bits: int | None) -> tuple[np.ndarray,
     if png_bits is not None and png_bits < bits:
         bits = png_bits
     return np.ascontiguousarray(np.clip(gray, 0.0, 1.0), dtype=np.float32), bits
+
+
+_COLOUR_MODES = frozenset({"RGB", "RGBA", "RGBa", "RGBX", "P", "PA", "CMYK", "YCbCr", "LAB",
+                           "HSV"})
+_SAMPLE_PIXELS = 1_000_000  # enough to tell colour from grey; bounds the check's memory
+# Sum of the two channel differences (8-bit) that 1 % of the pixels exceed: a grey picture
+# saved as colour JPEG stays far below (chroma noise of a few levels), a colour one far above.
+_COLOUR_SPREAD = 12
+
+
+def _has_colour(img: Image.Image) -> bool:
+    """Whether a colour-mode image really holds colour (its channels differ), not grey stored
+    as RGB. The model sees the luma only, so the out-of-distribution check reports colour."""
+    if img.mode not in _COLOUR_MODES:
+        return False
+    if img.mode in ("P", "PA"):
+        img = img.convert("RGBA")
+    step = max(1, int(np.ceil(np.sqrt(img.width * img.height / _SAMPLE_PIXELS))))
+    rgb = np.asarray((img.reduce(step) if step > 1 else img).convert("RGB"), dtype=np.int16)
+    spread = np.abs(rgb[..., 0] - rgb[..., 1]) + np.abs(rgb[..., 1] - rgb[..., 2])
+    return bool(spread.size and np.percentile(spread, 99) > _COLOUR_SPREAD)
 
 
 def _int32_to_unit(arr: np.ndarray) -> tuple[np.ndarray, int]:
