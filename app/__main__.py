@@ -23,7 +23,6 @@ from glow_engine.resources import default_model_dir
 _IMPORTED = time.monotonic()
 SMOKE_TIMEOUT_S = 300.0
 SMOKE_E_PX = 100.0
-SMOKE_SIZE = (1680, 1000)
 # Libraries Qt's xcb plugin needs that a bare Debian/Ubuntu lacks -> the package to install.
 XCB_PACKAGES = {
     "libxcb-cursor.so.0": "libxcb-cursor0",
@@ -161,9 +160,7 @@ def main(argv: list[str] | None = None) -> int:
                         threads=engine_thread_count())
     if args.smoke_test:
         return smoke_test(app, window, args.image, args.screenshot)
-    geometry = settings.value("geometry")
-    if geometry is None or not window.restoreGeometry(geometry):
-        window.resize(*SMOKE_SIZE)
+    window.place_on_screen()
     window.show()
     window.start(args.image)
     return app.exec()
@@ -172,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
 def smoke_test(app, window, image: Path | None, screenshot: Path | None) -> int:
     """Run the real window until every pane is rendered at e_px 100 and scored; print how long
     start-up took (the figure IT staff compare between workstations)."""
-    window.resize(*SMOKE_SIZE)
+    window.place_on_screen(restore=False)  # the screen's size, whatever was saved
     window.state.set_e_px(SMOKE_E_PX)
     window.state.set_display(strip=True)
     window.show()

@@ -1,12 +1,13 @@
-"""The privacy-budget controls: e_px on a log slider with an infinity stop, and the
-mechanism's parameters. A thin view: it writes to the state and mirrors it back."""
+"""The privacy-budget controls: e_px on a log slider with an infinity stop, a typed field that
+applies exactly what it shows (or says why not), presets, and the mechanism's parameters.
+A thin view: it writes to the state and mirrors it back."""
 
 from __future__ import annotations
 
 import math
 
-from PySide6.QtCore import QPoint, QSignalBlocker, Qt
-from PySide6.QtGui import QPainter, QPaintEvent
+from PySide6.QtCore import QEvent, QPoint, QSignalBlocker, Qt
+from PySide6.QtGui import QKeyEvent, QPainter, QPaintEvent
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -16,10 +17,12 @@ from PySide6.QtWidgets import (
     QGroupBox,
     QLabel,
     QLineEdit,
+    QMenu,
     QPushButton,
     QSlider,
     QStyle,
     QStyleOptionSlider,
+    QToolButton,
     QVBoxLayout,
     QWidget,
 )
@@ -30,8 +33,13 @@ from glow_engine.choices import DEFAULT_ALPHA, DPGLOW_MODES
 STEPS_PER_DECADE = 100
 SLIDER_MAX = round(STEPS_PER_DECADE * math.log10(E_PX_MAX / E_PX_MIN))  # e_px = 10^4
 SLIDER_INF = SLIDER_MAX + 45  # the infinity end stop, set apart from the finite axis
-TICKS = {0: "1", 100: "10", 200: "100", 300: "1000", 400: "10⁴", SLIDER_INF: "∞"}
-MODE_LABELS = {"paper": "paper  (S = Δ, as published)", "tight": "tight  (S = w = α·Δ)"}
+TICKS = {0: "10⁻⁶", 200: "10⁻⁴", 400: "0.01", 600: "1", 800: "100", 1000: "10⁴",
+         SLIDER_INF: "∞"}
+MODE_LABELS = {"paper": "as published (paper)", "tight": "tight: less noise, same ε"}
+MODE_TIP = ("Sensitivity S of the Laplace noise b = S / e_px in the latent space.\n"
+            "paper: S = Δ, the calibrated latent range, as published.\n"
+            "tight: S = w = α·Δ, the clip box's width: a valid sensitivity bound that uses "
+            "1/α times less noise for the same ε.")
 _SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
 
 
@@ -45,7 +53,7 @@ def position_to_e_px(position: int) -> float:
 def e_px_to_position(e_px: float) -> int:
     if math.isinf(e_px):
         return SLIDER_INF
-    return round(STEPS_PER_DECADE * math.log10(max(e_px, E_PX_MIN) / E_PX_MIN))
+    return round(STEPS_PER_DECADE * math.log10(min(max(e_px, E_PX_MIN), E_PX_MAX) / E_PX_MIN))
 
 
 def parse_e_px(text: str) -> float | None:
@@ -60,8 +68,21 @@ def parse_e_px(text: str) -> float | None:
     return value if math.isfinite(value) and value > 0 else None
 
 
+def refusal(text: str) -> str | None:
+    """Why a typed budget cannot be applied, or None if it can (parse_e_px gives the value)."""
+    value = parse_e_px(text)
+    allowed = f"type a number from {format_e_px(E_PX_MIN)} to {format_e_px(E_PX_MAX)}, or inf"
+    if value is None:
+        shown = text.strip() or "an empty field"
+        return f"“{shown}” is not a budget: {allowed}."
+    if not math.isinf(value) and not E_PX_MIN <= value <= E_PX_MAX:
+        return f"{format_e_px(value)} is outside the range: {allowed}."
+    return None
+
+
 def format_e_px(e_px: float) -> str:
-    return "∞" if math.isinf(e_px) else f"{e_px:g}"
+    """Every digit that matters: the field shows the budget that is applied, not a rounding."""
+    return "∞" if math.isinf(e_px) else f"{e_px:.15g}"
 
 
 def scientific(x: float) -> str:
@@ -86,7 +107,7 @@ class TickLabels(QWidget):
 
     def paintEvent(self, event: QPaintEvent) -> None:
         painter = QPainter(self)
-        painter.setPen(self.palette().placeholderText().color())
+        painter.setPen(self.palette().windowText().color())
         metrics = self.fontMetrics()
         for value, text in TICKS.items():
             x = self._x_of(value) - metrics.horizontalAdvance(text) / 2
@@ -108,6 +129,35 @@ class TickLabels(QWidget):
         return self.mapFromGlobal(s.mapToGlobal(QPoint(int(x), 0))).x()
 
 
+# Keys a budget never contains: while the field has focus they stay the window's shortcuts
+# (a line edit claims Ctrl+E, Ctrl+K... for editing on Linux, so Ctrl+E died there).
+_PASSED_KEYS = {Qt.Key.Key_PageUp, Qt.Key.Key_PageDown, Qt.Key.Key_Escape}
+_PASSED_TEXT = "[]{} ="
+_EDITING_WITH_CTRL = {Qt.Key.Key_A, Qt.Key.Key_C, Qt.Key.Key_V, Qt.Key.Key_X, Qt.Key.Key_Z,
+                      Qt.Key.Key_Y}
+
+
+def is_window_shortcut(event: QKeyEvent) -> bool:
+    modifiers = event.modifiers() & (Qt.KeyboardModifier.ControlModifier
+                                     | Qt.KeyboardModifier.AltModifier
+                                     | Qt.KeyboardModifier.MetaModifier)
+    if modifiers:
+        return not (modifiers == Qt.KeyboardModifier.ControlModifier
+                    and Qt.Key(event.key()) in _EDITING_WITH_CTRL)
+    return Qt.Key(event.key()) in _PASSED_KEYS or (bool(event.text())
+                                                  and event.text() in _PASSED_TEXT)
+
+
+class BudgetField(QLineEdit):
+    """The typed e_px; leaves the window's shortcuts alone (is_window_shortcut)."""
+
+    def event(self, event: QEvent) -> bool:
+        if event.type() == QEvent.Type.ShortcutOverride and is_window_shortcut(event):
+            event.ignore()  # not overridden: the shortcut fires
+            return True
+        return super().event(event)
+
+
 class EpsilonControl(QGroupBox):
     def __init__(self, state: ViewState) -> None:
         super().__init__("Privacy budget")
@@ -116,17 +166,27 @@ class EpsilonControl(QGroupBox):
         self.slider.setRange(0, SLIDER_INF)
         self.slider.setPageStep(STEPS_PER_DECADE // 4)
         self.slider.setTickPosition(QSlider.TickPosition.TicksBelow)
-        self.slider.setTickInterval(STEPS_PER_DECADE)
+        self.slider.setTickInterval(2 * STEPS_PER_DECADE)
         self.slider.setToolTip("Per-pixel budget e_px on a log scale; the right end stop is ∞")
-        self.field = QLineEdit()
-        self.field.setFixedWidth(70)
-        self.field.setToolTip("Type a per-pixel budget (1 – 10000) or inf")
+        self.field = BudgetField()
+        self.field.setMinimumWidth(self.field.fontMetrics().horizontalAdvance("6.103515625e-05")
+                                   + 16)
+        self.field.setToolTip(f"Type a per-pixel budget ({format_e_px(E_PX_MIN)} – "
+                              f"{format_e_px(E_PX_MAX)}) or inf; Enter applies it")
+        self.presets = QToolButton()
+        self.presets.setText("Presets")
+        self.presets.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
+        self.presets.setMenu(QMenu(self.presets))
+        self.presets.menu().aboutToShow.connect(self._fill_presets)
+        self.refused = QLabel()
+        self.refused.setObjectName("warning")
+        self.refused.setWordWrap(True)
+        self.refused.hide()
         self.total = QLabel()
-        self.noise = QLabel()
-        self.noise.setWordWrap(True)
         self.mode = QComboBox()
         for mode in DPGLOW_MODES:
             self.mode.addItem(MODE_LABELS[mode], mode)
+        self.mode.setToolTip(MODE_TIP)
         self.alpha = QDoubleSpinBox()
         self.alpha.setRange(0.05, 1.0)
         self.alpha.setSingleStep(0.05)
@@ -136,7 +196,7 @@ class EpsilonControl(QGroupBox):
         self.clip.setToolTip("Only at ε = ∞: the paper's 'inf without clip' reference")
         self.redraw = QPushButton("New noise draw")
         self.redraw.setToolTip("Draw another preview noise pattern (Space)")
-        note = QLabel("Preview noise is a fast, fixed draw for the slider. "
+        note = QLabel("Preview noise is a fast draw for the slider. "
                       "Export draws fresh secure noise.")
         note.setObjectName("hint")
         note.setWordWrap(True)
@@ -150,22 +210,23 @@ class EpsilonControl(QGroupBox):
         row.addWidget(QLabel("ε per pixel"), 0, 0)
         row.addWidget(self.slider, 0, 1)
         row.addWidget(self.field, 0, 2)
+        row.addWidget(self.presets, 0, 3)
         row.addWidget(TickLabels(self.slider), 1, 1)
         row.setColumnStretch(1, 1)
         form = QFormLayout()
-        form.addRow("Sensitivity", self.mode)
+        form.addRow("Noise", self.mode)
         form.addRow("α (clip width)", self.alpha)
         layout = QVBoxLayout(self)
         layout.addLayout(row)
+        layout.addWidget(self.refused)
         layout.addWidget(self.total)
-        layout.addWidget(self.noise)
         layout.addLayout(form)
         layout.addWidget(self.clip)
         layout.addWidget(self.redraw)
         layout.addWidget(note)
 
     def _connect(self) -> None:
-        self.slider.valueChanged.connect(lambda p: self.state.set_e_px(position_to_e_px(p)))
+        self.slider.valueChanged.connect(lambda p: self.apply(position_to_e_px(p)))
         self.field.editingFinished.connect(self._on_field)
         self.mode.currentIndexChanged.connect(
             lambda _: self.state.set_mode(self.mode.currentData()))
@@ -173,21 +234,39 @@ class EpsilonControl(QGroupBox):
         self.clip.toggled.connect(lambda on: self.state.set_clip(not on))
         self.redraw.clicked.connect(self.state.new_noise)
 
+    def apply(self, e_px: float) -> None:
+        self.refused.hide()
+        self.state.set_e_px(e_px)
+        self.field.setText(format_e_px(self.state.params.e_px))  # "100.0" typed reads "100"
+
     def step(self, decades: float) -> None:
         """Keyboard: move e_px by a fraction of a decade (from ∞, step back onto the axis)."""
         position = min(self.slider.value(), SLIDER_MAX + (1 if decades > 0 else 0))
         self.slider.setValue(position + round(decades * STEPS_PER_DECADE))
 
     def _on_field(self) -> None:
-        value = parse_e_px(self.field.text())
-        if value is None:
-            self.field.setText(format_e_px(self.state.params.e_px))  # reject, show current
+        text = self.field.text()
+        if text == format_e_px(self.state.params.e_px):
+            return  # nothing typed (focus left, or Enter then focus out)
+        reason = refusal(text)
+        if reason is not None:
+            self.refused.setText(f"{reason} Still applied: {format_e_px(self.state.params.e_px)}.")
+            self.refused.show()
+            self.field.setText(format_e_px(self.state.params.e_px))
             return
-        self.state.set_e_px(value)
+        self.apply(parse_e_px(text))
+
+    def _fill_presets(self) -> None:
+        menu = self.presets.menu()
+        menu.clear()
+        for text, e_px in budget_presets(self.state.resolution):
+            menu.addAction(text, lambda e_px=e_px: self.apply(e_px))
 
     def _on_changed(self, aspects: frozenset[Aspect]) -> None:
-        if aspects & {Aspect.PARAMS, Aspect.MODELS, Aspect.RENDERED}:
+        if aspects & {Aspect.PARAMS, Aspect.MODELS}:
             self._show()
+        if Aspect.RENDERED in aspects:
+            self.total.setToolTip(self._noise_text())
 
     def _show(self) -> None:
         p = self.state.params
@@ -198,10 +277,9 @@ class EpsilonControl(QGroupBox):
             self.alpha.setValue(p.alpha)
             self.clip.setChecked(not p.clip)
         self.clip.setEnabled(math.isinf(p.e_px))
-        if not self.field.hasFocus():
-            self.field.setText(format_e_px(p.e_px))
+        self.field.setText(format_e_px(p.e_px))
         self.total.setText(self._total_text())
-        self.noise.setText(self._noise_text())
+        self.total.setToolTip(self._noise_text())
 
     def _total_text(self) -> str:
         r = self.state.resolution
@@ -220,3 +298,14 @@ class EpsilonControl(QGroupBox):
         b = rendered.noise_scale
         return (f"Laplace scale b: DP-GLOW {scientific(b['dpglow'])} (mean, latent units) · "
                 f"ID-LDP {scientific(b['idldp'])} (pixel units)")
+
+
+def budget_presets(resolution: int | None) -> list[tuple[str, float]]:
+    """The budgets a privacy review asks about, as (menu text, e_px)."""
+    presets = []
+    if resolution:
+        for total in (1.0, 10.0):
+            presets.append((f"Total ε = {total:g} for the whole image", total / resolution ** 2))
+    presets += [(f"ε per pixel = {e_px:g}", e_px) for e_px in (0.1, 1.0, 10.0, 100.0, 1000.0)]
+    presets.append(("∞: no noise (no privacy)", math.inf))
+    return presets

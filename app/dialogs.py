@@ -7,7 +7,7 @@ import platform
 from pathlib import Path
 
 import PySide6
-from PySide6.QtCore import Qt, QUrl, qVersion
+from PySide6.QtCore import QSize, Qt, QUrl, qVersion
 from PySide6.QtGui import QImage, QTextDocument
 from PySide6.QtWidgets import (
     QDialog,
@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.messages import ModelsInfo
+from app.widgets import fit_to_screen
 from glow_engine import __version__
 from glow_engine.resources import resources_root
 
@@ -34,7 +35,7 @@ class TagBrowser(QDialog):
     def __init__(self, dataset, title: str, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setWindowTitle(f"DICOM tags — {title}")
-        self.resize(760, 560)
+        fit_to_screen(self, QSize(760, 560))
         self.filter = QLineEdit()
         self.filter.setPlaceholderText("Filter by tag, name or value…")
         self.tree = QTreeWidget()
@@ -86,7 +87,7 @@ class _Reading(QDialog):
                  text: QTextBrowser | None = None) -> None:
         super().__init__(parent)
         self.setWindowTitle(title)
-        self.resize(*size)
+        fit_to_screen(self, QSize(*size))
         self.text = text or QTextBrowser()
         self.text.setOpenExternalLinks(True)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 from pyqtgraph.util.garbage_collector import GarbageCollector
-from PySide6.QtCore import QSettings, Qt
+from PySide6.QtCore import QPoint, QRect, QSettings, QSize, Qt
 from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QIcon, QKeySequence
 from PySide6.QtWidgets import (
     QApplication,
@@ -38,12 +38,14 @@ from app.scores import ScoresPanel
 from app.state import Aspect, ViewState
 from app.theme import apply_theme
 from app.tools import ReidPanel
+from app.widgets import available_area, guard_wheel
 from app.worker import EngineWorker, new_session
 from glow_engine.imaging.discovery import find_images
 from glow_engine.imaging.load import SUPPORTED_SUFFIXES
 from glow_engine.resources import USER_DOCUMENTS, document_path, resource_path
 
 MAX_RECENT = 10
+DEFAULT_SIZE = QSize(1680, 1000)  # on screens that hold it; smaller screens open maximised
 IMAGE_FILTER = ("Images (" + " ".join(f"*{s}" for s in sorted(SUPPORTED_SUFFIXES))
                 + ");;All files (*)")
 MODEL_FILTER = "DP-GLOW model (model.json *.safetensors);;All files (*)"
@@ -121,6 +123,12 @@ class MainWindow(QMainWindow):
         scroll.setWidgetResizable(True)
         scroll.setMinimumWidth(420)
         scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        guard_wheel(side)  # scrolling the panel never changes a setting under the pointer
+        self.side_scroll = scroll
+        # The side panel runs the window's full height (the score panel goes under the panes
+        # only): on a 768 px screen the budget and the check table then fit without scrolling.
+        self.setCorner(Qt.Corner.TopRightCorner, Qt.DockWidgetArea.RightDockWidgetArea)
+        self.setCorner(Qt.Corner.BottomRightCorner, Qt.DockWidgetArea.RightDockWidgetArea)
         side_dock = self._dock("Privacy and checks", scroll, Qt.DockWidgetArea.RightDockWidgetArea)
         scores = self._dock("Anomaly score", self.scores, Qt.DockWidgetArea.BottomDockWidgetArea)
         # The panes get the room; the panels start at the size their content needs.
@@ -266,6 +274,19 @@ class MainWindow(QMainWindow):
         self.browser.chosen.connect(self.open_path)
 
     # ----------------------------------------------------------------- start-up
+
+    def place_on_screen(self, area: QRect | None = None, restore: bool = True) -> None:
+        """Open where the saved geometry was if that still fits the screen's available area
+        (monitors change), else at the default size, or maximised where that does not fit."""
+        area = area if area is not None else available_area(self)
+        saved = self.settings.value("geometry") if restore else None
+        if saved is not None and self.restoreGeometry(saved) and (
+                self.isMaximized() or area.contains(self.frameGeometry())):
+            return
+        rect, maximise = window_rect(area)
+        self.setGeometry(rect)
+        if maximise:
+            self.setWindowState(self.windowState() | Qt.WindowState.WindowMaximized)
 
     def start(self, image: Path | None = None) -> None:
         """Load the models, then open `image` or draw a synthetic sample."""
@@ -468,6 +489,16 @@ class MainWindow(QMainWindow):
         self.settings.setValue("geometry", self.saveGeometry())
         self.settings.sync()
         event.accept()
+
+
+def window_rect(area: QRect) -> tuple[QRect, bool]:
+    """The main window's first geometry on a screen whose available area is `area`, and
+    whether to maximise it: the default size centred where it fits, else the whole area."""
+    if DEFAULT_SIZE.width() <= area.width() and DEFAULT_SIZE.height() <= area.height():
+        rect = QRect(QPoint(), DEFAULT_SIZE)
+        rect.moveCenter(area.center())
+        return rect, False
+    return QRect(area), True
 
 
 def _model_exists(path: Path) -> bool:

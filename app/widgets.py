@@ -1,0 +1,60 @@
+"""Small widget behaviours shared by the panels and dialogs."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QEvent, QObject, QRect, QSize, Qt
+from PySide6.QtGui import QGuiApplication, QPainter, QPaintEvent
+from PySide6.QtWidgets import QAbstractSpinBox, QComboBox, QLabel, QSlider, QWidget
+
+WHEEL_TARGETS = (QAbstractSpinBox, QComboBox, QSlider)
+DIALOG_MARGIN = 60  # px left around a dialog for its title bar and the desktop's panels
+
+
+class _FocusedWheel(QObject):
+    """Lets a value widget take the mouse wheel only while it has the keyboard focus: an
+    unfocused one passes the wheel on to its parent (a scrolling panel scrolls), so scrolling
+    over a panel never changes a setting by accident."""
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        if event.type() == QEvent.Type.Wheel and not watched.hasFocus():
+            event.ignore()  # ignored and filtered: QApplication offers it to the parent
+            return True
+        return False
+
+
+_FILTER = _FocusedWheel()
+
+
+def guard_wheel(root: QWidget) -> None:
+    """Every spin box, combo box and slider under `root` (created so far) takes the wheel only
+    when focused; a click or Tab focuses it (StrongFocus: the wheel itself does not)."""
+    for cls in WHEEL_TARGETS:
+        for widget in root.findChildren(cls):
+            widget.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+            widget.installEventFilter(_FILTER)
+
+
+class ElidedLabel(QLabel):
+    """A one-line label that ends in "…" when too narrow (a clipped "1000" must never read
+    as "100")."""
+
+    def paintEvent(self, event: QPaintEvent) -> None:
+        painter = QPainter(self)
+        rect = self.contentsRect()
+        text = self.fontMetrics().elidedText(self.text(), Qt.TextElideMode.ElideRight,
+                                             rect.width())
+        painter.drawText(rect, int(self.alignment()), text)
+
+
+def available_area(widget: QWidget) -> QRect:
+    """The part of the widget's screen that windows may use (without panels and docks)."""
+    screen = widget.screen() or QGuiApplication.primaryScreen()
+    return screen.availableGeometry()
+
+
+def fit_to_screen(dialog: QWidget, wanted: QSize) -> None:
+    """Resize a dialog to `wanted`, shrunk to fit the available screen area with room for
+    its title bar (a 780 px tall page on a 768 px screen hides its Close button)."""
+    area = available_area(dialog.parentWidget() or dialog)
+    dialog.resize(min(wanted.width(), area.width() - DIALOG_MARGIN),
+                  min(wanted.height(), area.height() - DIALOG_MARGIN))

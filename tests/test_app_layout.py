@@ -1,0 +1,83 @@
+"""The window on small and large screens, offscreen: where it opens, that a 1366x768 screen
+shows every control without scrolling, dialogs that fit, and text that is never clipped or
+stale."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+pytest.importorskip("pytestqt")
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+from PySide6.QtCore import QRect, QSize
+from PySide6.QtWidgets import QApplication, QWidget
+
+from app.dialogs import Document
+from app.main_window import DEFAULT_SIZE, MainWindow, window_rect
+from app.widgets import DIALOG_MARGIN
+
+LAPTOP = QRect(0, 0, 1366, 768)
+
+
+def test_the_window_opens_to_fit_the_screen() -> None:
+    assert window_rect(LAPTOP) == (LAPTOP, True)  # too small for the default: maximised
+    assert window_rect(QRect(0, 0, 1600, 900))[1]
+    rect, maximise = window_rect(QRect(0, 0, 1920, 1040))
+    assert rect.size() == DEFAULT_SIZE and not maximise
+    assert rect.center() == QRect(0, 0, 1920, 1040).center()
+
+
+def test_a_saved_geometry_is_restored_only_if_it_fits(qtbot, window, settings) -> None:
+    window.showNormal()
+    window.resize(1200, 700)
+    QApplication.processEvents()
+    settings.setValue("geometry", window.saveGeometry())
+    window.resize(1150, 600)
+    # (the offscreen screen is 800 px wide: Qt moves and narrows the restored window onto
+    # it, so the "available area" here is drawn around where it lands)
+    window.place_on_screen(QRect(-50, -50, 1400, 900))
+    assert window.height() == 700 and not window.isMaximized()
+    window.place_on_screen(LAPTOP.adjusted(0, 0, 0, -100))  # a smaller screen now
+    assert window.isMaximized()
+
+
+def _inside(widget: QWidget, window: MainWindow) -> bool:
+    """The whole widget is visible within the window (and within any scroll area above it)."""
+    if not widget.isVisible():
+        return False
+    rect = QRect(widget.mapTo(window, widget.rect().topLeft()), widget.size())
+    if not window.rect().contains(rect):
+        return False
+    viewport = window.side_scroll.viewport()
+    if viewport.isAncestorOf(widget):
+        seen = QRect(viewport.mapTo(window, viewport.rect().topLeft()), viewport.size())
+        return seen.contains(rect)
+    return True
+
+
+def test_a_1366x768_screen_shows_every_control_without_scrolling(qtbot, window) -> None:
+    assert window.minimumSizeHint().width() <= LAPTOP.width()
+    assert window.minimumSizeHint().height() <= LAPTOP.height()
+    window.showNormal()
+    window.setGeometry(LAPTOP)
+    qtbot.waitUntil(lambda: window.size() == LAPTOP.size())
+    QApplication.processEvents()
+    c, reid = window.controls, window.reid
+    controls = [c.slider, c.field, c.presets, c.total, c.mode, c.alpha, c.clip, c.redraw,
+                reid.place, reid.size, reid.intensity, reid.flip, reid.table, window.scores,
+                window.statusBar(), window.grid]
+    hidden = [w.objectName() or type(w).__name__ for w in controls if not _inside(w, window)]
+    assert hidden == []
+    assert window.side_scroll.verticalScrollBar().maximum() == 0  # nothing to scroll to
+    field = c.field
+    assert field.fontMetrics().horizontalAdvance(field.text()) < field.contentsRect().width()
+
+
+def test_dialogs_fit_a_768_pixel_screen(qtbot, window, monkeypatch) -> None:
+    monkeypatch.setattr("app.widgets.available_area", lambda widget: LAPTOP)
+    window.show_document("Privacy notes")
+    dialog = window.findChildren(Document)[-1]
+    assert dialog.height() <= LAPTOP.height() - DIALOG_MARGIN
+    assert dialog.size().boundedTo(QSize(920, 780)) == dialog.size()
