@@ -1,21 +1,22 @@
 """Inputs and checks for the smoke test of the built app (packaging/build.sh).
 
     python packaging/smoke_samples.py write DIR      # two compressed chest DICOMs -> DIR
-    python packaging/smoke_samples.py verify OUT [N] # check what `dpglow privatize` wrote
+    python packaging/smoke_samples.py verify OUT LEDGER [N]  # check a `dpglow privatize` run
 
 `write` makes a synthetic chest-like radiograph (no patient data) with fake identifying
 attributes, stored once as JPEG 2000 lossless (12 bit, MONOCHROME2, not square) and once as
 RLE lossless (16 bit, MONOCHROME1): the two compressed encodings whose decoders PyInstaller
 can lose (pylibjpeg's plugins are found through package metadata). The frozen viewer and the
 frozen CLI must open both. `verify` checks a DICOM release (N inputs, default the two
-samples): every input released, de-identified, no identifying value of its source in its
-bytes, in the source's aspect ratio (the model frame's padding cropped off). It runs with the
+samples): every input released (OUT's manifest.csv, mapped to the sources by the operator's
+record beside LEDGER), de-identified, no identifying value of its source in its bytes or name,
+the whole square model frame (so the source's aspect ratio is not published). It runs with the
 build's own Python, not the frozen one, so that a broken bundle cannot pass its own check.
 """
 
 from __future__ import annotations
 
-import json
+import csv
 import sys
 from pathlib import Path
 
@@ -85,31 +86,42 @@ IDENTIFYING = ("PatientName", "PatientID", "PatientBirthDate", "AccessionNumber"
 MIN_SECRET = 6
 
 
-def verify(out: Path, expected: int) -> list[str]:
-    """Problems with the DICOM release in `out` (empty: what the smoke test expects): every
-    manifest row written, `expected` of them, and each output checked against its source."""
+def verify(out: Path, ledger: Path, expected: int) -> list[str]:
+    """Problems with the DICOM release in `out` (empty: what the smoke test expects):
+    `expected` files in its published manifest, each found through the operator's record
+    beside `ledger` and checked against its own source."""
     try:
-        rows = json.loads((out / "manifest.json").read_text())["releases"]
-    except (OSError, ValueError, KeyError) as e:
-        return [f"no readable manifest.json in {out}: {e}"]
-    problems = [f"{Path(r['input']).name}: {r['status']}: {r.get('message', '')}"
-                for r in rows if r.get("status") != "written"]
-    if len(rows) != expected:
-        problems.append(f"{len(rows)} inputs in the manifest, expected {expected}")
+        with (out / "manifest.csv").open(newline="") as fh:
+            published = {row["file"] for row in csv.DictReader(fh)}
+    except (OSError, KeyError, csv.Error) as e:
+        return [f"no readable manifest.csv in {out}: {e}"]
+    record = ledger.with_name(f"{ledger.stem}.record.csv")
+    try:
+        with record.open(newline="") as fh:
+            rows = [r for r in csv.DictReader(fh) if r["out_dir"] == str(out.resolve())]
+    except (OSError, KeyError, csv.Error) as e:
+        return [f"no readable operator's record {record}: {e}"]
+    problems = [f"{Path(r['source']).name}: {r['status']}: {r['message']}"
+                for r in rows if r["status"] != "written"]
+    if len(published) != expected:
+        problems.append(f"{len(published)} files in the manifest, expected {expected}")
     for row in rows:
-        if row.get("status") == "written":
-            problems += check_output(Path(row["input"]), Path(row["output"]))
+        if row["status"] == "written" and row["file"] in published:
+            problems += check_output(Path(row["source"]), out / row["file"])
     return problems
 
 
 def check_output(source_path: Path, path: Path) -> list[str]:
     """A released DICOM against its source: de-identified, no identifying value of the source
-    anywhere in its bytes, an image in the source's aspect ratio (the padding cropped off)."""
+    anywhere in its bytes or its name, the whole square model frame (the same size whatever
+    the source's aspect ratio)."""
     source = pydicom.dcmread(source_path, stop_before_pixels=True, force=True)
     secrets = {str(source.get(k, "") or "") for k in IDENTIFYING} | set(IDENTIFIERS.values())
+    secrets |= {source_path.stem}
     data = path.read_bytes()
     problems = []
-    leaked = sorted(v for v in secrets if len(v) >= MIN_SECRET and v.encode() in data)
+    leaked = sorted(v for v in secrets if len(v) >= MIN_SECRET and (v.encode() in data
+                                                                   or v in path.name))
     if leaked:
         problems.append(f"{path.name}: identifying values of the source in the output: {leaked}")
     ds = pydicom.dcmread(path)
@@ -118,9 +130,9 @@ def check_output(source_path: Path, path: Path) -> list[str]:
     pixels = ds.pixel_array
     if pixels.ndim != 2 or pixels.std() == 0:
         problems.append(f"{path.name}: no image in the output")
-    elif abs(pixels.shape[0] / pixels.shape[1] - source.Rows / source.Columns) > 0.02:
-        problems.append(f"{path.name}: {pixels.shape} does not keep the source's aspect "
-                        f"{source.Rows} x {source.Columns} (padding not cropped?)")
+    elif pixels.shape[0] != pixels.shape[1]:
+        problems.append(f"{path.name}: {pixels.shape} is not the square model frame: the "
+                        f"source's aspect {source.Rows} x {source.Columns} would be published")
     return problems
 
 
@@ -132,8 +144,11 @@ def main(argv: list[str]) -> int:
         for path in write(Path(argv[1])):
             print(f"wrote {path} ({pydicom.dcmread(path).file_meta.TransferSyntaxUID.name})")
         return 0
-    expected = int(argv[2]) if len(argv) > 2 else len(SAMPLES)
-    problems = verify(Path(argv[1]), expected)
+    if len(argv) < 3:
+        print(__doc__, file=sys.stderr)
+        return 2
+    expected = int(argv[3]) if len(argv) > 3 else len(SAMPLES)
+    problems = verify(Path(argv[1]), Path(argv[2]), expected)
     for p in problems:
         print(f"release check: {p}", file=sys.stderr)
     print("release check:", "FAILED" if problems else f"ok ({expected} de-identified DICOMs)")

@@ -12,9 +12,12 @@ from pydicom.sequence import Sequence
 from pydicom.uid import generate_uid
 
 from glow_engine.release.deid import (
+    DEFINED_TERMS,
     SECONDARY_CAPTURE,
     BurnedInAnnotationError,
     DicomExporter,
+    check_burned_in,
+    kept_values,
     to_bytes,
 )
 
@@ -75,6 +78,8 @@ def identifying_values(ds: Dataset) -> list[str]:
 def export(ds: Dataset | None, exporter: DicomExporter | None = None,
            **kwargs: object) -> tuple[bytes, pydicom.Dataset]:
     pixels = (np.arange(32 * 32).reshape(32, 32) % 256).astype(np.uint8)
+    declared = str(ds.get("BurnedInAnnotation", "")) if ds is not None else ""
+    kwargs.setdefault("burned_in", {"YES": True, "NO": False}.get(declared))
     built = (exporter or DicomExporter()).build(pixels, ds, METHOD, **kwargs)
     data = to_bytes(built)
     return data, pydicom.dcmread(io.BytesIO(data))
@@ -99,7 +104,7 @@ def test_output_is_valid_deidentified_secondary_capture() -> None:
     assert out.PatientIdentityRemoved == "YES"
     assert list(out.ImageType) == ["DERIVED", "SECONDARY"]
     codes = [item.CodeValue for item in out.DeidentificationMethodCodeSequence]
-    assert codes == ["113100", "113101"]
+    assert codes == ["113100"]  # never 113101: nothing cleaned the pixels
     methods = list(out.DeidentificationMethod)
     assert all(len(m) <= 64 for m in methods)
     assert "DP-GLOW" in " ".join(methods) and "e_px=100" in " ".join(methods)
@@ -136,13 +141,37 @@ def test_ranks_sharing_a_run_secret_agree() -> None:
     assert a.SOPInstanceUID != b.SOPInstanceUID
 
 
-def test_burned_in_annotation_is_refused_unless_forced() -> None:
-    src = source_dataset(burned_in="YES")
-    with pytest.raises(BurnedInAnnotationError, match="BurnedInAnnotation"):
-        export(src)
-    _, out = export(src, force_burned_in=True)
+def test_burned_in_policy_yes_and_unknown_need_consent() -> None:
+    check_burned_in(False, True)  # declared NO
+    check_burned_in(None, False)  # a PNG: nothing declared, nothing to check against
+    with pytest.raises(BurnedInAnnotationError, match="--allow-burned-in"):
+        check_burned_in(True, True)
+    with pytest.raises(BurnedInAnnotationError, match="--allow-unknown-burned-in"):
+        check_burned_in(None, True)
+    check_burned_in(True, True, allow=True)
+    check_burned_in(None, True, allow_unknown=True)
+    check_burned_in(None, True, allow=True)  # allowing YES allows unknown as well
+    with pytest.raises(BurnedInAnnotationError):
+        check_burned_in(True, True, allow_unknown=True)
+    _, out = export(source_dataset(burned_in="YES"))
     assert out.BurnedInAnnotation == "YES"
     assert [i.CodeValue for i in out.DeidentificationMethodCodeSequence] == ["113100"]
+
+
+def test_header_values_outside_the_defined_terms_are_dropped() -> None:
+    src = source_dataset()
+    src.ViewPosition, src.BodyPartExamined = "MRN99887766", "QUIXOTE ZEBULON"
+    src.ImageLaterality, src.Modality = "L", "MR"
+    data, out = export(src)
+    assert b"MRN99887766" not in data and b"QUIXOTE" not in data
+    assert "ViewPosition" not in out and "BodyPartExamined" not in out
+    assert (out.Modality, out.ImageLaterality) == ("OT", "L")
+    assert kept_values(src) == {"ImageLaterality": "L"}
+    for keyword, terms in DEFINED_TERMS.items():
+        assert all(term.isalpha() and term.isupper() and len(term) <= 6 for term in terms)
+        src = source_dataset()
+        setattr(src, keyword, terms[0])
+        assert kept_values(src)[keyword] == terms[0]
 
 
 def test_unknown_burned_in_and_png_sources() -> None:

@@ -35,7 +35,7 @@ def ledger(tmp_path: Path) -> Ledger:
 def test_schema_wal_and_no_plain_patient_ids(tmp_path: Path) -> None:
     path = tmp_path / "l.sqlite"
     with Ledger(path) as led:
-        led.confirm(led.reserve(release(patient="SECRET-PATIENT-77")))
+        led.confirm(led.reserve(release(patient="SECRET-PATIENT-77")).id)
         assert led.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert led.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
         key = led.patient_key("SECRET-PATIENT-77")
@@ -50,36 +50,42 @@ def test_schema_wal_and_no_plain_patient_ids(tmp_path: Path) -> None:
 
 def test_totals_per_image_and_patient(ledger: Ledger) -> None:
     for image, total in (("a" * 64, 100), ("a" * 64, 50), ("b" * 64, 10)):
-        ledger.confirm(ledger.reserve(release(image=image, total=total)))
+        ledger.confirm(ledger.reserve(release(image=image, total=total)).id)
     ledger.reserve(release(image="c" * 64, patient=None, total=7))  # reserved: counts
-    ledger.cancel(ledger.reserve(release(image="d" * 64, total=1000)))  # cancelled: does not
+    ledger.cancel(ledger.reserve(release(image="d" * 64, total=1000)).id)  # cancelled: not
+    ledger.fail(ledger.reserve(release(image="e" * 64, patient=None, total=3)).id, "disk full")
     assert ledger.spent_on_image("a" * 64) == 150
     assert ledger.spent_on_patient("PAT-001", "zzz") == 160
     patients = {r["budget_key"].split(":")[0]: r for r in ledger.patient_totals()}
     assert patients["patient"]["images"] == 2 and patients["patient"]["releases"] == 3
-    assert patients["image"]["total_epsilon"] == 7
+    assert sorted(r["total_epsilon"] for r in ledger.patient_totals()
+                  if r["budget_key"].startswith("image:")) == [3, 7]
     images = {r["image_sha256"]: r["total_epsilon"] for r in ledger.image_totals()}
-    assert images == {"a" * 64: 150, "b" * 64: 10, "c" * 64: 7}
-    assert [r["status"] for r in ledger.releases()] == ["written"] * 3 + ["reserved",
-                                                                          "cancelled"]
+    assert images == {"a" * 64: 150, "b" * 64: 10, "c" * 64: 7, "e" * 64: 3}  # failed counts
+    assert [r["status"] for r in ledger.releases()] == ["written"] * 3 + [
+        "reserved", "cancelled", "failed"]
+    assert ledger.releases()[-1]["note"] == "not written: disk full"
 
 
 def test_patient_budget_refuses_unless_forced(ledger: Ledger) -> None:
     ledger.set_patient_budget(120)
     assert ledger.patient_budget == 120
-    ledger.confirm(ledger.reserve(release(total=100)))
+    ledger.confirm(ledger.reserve(release(total=100)).id)
     with pytest.raises(BudgetExceeded, match="per-patient budget 120"):
         ledger.reserve(release(image="b" * 64, total=30))
     ledger.reserve(release(image="b" * 64, patient="OTHER", total=30))  # another patient
     forced = ledger.reserve(release(image="b" * 64, total=30), force=True)
-    row = next(r for r in ledger.releases() if r["id"] == forced)
-    assert row["forced"] == 1 and "forced past" in row["note"]
+    row = next(r for r in ledger.releases() if r["id"] == forced.id)
+    assert forced.forced and row["forced"] == 1 and "forced past" in row["note"]
     assert ledger.patient_totals()[0]["forced"] == 1
-    with pytest.raises(BudgetExceeded):  # a run's own budget overrides the ledger's
-        ledger.reserve(release(patient="NEW", total=30), budget=20)
+    assert [r["id"] for r in ledger.releases(forced_only=True)] == [forced.id]
+    with pytest.raises(BudgetExceeded):  # a run's own lower limit applies too
+        ledger.reserve(release(patient="NEW", total=30), run_limit=20)
+    with pytest.raises(BudgetExceeded):  # ... even with force: it bounds the forced run
+        ledger.reserve(release(patient="NEW", total=30), run_limit=20, force=True)
     with pytest.raises(BudgetExceeded):  # inf never fits a budget
         ledger.reserve(release(patient="NEW2", total=math.inf))
-    ledger.set_patient_budget(None)
+    ledger.set_patient_budget(None, force=True)
     ledger.reserve(release(patient="NEW2", total=math.inf))
     assert ledger.spent_on_patient("NEW2", "") == math.inf
 
@@ -118,8 +124,13 @@ def test_newer_or_damaged_ledger_is_refused(tmp_path: Path) -> None:
     junk.write_bytes(b"this is not a database" * 100)
     with pytest.raises(LedgerError):
         Ledger(junk)
-    with pytest.raises(LedgerError):
-        Ledger(tmp_path / "x.sqlite").set_patient_budget(0)
+    with pytest.raises(LedgerError, match="there is no ledger"):
+        Ledger(tmp_path / "typo.sqlite", create=False)
+    assert not (tmp_path / "typo.sqlite").exists()
+    with Ledger(tmp_path / "x.sqlite") as led:
+        for bad in (0, -1, math.nan, math.inf):
+            with pytest.raises(LedgerError, match="positive finite"):
+                led.set_patient_budget(bad)
 
 
 def test_default_path_honours_the_environment(monkeypatch: pytest.MonkeyPatch,
@@ -139,14 +150,60 @@ def run_cli(*argv: str) -> int:
 def test_ledger_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "cli.sqlite"
     with Ledger(path) as led:
-        led.confirm(led.reserve(release(total=102400)))
-        led.reserve(release(image="b" * 64, total=102400), force=True, budget=1)
-    assert run_cli(str(path), "--set-patient-budget", "300000") == 0
+        led.set_patient_budget(1)
+        led.confirm(led.reserve(release(total=102400), force=True).id)
+        led.reserve(release(image="b" * 64, total=102400), force=True)
+    with pytest.raises(LedgerError, match="needs --force"):
+        run_cli(str(path), "--set-patient-budget", "300000")
+    assert run_cli(str(path), "--set-patient-budget", "300000", "--force", "--note",
+                   "approved by the IG office") == 0
     out = capsys.readouterr().out
     assert "per-patient budget: 300000" in out and "204800" in out and "--force" in out
+    assert "1 -> 300000  (raised with --force)  approved by the IG office" in out
+    assert "FORCED past the per-patient budget: 2 release(s)" in out
     assert run_cli(str(path), "--json", "--releases") == 0
     report = json.loads(capsys.readouterr().out)
     assert report["patient_budget"] == 300000 and len(report["releases"]) == 2
     assert report["images"][0]["total_epsilon"] == 102400
-    assert run_cli(str(path), "--clear-patient-budget") == 0
+    assert run_cli(str(path), "--set-patient-budget", "1000") == 0  # lowering: no --force
+    assert run_cli(str(path), "--clear-patient-budget", "--force") == 0
     assert "per-patient budget: none" in capsys.readouterr().out
+
+
+def test_budget_run_limit_may_only_lower_the_stored_one(ledger: Ledger) -> None:
+    ledger.check_run_limit(1e12)  # no stored limit: any limit is lower
+    ledger.set_patient_budget(2e6)
+    ledger.check_run_limit(1e6)
+    with pytest.raises(LedgerError, match="may only lower"):
+        ledger.check_run_limit(1e12)
+    ledger.check_run_limit(1e12, force=True)
+    for bad in (math.nan, -1.0, 0.0, math.inf):
+        with pytest.raises(LedgerError, match="positive finite"):
+            ledger.check_run_limit(bad, force=True)
+    assert [(c["old"], c["new"], c["forced"]) for c in ledger.budget_changes()] == [
+        (None, 2e6, 0)]
+
+
+def test_version_1_ledger_is_migrated_with_its_rows(tmp_path: Path) -> None:
+    path = tmp_path / "v1.sqlite"
+    db = sqlite3.connect(path)
+    db.executescript("""
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        CREATE TABLE releases (id INTEGER PRIMARY KEY, time TEXT NOT NULL,
+            image_sha256 TEXT NOT NULL, patient_key TEXT, budget_key TEXT NOT NULL,
+            mechanism TEXT NOT NULL, mode TEXT NOT NULL, e_px REAL NOT NULL,
+            total_epsilon REAL NOT NULL, model_sha256 TEXT NOT NULL, output TEXT NOT NULL,
+            status TEXT NOT NULL CHECK (status IN ('reserved', 'written', 'cancelled')),
+            forced INTEGER NOT NULL DEFAULT 0, note TEXT NOT NULL DEFAULT '');
+        CREATE INDEX releases_image ON releases (image_sha256);
+        CREATE INDEX releases_budget ON releases (budget_key);
+        INSERT INTO meta VALUES ('salt', 'ab');
+        INSERT INTO releases VALUES (1, 't', 'img', NULL, 'image:img', 'dpglow', 'paper', 1.0,
+            16384.0, 'm', 'out.png', 'written', 0, '');
+        PRAGMA user_version = 1;""")
+    db.close()
+    with Ledger(path) as led:
+        assert led.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        assert led.spent_on_image("img") == 16384
+        led.fail(led.reserve(release(image="img", patient=None)).id, "after the draw")
+        assert led.spent_on_image("img") == 16484 and led.budget_changes() == []

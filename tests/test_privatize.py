@@ -1,33 +1,41 @@
-"""`dpglow privatize` end to end on the tiny model: PNG and DICOM in and out, manifest,
-ledger, failures, resume, budgets, burned-in annotations, CSV lists and torchrun shards."""
+"""`dpglow privatize` end to end on the tiny model: PNG and DICOM in and out, the published
+manifest and the operator's record, the ledger, resume, budgets, burned-in annotations, CSV
+lists with patient ids, torchrun shards, and no identity anywhere in what is published."""
 
 from __future__ import annotations
 
-import argparse
 import csv
 import hashlib
 import io
-import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pydicom
 import pytest
-from conftest import tiny_images
+from helpers import tiny_images
 from PIL import Image
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from glow_engine import cli
-from glow_engine.commands import privatize as privatize_cmd
+from glow_engine.imaging import load_image
 from glow_engine.mechanisms import DPGlow
 from glow_engine.modelfile import LoadedModel, save_model
-from glow_engine.release.batch import ReleaseOptions, privatize
+from glow_engine.release.batch import (
+    ReleaseInput,
+    ReleaseOptions,
+    release_folder,
+    release_one,
+)
 from glow_engine.release.ledger import Ledger
-from glow_engine.release.manifest import merge_rank_manifests
+from glow_engine.release.records import MANIFEST_FIELDS, read_rows
 
 PATIENT = "Zyxwerth^Jolantha"
 PATIENT_ID = "PID-5550123"
+TOTAL = 100 * 32 * 32  # e_px 100 at the tiny model's 32 x 32
 
 
 @pytest.fixture(scope="module")
@@ -37,17 +45,21 @@ def model_dir(tiny_model: LoadedModel, tmp_path_factory: pytest.TempPathFactory)
     return path
 
 
-def write_dicom(path: Path, pixels: np.ndarray, burned_in: str = "NO") -> Path:
+def write_dicom(path: Path, pixels: np.ndarray, burned_in: str | None = "NO",
+                patient_id: str = PATIENT_ID, **extra: str) -> Path:
     ds = Dataset()
     ds.file_meta = FileMetaDataset()
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
     ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1.1"
     ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
     ds.SOPClassUID, ds.SOPInstanceUID = "1.2.840.10008.5.1.4.1.1.1.1", generate_uid()
-    ds.PatientName, ds.PatientID, ds.Modality = PATIENT, PATIENT_ID, "DX"
+    ds.PatientName, ds.PatientID, ds.Modality = PATIENT, patient_id, "DX"
     ds.InstitutionName = "Saint Example Hospital"
     ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
-    ds.BurnedInAnnotation = burned_in
+    if burned_in is not None:
+        ds.BurnedInAnnotation = burned_in
+    for keyword, value in extra.items():
+        setattr(ds, keyword, value)
     ds.add_new(0x00091001, "LO", "PRIVATE-SECRET-4242")
     u8 = np.rint(pixels * 255).astype(np.uint8)
     ds.Rows, ds.Columns = u8.shape
@@ -58,32 +70,41 @@ def write_dicom(path: Path, pixels: np.ndarray, burned_in: str = "NO") -> Path:
     return path
 
 
+def write_png(path: Path, pixels: np.ndarray) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.rint(pixels * 255).astype(np.uint8)).save(path)
+    return path
+
+
 @pytest.fixture()
 def inputs(tmp_path: Path) -> Path:
     """in/ with 3 PNGs (one 48x64), 2 DICOMs of one patient and a corrupt PNG."""
     folder = tmp_path / "in"
-    (folder / "sub").mkdir(parents=True)
     images = tiny_images(5, seed=21)
     for i in range(2):
-        Image.fromarray(np.rint(images[i] * 255).astype(np.uint8)).save(folder / f"p{i}.png")
-    wide = np.kron(np.rint(images[2] * 255).astype(np.uint8), np.ones((2, 2), np.uint8))
-    Image.fromarray(wide[:48]).save(folder / "sub" / "wide.png")
+        write_png(folder / f"p{i}.png", images[i])
+    wide = np.kron(images[2], np.ones((2, 2), np.float32))[:48]
+    write_png(folder / "sub" / "wide.png", wide)
     write_dicom(folder / "sub" / "a.dcm", images[3])
     write_dicom(folder / "sub" / "b.dcm", images[4])
     (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
     return folder
 
 
-def run(model_dir: Path, tmp_path: Path, *argv: str) -> int:
-    parser = argparse.ArgumentParser()
-    privatize_cmd.add_arguments(parser)
-    args = parser.parse_args([*argv, "--model", str(model_dir), "--ledger",
-                              str(tmp_path / "ledger.sqlite"), "--no-progress"])
-    return privatize_cmd.run(args)
+def run(capsys: pytest.CaptureFixture[str], model_dir: Path, tmp_path: Path,
+        *argv: str) -> tuple[int, str, str]:
+    code = cli.main(["privatize", *argv, "--model", str(model_dir), "--ledger",
+                     str(tmp_path / "ledger.sqlite"), "--no-progress"])
+    out = capsys.readouterr()
+    return code, out.out, out.err
 
 
 def manifest(out: Path) -> list[dict]:
-    return json.loads((out / "manifest.json").read_text())["releases"]
+    return read_rows(out / "manifest.csv")
+
+
+def record(tmp_path: Path) -> list[dict]:
+    return read_rows(tmp_path / "ledger.record.csv")
 
 
 def digest(folder: Path) -> dict[str, str]:
@@ -91,132 +112,258 @@ def digest(folder: Path) -> dict[str, str]:
             for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
-def test_registered_in_the_cli() -> None:
-    assert {"privatize", "ledger"} <= set(cli.SUBCOMMANDS)
-
-
-def test_png_release_with_manifest_and_ledger(model_dir: Path, inputs: Path,
-                                              tmp_path: Path) -> None:
+def test_png_release_publishes_only_random_names_and_the_manifest(capsys, model_dir, inputs,
+                                                                  tmp_path) -> None:
     before = digest(inputs)
     out = tmp_path / "out"
-    assert run(model_dir, tmp_path, str(inputs), "--e-px", "100", "--mode", "tight",
-               "--out", str(out)) == 1  # one input failed
+    code, stdout, err = run(capsys, model_dir, tmp_path, str(inputs), "--e-px", "100",
+                            "--mode", "tight", "--out", str(out))
+    assert code == 1 and "failed:" in err and "broken.png" in err  # one input failed
+    assert "written 5, done earlier 0, failed 1" in stdout
     assert digest(inputs) == before  # inputs untouched
     rows = manifest(out)
-    by_status = {s: [r for r in rows if r["status"] == s] for s in ("written", "failed")}
-    assert len(by_status["written"]) == 5 and len(by_status["failed"]) == 1
-    assert "broken.png" in by_status["failed"][0]["input"]
-    with (out / "manifest.csv").open() as fh:
-        assert len(list(csv.DictReader(fh))) == 6
-    for row in by_status["written"]:
-        img = np.asarray(Image.open(row["output"]))
-        # cropped back to the source's aspect: wide.png is 48 x 64, the others square
-        assert img.shape == ((24, 32) if "wide" in row["input"] else (32, 32))
-        assert img.dtype == np.uint8
-        assert row["total_epsilon"] == 102400 and "tight" in row["description"]
-        assert Path(row["output"]).name.endswith(".dpglow-tight-a0.4-e100.png")
-    assert (out / "in" / "sub" / "wide.dpglow-tight-a0.4-e100.png").exists()
+    assert len(rows) == 5 and list(rows[0]) == list(MANIFEST_FIELDS)
+    names = sorted(p.name for p in out.iterdir())
+    assert names == sorted([r["file"] for r in rows] + ["manifest.csv"])  # flat, nothing else
+    for row in rows:
+        assert len(Path(row["file"]).stem) == 16 and row["file"].endswith(".png")
+        img = np.asarray(Image.open(out / row["file"]))
+        assert img.shape == (32, 32) and img.dtype == np.uint8  # wide.png too: same size
+        assert (row["width"], row["height"], row["frame"]) == ("32", "32", "square")
+        assert float(row["total_epsilon"]) == TOTAL and "tight" in row["description"]
+        assert row["sha256"] == hashlib.sha256((out / row["file"]).read_bytes()).hexdigest()
+    private = record(tmp_path)
+    assert {Path(r["source"]).name for r in private} == {"p0.png", "p1.png", "wide.png",
+                                                          "a.dcm", "b.dcm", "broken.png"}
+    assert {r["file"] for r in private if r["status"] == "written"} == {r["file"] for r in rows}
     with Ledger(tmp_path / "ledger.sqlite") as led:
         patients = led.patient_totals()
-        assert sum(p["total_epsilon"] for p in patients) == 5 * 102400
+        assert sum(p["total_epsilon"] for p in patients) == 5 * TOTAL
         assert max(p["images"] for p in patients) == 2  # the two DICOMs: one patient
         assert {r["status"] for r in led.releases()} == {"written"}
+        assert {r["output"] for r in led.releases()} == {r["file"] for r in rows}
 
 
-def test_dicom_release_is_deidentified_and_resized(model_dir: Path, inputs: Path,
-                                                     tmp_path: Path) -> None:
+def test_dicom_release_is_deidentified_square_and_resized(capsys, model_dir, inputs,
+                                                          tmp_path) -> None:
     out = tmp_path / "dcm"
-    run(model_dir, tmp_path, str(inputs / "sub"), str(inputs / "p0.png"), "--e-px", "1000",
-        "--format", "dicom", "--size", "64", "--out", str(out))
-    written = [r for r in manifest(out) if r["status"] == "written"]
-    assert len(written) == 4
-    for row in written:
-        data = Path(row["output"]).read_bytes()
+    run(capsys, model_dir, tmp_path, str(inputs / "sub"), str(inputs / "p0.png"), "--e-px",
+        "1000", "--format", "dicom", "--size", "64", "--out", str(out))
+    rows = manifest(out)
+    assert len(rows) == 4
+    dicoms = []
+    for row in rows:
+        data = (out / row["file"]).read_bytes()
         for secret in (PATIENT, "Zyxwerth", PATIENT_ID, "Saint Example", "PRIVATE-SECRET"):
             assert secret.encode() not in data
         ds = pydicom.dcmread(io.BytesIO(data))
-        assert ds.pixel_array.shape == ((48, 64) if "wide" in row["input"] else (64, 64))
+        assert ds.pixel_array.shape == (64, 64)
         assert ds.PatientIdentityRemoved == "YES"
-        assert "post-processing" in ds.DerivationDescription
+        assert "whole 32x32 model frame" in ds.DerivationDescription
+        assert "resized from 32x32 to 64x64" in ds.DerivationDescription
         assert "e_px=1000" in " ".join(ds.DeidentificationMethod)
-        assert "resized from 32x" in row["post_processing"]
-    dicoms = [pydicom.dcmread(r["output"]) for r in written if r["input"].endswith(".dcm")]
+        assert [c.CodeValue for c in ds.DeidentificationMethodCodeSequence] == ["113100"]
+        if ds.get("BurnedInAnnotation"):  # the DICOM sources declared NO
+            assert ds.BurnedInAnnotation == "NO" and row["source_burned_in"] == "NO"
+            dicoms.append(ds)
+        else:
+            assert row["source_burned_in"] == "unknown"  # a PNG says nothing
     assert dicoms[0].PatientID == dicoms[1].PatientID != PATIENT_ID  # one pseudonym
 
 
-def test_rerun_resumes_without_spending_again(model_dir: Path, inputs: Path,
-                                             tmp_path: Path) -> None:
+def test_keep_aspect_crops_and_says_so(capsys, model_dir, inputs, tmp_path) -> None:
+    out = tmp_path / "aspect"
+    code, _, _ = run(capsys, model_dir, tmp_path, str(inputs / "sub" / "wide.png"), "--e-px",
+                     "100", "--keep-aspect", "--out", str(out))
+    (row,) = manifest(out)
+    assert code == 0 and (row["width"], row["height"], row["frame"]) == ("32", "24",
+                                                                          "source aspect")
+    assert np.asarray(Image.open(out / row["file"])).shape == (24, 32)
+
+
+def test_rerun_appends_records_and_skips_what_is_released(capsys, model_dir, inputs,
+                                                          tmp_path) -> None:
     out = tmp_path / "out"
     args = (str(inputs), "--e-px", "10", "--out", str(out))
-    run(model_dir, tmp_path, *args)
-    first = {r["output"]: r for r in manifest(out)}
-    victim = next(p for p, r in first.items() if r["status"] == "written")
-    Path(victim).unlink()
-    run(model_dir, tmp_path, *args)
-    rows = {r["output"]: r for r in manifest(out)}
-    assert rows[victim]["status"] == "written"
-    assert sum(r["status"] == "done-earlier" for r in rows.values()) == 4
-    done = next(r for r in rows.values() if r["status"] == "done-earlier")
-    assert done["image_sha256"] and done["description"]  # carried over from the first run
-    with Ledger(tmp_path / "ledger.sqlite") as led:
-        assert len(led.releases()) == 6  # 5 first, 1 re-done
-
-
-def test_budget_refusal_force_and_burned_in(model_dir: Path, inputs: Path,
-                                            tmp_path: Path) -> None:
-    write_dicom(inputs / "sub" / "burned.dcm", tiny_images(1)[0], burned_in="YES")
-    out = tmp_path / "b"
-    code = run(model_dir, tmp_path, str(inputs / "sub"), "--e-px", "100", "--out", str(out),
-               "--patient-budget", "150000")
-    rows = {Path(r["input"]).name: r for r in manifest(out)}
-    assert code == 1
-    assert rows["burned.dcm"]["status"] == "failed"
-    assert "BurnedInAnnotation" in rows["burned.dcm"]["message"]
-    assert rows["a.dcm"]["status"] == "written" and rows["wide.png"]["status"] == "written"
-    assert rows["b.dcm"]["status"] == "failed" and "budget" in rows["b.dcm"]["message"]
-    run(model_dir, tmp_path, str(inputs / "sub"), "--e-px", "100", "--out", str(out),
-        "--patient-budget", "150000", "--force", "--allow-burned-in")
-    rows = {Path(r["input"]).name: r for r in manifest(out)}
-    assert rows["b.dcm"]["status"] == rows["burned.dcm"]["status"] == "written"
-    with Ledger(tmp_path / "ledger.sqlite") as led:
-        assert any(r["forced"] for r in led.releases())
-
-
-def test_csv_list_idldp_without_model_and_out_inside_input(inputs: Path,
-                                                           tmp_path: Path) -> None:
-    listing = inputs / "list.csv"
-    listing.write_text("path,label\np0.png,0\nsub/a.dcm,1\nmissing.png,0\n")
-    out = inputs / "released"  # inside an input folder: its files are never inputs
-    parser = argparse.ArgumentParser()
-    privatize_cmd.add_arguments(parser)
-    args = parser.parse_args([str(listing), "--mechanism", "idldp", "--resolution", "32",
-                              "--e-px", "inf", "--out", str(out), "--ledger",
-                              str(tmp_path / "l.sqlite"), "--no-progress"])
-    assert privatize_cmd.run(args) == 1  # missing.png
+    run(capsys, model_dir, tmp_path, *args)
+    first = manifest(out)
+    deleted, emptied = out / first[0]["file"], out / first[1]["file"]
+    deleted.unlink()
+    emptied.write_bytes(b"")  # a zero-byte file at an output name is not a release
+    code, stdout, _ = run(capsys, model_dir, tmp_path, *args)
+    assert code == 1  # broken.png
+    assert "written 2, done earlier 3, failed 1" in stdout
     rows = manifest(out)
-    assert [r["status"] for r in rows] == ["written", "written", "failed"]
-    assert rows[0]["total_epsilon"] == "inf" and rows[0]["model_sha256"] == ""
-    args.inputs = [str(inputs)]
-    privatize_cmd.run(args)
-    assert not any("released" in r["input"] for r in manifest(out))
+    assert rows[:5] == first and len(rows) == 7  # appended, never rewritten
+    assert len(record(tmp_path)) == 12
+    assert emptied.read_bytes() == b""  # left as it was; the image got a new file
+    with Ledger(tmp_path / "ledger.sqlite") as led:
+        assert len(led.releases()) == 7  # 5 first, 2 released again
 
 
-def test_torchrun_shards_split_and_merge(tiny_model: LoadedModel, inputs: Path,
-                                         tmp_path: Path) -> None:
+def test_budget_a_run_may_only_lower_it_and_force_is_recorded(capsys, model_dir, inputs,
+                                                              tmp_path) -> None:
+    with Ledger(tmp_path / "ledger.sqlite") as led:
+        led.set_patient_budget(2.5 * TOTAL)
+    out, sub = tmp_path / "b", str(inputs / "sub")
+    for bad in ("1e12", "nan", "-1", "inf"):
+        code, _, err = run(capsys, model_dir, tmp_path, sub, "--e-px", "100", "--out",
+                           str(out), "--patient-budget", bad)
+        assert code == 2 and err.count("\n") == 1 and "Traceback" not in err
+    assert not (out / "manifest.csv").exists()  # refused before anything was released
+    code, _, err = run(capsys, model_dir, tmp_path, sub, "--e-px", "100", "--out", str(out),
+                       "--patient-budget", str(1.5 * TOTAL))
+    statuses = sorted(r["status"] for r in record(tmp_path))
+    assert code == 1 and statuses == ["refused", "written", "written"]
+    assert "over the per-patient budget 153600" in err  # the run's lower limit
+    code, _, _ = run(capsys, model_dir, tmp_path, sub, "--e-px", "100", "--out", str(out))
+    assert code == 0  # b.dcm fits the ledger's own budget: 204800 <= 256000
+    code, _, err = run(capsys, model_dir, tmp_path, sub, "--e-px", "60", "--out", str(out))
+    assert code == 1 and err.count("refused:") == 2 and "--force" in err
+    code, _, _ = run(capsys, model_dir, tmp_path, sub, "--e-px", "60", "--out", str(out),
+                     "--force")
+    assert code == 0
+    with Ledger(tmp_path / "ledger.sqlite") as led:
+        forced = led.releases(forced_only=True)
+        assert len(forced) == 2
+        assert all("forced past the per-patient budget 256000" in r["note"] for r in forced)
+    assert cli.main(["ledger", str(tmp_path / "ledger.sqlite")]) == 0
+    assert capsys.readouterr().out.count("FORCED") >= 2
+
+
+def test_burned_in_yes_and_unknown_need_an_option(capsys, model_dir, tmp_path) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    images = tiny_images(3, seed=5)
+    write_dicom(folder / "yes.dcm", images[0], burned_in="YES")
+    write_dicom(folder / "unknown.dcm", images[1], burned_in=None)
+    write_png(folder / "plain.png", images[2])
+    out = tmp_path / "out"
+    args = (str(folder), "--e-px", "100", "--format", "dicom", "--out", str(out))
+    code, _, err = run(capsys, model_dir, tmp_path, *args)
+    assert code == 1 and err.count("refused:") == 2
+    assert "--allow-burned-in" in err and "--allow-unknown-burned-in" in err
+    run(capsys, model_dir, tmp_path, *args, "--allow-unknown-burned-in")
+    run(capsys, model_dir, tmp_path, *args, "--allow-burned-in")
+    by_status = {r["source_burned_in"]: r for r in manifest(out)}
+    assert set(by_status) == {"YES", "unknown"}  # the PNG, then unknown.dcm, then yes.dcm
+    with Ledger(tmp_path / "ledger.sqlite") as led:
+        assert len(led.releases()) == 3  # refusals spend nothing
+    for row in manifest(out):
+        ds = pydicom.dcmread(out / row["file"])
+        assert [c.CodeValue for c in ds.DeidentificationMethodCodeSequence] == ["113100"]
+        assert ds.get("BurnedInAnnotation", "unknown") == row["source_burned_in"]
+
+
+def test_csv_patient_ids_share_a_budget(capsys, model_dir, tmp_path) -> None:
+    folder = tmp_path / "in"
+    images = tiny_images(3, seed=9)
+    for i in range(2):
+        write_png(folder / f"img{i}.png", images[i])
+    write_dicom(folder / "other.dcm", images[2], patient_id="SOMEONE-ELSE")
+    listing = folder / "list.csv"
+    listing.write_text("path,label,patient_id\nimg0.png,0,P-77\nimg1.png,1,P-77\n"
+                       "other.dcm,0,P-77\n")
+    code, _, err = run(capsys, model_dir, tmp_path, str(listing), "--e-px", "100", "--out",
+                       str(tmp_path / "out"), "--allow-unknown-burned-in")
+    assert code == 1 and "differs from the file's PatientID" in err and "P-77" not in err
+    with Ledger(tmp_path / "ledger.sqlite") as led:
+        (patient,) = led.patient_totals()
+        assert patient["images"] == 2 and patient["budget_key"].startswith("patient:")
+        assert patient["budget_key"] == f"patient:{led.patient_key('P-77')}"
+
+
+def test_out_inside_an_input_folder_is_never_an_input(capsys, model_dir, inputs,
+                                                      tmp_path) -> None:
+    out = inputs / "released"
+    run(capsys, model_dir, tmp_path, str(inputs), "--e-px", "100", "--out", str(out))
+    _, stdout, _ = run(capsys, model_dir, tmp_path, str(inputs), "--e-px", "100", "--out",
+                       str(out))
+    assert "written 0, done earlier 5, failed 1" in stdout  # its own outputs were not inputs
+    assert not any("released" in r["source"] for r in record(tmp_path))
+
+
+def test_identity_planted_in_names_folders_and_header_reaches_nothing_in_out(
+        capsys, model_dir, tmp_path) -> None:
+    secrets = ["SMITH", "JOHN", "MRN123", "20240607", "00000398", "SECRETHOSP", "QUIXOTE",
+               "ZEBULON", "MRN99887766", "1.2.826.0.1.555"]
+    folder = tmp_path / "SMITH_JOHN_MRN123" / "20240607_CHEST"
+    images = tiny_images(3, seed=11)
+    write_png(folder / "00000398_002.png", images[0])
+    write_dicom(folder / "1.2.826.0.1.555.dcm", images[1], PatientName="SMITH^JOHN",
+                PatientID="MRN123", InstitutionName="SECRETHOSP", StudyDate="20240607",
+                ViewPosition="MRN99887766", BodyPartExamined="QUIXOTE ZEBULON",
+                ImageLaterality="L")
+    write_dicom(folder / "SMITH_JOHN_second.dcm", np.kron(images[2], np.ones((2, 1))),
+                PatientID="MRN123", ViewPosition="PA", BodyPartExamined="CHEST")
+    for fmt in ("png", "dicom"):
+        out = tmp_path / f"out-{fmt}"
+        code, _, err = run(capsys, model_dir, tmp_path, str(tmp_path / "SMITH_JOHN_MRN123"),
+                           "--e-px", "100", "--format", fmt, "--out", str(out))
+        assert code == 0, err
+        published = list(out.rglob("*"))
+        assert len(published) == 4 and all(p.parent == out for p in published)
+        for path in published:
+            data = path.read_bytes()
+            for secret in secrets:
+                assert secret not in path.name and secret.encode() not in data, (secret, path)
+        images = [p for p in published if p.name != "manifest.csv"]
+        shapes = {load_image(p).pixels.shape for p in images}
+        assert shapes == {(32, 32)}  # inputs of different shapes, outputs of one size
+    kept = [pydicom.dcmread(p) for p in (tmp_path / "out-dicom").glob("*.dcm")]
+    assert {(d.get("ViewPosition"), d.get("BodyPartExamined"), d.get("ImageLaterality"))
+            for d in kept if d.Modality == "DX"} == {(None, None, "L"), ("PA", "CHEST", None)}
+
+
+def test_release_api_progress_stop_and_release_one(tiny_model, inputs, tmp_path) -> None:
     mech = DPGlow(tiny_model, mode="tight")
-    out = tmp_path / "sharded"
+    calls: list[tuple[int, int]] = []
     with Ledger(tmp_path / "l.sqlite") as led:
-        for rank in (1, 0):
-            opts = ReleaseOptions(e_px=100, out_dir=out, fmt="dicom", rank=rank, world=2,
-                                  progress=False, run_secret="broadcast by rank 0")
-            privatize([inputs], mech, led, opts)
-    per_rank = [json.loads((out / f"manifest.rank{r}.json").read_text())["releases"]
-                for r in (0, 1)]
-    assert [len(rows) for rows in per_rank] == [3, 3]
-    merged = json.loads(merge_rank_manifests(out, 2).read_text())["releases"]
-    assert len({r["input"] for r in merged}) == 6 == len(merged)
-    # a.dcm and b.dcm (one patient) went to different ranks, yet share one pseudonym
-    ranks = {Path(r["input"]).name: r["rank"] for r in merged}
-    assert ranks["a.dcm"] != ranks["b.dcm"]
-    a, b = (pydicom.dcmread(r["output"]) for r in merged if r["input"].endswith(".dcm"))
+        opts = ReleaseOptions(e_px=100, out_dir=tmp_path / "out", batch_size=2)
+        summary = release_folder([inputs], mech, led, opts, on_progress=lambda *a:
+                                 calls.append(a), should_stop=lambda: len(calls) >= 2)
+        assert calls == [(2, 6), (4, 6)] and summary.count("not-started") == 2
+        assert not summary.complete and summary.manifest == (tmp_path / "out" / "manifest.csv")
+        item = ReleaseInput.from_image(load_image(inputs / "p0.png"), mech.resolution)
+        before = led.spent_on_image(item.image_sha256)
+        outcome = release_one(item, mech, led, opts)
+        assert outcome.status == "written" and outcome.file.parent == tmp_path / "out"
+        assert led.spent_on_image(item.image_sha256) == before + TOTAL
+
+
+@pytest.mark.slow
+def test_torchrun_ranks_share_one_secret_and_split_the_inputs(model_dir: Path,
+                                                               tmp_path: Path) -> None:
+    """Two real torchrun workers (gloo): shared_run_secret broadcasts rank 0's secret, each
+    rank releases its share, finish_shards waits for both before they exit."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name, pixels in zip(("a.dcm", "b.dcm"), tiny_images(2, seed=22), strict=True):
+        write_dicom(folder / name, pixels)  # one patient: one image per rank
+    out = tmp_path / "out"
+    done = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+         "-m", "glow_engine.cli", "privatize", str(folder), "--e-px", "100", "--format", "dicom",
+         "--out", str(out), "--model", str(model_dir), "--ledger", str(tmp_path / "l.sqlite"),
+         "--no-progress"],
+        env=dict(os.environ, OMP_NUM_THREADS="1"), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    released = sorted(out.rglob("*.dcm"))
+    assert len(released) == 2  # each input once, by one rank
+    a, b = (pydicom.dcmread(path) for path in released)
+    # one run secret on both ranks: the patient has one pseudonym, and it is not the original
     assert (a.PatientID, a.PatientName) == (b.PatientID, b.PatientName)
+    assert a.PatientID != PATIENT_ID
+    assert not np.array_equal(a.pixel_array, b.pixel_array)  # two images, not one twice
+
+
+def test_records_are_appended_without_interleaving(tmp_path) -> None:
+    from glow_engine.release.records import append_rows
+
+    path = tmp_path / "r.csv"
+    append_rows(path, ("a", "b"), [{"a": 1, "b": 2}], "test record")
+    with path.open("a") as fh:
+        fh.write("3,4-cut-off")  # a crash in the middle of a row
+    append_rows(path, ("a", "b"), [{"a": 5, "b": 6}], "test record")
+    with path.open(newline="") as fh:
+        assert list(csv.reader(fh)) == [["a", "b"], ["1", "2"], ["3", "4-cut-off"], ["5", "6"]]

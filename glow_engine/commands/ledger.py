@@ -1,4 +1,5 @@
-"""`dpglow ledger [FILE]`: what was spent, per patient and per image; the per-patient budget."""
+"""`dpglow ledger [FILE]`: what was spent, per patient and per image; the per-patient budget,
+its history, and every release forced past it."""
 
 from __future__ import annotations
 
@@ -15,8 +16,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"ledger file (default {default_ledger_path()})")
     budget = p.add_mutually_exclusive_group()
     budget.add_argument("--set-patient-budget", type=float, metavar="EPSILON",
-                        help="refuse releases that take a patient past this total epsilon")
-    budget.add_argument("--clear-patient-budget", action="store_true")
+                        help="refuse releases that take a patient past this total epsilon "
+                             "(creates the ledger if there is none)")
+    budget.add_argument("--clear-patient-budget", action="store_true",
+                        help="no per-patient limit (needs --force)")
+    p.add_argument("--force", action="store_true",
+                   help="allow raising or clearing the budget (recorded in the ledger)")
+    p.add_argument("--note", default="", help="why the budget changed (recorded)")
     p.add_argument("--releases", action="store_true", help="also list every release")
     p.add_argument("--limit", type=int, default=50, help="rows per table (0: all)")
     p.add_argument("--json", action="store_true")
@@ -24,13 +30,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     path = args.ledger or default_ledger_path()
-    with Ledger(path) as ledger:
-        if args.set_patient_budget is not None:
-            ledger.set_patient_budget(args.set_patient_budget)
-        elif args.clear_patient_budget:
-            ledger.set_patient_budget(None)
+    with Ledger(path, create=args.set_patient_budget is not None) as ledger:
+        if args.set_patient_budget is not None or args.clear_patient_budget:
+            ledger.set_patient_budget(args.set_patient_budget, force=args.force,
+                                      note=args.note)
         report = {"ledger": str(path), "patient_budget": ledger.patient_budget,
-                  "patients": ledger.patient_totals(), "images": ledger.image_totals()}
+                  "budget_changes": ledger.budget_changes(),
+                  "patients": ledger.patient_totals(), "images": ledger.image_totals(),
+                  "forced": ledger.releases(forced_only=True)}
         if args.releases:
             report["releases"] = ledger.releases()
     print(json.dumps(report, indent=1, default=str) if args.json else text(report, args.limit))
@@ -40,9 +47,13 @@ def run(args: argparse.Namespace) -> int:
 def text(report: dict, limit: int) -> str:
     budget = report["patient_budget"]
     lines = [f"ledger {report['ledger']}",
-             f"per-patient budget: {'none' if budget is None else format_number(budget)}", "",
-             f"{'patient (or image without one)':34} {'images':>6} {'releases':>8} "
-             f"{'total epsilon':>14}"]
+             f"per-patient budget: {'none' if budget is None else format_number(budget)}"]
+    for change in report["budget_changes"]:
+        lines.append(f"  {change['time']} {_limit(change['old'])} -> {_limit(change['new'])}"
+                     f"{'  (raised with --force)' if change['forced'] else ''}"
+                     f"{'  ' + change['note'] if change['note'] else ''}")
+    lines += ["", f"{'patient (or image without one)':34} {'images':>6} {'releases':>8} "
+                  f"{'total epsilon':>14}"]
     for row in _cut(report["patients"], limit):
         lines.append(f"{_short(row['budget_key']):34} {row['images']:>6} {row['releases']:>8} "
                      f"{format_number(row['total_epsilon']):>14}{_forced(row)}")
@@ -50,11 +61,22 @@ def text(report: dict, limit: int) -> str:
     for row in _cut(report["images"], limit):
         lines.append(f"{_short('image:' + row['image_sha256']):34} {row['releases']:>8} "
                      f"{format_number(row['total_epsilon']):>14}{_forced(row)}")
-    for row in report.get("releases", []):
-        lines.append(f"{row['time']} {row['status']:9} {row['mechanism']} {row['mode']} "
-                     f"e_px={format_number(row['e_px'])} {row['output']}"
-                     f"{'  FORCED: ' + row['note'] if row['forced'] else ''}")
+    if report["forced"]:
+        lines += ["", f"FORCED past the per-patient budget: {len(report['forced'])} release(s)"]
+        lines += [_release(row) for row in _cut(report["forced"], limit)]
+    if "releases" in report:
+        lines += ["", "releases"] + [_release(row) for row in report["releases"]]
     return "\n".join(lines)
+
+
+def _release(row: dict) -> str:
+    return (f"{row['time']} {row['status']:9} {row['mechanism']} {row['mode']} "
+            f"e_px={format_number(row['e_px'])} {row['output']}"
+            f"{'  FORCED: ' if row['forced'] else '  '}{row['note']}").rstrip()
+
+
+def _limit(value: float | None) -> str:
+    return "none" if value is None else format_number(value)
 
 
 def _cut(rows: list[dict], limit: int) -> list[dict]:

@@ -1,4 +1,5 @@
-"""`dpglow privatize INPUT... --epsilon-per-pixel E --out DIR`: batch release."""
+"""`dpglow privatize INPUT... --epsilon-per-pixel E --out DIR`: batch release (the work is in
+glow_engine.release.batch)."""
 
 from __future__ import annotations
 
@@ -8,25 +9,32 @@ import os
 import sys
 from pathlib import Path
 
-import glow_engine
+from tqdm import tqdm
+
 from glow_engine.choices import DEFAULT_ALPHA, DPGLOW_MODES, RELEASE_FORMATS
 from glow_engine.device import pick_device
+from glow_engine.errors import UserError
+from glow_engine.imaging.errors import MIN_SIDE
 from glow_engine.mechanisms import Mechanism, create_mechanism
 from glow_engine.modelfile import load_model
 from glow_engine.release.batch import (
+    MAX_SIDE,
     ReleaseOptions,
+    Summary,
     finish_shards,
-    privatize,
+    release_folder,
     shared_run_secret,
 )
 from glow_engine.release.ledger import Ledger, default_ledger_path
+from glow_engine.resources import default_model_dir
 
-DEFAULT_MODEL = Path(glow_engine.__file__).parents[1] / "resources" / "models" / "mixture"
+REPORTED = ("refused", "failed", "skipped", "not-started")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("inputs", nargs="+", metavar="INPUT",
-                   help="image files (PNG/JPEG/TIFF/DICOM), folders (recursive) or CSV lists")
+                   help="image files (PNG/JPEG/TIFF/DICOM), folders (recursive) or CSV lists "
+                        "(columns path[,patient_id])")
     p.add_argument("--epsilon-per-pixel", "--e-px", dest="e_px", type=float, required=True,
                    help="per-pixel budget e_px; the image's total epsilon is e_px * R * R "
                         "(inf: no noise, clip only)")
@@ -34,22 +42,31 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mode", choices=DPGLOW_MODES, default="paper",
                    help="DP-GLOW sensitivity: paper (Delta_k, as published) or tight (w_k)")
     p.add_argument("--alpha", type=float, default=DEFAULT_ALPHA, help="DP-GLOW clip width")
-    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument("--out", type=Path, required=True,
+                   help="output folder (flat, random file names; it is what gets published)")
     p.add_argument("--format", dest="fmt", choices=sorted(RELEASE_FORMATS), default="png")
     p.add_argument("--size", type=int, default=None,
-                   help="resize outputs so that their long side is SIZE pixels, aspect kept "
-                   "(post-processing, noted in outputs); default: the model's resolution")
-    p.add_argument("--model", type=Path, default=DEFAULT_MODEL)
+                   help=f"side of the released square ({MIN_SIDE}..{MAX_SIDE}; with "
+                        "--keep-aspect the long side); default: the model's resolution")
+    p.add_argument("--keep-aspect", action="store_true",
+                   help="crop the padding off: outputs keep the source's aspect ratio, which "
+                        "is then published unprotected")
+    p.add_argument("--model", type=Path, default=None,
+                   help="model folder (default: the shipped resources/models/mixture)")
     p.add_argument("--resolution", type=int, default=None,
-                   help="ID-LDP only: working resolution (default: the model's)")
+                   help="ID-LDP and DP-Pix only: working resolution (default: the model's)")
     p.add_argument("--ledger", type=Path, default=None,
                    help=f"privacy ledger (default {default_ledger_path()})")
     p.add_argument("--patient-budget", type=float, default=None,
-                   help="per-patient total-epsilon limit for this run (default: the ledger's)")
+                   help="a lower per-patient total-epsilon limit for this run (a higher one "
+                        "than the ledger's needs --force)")
     p.add_argument("--force", action="store_true",
-                   help="release past the per-patient budget (recorded in the ledger)")
+                   help="release past the ledger's per-patient budget (recorded as forced)")
     p.add_argument("--allow-burned-in", action="store_true",
-                   help="export DICOM inputs whose BurnedInAnnotation is YES")
+                   help="also release DICOM sources whose BurnedInAnnotation is YES (or absent)")
+    p.add_argument("--allow-unknown-burned-in", action="store_true",
+                   help="release DICOM sources that do not say whether text is burned in "
+                        "(BurnedInAnnotation absent), after checking their pixels")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--device", default="auto")
     p.add_argument("--no-progress", action="store_true")
@@ -57,28 +74,56 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
-    device = pick_device(args.device)
-    if device.type == "cuda" and world > 1:
-        device = pick_device(f"cuda:{os.environ.get('LOCAL_RANK', 0)}")
-    needs_model = args.mechanism != "idldp" or args.resolution is None
-    model = load_model(args.model, device) if needs_model else None
-    mech = create_mechanism(args.mechanism, model, mode=args.mode, alpha=args.alpha,
-                            resolution=args.resolution)
+    mech = _mechanism(args, world)
     opts = ReleaseOptions(e_px=args.e_px, out_dir=args.out, fmt=args.fmt, size=args.size,
-                          force_budget=args.force, patient_budget=args.patient_budget,
-                          allow_burned_in=args.allow_burned_in, batch_size=args.batch_size,
-                          rank=rank, world=world, progress=not args.no_progress,
+                          keep_aspect=args.keep_aspect, force_budget=args.force,
+                          patient_budget=args.patient_budget,
+                          allow_burned_in=args.allow_burned_in,
+                          allow_unknown_burned_in=args.allow_unknown_burned_in,
+                          batch_size=args.batch_size, rank=rank, world=world,
                           run_secret=shared_run_secret(world))
     if math.isinf(args.e_px):
         print("warning: e_px = inf adds no noise: these images carry no privacy guarantee",
               file=sys.stderr)
-    with Ledger(args.ledger or default_ledger_path()) as ledger:
-        summary = privatize(args.inputs, mech, ledger, opts)
-        merged = finish_shards(opts)
-        for row in summary.rows:
-            if row["status"] == "failed":
-                print(f"failed: {row['input']}: {row['message']}", file=sys.stderr)
-        print(f"{mech.describe(args.e_px)}\nwritten {summary.count('written')}, "
-              f"done earlier {summary.count('done-earlier')}, failed {summary.count('failed')}"
-              f"\nmanifest {merged or summary.manifest}\nledger {ledger.path}")
-    return 1 if summary.count("failed") else 0
+    with Ledger(args.ledger or default_ledger_path()) as ledger, \
+            tqdm(unit="img", desc="privatising", disable=args.no_progress,
+                 position=rank) as bar:
+        def progress(done: int, total: int) -> None:
+            bar.total, bar.n = total, done
+            bar.refresh()
+
+        summary = release_folder(args.inputs, mech, ledger, opts, on_progress=progress)
+        finish_shards(opts)
+    _report(summary, mech.describe(args.e_px), ledger.path)
+    return 0 if summary.complete else 1
+
+
+def _mechanism(args: argparse.Namespace, world: int) -> Mechanism:
+    if args.resolution is not None and not MIN_SIDE <= args.resolution <= MAX_SIDE:
+        raise UserError(f"--resolution must be between {MIN_SIDE} and {MAX_SIDE}, got "
+                        f"{args.resolution}")
+    device = pick_device(args.device)
+    if device.type == "cuda" and world > 1:
+        device = pick_device(f"cuda:{os.environ.get('LOCAL_RANK', 0)}")
+    needs_model = args.mechanism == "dpglow" or args.resolution is None
+    model = load_model(args.model or default_model_dir("mixture"), device) if needs_model \
+        else None
+    return create_mechanism(args.mechanism, model, mode=args.mode, alpha=args.alpha,
+                            resolution=args.resolution)
+
+
+def _report(summary: Summary, description: str, ledger: Path) -> None:
+    for outcome in summary.outcomes:
+        if outcome.status in REPORTED:
+            print(f"{outcome.status}: {outcome.source}: {outcome.message or 'run stopped'}",
+                  file=sys.stderr)
+    counts = ", ".join(f"{status.replace('-', ' ')} {summary.count(status)}"
+                       for status in ("written", "done-earlier", *REPORTED)
+                       if status in ("written", "done-earlier", "failed")
+                       or summary.count(status))
+    print(f"{description}\n{counts}\n"
+          f"published manifest: {summary.manifest} (publish it with the images)\n"
+          f"operator's record:  {summary.record} (names the sources: keep it private)\n"
+          f"ledger:             {ledger}")
+    if summary.error:
+        print(f"error: {summary.error}", file=sys.stderr)

@@ -99,6 +99,10 @@ class Mechanism(ABC):
     def release(self, enc: Encoded, e_px: float, *, clip: bool = True) -> np.ndarray:
         """The image to write out: exact discrete Laplace noise from the OS CSPRNG."""
 
+    def check_budget(self, e_px: float) -> None:
+        """BudgetError unless `release` can run at `e_px` (before anything is spent)."""
+        check_e_px(e_px)
+
     @abstractmethod
     def noise_scale(self, e_px: float) -> float:
         """Mean Laplace scale b in the mechanism's own units, for display."""
@@ -106,10 +110,6 @@ class Mechanism(ABC):
     @abstractmethod
     def describe(self, e_px: float, clip: bool = True) -> str:
         """One line naming mechanism, parameters, budget and model, for files and manifests."""
-
-    def file_tag(self, e_px: float) -> str:
-        """A short file-name part telling outputs of different settings apart."""
-        return f"{self.name}-e{format_number(e_px)}"
 
 
 def create_mechanism(name: str, model: Any = None, **options: Any) -> Mechanism:

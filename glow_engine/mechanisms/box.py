@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from glow_engine.mechanisms.base import BudgetError, Encoded, Mechanism, check_e_px
-from glow_engine.mechanisms.noise import discrete_laplace, rational_scale
+from glow_engine.mechanisms.noise import MAX_SCALE, MIN_SCALE, discrete_laplace, rational_scale
 
 GRID_BITS = 20
 GRID_STEPS = 1 << GRID_BITS
@@ -38,8 +38,16 @@ class NonFiniteOutputError(BudgetError):
 
 
 def release_scale(e_px: float, ratio: Fraction, grid_bits: int = GRID_BITS) -> tuple[int, int]:
-    """Discrete Laplace scale (t, s), t/s >= 2^g * ratio / e_px grid steps."""
-    return rational_scale(Fraction(1 << grid_bits) * ratio / Fraction(e_px))
+    """Discrete Laplace scale (t, s), t/s >= 2^g * ratio / e_px grid steps; BudgetError for
+    a finite e_px whose scale the exact sampler cannot represent."""
+    steps = Fraction(1 << grid_bits) * ratio
+    try:
+        return rational_scale(steps / Fraction(e_px))
+    except ValueError:
+        low, high = float(steps / MAX_SCALE), float(steps / MIN_SCALE)
+        raise BudgetError(f"e_px = {e_px:g} cannot be released: its noise scale is outside "
+                          f"what the exact sampler represents (usable e_px {low:.3g} to "
+                          f"{high:.3g}; inf releases without noise)") from None
 
 
 def to_grid(z: np.ndarray, lo: np.ndarray, width: np.ndarray,
@@ -116,6 +124,10 @@ class BoxMechanism(Mechanism):
         return Encoded(clipped, raw, int(bad.sum()), batched)
 
     # ----------------------------------------------------------------- noisy latents
+
+    def check_budget(self, e_px: float) -> None:
+        if not math.isinf(check_e_px(e_px)):
+            release_scale(e_px, self.ratio)
 
     def scale_vector(self, e_px: float) -> torch.Tensor:
         """b_k = S_k / e_px per element (zeros at e_px = inf)."""

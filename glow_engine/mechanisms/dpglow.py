@@ -60,9 +60,6 @@ class DPGlow(BoxMechanism):
     def quantise(self, image: torch.Tensor) -> torch.Tensor:
         return model_to_pixels(image)
 
-    def file_tag(self, e_px: float) -> str:
-        return f"{self.name}-{self.mode}-a{self.alpha:g}-e{format_number(e_px)}"
-
     def describe(self, e_px: float, clip: bool = True) -> str:
         budget = (f"e_px={format_number(e_px)} "
                   f"(total epsilon {format_number(total_epsilon(e_px, self.resolution))})")

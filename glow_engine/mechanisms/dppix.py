@@ -85,9 +85,6 @@ class DPPix(BoxMechanism):
                               f"{self.m} pixel(s), which is not local DP; it is never released")
         return super().perturb_release(enc, e_px, clip=clip)
 
-    def file_tag(self, e_px: float) -> str:
-        return f"{self.name}-{self.mode}-e{format_number(e_px)}"
-
     def describe(self, e_px: float, clip: bool = True) -> str:
         total = format_number(total_epsilon(e_px, self.resolution))
         relation = "" if self.m is None else \

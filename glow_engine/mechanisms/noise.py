@@ -21,9 +21,12 @@ import torch
 
 # t (the numerator of the scale) is kept in [2^24, 2^25) where possible: rounding the scale
 # up to t/s then costs at most 2^-24 relative, and t * k stays below 2^32 in the Bernoulli
-# trials, so 32-bit random words suffice. Scales up to 2^50 keep every value inside uint64.
+# trials, so 32-bit random words suffice. Scales up to 2^50 keep every value inside uint64;
+# below 2^-39 the denominator s would pass 2^63. (Noise that small is nonzero with probability
+# about 2 exp(-2^39): such budgets are refused rather than silently released without noise.)
 _SCALE_PRECISION_BITS = 24
 MAX_SCALE = 2**50
+MIN_SCALE = Fraction(1, 2**39)
 _U32 = 1 << 32
 # One uniform integer below 12! = 2*3*...*12 gives, as mixed-radix digits, eleven independent
 # uniform digits d_k in [0, k): the Bernoulli(1/k) trials of exp(-1) for k = 2..12 at once.
@@ -69,8 +72,8 @@ def preview_noise(batch: int, n: int, seed: int | None = None) -> torch.Tensor:
 def rational_scale(scale: Fraction) -> tuple[int, int]:
     """(t, s) with t / s >= scale, t as small as possible for s a power of two: the noise is
     rounded up, never down, so the privacy loss is at most that of the requested scale."""
-    if not 0 < scale <= MAX_SCALE:
-        raise ValueError(f"noise scale {float(scale):g} grid steps is outside (0, 2^50]")
+    if not MIN_SCALE <= scale <= MAX_SCALE:
+        raise ValueError(f"noise scale {float(scale):g} grid steps is outside [2^-39, 2^50]")
     shift = max(0, _SCALE_PRECISION_BITS - math.floor(math.log2(scale)))
     s = 1 << shift
     return math.ceil(scale * s), s

@@ -1,112 +1,201 @@
-"""Batch release (`dpglow privatize`): load -> model frame -> ledger -> mechanism -> file.
+"""Releasing privatised images: one code path for `dpglow privatize`, the viewer's export and
+its batch window.
 
-Each input is independent: one that fails (unreadable, refused by the budget or by its
-BurnedInAnnotation, unwritable) is reported in the manifest and the run goes on. Outputs are
-written atomically and never replace an existing file, so a re-run skips what is done and
-spends no budget on it. Images are privatised in batches (useful on a GPU); the noise is
-drawn per batch by the mechanism's release path (OS CSPRNG).
+Public API::
+
+    opts = ReleaseOptions(e_px=100, out_dir=Path("released"))
+    summary = release_folder(["scans/"], mech, ledger, opts,
+                             on_progress=lambda done, total: ..., should_stop=lambda: False)
+    summary.count("written"); summary.outcomes  # one Outcome per input: status + message
+
+    item = ReleaseInput.from_image(load_image(path), mech.resolution)
+    outcome = release_one(item, mech, ledger, opts)  # the viewer: one image, maybe encoded
+
+Every release takes the same steps (`_release`, for a batch of one or many):
+burned-in policy -> ledger reservation (per-patient budget) -> the mechanism's release path
+(exact discrete Laplace from the OS CSPRNG) -> the file, under a random name, atomically ->
+ledger confirmation -> a row in the published manifest and in the operator's record
+(glow_engine.release.records). A reservation is cancelled only if the noise was never drawn;
+once it may have been, a failure keeps counting ("failed" in the ledger).
+
+Statuses of an Outcome: "written"; "done-earlier" (released into this folder with the same
+settings before, the file checked by its hash: nothing spent); "skipped" (not a regular
+file: never opened); "refused" (budget or burned-in policy: nothing drawn, nothing spent);
+"failed" (the message says whether the budget was counted); "not-started" (the run was
+stopped by `should_stop`, or by a record that could not be written).
+
+Inputs are processed in an order keyed by a secret of the run (the same on every torchrun
+rank), not in the order of their names, so neither the published manifest nor the DICOM
+instance numbers follow the source's file or folder names.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import math
 import secrets
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from types import ModuleType
-from typing import Any
 
 import numpy as np
-from PIL import Image
-from tqdm import tqdm
+from pydicom.dataset import Dataset
 
 from glow_engine.choices import RELEASE_FORMATS
 from glow_engine.errors import UserError
 from glow_engine.imaging import LoadedImage, load_image
-from glow_engine.imaging.frame import Placement, from_square, to_square
-from glow_engine.imaging.pixels import to_uint8
-from glow_engine.mechanisms import Mechanism, total_epsilon
-from glow_engine.release.deid import DicomExporter, check_burned_in
-from glow_engine.release.inputs import Job, collect_sources, plan_jobs
-from glow_engine.release.ledger import Ledger, Release
-from glow_engine.release.manifest import (
-    manifest_name,
-    merge_rank_manifests,
-    previous_rows,
-    write_manifest,
+from glow_engine.imaging.errors import MIN_SIDE
+from glow_engine.imaging.frame import Placement, to_square
+from glow_engine.mechanisms import Encoded, Mechanism, total_epsilon
+from glow_engine.release import records
+from glow_engine.release.deid import (
+    BurnedInAnnotationError,
+    DicomExporter,
+    burned_in_text,
+    check_burned_in,
 )
-from glow_engine.release.output import write_release
+from glow_engine.release.inputs import Source, collect_sources
+from glow_engine.release.ledger import BudgetExceeded, Ledger, Release, Reservation
+from glow_engine.release.output import new_release_name, shape_release, write_release
+
+MAX_SIDE = 4096  # --size cap: far above a radiograph, far below a memory error
+MAX_BATCH = 1024
+StopCheck = Callable[[], bool]
+Progress = Callable[[int, int], None]
 
 
-@dataclass
+@dataclass(frozen=True)
 class ReleaseOptions:
     e_px: float
     out_dir: Path
-    fmt: str = "png"
-    size: int | None = None  # long side of the output, aspect kept (post-processing)
-    model_sha256: str = ""
-    force_budget: bool = False
-    patient_budget: float | None = None  # overrides the ledger's own
-    allow_burned_in: bool = False
+    fmt: str = "png"  # a key of glow_engine.choices.RELEASE_FORMATS
+    size: int | None = None  # side of the released square (long side with keep_aspect)
+    keep_aspect: bool = False  # crop the padding: publishes the aspect ratio unprotected
+    force_budget: bool = False  # release past the ledger's per-patient budget (recorded)
+    patient_budget: float | None = None  # this run's own, lower per-patient limit
+    allow_burned_in: bool = False  # release sources declaring BurnedInAnnotation = YES
+    allow_unknown_burned_in: bool = False  # release DICOM sources that do not declare it
     batch_size: int = 8
     rank: int = 0
     world: int = 1
-    progress: bool = True
-    run_secret: str | None = None  # seeds DICOM pseudonyms; shared by all ranks of a run
+    run_secret: str | None = None  # seeds pseudonyms and the order; shared by all ranks
+    note: str = ""  # added to every output's derivation (the viewer: markers, flip)
 
 
-@dataclass
-class _Item:
-    job: Job
-    image: LoadedImage
-    frame: np.ndarray  # the square model frame, padding included
-    placement: Placement  # where the image sits in it: outputs are cropped back to this
-    release_id: int = 0
+@dataclass(frozen=True, eq=False)
+class ReleaseInput:
+    """One image as the release path takes it."""
+
+    source: str  # the operator's name for it (a path): only in the operator's record
+    image_sha256: str  # the ledger counts budgets per source image (and patient)
+    frame: np.ndarray  # (R, R) in [0, 1]: the model frame, padding included
+    placement: Placement  # where the image sits in the frame
+    dataset: Dataset | None  # the DICOM header (no pixel data); None for PNG/JPEG/TIFF
+    patient_id: str | None
+    burned_in: bool | None  # the source's BurnedInAnnotation: None when it does not say
+    encoding: Encoded | None = None  # the mechanism's encoding of `frame`, if already made
+
+    @classmethod
+    def from_image(cls, image: LoadedImage, resolution: int,
+                   patient_id: str | None = None) -> ReleaseInput:
+        """`patient_id` comes from a list (a CSV's patient_id column); it must agree with a
+        DICOM's own PatientID."""
+        own = image.patient_id
+        if patient_id and own and patient_id != own:
+            raise UserError(f"{image.path.name}: the patient_id given in the list differs "
+                            "from the file's PatientID; correct the list")
+        frame, placement = to_square(image.pixels, resolution)
+        return cls(str(image.path), image.content_sha256, frame, placement, image.dataset,
+                   patient_id or own, image.burned_in_annotation)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    source: str  # the operator's name for the input (never published)
+    status: str  # see the module docstring
+    message: str = ""
+    file: Path | None = None  # the released file, when written or done earlier
 
 
 @dataclass
 class Summary:
-    rows: list[dict] = field(default_factory=list)
-    manifest: Path | None = None
+    outcomes: list[Outcome] = field(default_factory=list)
+    manifest: Path | None = None  # the published manifest, OUT/manifest.csv
+    record: Path | None = None  # the operator's record beside the ledger
+    other_files: int = 0  # files in the input folders that are not images
+    error: str | None = None  # why the run stopped early (a record could not be written)
 
     def count(self, status: str) -> int:
-        return sum(r["status"] == status for r in self.rows)
+        return sum(o.status == status for o in self.outcomes)
+
+    def add(self, recorded: tuple[list[Outcome], str | None]) -> None:
+        outcomes, error = recorded
+        self.outcomes += outcomes
+        self.error = self.error or error
+
+    @property
+    def complete(self) -> bool:
+        """Every input released (now or earlier) and every record written."""
+        return self.error is None and all(o.status in ("written", "done-earlier")
+                                          for o in self.outcomes)
 
 
-def privatize(inputs: list[str | Path], mech: Mechanism, ledger: Ledger,
-              opts: ReleaseOptions) -> Summary:
-    """Privatise this rank's share of `inputs`; writes files and this rank's manifest."""
-    if opts.fmt not in RELEASE_FORMATS:
-        raise UserError(f"format must be one of {', '.join(RELEASE_FORMATS)}, got {opts.fmt!r}")
-    if opts.size is not None and opts.size < mech.resolution:
-        raise UserError(f"--size {opts.size} is below the model resolution {mech.resolution}")
-    opts.out_dir.mkdir(parents=True, exist_ok=True)
-    tag = mech.file_tag(opts.e_px) + (f".up{opts.size}" if opts.size else "")
-    out = opts.out_dir.resolve()
-    # outputs of earlier runs are never inputs, even when OUT lies inside an input folder
-    sources = [(s, r) for s, r in collect_sources(inputs) if not s.resolve().is_relative_to(out)]
-    jobs = plan_jobs(sources, opts.out_dir, tag, RELEASE_FORMATS[opts.fmt].suffix)
-    opts = replace(opts, model_sha256=opts.model_sha256 or mech.model_sha256)
+@dataclass
+class _Done:
+    """An outcome with what its records need."""
+
+    outcome: Outcome
+    item: ReleaseInput | None = None
+    ledger_id: int | str = ""
+    forced: int | str = ""
+    shape: tuple[int, int] = (0, 0)  # (height, width) of the released image
+
+
+# --------------------------------------------------------------------------- public API
+
+
+def release_folder(inputs: list[str | Path], mech: Mechanism, ledger: Ledger,
+                   opts: ReleaseOptions, *, on_progress: Progress | None = None,
+                   should_stop: StopCheck | None = None) -> Summary:
+    """Release this rank's share of `inputs` (files, folders, CSV lists) into opts.out_dir.
+
+    UserError (before anything is read or spent) for unusable options, budgets or output
+    folders, and for inputs that hold no image. `on_progress(done, total)` is called after
+    each batch; `should_stop()` is asked before each batch."""
     run = _Run(mech, ledger, opts)
-    earlier = previous_rows(opts.out_dir)
-    todo = []
-    for job in jobs[opts.rank::opts.world]:
-        if job.output.exists():  # atomic writes: an existing output is a complete one
-            run.done_earlier(job, earlier.get(str(job.output)))
-        else:
-            todo.append(job)
-    with tqdm(total=len(todo), unit="img", desc="privatising", disable=not opts.progress,
-              position=opts.rank) as bar:
-        for chunk in _chunks(todo, opts.batch_size):
-            run.batch(chunk)
-            bar.update(len(chunk))
-    order = {str(job.output): i for i, job in enumerate(jobs)}
-    summary = Summary(sorted(run.rows, key=lambda row: order[row["output"]]))
-    summary.manifest = write_manifest(summary.rows, opts.out_dir, manifest_name(opts.rank,
-                                                                            opts.world))
+    found = collect_sources(inputs, opts.out_dir)
+    if not found.sources and not found.skipped:
+        raise UserError(f"no images found in {', '.join(map(str, inputs))}"
+                        + (f" ({found.other_files} other files)" if found.other_files else ""))
+    summary = Summary(manifest=run.manifest, record=run.record_file,
+                      other_files=found.other_files)
+    if opts.rank == 0 and found.skipped:  # every rank scans the same folders: rank 0 says it
+        summary.add(run.record([_Done(Outcome(str(path), "skipped", why))
+                                for path, why in found.skipped]))
+    mine = _ordered(found.sources, run.secret)[opts.rank::opts.world]
+    for done, chunk in _chunks(mine, opts.batch_size):
+        if summary.error or (should_stop and should_stop()):
+            summary.outcomes += [Outcome(str(s.path), "not-started") for s in chunk]
+            continue
+        summary.add(run.record(run.batch(chunk)))
+        if on_progress:
+            on_progress(done, len(mine))
     return summary
+
+
+def release_one(item: ReleaseInput, mech: Mechanism, ledger: Ledger,
+                opts: ReleaseOptions) -> Outcome:
+    """Release one prepared image (the viewer's export) into opts.out_dir. UserError for
+    unusable options, budgets or output folders, and RecordError if the records cannot be
+    written (the file then exists and the ledger counts it)."""
+    run = _Run(mech, ledger, opts)
+    [outcome], error = run.record(run.release([item]))
+    if error:
+        raise records.RecordError(error)
+    return outcome
 
 
 def shared_run_secret(world: int) -> str:
@@ -117,15 +206,12 @@ def shared_run_secret(world: int) -> str:
     return secret[0]
 
 
-def finish_shards(opts: ReleaseOptions) -> Path | None:
-    """Under torchrun: wait for every rank, then rank 0 merges the rank manifests."""
-    if opts.world <= 1:
-        return None
-    dist = _process_group()
-    dist.barrier()
-    merged = merge_rank_manifests(opts.out_dir, opts.world) if opts.rank == 0 else None
-    dist.destroy_process_group()
-    return merged
+def finish_shards(opts: ReleaseOptions) -> None:
+    """Under torchrun: wait until every rank is done (each appended its own records)."""
+    if opts.world > 1:
+        dist = _process_group()
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 def _process_group() -> ModuleType:
@@ -136,98 +222,227 @@ def _process_group() -> ModuleType:
     return dist
 
 
+# --------------------------------------------------------------------------- one run
+
+
 class _Run:
+    """What one run needs: checked options, the output folder, earlier releases, records."""
+
     def __init__(self, mech: Mechanism, ledger: Ledger, opts: ReleaseOptions) -> None:
+        _check_options(mech, opts)
+        ledger.check_run_limit(opts.patient_budget, force=opts.force_budget)
         self.mech, self.ledger, self.opts = mech, ledger, opts
-        self.rows: list[dict] = []
-        self.exporter = DicomExporter(opts.run_secret) if opts.fmt == "dicom" else None
+        self.out = _prepare_out(opts.out_dir)
+        self.manifest = records.manifest_path(self.out)
+        self.record_file = records.record_path(ledger.path)
+        records.check_appendable(self.manifest, records.MANIFEST_FIELDS, "published manifest")
+        records.check_appendable(self.record_file, records.RECORD_FIELDS, "operator's record")
+        self.secret = opts.run_secret or secrets.token_hex(32)
+        self.run_id = hmac.new(self.secret.encode(), b"run", hashlib.sha256).hexdigest()[:12]
+        self.exporter = DicomExporter(self.secret) if opts.fmt == "dicom" else None
         self.total = total_epsilon(opts.e_px, mech.resolution)
+        self.description = mech.describe(opts.e_px)
+        self.frame = "source aspect" if opts.keep_aspect else "square"
+        self.settings = (f"{self.description} | {opts.fmt} | {self.frame} | "
+                         f"size {opts.size or mech.resolution}")
+        self.earlier = self._released_before()
 
-    def batch(self, jobs: list[Job]) -> None:
-        items = [item for job in jobs if (item := self._guard(job, self._prepare, job))]
-        items = [item for item in items if self._guard(item.job, self._reserve, item)]
-        if not items:
-            return
+    def _released_before(self) -> dict[str, Path]:
+        """Source sha256 -> its release in this folder with these settings, if the file is
+        still there with the content that was recorded (a truncated file does not count)."""
+        found: dict[str, Path] = {}
+        for row in records.read_rows(self.record_file):
+            if (row["status"] == "written" and row["out_dir"] == str(self.out)
+                    and row["settings"] == self.settings and row["source_sha256"] not in found):
+                path = self.out / Path(row["file"]).name
+                if _sha256(path) == row["sha256"]:
+                    found[row["source_sha256"]] = path
+        return found
+
+    # ----------------------------------------------------------------- a batch of inputs
+
+    def batch(self, sources: list[Source]) -> list[_Done]:
+        done: list[_Done] = []
+        items: list[ReleaseInput] = []
+        for source in sources:
+            try:
+                item = ReleaseInput.from_image(load_image(source.path), self.mech.resolution,
+                                               source.patient_id)
+            except UserError as e:
+                done.append(_Done(Outcome(str(source.path), "failed", str(e))))
+                continue
+            if item.image_sha256 in self.earlier:
+                done.append(_Done(Outcome(item.source, "done-earlier", "released into this "
+                                          "folder before with the same settings; nothing "
+                                          "spent", self.earlier[item.image_sha256]), item))
+            else:
+                items.append(item)
+        return done + self.release(items)
+
+    def release(self, items: list[ReleaseInput]) -> list[_Done]:
+        """The steps of every release, for a batch (see the module docstring)."""
+        done: list[_Done] = []
+        reserved: list[tuple[ReleaseInput, str, Reservation]] = []
+        for item in items:
+            try:
+                check_burned_in(item.burned_in, item.dataset is not None,
+                                allow=self.opts.allow_burned_in,
+                                allow_unknown=self.opts.allow_unknown_burned_in)
+                name = new_release_name(self.out, self.opts.fmt)
+                reservation = self.ledger.reserve(self._ledger_row(item, name),
+                                                  force=self.opts.force_budget,
+                                                  run_limit=self.opts.patient_budget)
+            except (BurnedInAnnotationError, BudgetExceeded) as e:
+                done.append(_Done(Outcome(item.source, "refused", str(e)), item))
+            except UserError as e:
+                done.append(_Done(Outcome(item.source, "failed", str(e)), item))
+            else:
+                reserved.append((item, name, reservation))
+        return done + (self._draw_and_write(reserved) if reserved else [])
+
+    def _draw_and_write(self, reserved: list[tuple[ReleaseInput, str, Reservation]]
+                        ) -> list[_Done]:
+        items = [item for item, _, _ in reserved]
         try:
-            enc = self.mech.encode(np.stack([item.frame for item in items]))
-            released = self.mech.release(enc, self.opts.e_px)
-        except Exception as e:  # the whole batch failed: nothing was written, nothing spent
-            for item in items:
-                self.ledger.cancel(item.release_id)
-                self._fail(item.job, e)
-            return
-        for item, pixels in zip(items, released, strict=True):
-            if self._guard(item.job, self._write, item, pixels) is None:
-                self.ledger.cancel(item.release_id)
-
-    def _guard(self, job: Job, step: Callable[..., Any], *args: Any) -> Any:
-        """Run one step for one input; a failure becomes that input's row and gives None."""
+            enc = _encoding(self.mech, items)
+        except Exception as e:  # nothing was drawn: the reservations cost nothing
+            for _, _, reservation in reserved:
+                self.ledger.cancel(reservation.id)
+            return [_Done(Outcome(i.source, "failed", f"{_text(e)}; nothing was spent"), i)
+                    for i in items]
         try:
-            return step(*args)
-        except Exception as e:
-            self._fail(job, e)
-            return None
+            noisy = self.mech.release(enc, self.opts.e_px)
+        except Exception as e:  # the noise may have been drawn: it keeps counting
+            for _, _, reservation in reserved:
+                self.ledger.fail(reservation.id, _text(e))
+            return [_Done(Outcome(i.source, "failed", f"{_text(e)}; the budget is counted"), i)
+                    for i in items]
+        frames = noisy if enc.batched else noisy[None]
+        return [self._write(item, name, reservation, frame)
+                for (item, name, reservation), frame in zip(reserved, frames, strict=True)]
 
-    def _prepare(self, job: Job) -> _Item:
-        image = load_image(job.source)
-        if image.dataset is not None:
-            check_burned_in(image.dataset, self.opts.allow_burned_in)
-        frame, placement = to_square(image.pixels, self.mech.resolution)
-        return _Item(job, image, frame, placement)
+    def _write(self, item: ReleaseInput, name: str, reservation: Reservation,
+               frame: np.ndarray) -> _Done:
+        path = self.out / name
+        pixels, note = shape_release(frame, item.placement, keep_aspect=self.opts.keep_aspect,
+                                     size=self.opts.size)
+        try:
+            write_release(path, pixels, self.exporter, item.dataset, self.description,
+                          burned_in=item.burned_in,
+                          derivation="; ".join(n for n in (note, self.opts.note) if n))
+        except Exception as e:  # the noise was drawn: it keeps counting
+            self.ledger.fail(reservation.id, _text(e))
+            return _Done(Outcome(item.source, "failed", f"cannot write {path}: {_text(e)}; the "
+                                 "budget is counted (the noise was drawn)"), item)
+        self.ledger.confirm(reservation.id)
+        return _Done(Outcome(item.source, "written", reservation.note, path), item,
+                     reservation.id, int(reservation.forced), pixels.shape)
 
-    def _reserve(self, item: _Item) -> _Item:
-        release = Release(item.image.content_sha256, item.image.patient_id, self.mech.name,
-                          self.mech.mode, self.opts.e_px, self.total, self.opts.model_sha256,
-                          str(item.job.output))
-        item.release_id = self.ledger.reserve(release, force=self.opts.force_budget,
-                                              budget=self.opts.patient_budget)
-        return item
+    def _ledger_row(self, item: ReleaseInput, name: str) -> Release:
+        return Release(item.image_sha256, item.patient_id, self.mech.name, self.mech.mode,
+                       self.opts.e_px, self.total, self.mech.model_sha256, name)
 
-    def _write(self, item: _Item, pixels: np.ndarray) -> bool:
-        # The padding is cropped off, as the viewer shows and exports it: the released image
-        # keeps the source's aspect ratio (cropping is post-processing: no privacy cost).
-        pixels, note = self._resize(from_square(pixels, item.placement))
-        description = self.mech.describe(self.opts.e_px)
-        write_release(item.job.output, pixels, self.exporter, item.image.dataset, description,
-                      force_burned_in=self.opts.allow_burned_in, derivation=note)
-        self.ledger.confirm(item.release_id)
-        self.rows.append(self._row(item.job, "written", "", item.image.content_sha256,
-                                   description, note))
-        return True
+    # ----------------------------------------------------------------- records
 
-    def _resize(self, pixels: np.ndarray) -> tuple[np.ndarray, str]:
-        """--size: the long side to SIZE pixels, aspect kept (bicubic, post-processing)."""
-        size, (h, w) = self.opts.size, pixels.shape
-        if not size or size == max(h, w):
-            return pixels, ""
-        new_w, new_h = (max(1, round(side * size / max(h, w))) for side in (w, h))
-        img = Image.fromarray(to_uint8(pixels)).resize((new_w, new_h), Image.Resampling.BICUBIC)
-        note = f"resized from {w}x{h} to {new_w}x{new_h} (bicubic, post-processing)"
-        return np.asarray(img, dtype=np.float32) / 255, note
+    def record(self, done: list[_Done]) -> tuple[list[Outcome], str | None]:
+        """Append `done` to the records; its outcomes, and the error if that failed."""
+        published = [self._published(d) for d in done if d.outcome.status == "written"]
+        try:
+            with self.ledger.exclusive():
+                records.append_rows(self.manifest, records.MANIFEST_FIELDS, published,
+                                    "published manifest")
+                records.append_rows(self.record_file, records.RECORD_FIELDS,
+                                    map(self._private, done), "operator's record")
+        except records.RecordError as e:
+            return [d.outcome for d in done], (f"{e} ({len(published)} image(s) of this batch "
+                                               "were written and are counted in the ledger)")
+        return [d.outcome for d in done], None
 
-    def done_earlier(self, job: Job, previous: dict | None) -> None:
-        row = dict(previous or self._row(job, "", "", "", "", ""))
-        row.update(status="done-earlier", message="output exists; not privatised again",
-                   rank=self.opts.rank)
-        self.rows.append(row)
+    def _published(self, done: _Done) -> dict:
+        mech, file = self.mech, done.outcome.file
+        assert file is not None and done.item is not None
+        return {"file": file.name, "sha256": _sha256(file), "format": self.opts.fmt,
+                "width": done.shape[1], "height": done.shape[0], "frame": self.frame,
+                "mechanism": mech.name, "mode": mech.mode, "e_px": _number(self.opts.e_px),
+                "total_epsilon": _number(self.total), "description": self.description,
+                "model_sha256": mech.model_sha256,
+                "source_burned_in": burned_in_text(done.item.burned_in)}
 
-    def _fail(self, job: Job, error: Exception) -> None:
-        message = str(error) if isinstance(error, UserError | OSError | ValueError) else (
-            f"{type(error).__name__}: {error}")
-        self.rows.append(self._row(job, "failed", message, "", "", ""))
-
-    def _row(self, job: Job, status: str, message: str, sha: str, description: str,
-             post: str) -> dict:
-        e_px = self.opts.e_px
-        return {"input": str(job.source), "output": str(job.output), "status": status,
-                "message": message, "mechanism": self.mech.name, "mode": self.mech.mode,
-                "e_px": "inf" if math.isinf(e_px) else e_px,
-                "total_epsilon": "inf" if math.isinf(self.total) else self.total,
-                "description": description, "post_processing": post,
-                "model_sha256": self.opts.model_sha256, "image_sha256": sha,
-                "rank": self.opts.rank, "time": datetime.now(UTC).isoformat(timespec="seconds")}
+    def _private(self, done: _Done) -> dict:
+        item, file, o = done.item, done.outcome.file, done.outcome
+        return {"time": datetime.now(UTC).isoformat(timespec="seconds"), "run": self.run_id,
+                "status": o.status, "message": o.message, "source": o.source,
+                "source_sha256": item.image_sha256 if item else "",
+                "patient_key": (self.ledger.patient_key(item.patient_id) or "") if item else "",
+                "out_dir": str(self.out), "file": file.name if file else "",
+                "sha256": _sha256(file) if file else "", "settings": self.settings,
+                "ledger_id": done.ledger_id, "total_epsilon": _number(self.total),
+                "forced": done.forced,
+                "source_burned_in": burned_in_text(item.burned_in) if item else ""}
 
 
-def _chunks(items: list[Job], size: int) -> Iterator[list[Job]]:
-    for start in range(0, len(items), max(1, size)):
-        yield items[start:start + size]
+# --------------------------------------------------------------------------- helpers
+
+
+def _check_options(mech: Mechanism, opts: ReleaseOptions) -> None:
+    if opts.fmt not in RELEASE_FORMATS:
+        raise UserError(f"format must be one of {', '.join(RELEASE_FORMATS)}, got {opts.fmt!r}")
+    if opts.size is not None and not MIN_SIDE <= opts.size <= MAX_SIDE:
+        raise UserError(f"--size must be between {MIN_SIDE} and {MAX_SIDE}, got {opts.size}")
+    if not 1 <= opts.batch_size <= MAX_BATCH:
+        raise UserError(f"--batch-size must be between 1 and {MAX_BATCH}, got "
+                        f"{opts.batch_size}")
+    mech.check_budget(opts.e_px)
+
+
+def _prepare_out(out_dir: Path) -> Path:
+    """Create the output folder and check that files can be written into it."""
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        if not out_dir.is_dir():
+            raise NotADirectoryError(0, "it exists and is not a folder")
+        probe = out_dir / f".dpglow-write-test-{secrets.token_hex(4)}"
+        probe.touch(exist_ok=False)
+        probe.unlink()
+    except FileExistsError:
+        raise UserError(f"cannot use {out_dir} as the output folder: it exists and is not "
+                        "a folder") from None
+    except OSError as e:
+        raise UserError(f"cannot write into the output folder {out_dir}: "
+                        f"{e.strerror or e}") from None
+    return out_dir.resolve()
+
+
+def _ordered(sources: list[Source], secret: str) -> list[Source]:
+    """A secret, deterministic order: the same on every rank, unrelated to the names."""
+    def key(source: Source) -> str:
+        return hmac.new(secret.encode(), str(source.path).encode(), hashlib.sha256).hexdigest()
+    return sorted(sources, key=key)
+
+
+def _encoding(mech: Mechanism, items: list[ReleaseInput]) -> Encoded:
+    if len(items) == 1 and items[0].encoding is not None:
+        return items[0].encoding
+    return mech.encode(np.stack([item.frame for item in items]))
+
+
+def _chunks(items: list[Source], size: int) -> Iterator[tuple[int, list[Source]]]:
+    """(how many are done after this chunk, the chunk)."""
+    for start in range(0, len(items), size):
+        yield min(start + size, len(items)), items[start:start + size]
+
+
+def _sha256(path: Path) -> str:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return ""
+
+
+def _number(x: float) -> str:
+    return "inf" if math.isinf(x) else repr(float(x))
+
+
+def _text(error: Exception) -> str:
+    return str(error) if isinstance(error, UserError | OSError | ValueError) else (
+        f"{type(error).__name__}: {error}")

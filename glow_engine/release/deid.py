@@ -13,14 +13,19 @@ What the profile would "replace" is filled in as follows:
   UID new for every file (also MediaStorageSOPInstanceUID).
 * Dates, times, accession number, study id, referring physician, sex: zero-length (type 2);
   age and everything else: absent.
-* Kept from the source, as non-identifying code strings: Modality, BodyPartExamined,
-  ViewPosition, ImageLaterality.
+* Kept from the source only when the value is one of DICOM's defined terms listed in
+  `DEFINED_TERMS` (anything else is dropped; these values are published unprotected):
+  Modality CR or DX (else OT), ViewPosition AP/PA/LL/RL/RLD/LLD/RLO/LLO, ImageLaterality
+  R/L/U/B, BodyPartExamined CHEST.
+* BurnedInAnnotation: YES or NO as the source declared it (`LoadedImage.burned_in_annotation`,
+  the one place it is read), absent when the source did not say. `check_burned_in` is the
+  release policy for it: YES is refused unless allowed, and so is a DICOM source that does
+  not say (unknown is not "no").
 
 PatientIdentityRemoved = YES; DeidentificationMethod names the mechanism, its parameters,
 the epsilon and the model hash; DeidentificationMethodCodeSequence holds DCM 113100 (basic
-profile) and, only when the source declared BurnedInAnnotation = NO, DCM 113101 (clean pixel
-data: there was nothing burned in to remove). A source with BurnedInAnnotation = YES is refused
-unless forced, and then the output says YES too.
+profile) only. DCM 113101 (Clean Pixel Data) is never claimed: nothing here inspects or
+cleans the pixels for burned-in text.
 """
 
 from __future__ import annotations
@@ -40,27 +45,53 @@ from glow_engine.errors import UserError
 
 SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
 BASIC_PROFILE = ("113100", "Basic Application Confidentiality Profile")
-CLEAN_PIXEL_DATA = ("113101", "Clean Pixel Data Option")
-KEPT = ("Modality", "BodyPartExamined", "ViewPosition", "ImageLaterality")
+# The header values copied from the source: only these defined terms (PS3.3 C.7.3.1, C.8.11,
+# PS3.16 Annex L), restricted to chest radiography. A value outside them is dropped.
+DEFINED_TERMS = {
+    "Modality": ("CR", "DX"),
+    "ViewPosition": ("AP", "PA", "LL", "RL", "RLD", "LLD", "RLO", "LLO"),
+    "ImageLaterality": ("R", "L", "U", "B"),
+    "BodyPartExamined": ("CHEST",),
+}
 EMPTY = ("PatientBirthDate", "PatientSex", "StudyDate", "StudyTime", "ReferringPhysicianName",
          "StudyID", "AccessionNumber")
 LO_MAX = 64
 
 
 class BurnedInAnnotationError(UserError):
-    """The source says identifying text is burned into its pixels."""
+    """The source says (or does not say whether) identifying text is burned into its pixels."""
 
 
-def check_burned_in(source: Dataset | None, force: bool) -> None:
-    if source is not None and _burned_in(source) == "YES" and not force:
+def check_burned_in(burned_in: bool | None, is_dicom: bool, *, allow: bool = False,
+                    allow_unknown: bool = False) -> None:
+    """The release policy: a source declaring BurnedInAnnotation = YES needs `allow`; a DICOM
+    source that does not declare it needs `allow_unknown` (or `allow`). PNG/JPEG/TIFF sources
+    carry no such statement and pass; their status is recorded as unknown."""
+    if burned_in is True and not allow:
         raise BurnedInAnnotationError(
             "the source DICOM declares BurnedInAnnotation = YES (identifying text in the "
-            "pixels); privatisation does not guarantee to remove it. Use "
-            "--allow-burned-in to export anyway")
+            "pixels); privatisation does not guarantee to remove it. Use --allow-burned-in "
+            "to release it anyway")
+    if burned_in is None and is_dicom and not (allow or allow_unknown):
+        raise BurnedInAnnotationError(
+            "the source DICOM does not say whether text is burned into its pixels "
+            "(BurnedInAnnotation absent or not YES/NO). Check the images, then use "
+            "--allow-unknown-burned-in to release them")
 
 
-def _burned_in(source: Dataset) -> str:
-    return str(source.get("BurnedInAnnotation", "") or "").strip().upper()
+def burned_in_text(burned_in: bool | None) -> str:
+    """How the records write a source's status: YES, NO or unknown."""
+    return {True: "YES", False: "NO", None: "unknown"}[burned_in]
+
+
+def kept_values(source: Dataset | None) -> dict[str, str]:
+    """The source's header values that are published: defined terms only."""
+    kept = {}
+    for keyword, terms in DEFINED_TERMS.items():
+        value = str(source.get(keyword, "") or "").strip().upper() if source is not None else ""
+        if value in terms:
+            kept[keyword] = value
+    return kept
 
 
 class DicomExporter:
@@ -75,20 +106,18 @@ class DicomExporter:
         self._instances: dict[str, int] = {}
 
     def build(self, pixels_u8: np.ndarray, source: Dataset | None, method: str, *,
-              force_burned_in: bool = False, derivation: str = "") -> Dataset:
+              burned_in: bool | None, derivation: str = "") -> Dataset:
         """A new Secondary Capture dataset holding `pixels_u8` (H, W) as 8-bit MONOCHROME2.
-        `method` is the mechanism's describe() line; `derivation` adds post-processing."""
-        check_burned_in(source, force_burned_in)
+        `method` is the mechanism's describe() line; `derivation` adds post-processing;
+        `burned_in` is the source's declared BurnedInAnnotation (None: it did not say)."""
         ds = Dataset()
         self._patient_and_study(ds, source)
-        for keyword in KEPT:
-            value = source.get(keyword) if source is not None else None
-            if value:
-                setattr(ds, keyword, value)
+        for keyword, value in kept_values(source).items():
+            setattr(ds, keyword, value)
         if "Modality" not in ds:
             ds.Modality = "OT"
         self._series_and_instance(ds)
-        _deidentification(ds, source, method)
+        _deidentification(ds, method, burned_in)
         ds.ImageType = ["DERIVED", "SECONDARY"]
         ds.ConversionType = "WSD"
         ds.DerivationDescription = "; ".join(p for p in (method, derivation) if p)
@@ -124,7 +153,7 @@ class DicomExporter:
         ds.SOPInstanceUID = generate_uid()
 
 
-def _deidentification(ds: Dataset, source: Dataset | None, method: str) -> None:
+def _deidentification(ds: Dataset, method: str, burned_in: bool | None) -> None:
     ds.PatientIdentityRemoved = "YES"
     ds.LongitudinalTemporalInformationModified = "REMOVED"
     ds.DeidentificationMethod = [
@@ -132,11 +161,9 @@ def _deidentification(ds: Dataset, source: Dataset | None, method: str) -> None:
         "pseudonyms by dicognito",
         *textwrap.wrap(method, LO_MAX),
     ]
-    burned = _burned_in(source) if source is not None else ""
-    codes = [BASIC_PROFILE] + ([CLEAN_PIXEL_DATA] if burned == "NO" else [])
-    ds.DeidentificationMethodCodeSequence = [_code(value, meaning) for value, meaning in codes]
-    if burned in ("YES", "NO"):
-        ds.BurnedInAnnotation = burned
+    ds.DeidentificationMethodCodeSequence = [_code(*BASIC_PROFILE)]
+    if burned_in is not None:
+        ds.BurnedInAnnotation = burned_in_text(burned_in)
 
 
 def _code(value: str, meaning: str) -> Dataset:

@@ -1,75 +1,99 @@
-"""What `dpglow privatize` works on: input files from files, folders and CSV lists, and the
-output name each one gets (stable between runs, so a re-run finds what is already done)."""
+"""What a release works on: image files from files, folders and CSV lists, with the patient id
+a CSV list may give, and what was skipped on the way (with why)."""
 
 from __future__ import annotations
 
 import csv
-import hashlib
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from glow_engine.errors import UserError
-from glow_engine.imaging.discovery import find_images
+from glow_engine.imaging.discovery import scan_images
+
+PATIENT_COLUMN = "patient_id"
 
 
 @dataclass(frozen=True)
-class Job:
-    source: Path
-    output: Path  # inside the output folder
+class Source:
+    path: Path
+    patient_id: str | None = None  # from a CSV list's patient_id column
 
 
-def collect_sources(args: list[str | Path]) -> list[tuple[Path, Path]]:
-    """(source, relative name) pairs: a folder keeps its layout under its own name, a file or
-    a CSV entry is named by its file name. Sources are de-duplicated, order is kept."""
-    pairs: list[tuple[Path, Path]] = []
+@dataclass
+class Sources:
+    sources: list[Source] = field(default_factory=list)
+    skipped: list[tuple[Path, str]] = field(default_factory=list)  # never opened
+    other_files: int = 0  # files in the folders that are not images
+
+
+def collect_sources(args: list[str | Path], out_dir: Path) -> Sources:
+    """The sources named by `args` (files, folders searched recursively, CSV lists), each once,
+    in order. Files under `out_dir` (earlier releases) are never sources; an input that is
+    `out_dir` or lies inside it is refused, since publishing OUT would publish it."""
+    out = _real(out_dir)
+    found = Sources()
     for arg in map(Path, args):
-        if arg.is_dir():
-            pairs += [(p, Path(arg.resolve().name) / p.relative_to(arg)) for p in find_images(arg)]
+        real = _real(arg)
+        if real == out or real.is_relative_to(out):
+            raise UserError(f"the input {arg} is the output folder or inside it: releases "
+                            "must go to a folder of their own (it is what gets published)")
+        if _is_dir(arg):
+            scan = scan_images(arg)
+            found.sources += [Source(p) for p in scan.images if not _real(p).is_relative_to(out)]
+            found.skipped += scan.skipped
+            found.other_files += scan.other_files
         elif arg.suffix.lower() == ".csv":
-            pairs += [(p, Path(p.name)) for p in read_csv_list(arg)]
-        else:  # a missing file is kept: it fails on loading and is reported like any other
-            pairs.append((arg, Path(arg.name)))
+            found.sources += read_csv_list(arg)
+        else:  # a missing or unreadable file is kept: loading it says why it fails
+            found.sources.append(Source(arg))
     seen: set[Path] = set()
     unique = []
-    for source, rel in pairs:
-        key = source.resolve()
+    for source in found.sources:
+        key = _real(source.path)
         if key not in seen:
             seen.add(key)
-            unique.append((source, rel))
-    return unique
+            unique.append(source)
+    found.sources = unique
+    return found
 
 
-def read_csv_list(path: Path) -> list[Path]:
-    """Image paths from a CSV: the column "path" (or the first column); relative paths are
-    relative to the CSV's folder."""
+def read_csv_list(path: Path) -> list[Source]:
+    """Image paths from a CSV: the column "path" (or the first column), and the patient id
+    from a "patient_id" column where there is one; relative paths are relative to the CSV's
+    folder."""
     try:
         with path.open(newline="", encoding="utf-8-sig") as fh:
             rows = [row for row in csv.reader(fh) if row and any(cell.strip() for cell in row)]
     except (OSError, UnicodeDecodeError, csv.Error) as e:
-        raise UserError(f"cannot read the input list {path}: {e}") from None
+        raise UserError(f"cannot read the input list {path}: {getattr(e, 'strerror', None) or e}"
+                        ) from None
     if not rows:
         return []
     header = [cell.strip().lower() for cell in rows[0]]
+    patient = header.index(PATIENT_COLUMN) if PATIENT_COLUMN in header else None
     if "path" in header:
         column, body = header.index("path"), rows[1:]
-    elif (path.parent / rows[0][0].strip()).exists():  # no header at all
+    elif patient is None and (path.parent / rows[0][0].strip()).exists():  # no header at all
         column, body = 0, rows
     else:  # some other header: paths in the first column
         column, body = 0, rows[1:]
-    return [path.parent / row[column].strip() for row in body if len(row) > column]
+    return [Source(path.parent / row[column].strip(),
+                   _cell(row, patient) if patient is not None else None)
+            for row in body if len(row) > column]
 
 
-def plan_jobs(pairs: list[tuple[Path, Path]], out_dir: Path, tag: str, suffix: str) -> list[Job]:
-    """Output name: <relative folder>/<stem>.<tag><suffix>; when two sources would share a
-    name, the later ones get a short hash of their path. Never an input's own path."""
-    used: set[Path] = set()
-    inputs = {source.resolve() for source, _ in pairs}
-    jobs = []
-    for source, rel in pairs:
-        output = out_dir / rel.parent / f"{rel.stem}.{tag}{suffix}"
-        if output in used or output.resolve() in inputs:
-            digest = hashlib.sha256(str(source.resolve()).encode()).hexdigest()[:8]
-            output = out_dir / rel.parent / f"{rel.stem}-{digest}.{tag}{suffix}"
-        used.add(output)
-        jobs.append(Job(source, output))
-    return jobs
+def _cell(row: list[str], column: int) -> str | None:
+    return (row[column].strip() or None) if len(row) > column else None
+
+
+def _real(path: Path) -> Path:
+    """The resolved path; never raises (a symlink loop stays unresolved at the loop)."""
+    return Path(os.path.realpath(path))
+
+
+def _is_dir(path: Path) -> bool:
+    try:
+        return path.is_dir()
+    except OSError:  # a name too long, a loop: not a folder; loading it will say why
+        return False

@@ -4,19 +4,27 @@ Releasing several versions of one image adds their epsilons (sequential composit
 one patient has many images, so a per-patient budget is what bounds what can be learned about
 a person. One SQLite file (WAL mode, schema version in PRAGMA user_version).
 
-A release is written in two steps: `reserve` (checks the budget and inserts the row in one
-IMMEDIATE transaction, so concurrent ranks cannot both pass the check) before the noise is
-drawn, then `confirm` once the file is on disk or `cancel` if nothing left the process. A
-crash in between leaves the row reserved, which counts: the ledger errs towards "spent".
+A release is recorded in steps (glow_engine.release.batch drives them): `reserve` checks the
+budget and inserts the row in one IMMEDIATE transaction, so concurrent ranks cannot both pass
+the check, before any noise is drawn. Then `confirm` once the file is on disk; `cancel` only
+if the noise was never drawn; `fail` if it was drawn but no file was written (the row keeps
+counting: the draw happened). A crash in between leaves the row reserved, which counts too:
+the ledger errs towards "spent".
 
-Patient ids are never stored: only HMAC-SHA256(per-ledger secret salt, PatientID). An image
-without a patient id (PNG, or DICOM without PatientID) is its own patient for the budget.
+The stored per-patient budget can be lowered freely; raising it (or clearing it) needs
+`force` and is kept in the `budget_changes` table. A run may add a *lower* limit of its own.
+
+Patient ids are never stored: only HMAC-SHA256(per-ledger secret salt, patient id). An image
+without a patient id (a PNG not listed with one, or a DICOM without PatientID) is its own
+patient for the budget. The ledger holds no path: a release's `output` is its file name,
+which carries nothing of the source (glow_engine.release.output).
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 import os
 import secrets
 import sqlite3
@@ -29,9 +37,8 @@ from pathlib import Path
 
 from glow_engine.errors import UserError
 
-SCHEMA_VERSION = 1
-_SCHEMA = """
-CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+SCHEMA_VERSION = 2
+_RELEASES = """
 CREATE TABLE releases (
     id INTEGER PRIMARY KEY,
     time TEXT NOT NULL,
@@ -44,12 +51,22 @@ CREATE TABLE releases (
     total_epsilon REAL NOT NULL,
     model_sha256 TEXT NOT NULL,
     output TEXT NOT NULL,
-    status TEXT NOT NULL CHECK (status IN ('reserved', 'written', 'cancelled')),
+    status TEXT NOT NULL CHECK (status IN ('reserved', 'written', 'failed', 'cancelled')),
     forced INTEGER NOT NULL DEFAULT 0,
     note TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX releases_image ON releases (image_sha256);
 CREATE INDEX releases_budget ON releases (budget_key);
+"""
+_BUDGET_CHANGES = """
+CREATE TABLE budget_changes (
+    id INTEGER PRIMARY KEY,
+    time TEXT NOT NULL,
+    old REAL,
+    new REAL,
+    forced INTEGER NOT NULL,
+    note TEXT NOT NULL DEFAULT ''
+);
 """
 COUNTED = "status != 'cancelled'"
 
@@ -59,7 +76,7 @@ class LedgerError(UserError):
 
 
 class BudgetExceeded(UserError):
-    """A release would take a patient past the ledger's per-patient budget."""
+    """A release would take a patient past the per-patient budget."""
 
 
 @dataclass(frozen=True)
@@ -73,7 +90,16 @@ class Release:
     e_px: float
     total_epsilon: float
     model_sha256: str
-    output: str
+    output: str  # the released file's name (never a path)
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """A reserved release: its row id, and whether it goes past the stored budget (forced)."""
+
+    id: int
+    forced: bool
+    note: str
 
 
 def default_ledger_path() -> Path:
@@ -90,18 +116,32 @@ def default_ledger_path() -> Path:
     return base / "dp-glow" / "ledger.sqlite"
 
 
+def check_budget_value(value: float, what: str = "the per-patient budget") -> float:
+    """A usable budget limit: a finite positive number (nan, inf, 0 and negatives refused)."""
+    value = float(value)
+    if not (math.isfinite(value) and value > 0):
+        raise LedgerError(f"{what} must be a positive finite number, got {value!r}")
+    return value
+
+
 class Ledger:
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, create: bool = True) -> None:
+        """Open the ledger at `path`; with create=False a missing file is an error instead of
+        a new, empty ledger (reports must not invent one at a mistyped path)."""
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if not create and not self.path.is_file():
+            raise LedgerError(f"there is no ledger at {self.path}" + (
+                " (it is a folder)" if self.path.is_dir() else ""))
         try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
             # autocommit mode: transactions are explicit (BEGIN IMMEDIATE) where they matter
             self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
             self.db.execute("PRAGMA journal_mode=WAL")
             self._migrate()
-        except sqlite3.DatabaseError as e:
-            raise LedgerError(f"cannot use the privacy ledger {self.path}: {e}") from None
-        self._salt = bytes.fromhex(self._meta("salt"))
+        except (sqlite3.Error, OSError) as e:
+            raise LedgerError(f"cannot use the privacy ledger {self.path}: "
+                              f"{getattr(e, 'strerror', None) or e}") from None
+        self._salt = bytes.fromhex(self._meta("salt") or "")
 
     def __enter__(self) -> Ledger:
         return self
@@ -122,6 +162,13 @@ class Ledger:
             raise
         self.db.execute("COMMIT")
 
+    @contextmanager
+    def exclusive(self) -> Iterator[None]:
+        """Hold the ledger's write lock: what runs inside is serialised with every other
+        process using this ledger (the release records are appended under it)."""
+        with self._transaction():
+            yield
+
     def _migrate(self) -> None:
         with self._transaction():
             version = self.db.execute("PRAGMA user_version").fetchone()[0]
@@ -129,12 +176,21 @@ class Ledger:
                 raise LedgerError(f"the ledger {self.path} was written by a newer version "
                                   f"(schema {version}); please update the program")
             if version == 0:
-                for statement in _SCHEMA.split(";"):
-                    if statement.strip():
-                        self.db.execute(statement)
+                self._script("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+                             + _RELEASES + _BUDGET_CHANGES)
                 self.db.execute("INSERT INTO meta VALUES ('salt', ?)", (secrets.token_hex(32),))
                 self.db.execute("INSERT INTO meta VALUES ('created', ?)", (_now(),))
-                self.db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            elif version == 1:  # v2 adds the 'failed' status and the budget history
+                self._script("ALTER TABLE releases RENAME TO releases_v1;"
+                             "DROP INDEX releases_image; DROP INDEX releases_budget;"
+                             + _RELEASES + "INSERT INTO releases SELECT * FROM releases_v1;"
+                             "DROP TABLE releases_v1;" + _BUDGET_CHANGES)
+            self.db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    def _script(self, sql: str) -> None:
+        for statement in sql.split(";"):
+            if statement.strip():
+                self.db.execute(statement)
 
     def _meta(self, key: str) -> str | None:
         row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
@@ -148,13 +204,38 @@ class Ledger:
         value = self._meta("patient_budget")
         return None if value is None else float(value)
 
-    def set_patient_budget(self, budget: float | None) -> None:
-        if budget is not None and not budget > 0:
-            raise LedgerError(f"the per-patient budget must be positive, got {budget}")
+    def set_patient_budget(self, budget: float | None, *, force: bool = False,
+                           note: str = "") -> None:
+        """Store a new per-patient budget (None: no limit). Lowering is always allowed;
+        raising or clearing it needs `force`. Every change is kept in `budget_changes`."""
+        if budget is not None:
+            budget = check_budget_value(budget)
         with self._transaction():
+            old = self.patient_budget
+            raising = old is not None and (budget is None or budget > old)
+            if raising and not force:
+                raise LedgerError(
+                    f"raising the per-patient budget from {old:g} to "
+                    f"{'no limit' if budget is None else f'{budget:g}'} needs --force "
+                    "(it is recorded in the ledger)")
             self.db.execute("DELETE FROM meta WHERE key = 'patient_budget'")
             if budget is not None:
                 self.db.execute("INSERT INTO meta VALUES ('patient_budget', ?)", (repr(budget),))
+            self.db.execute("INSERT INTO budget_changes (time, old, new, forced, note) "
+                            "VALUES (?, ?, ?, ?, ?)", (_now(), old, budget, int(raising), note))
+
+    def check_run_limit(self, run_limit: float | None, *, force: bool = False) -> None:
+        """A run's own per-patient limit (`--patient-budget`) may only lower the stored one;
+        a higher one needs `force`. Raises LedgerError otherwise."""
+        if run_limit is None:
+            return
+        check_budget_value(run_limit, "--patient-budget")
+        stored = self.patient_budget
+        if stored is not None and run_limit > stored and not force:
+            raise LedgerError(
+                f"--patient-budget {run_limit:g} is above the ledger's per-patient budget "
+                f"{stored:g}: a run may only lower it. Use --force to release past the "
+                "ledger's budget (those releases are recorded as forced)")
 
     def patient_key(self, patient_id: str | None) -> str | None:
         if not patient_id:
@@ -181,36 +262,52 @@ class Ledger:
     # ----------------------------------------------------------------- recording
 
     def reserve(self, release: Release, *, force: bool = False,
-                budget: float | None = None) -> int:
-        """Check the per-patient budget (`budget` overrides the ledger's) and record the
-        release as reserved; BudgetExceeded unless force, in which case the row says so."""
+                run_limit: float | None = None) -> Reservation:
+        """Check the per-patient budget and record the release as reserved.
+
+        BudgetExceeded when the release would take the patient past `run_limit` (always), or
+        past the ledger's stored budget unless `force`; a forced row says so in its note."""
         key = self._budget_key(release.patient_id, release.image_sha256)
         with self._transaction():
-            limit = self.patient_budget if budget is None else budget
-            spent = self.spent(key)
-            over = limit is not None and spent + release.total_epsilon > limit
-            if over and not force:
+            stored, spent = self.patient_budget, self.spent(key)
+            after = spent + release.total_epsilon
+            over_stored = stored is not None and after > stored
+            over_run = run_limit is not None and after > run_limit
+            if over_run or (over_stored and not force):
+                limit = run_limit if over_run else stored
                 raise BudgetExceeded(
                     f"this release (total epsilon {release.total_epsilon:g}) would take the "
-                    f"patient to {spent + release.total_epsilon:g}, over the per-patient budget "
-                    f"{limit:g} (already spent {spent:g}); use --force to release anyway")
-            note = (f"forced past per-patient budget {limit:g} (spent {spent:g} before)"
-                    if over else "")
+                    f"patient to {after:g}, over the per-patient budget {limit:g} (already "
+                    f"spent {spent:g})" + ("" if over_run else "; use --force to release "
+                                           "anyway (recorded as forced)"))
+            note = ""
+            if over_stored:
+                note = f"forced past the per-patient budget {stored:g} (spent {spent:g} before)"
+                if run_limit is not None:
+                    note += f"; this run's limit {run_limit:g}"
             cur = self.db.execute(
                 "INSERT INTO releases (time, image_sha256, patient_key, budget_key, mechanism, "
                 "mode, e_px, total_epsilon, model_sha256, output, status, forced, note) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'reserved', ?, ?)",
                 (_now(), release.image_sha256, self.patient_key(release.patient_id), key,
                  release.mechanism, release.mode, release.e_px, release.total_epsilon,
-                 release.model_sha256, release.output, int(over), note))
-            return int(cur.lastrowid)
+                 release.model_sha256, release.output, int(over_stored), note))
+            return Reservation(int(cur.lastrowid), over_stored, note)
 
     def confirm(self, release_id: int) -> None:
+        """The file is on disk."""
         self._set_status(release_id, "written")
 
     def cancel(self, release_id: int) -> None:
-        """Nothing was written: the noisy image never left the process, so it costs nothing."""
+        """The noise was never drawn: nothing about the image left the mechanism, so the
+        reservation costs nothing. Never call this once the noise has been drawn."""
         self._set_status(release_id, "cancelled")
+
+    def fail(self, release_id: int, reason: str) -> None:
+        """The noise was drawn but no file was written: the row keeps counting."""
+        with self._transaction():
+            self.db.execute("UPDATE releases SET status = 'failed', note = TRIM(note || ' ' || ?)"
+                            " WHERE id = ?", (f"not written: {reason}", release_id))
 
     def _set_status(self, release_id: int, status: str) -> None:
         with self._transaction():
@@ -231,8 +328,12 @@ class Ledger:
             "SUM(total_epsilon) AS total_epsilon, MAX(forced) AS forced FROM releases "
             f"WHERE {COUNTED} GROUP BY budget_key ORDER BY total_epsilon DESC, budget_key")
 
-    def releases(self) -> list[dict]:
-        return self._rows("SELECT * FROM releases ORDER BY id")
+    def releases(self, *, forced_only: bool = False) -> list[dict]:
+        where = " WHERE forced = 1" if forced_only else ""
+        return self._rows(f"SELECT * FROM releases{where} ORDER BY id")
+
+    def budget_changes(self) -> list[dict]:
+        return self._rows("SELECT * FROM budget_changes ORDER BY id")
 
     def _rows(self, sql: str) -> list[dict]:
         cur = self.db.execute(sql)
