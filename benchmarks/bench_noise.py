@@ -27,7 +27,6 @@ from PIL import Image
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
-from glow_engine.commands.privatize import DEFAULT_MODEL
 from glow_engine.device import describe, pick_device
 from glow_engine.flow import Glow, GlowConfig
 from glow_engine.flow.glow import pixels_to_model
@@ -35,8 +34,9 @@ from glow_engine.mechanisms import DPGlow
 from glow_engine.mechanisms.box import GRID_STEPS
 from glow_engine.mechanisms.noise import discrete_laplace, rational_scale
 from glow_engine.modelfile import Calibration, LoadedModel, load_model
-from glow_engine.release.batch import ReleaseOptions, privatize
+from glow_engine.release.batch import ReleaseOptions, release_folder
 from glow_engine.release.ledger import Ledger
+from glow_engine.resources import default_model_dir
 
 
 def bench_sampling(repeats: int) -> None:
@@ -99,9 +99,9 @@ def bench_privatize(model: LoadedModel, n: int, batch: int) -> None:
             for fmt in ("png", "dicom"):
                 synthetic_inputs(root / f"in-{fmt}", n, fmt)
                 opts = ReleaseOptions(e_px=100, out_dir=root / f"out-{fmt}", fmt=fmt,
-                                      batch_size=batch, progress=False)
+                                      batch_size=batch)
                 start = time.perf_counter()
-                summary = privatize([root / f"in-{fmt}"], mech, ledger, opts)
+                summary = release_folder([root / f"in-{fmt}"], mech, ledger, opts)
                 elapsed = time.perf_counter() - start
                 print(f"privatize {fmt:>5} -> {fmt:<5}: {summary.count('written')} images of "
                       f"1024x1024 in {elapsed:5.1f} s = {summary.count('written') / elapsed:5.2f}"
@@ -110,7 +110,7 @@ def bench_privatize(model: LoadedModel, n: int, batch: int) -> None:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--model", type=Path, default=DEFAULT_MODEL)
+    p.add_argument("--model", type=Path, default=default_model_dir("mixture"))
     p.add_argument("--images", type=int, default=12)
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--repeats", type=int, default=20)
