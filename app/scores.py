@@ -102,9 +102,10 @@ class ScoresPanel(QGroupBox):
         scores = self._scores()
         self._fill_table(scores)
         self._draw(scores)
-        outside = [pane_label(k) for k, s in scores if s.out_of_distribution]
+        outside = [f"{pane_label(k)} ({s.ood_description})" for k, s in scores
+                   if s.out_of_distribution]
         self.warning.setText(
-            "⚠ Outside the model's distribution: " + ", ".join(outside) + ". The privacy "
+            "⚠ Outside the model's distribution: " + "; ".join(outside) + ". The privacy "
             "guarantee still holds, but the score and the picture's utility do not."
             if outside else "")
         self.warning.setVisible(bool(outside))
@@ -124,6 +125,8 @@ class ScoresPanel(QGroupBox):
             for c, text in enumerate(cells):
                 item = QTableWidgetItem(text)
                 item.setTextAlignment(Qt.AlignmentFlag.AlignCenter)
+                if c == len(cells) - 1 and s.out_of_distribution:
+                    item.setToolTip(s.ood_description)
                 self.table.setItem(r, c, item)
         fit_height(self.table, max_rows=6)
 
