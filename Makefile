@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 # torch==2.13.0 resolves to the CPU wheel on the project's machines; elsewhere any torch>=2.3 works.
 TORCH ?= torch==2.13.0
 
-.PHONY: install run test lint bench package clean
+.PHONY: install run test test-fast lint bench package clean
 
 $(VENV)/.installed: pyproject.toml Makefile
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -20,6 +20,12 @@ run: install
 
 test: install
 	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
+
+# The quick loop while editing: the tests marked slow or realdata are left out.
+test-fast: install
+	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q -m "not slow and not realdata"
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports
 

@@ -2,101 +2,28 @@
 
 import pytest
 
-# --------------------------------------------------------------------------- tiny_model
-# (privacy mechanisms / release tests) A 32x32 GLOW small enough to build in a second, with
-# a calibration from smooth random images, so DP-GLOW can run without a trained model.
-
-
-def tiny_images(n: int, seed: int = 0, size: int = 32):
-    """Smooth random [0, 1] float32 images (n, size, size): blurred noise plus a gradient."""
-    import numpy as np
-
-    rng = np.random.default_rng(seed)
-    coarse = rng.random((n, size // 8, size // 8))
-    smooth = np.kron(coarse, np.ones((8, 8)))
-    ramp = np.linspace(0, 0.3, size)[None, None, :]
-    return np.clip(0.6 * smooth + ramp + 0.05 * rng.random((n, size, size)), 0, 1).astype(
-        np.float32)
+# Every image and model builder lives in helpers.py; these fixtures share what they build.
 
 
 @pytest.fixture(scope="session")
 def tiny_model():
-    """A LoadedModel: Glow(resolution 32, 2 levels, depth 2, width 16), calibrated."""
-    import torch
+    """A LoadedModel: Glow(resolution 32, 2 levels, depth 2, width 16), calibrated, so DP-GLOW
+    runs without a trained model (the mechanisms and release tests)."""
+    import helpers
 
-    from glow_engine.flow import Glow, GlowConfig
-    from glow_engine.flow.glow import pixels_to_model
-    from glow_engine.modelfile import Calibration, LoadedModel
-
-    torch.manual_seed(0)
-    flow = Glow(GlowConfig(resolution=32, levels=2, depth=2, width=16))
-    x = pixels_to_model(torch.from_numpy(tiny_images(64))[:, None])
-    flow.initialize_actnorm(x)
-    flow.eval()
-    with torch.inference_mode():
-        z = flow.encode(x).double().numpy()
-    calibration = Calibration(z.min(0), z.max(0), {"images": 64, "data": "tiny synthetic"})
-    return LoadedModel(flow, meta={"name": "tiny", "architecture": flow.cfg.to_dict()},
-                       calibration=calibration, sha256="0" * 64)
-
-
-# --------------------------------------------------------------------------- anomaly / evaluation
-# A tiny normal-only model N and mixture model M on synthetic "chest X-rays". Data-dependent
-# actnorm init alone fits each model to the first two moments of its data, which is enough for
-# N and M to disagree on the synthetic "opacity" (no training steps: keeps the fixture < 2 s).
-
-EVAL_RES = 32
-
-
-def synthetic_cxr(n: int, abnormal: bool, seed: int, resolution: int = EVAL_RES):
-    """float32 (n, R, R) in [0, 1]: a bright mediastinum on a dark background with smooth
-    texture; `abnormal` adds a bright round "opacity" in one lung field."""
-    import numpy as np
-    from scipy.ndimage import gaussian_filter
-
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:resolution, 0:resolution] / resolution
-    out = np.empty((n, resolution, resolution), np.float32)
-    for i in range(n):
-        img = 0.25 + 0.35 * np.exp(-((xx - 0.45) ** 2) / 0.05) * (0.6 + 0.4 * yy)
-        img += 0.08 * gaussian_filter(rng.standard_normal((resolution, resolution)), 2)
-        if abnormal:
-            cy, cx = rng.uniform(0.3, 0.7), rng.choice([0.25, 0.75])
-            img += 0.35 * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / 0.01)
-        out[i] = np.clip(img, 0, 1)
-    return out
-
-
-def _actnorm_fitted_model(pixels, name: str, calibrate_on=None):
-    import numpy as np
-    import torch
-
-    from glow_engine.calibration import calibrate
-    from glow_engine.flow import Glow, GlowConfig
-    from glow_engine.flow.glow import dequantize
-    from glow_engine.modelfile import LoadedModel
-
-    torch.manual_seed(0)
-    flow = Glow(GlowConfig(resolution=EVAL_RES, levels=2, depth=2, width=16))
-    u8 = torch.from_numpy(np.rint(pixels * 255).astype(np.uint8))[:, None]
-    flow.initialize_actnorm(dequantize(u8, torch.Generator().manual_seed(1)))
-    flow.eval()
-    model = LoadedModel(flow, {"name": name}, None, name * 4)
-    if calibrate_on is not None:
-        u8c = np.rint(calibrate_on * 255).astype(np.uint8)
-        model.calibration = calibrate(model, [u8c], "synthetic", progress=False)
-    return model
+    return helpers.tiny_model()
 
 
 @pytest.fixture(scope="session")
 def anomaly_model_pair():
-    """(normal, mixture) LoadedModels at 32x32; M is calibrated on its training images."""
+    """(normal, mixture) LoadedModels at 32x32 on synthetic "chest X-rays"; M is calibrated on
+    its training images (the anomaly and evaluation tests)."""
     import numpy as np
+    from helpers import fitted_model, synthetic_cxr
 
     normal = synthetic_cxr(48, False, 0)
     mixture = np.concatenate([normal, synthetic_cxr(48, True, 1)])
-    return (_actnorm_fitted_model(normal, "normal", None),
-            _actnorm_fitted_model(mixture, "mixture", mixture))
+    return fitted_model(normal, "normal"), fitted_model(mixture, "mixture", mixture)
 
 
 @pytest.fixture(scope="session")
@@ -113,58 +40,37 @@ def anomaly_model_dirs(anomaly_model_pair, tmp_path_factory):
     return paths[0], paths[1]
 
 
-# --------------------------------------------------------------------------- engine
-# (flow / model file / training / calibration / CLI tests) Small flows whose couplings and
-# priors are *not* the identity (fresh ones are: their last convs start at zero), and a tiny
-# .npz in the project's format.
-
-
-def _perturbed_flow(resolution: int = 32, levels: int = 2, depth: int = 2, width: int = 16,
-                    seed: int = 0, scale: float = 0.05):
-    """An actnorm-initialised Glow with every parameter jittered, in eval mode."""
-    import torch
-
-    from glow_engine.flow import Glow, GlowConfig
-    from glow_engine.flow.glow import pixels_to_model
-
-    torch.manual_seed(seed)
-    flow = Glow(GlowConfig(resolution, levels, depth, width, seed=seed))
-    pixels = torch.from_numpy(tiny_images(16, seed, resolution))[:, None]
-    flow.initialize_actnorm(pixels_to_model(pixels))
-    gen = torch.Generator().manual_seed(seed + 1)
-    with torch.no_grad():
-        for p in flow.parameters():
-            p.add_(scale * torch.randn(p.shape, generator=gen))
-    return flow.eval()
-
-
 @pytest.fixture
 def make_flow():
-    """make_flow(resolution=32, levels=2, depth=2, width=16, seed=0, scale=0.05) -> Glow."""
-    return _perturbed_flow
+    """make_flow(resolution=32, levels=2, depth=2, width=16, seed=0, scale=0.05) -> Glow whose
+    couplings and priors are not the identity (the flow, model file and training tests)."""
+    from helpers import perturbed_flow
+
+    return perturbed_flow
 
 
 @pytest.fixture(scope="session")
 def engine_npz(tmp_path_factory):
     """A .npz like ../shared/data's: 48 train + 16 val uint8 32x32 images, labels 0/1."""
     import numpy as np
+    from helpers import tiny_images, to_uint8
 
     path = tmp_path_factory.mktemp("engine_data") / "tiny.npz"
-    images = np.rint(tiny_images(64, seed=3) * 255).astype(np.uint8)
     labels = np.arange(64) % 2
     split = np.array(["train"] * 48 + ["val"] * 16)
-    np.savez(path, images=images, labels=labels, split=split)
+    np.savez(path, images=to_uint8(tiny_images(64, seed=3)), labels=labels, split=split)
     return path
 
 
 @pytest.fixture(scope="session")
 def engine_model_dir(tmp_path_factory):
-    """A saved, calibrated model directory (32x32, L=2, K=2, width 16) and its flow."""
+    """A saved, calibrated model directory (32x32, L=2, K=2, width 16)."""
     import numpy as np
+    from helpers import perturbed_flow
 
     from glow_engine.modelfile import Calibration, save_model
 
-    flow = _perturbed_flow()
+    flow = perturbed_flow()
     n = flow.num_pixels
     lo, hi = -np.linspace(1, 3, n), np.linspace(1, 3, n)
     path = tmp_path_factory.mktemp("engine_models") / "tiny"

@@ -1,4 +1,5 @@
-"""glow_engine.anomaly on a tiny synthetic normal/mixture model pair (tests/conftest.py)."""
+"""glow_engine.anomaly on a tiny synthetic normal/mixture model pair (tests/conftest.py), and
+on two flows whose densities are known in closed form."""
 
 from __future__ import annotations
 
@@ -7,13 +8,18 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from conftest import synthetic_cxr
+import torch
+from helpers import synthetic_cxr, tiny_images, to_uint8
+from scipy.stats import norm
 
 from glow_engine.anomaly import AnomalyScorer
+from glow_engine.calibration import calibrate
 from glow_engine.errors import UserError
 from glow_engine.evaluation.metrics import auc
+from glow_engine.flow import Glow, GlowConfig
+from glow_engine.flow.layers import ActNorm
 from glow_engine.modelfile import LoadedModel
-from glow_engine.scores import DEFAULT_SCORE_KIND, ScoreKind
+from glow_engine.scores import ScoreKind
 
 
 @pytest.fixture(scope="module")
@@ -24,17 +30,53 @@ def scorer(anomaly_model_pair) -> AnomalyScorer:
 def test_fields_are_consistent(scorer: AnomalyScorer) -> None:
     s = scorer.score(synthetic_cxr(3, False, 5))
     assert len(s) == 3
-    d = 32 * 32
     for x in s:
         assert x.ratio_nats == pytest.approx(x.log_p_normal - x.log_p_mixture)
-        assert x.ratio_bits_per_pixel == pytest.approx(x.ratio_nats / (d * math.log(2)))
-        assert x.bpd_mixture == pytest.approx(-x.log_p_mixture / (d * math.log(2)))
-        assert x.bpd_normal == pytest.approx(-x.log_p_normal / (d * math.log(2)))
         assert 0 < x.bpd_mixture < 8  # a log-probability of an 8-bit image: 0..8 bits/dim
         assert x.abnormality(ScoreKind.RATIO) == -x.ratio_nats
         assert x.abnormality(ScoreKind.BPD_MIXTURE) == x.bpd_mixture
         assert set(x.to_dict()) >= {"ratio_nats", "bpd_mixture", "out_of_distribution"}
-    assert DEFAULT_SCORE_KIND in ScoreKind
+        assert x.abnormality() == x.bpd_mixture  # the default: bits/dim under M (evaluation.md)
+
+
+def gaussian_model(mean: float, std: float, name: str) -> LoadedModel:
+    """A GLOW of density N(mean, std^2) per pixel (model scale): a fresh GLOW is a rotation of a
+    standard normal (zero-initialised couplings and priors, orthogonal 1x1 convolutions), and
+    its first actnorm standardises x."""
+    flow = Glow(GlowConfig(32, 2, 2, 16)).eval()
+    first = next(m for m in flow.modules() if isinstance(m, ActNorm))
+    with torch.no_grad():
+        first.loc.fill_(-mean)
+        first.log_scale.fill_(-math.log(std))
+        first.initialized.fill_(1)
+    model = LoadedModel(flow, {"name": name}, None, name[0] * 64)
+    model.calibration = calibrate(model, [to_uint8(tiny_images(16))], "synthetic",
+                                  progress=False)
+    return model
+
+
+def bin_probabilities(pixels: np.ndarray, mean: float, std: float) -> np.ndarray:
+    """P(each 8-bit pixel value) under N(mean, std^2): the Gaussian mass of its bin, from the
+    CDF (independent of the flow and of the scorer's arithmetic)."""
+    k = np.rint(pixels * 255)
+    lo, hi = k / 256 - 0.5, (k + 1) / 256 - 0.5
+    return norm.cdf(hi, mean, std) - norm.cdf(lo, mean, std)
+
+
+def test_scores_match_closed_form_densities() -> None:
+    normal, mixture = (-0.1, 0.2), (0.05, 0.3)
+    scorer = AnomalyScorer(gaussian_model(*normal, "normal"), gaussian_model(*mixture, "mix"))
+    pixels = synthetic_cxr(3, True, 4)
+    p_n, p_m = bin_probabilities(pixels, *normal), bin_probabilities(pixels, *mixture)
+    ln_n, ln_m = np.log(p_n).sum(axis=(1, 2)), np.log(p_m).sum(axis=(1, 2))
+    bits_n, bits_m = -np.log2(p_n).mean(axis=(1, 2)), -np.log2(p_m).mean(axis=(1, 2))
+    for x, n, m, bn, bm in zip(scorer.score(pixels), ln_n, ln_m, bits_n, bits_m, strict=True):
+        assert x.log_p_normal == pytest.approx(n, rel=1e-5)
+        assert x.log_p_mixture == pytest.approx(m, rel=1e-5)
+        assert x.ratio_nats == pytest.approx(n - m, rel=1e-4)
+        assert x.bpd_normal == pytest.approx(bn, rel=1e-5)
+        assert x.bpd_mixture == pytest.approx(bm, rel=1e-5)
+        assert x.ratio_bits_per_pixel == pytest.approx(bm - bn, rel=1e-4)
 
 
 def test_deterministic_and_batch_independent(scorer: AnomalyScorer) -> None:

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import saved_model
 from PIL import Image
-from test_app_support import make_model, shared_pair, write_png
+from test_app_support import shared_pair, write_png
 
 from app.messages import Failed, Kind, PrivacyParams, RenderRequest, StripRequest
 from app.session import Session
@@ -177,10 +178,10 @@ def test_bad_model_keeps_the_previous_models(h: Harness, tmp_path: Path) -> None
     (junk / "model.json").write_text("{}")
     h.state.load_models(junk, None)
     assert h.state.models is before and "junk" in h.state.message
-    uncalibrated = make_model(tmp_path / "raw", seed=5, calibrated=False)
+    uncalibrated = saved_model(tmp_path / "raw", seed=5, calibrated=False)
     h.state.load_models(uncalibrated, None)
     assert h.state.models is before and "calibration" in h.state.message
-    other = make_model(tmp_path / "r64", seed=6, calibrated=False, resolution=64)
+    other = saved_model(tmp_path / "r64", seed=6, calibrated=False, resolution=64)
     h.state.load_models(before.mixture_path, other)
     assert h.state.models is before and "64x64" in h.state.message
     h.state.set_e_px(10)  # the old models still work

@@ -1,4 +1,5 @@
-"""Helpers shared by the viewer's tests (no tests here): a tiny calibrated model pair.
+"""Helpers shared by the viewer's tests (no tests here): one tiny calibrated model pair per
+session (built by helpers.saved_pair), a test PNG, and the window.
 
 A 32x32 GLOW with random weights is enough to exercise every path of the viewer in well
 under a second; what the pictures look like is not what these tests check.
@@ -9,41 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import torch
-
-from glow_engine.calibration import calibrate
-from glow_engine.flow import Glow, GlowConfig
-from glow_engine.flow.glow import pixels_to_model
-from glow_engine.modelfile import load_model, save_model
-
-TINY = GlowConfig(resolution=32, levels=2, depth=2, width=16)
-
-
-def smooth_images(n: int, size: int, seed: int = 0) -> np.ndarray:
-    """Blurry random uint8 images: closer to radiographs than white noise."""
-    rng = np.random.default_rng(seed)
-    coarse = rng.random((n, size // 8, size // 8))
-    up = np.kron(coarse, np.ones((8, 8)))
-    return (up * 200 + 20).astype(np.uint8)
-
-
-def make_model(path: Path, seed: int, calibrated: bool = True, resolution: int = 32) -> Path:
-    cfg = GlowConfig(resolution=resolution, levels=2, depth=2, width=16, seed=seed)
-    flow = Glow(cfg)
-    images = smooth_images(64, resolution, seed)
-    flow.initialize_actnorm(pixels_to_model(torch.from_numpy(images).float()[:, None] / 255))
-    save_model(path, flow, {"name": path.name, "data": "synthetic test images"})
-    if calibrated:
-        loaded = load_model(path)
-        cal = calibrate(loaded, [images], "synthetic test images", progress=False)
-        save_model(path, flow, {"name": path.name, "data": "synthetic test images"}, cal)
-    return path
-
-
-def make_pair(root: Path) -> tuple[Path, Path]:
-    """(mixture, normal) model folders under root."""
-    return make_model(root / "mixture", seed=1), make_model(root / "normal", seed=2)
-
+from helpers import saved_pair
 
 _SHARED: dict[str, tuple[Path, Path]] = {}
 
@@ -51,7 +18,7 @@ _SHARED: dict[str, tuple[Path, Path]] = {}
 def shared_pair(tmp_path_factory) -> tuple[Path, Path]:
     """One model pair for every viewer test module of a session (read-only for them)."""
     if "pair" not in _SHARED:
-        _SHARED["pair"] = make_pair(tmp_path_factory.mktemp("app_models"))
+        _SHARED["pair"] = saved_pair(tmp_path_factory.mktemp("app_models"))
     return _SHARED["pair"]
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import synthetic_cxr
+from helpers import synthetic_cxr
 from PIL import Image
 
 from glow_engine.cli import main

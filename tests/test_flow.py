@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_images
+from helpers import tiny_images, to_uint8
 from torch.utils.flop_counter import FlopCounterMode
 
 from glow_engine.device import pick_device
@@ -231,7 +231,7 @@ def test_actnorm_state_is_saved_and_never_reinitialised(make_flow):
 def test_latent_is_hw_long_and_standardised_on_data():
     torch.manual_seed(0)
     flow = Glow(GlowConfig(64, 3, 2, 16))
-    x = dequantize(torch.from_numpy(np.rint(tiny_images(64, 1, 64) * 255).astype(np.uint8)),
+    x = dequantize(torch.from_numpy(to_uint8(tiny_images(64, 1, 64))),
                    torch.Generator().manual_seed(0))[:, None]
     flow.initialize_actnorm(x)
     z = flow.eval().encode(x)
@@ -381,7 +381,7 @@ def test_cuda_round_trip_is_exact_and_matches_cpu(make_flow):
 @needs_cuda
 def test_cuda_training_steps(make_flow):
     flow = make_flow(64, 3, 2, 32).cuda().train()
-    x = dequantize(torch.from_numpy(np.rint(tiny_images(16, 2, 64) * 255).astype(np.uint8))
+    x = dequantize(torch.from_numpy(to_uint8(tiny_images(16, 2, 64)))
                    .cuda(), torch.Generator().manual_seed(0))[:, None]
     opt = torch.optim.Adam(flow.parameters(), lr=1e-3)
     losses = []

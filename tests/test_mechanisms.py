@@ -9,7 +9,7 @@ import os
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_images
+from helpers import tiny_images
 from scipy import stats
 
 from glow_engine.errors import UserError

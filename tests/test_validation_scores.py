@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import synthetic_cxr
+from helpers import synthetic_cxr
 
 from glow_engine.anomaly import AnomalyScorer
 from glow_engine.cli import main
