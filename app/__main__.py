@@ -147,8 +147,9 @@ def main(argv: list[str] | None = None) -> int:
     from PySide6.QtCore import QSettings
     from PySide6.QtWidgets import QApplication
 
+    from app.collector import collect_on_gui_thread
     from app.main_window import MainWindow
-    from app.theme import apply_theme
+    from app.theme import apply_theme, configure_plots
     from app.worker import engine_thread_count
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
@@ -156,8 +157,11 @@ def main(argv: list[str] | None = None) -> int:
     app.setApplicationName("viewer")
     settings = QSettings("dp-glow", "viewer")
     apply_theme(app, str(settings.value("theme", "dark")))
+    configure_plots()
+    restore_gc = collect_on_gui_thread()
     window = MainWindow(settings, model_paths(args), device=args.device,
                         threads=engine_thread_count())
+    window.closed.connect(restore_gc)
     if args.smoke_test:
         return smoke_test(app, window, args.image, args.screenshot)
     window.place_on_screen()

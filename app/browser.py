@@ -18,7 +18,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.messages import Thumb
+from app.messages import FolderListing, Thumb
 from app.state import Aspect, ViewState
 from glow_engine.imaging.pixels import to_uint8
 
@@ -66,7 +66,8 @@ class FolderBrowser(QWidget):
         self._folder: Path | None = None
         state.changed.connect(self._on_changed)
 
-    def show_folder(self, folder: Path, paths: list[Path]) -> None:
+    def _show_folder(self, listing: FolderListing) -> None:
+        folder, paths = listing.folder, listing.paths
         self._folder = folder
         self.table.setSortingEnabled(False)
         self.table.setRowCount(len(paths))
@@ -78,9 +79,10 @@ class FolderBrowser(QWidget):
             self.table.setItem(row, 2, QTableWidgetItem(""))
         self.table.setSortingEnabled(True)
         self._show_progress()
-        self.state.score_folder(paths)
 
     def _on_changed(self, aspects: frozenset[Aspect]) -> None:
+        if Aspect.FOLDER in aspects and self.state.folder is not None:
+            self._show_folder(self.state.folder)
         if Aspect.THUMBS in aspects:
             for thumb in self.state.thumbs.values():
                 self._show_thumb(thumb)

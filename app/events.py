@@ -15,6 +15,9 @@ class Event:
     def connect(self, slot: Callable[..., Any]) -> None:
         self._slots.append(slot)
 
+    def disconnect(self, slot: Callable[..., Any]) -> None:
+        self._slots.remove(slot)
+
     def emit(self, *args: Any) -> None:
         for slot in list(self._slots):  # a copy: a slot may connect another
             slot(*args)

@@ -22,10 +22,9 @@ from PySide6.QtWidgets import (
 )
 
 from app.controls import format_e_px, scientific
-from app.state import MECHANISMS, ViewState
+from app.state import MECHANISMS, Aspect, ViewState
 from glow_engine.choices import MECHANISM_TITLES, RELEASE_FORMATS
-from glow_engine.errors import UserError
-from glow_engine.release.ledger import Ledger, default_ledger_path
+from glow_engine.release.ledger import default_ledger_path
 
 NEW_DRAW_NOTICE = (
     "<b>The exported image is a NEW draw, not the preview on screen.</b> It is privatised "
@@ -59,8 +58,11 @@ class ExportDialog(QDialog):
         self.warning.setObjectName("warning")
         self.warning.setWordWrap(True)
         self.warning.setVisible(bool(self.warning.text()))
-        self.spent = QLabel(self._spent_text())
+        self.spent = QLabel()
         self.spent.setWordWrap(True)
+        state.changed.connect(self._on_changed)  # until done()
+        self.ledger.editingFinished.connect(self._read_ledger)
+        self._read_ledger()
         self.burned_in = QCheckBox("Export anyway (I have checked the pixels for burned-in text)")
         self.burned_in.setVisible(self._burned_in())
         self.force_budget = QCheckBox("Release past the per-patient budget (recorded as forced)")
@@ -93,23 +95,29 @@ class ExportDialog(QDialog):
                 "patient's) total in the privacy ledger; releasing the same image again "
                 "adds up.")
 
+    def _read_ledger(self) -> None:
+        """On the engine thread: opening a ledger may wait for a batch release's lock."""
+        self.state.read_ledger(Path(self.ledger.text()).expanduser())
+
+    def _on_changed(self, aspects: frozenset[Aspect]) -> None:
+        if Aspect.LEDGER in aspects:
+            self.spent.setText(self._spent_text())
+
     def _spent_text(self) -> str:
-        """What the ledger already holds for this image. Read only if the ledger exists:
-        opening a new one would create it, and nothing is written before an export."""
-        path = Path(self.ledger.text()).expanduser()
-        image = self.state.source.image if self.state.source else None
-        if image is None or not path.is_file():
+        """What the ledger already holds for this image (nothing for a sample, or where
+        there is no ledger yet)."""
+        spent = self.state.ledger
+        if spent is None:
+            image = self.state.source.image if self.state.source else None
+            return "" if image is None else "Reading the privacy ledger…"
+        if spent.error:
+            return f"Ledger: {spent.error}"
+        if not spent.exists:
             return ""
-        try:
-            with Ledger(path) as ledger:
-                on_image = ledger.spent_on_image(image.content_sha256)
-                on_patient = ledger.spent_on_patient(image.patient_id, image.content_sha256)
-                limit = ledger.patient_budget
-        except UserError as exc:
-            return f"Ledger: {exc}"
+        limit = spent.patient_budget
         budget = f" (per-patient budget {scientific(limit)})" if limit else ""
-        return (f"Already spent on this image: total ε {scientific(on_image)}; on this "
-                f"patient: {scientific(on_patient)}{budget}.")
+        return (f"Already spent on this image: total ε {scientific(spent.on_image)}; on this "
+                f"patient: {scientific(spent.on_patient)}{budget}.")
 
     def _warning_text(self) -> str:
         lines = []
@@ -165,6 +173,11 @@ class ExportDialog(QDialog):
             options=QFileDialog.Option.DontConfirmOverwrite)  # an existing ledger is appended
         if path:
             self.ledger.setText(path)
+            self._read_ledger()
+
+    def done(self, result: int) -> None:
+        self.state.changed.disconnect(self._on_changed)
+        super().done(result)
 
     def accept(self) -> None:
         out, ledger = Path(self.out.text()).expanduser(), Path(self.ledger.text()).expanduser()

@@ -11,8 +11,7 @@ from functools import partial
 from pathlib import Path
 
 import numpy as np
-from pyqtgraph.util.garbage_collector import GarbageCollector
-from PySide6.QtCore import QPoint, QRect, QSettings, QSize, Qt
+from PySide6.QtCore import QPoint, QRect, QSettings, QSize, Qt, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QIcon, QKeySequence
 from PySide6.QtWidgets import (
     QApplication,
@@ -40,7 +39,6 @@ from app.theme import apply_theme
 from app.tools import ReidPanel
 from app.widgets import available_area, guard_wheel
 from app.worker import EngineWorker, new_session
-from glow_engine.imaging.discovery import find_images
 from glow_engine.imaging.load import SUPPORTED_SUFFIXES
 from glow_engine.resources import USER_DOCUMENTS, document_path, resource_path
 
@@ -67,25 +65,15 @@ def icon(name: str) -> QIcon:
     return QIcon(str(resource_path("icons", f"{name}.svg")))
 
 
-_gui_thread_gc: GarbageCollector | None = None
-
-
-def collect_garbage_on_gui_thread() -> None:
-    """Python's cyclic GC runs in whichever thread happens to allocate. If it frees a Qt
-    object on the engine thread, Qt deadlocks (seen: a test hung for good in QObject::~QObject
-    on the worker thread). So automatic GC is switched off for the process and run on a timer
-    on the GUI thread instead (pyqtgraph's GarbageCollector), once per process."""
-    global _gui_thread_gc
-    if _gui_thread_gc is None:
-        _gui_thread_gc = GarbageCollector(interval=1.0)
-
-
 class MainWindow(QMainWindow):
+    closed = Signal()  # after closeEvent has stopped the engine thread
+
     def __init__(self, settings: QSettings, models: ModelPaths, device: str = "auto",
                  threads: int | None = None) -> None:
-        """`threads`: torch's (process-wide) thread count for the engine; None leaves it."""
+        """`threads`: torch's (process-wide) thread count for the engine; None leaves it.
+        Garbage must be collected on the GUI thread meanwhile (app.collector): start that
+        first and restore on `closed`, as app.__main__ does."""
         super().__init__()
-        collect_garbage_on_gui_thread()
         self.settings = settings
         self.model_paths = models
         self.state = ViewState()
@@ -322,13 +310,13 @@ class MainWindow(QMainWindow):
             self.open_folder(Path(folder))
 
     def open_folder(self, folder: Path) -> None:
-        paths = find_images(folder)
-        if not paths:
-            self._show_error(f"No images found in {folder}.")
-            return
-        self.settings.setValue("last_dir", str(folder))
+        """Listed on the engine thread (a tree walk may take long), then shown by the
+        browser and _on_folder."""
+        self.state.open_folder(folder)
+
+    def _on_folder(self) -> None:
+        self.settings.setValue("last_dir", str(self.state.folder.folder))
         self.folder_dock.show()
-        self.browser.show_folder(folder, paths)
         self.browser.table.selectRow(0)
         self.browser.table.setFocus()  # arrow keys now walk through the folder
 
@@ -429,6 +417,8 @@ class MainWindow(QMainWindow):
             self._on_source()
         if Aspect.OVERLAYS in aspects:
             self.act["flip"].setChecked(s.flip)
+        if Aspect.FOLDER in aspects and s.folder is not None:
+            self._on_folder()
         if Aspect.ERROR in aspects:
             self._on_error()
         if Aspect.EXPORTED in aspects and s.last_export is not None:
@@ -489,6 +479,7 @@ class MainWindow(QMainWindow):
         self.settings.setValue("geometry", self.saveGeometry())
         self.settings.sync()
         event.accept()
+        self.closed.emit()
 
 
 def window_rect(area: QRect) -> tuple[QRect, bool]:

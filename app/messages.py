@@ -33,7 +33,9 @@ class Kind(Enum):
 
     MODELS = ("loading models", False)
     OPEN = ("opening image", False)
+    FOLDER = ("listing folder", False)
     EXPORT = ("exporting", False)
+    LEDGER = ("reading the ledger", False)
     RENDER = ("privatising", False)
     STRIP = ("privatising strip", False)
     SCORES = ("scoring", True)
@@ -128,6 +130,24 @@ class ExportRequest(InputRequest):
     ledger_path: Path
     allow_burned_in: bool = False  # the user confirmed the pixels hold no identifying text
     force_budget: bool = False  # release past the ledger's per-patient budget (recorded)
+
+
+@dataclass(frozen=True, eq=False)
+class FolderRequest(Request):
+    """List a folder's images, DICOM studies included (a tree walk may take long)."""
+
+    kind = Kind.FOLDER
+    folder: Path
+
+
+@dataclass(frozen=True, eq=False)
+class LedgerRequest(Request):
+    """What a ledger already holds for one image (opening it may wait for a lock)."""
+
+    kind = Kind.LEDGER
+    ledger_path: Path
+    content_sha256: str
+    patient_id: str | None
 
 
 @dataclass(frozen=True, eq=False)
@@ -233,10 +253,34 @@ class Thumb:
 
 
 @dataclass(frozen=True, eq=False)
+class FolderListing:
+    kind: ClassVar[Kind] = Kind.FOLDER
+    request_id: int
+    folder: Path
+    paths: tuple[Path, ...]  # every image under it, sorted
+
+
+@dataclass(frozen=True, eq=False)
+class LedgerSpent:
+    """Total epsilon already spent on an image and its patient; all zero where there is no
+    ledger yet (none is created before an export)."""
+
+    kind: ClassVar[Kind] = Kind.LEDGER
+    request_id: int
+    ledger_path: Path
+    on_image: float = 0.0
+    on_patient: float = 0.0
+    patient_budget: float | None = None
+    exists: bool = False
+    error: str = ""  # the ledger could not be read: why
+
+
+@dataclass(frozen=True, eq=False)
 class Failed:
     request_id: int
     kind: Kind
     message: str
 
 
-Answer = ModelsInfo | Source | Rendered | Scores | Exported | Thumb | Failed
+Answer = (ModelsInfo | Source | FolderListing | Rendered | Scores | Exported | LedgerSpent
+          | Thumb | Failed)

@@ -29,8 +29,6 @@ from glow_engine.choices import MECHANISM_TITLES
 from glow_engine.overlays import BlockMarker
 from glow_engine.scores import DEFAULT_SCORE_KIND, ScoreKind
 
-pg.setConfigOptions(imageAxisOrder="row-major", antialias=True)
-
 MAIN_KEYS = ("original", *MECHANISMS)
 STRIP_KEYS = tuple(f"{m}@{e:g}" for m in MECHANISMS for e in STRIP_BUDGETS)
 DIFF_RANGE = 0.35  # difference maps show -0.35 .. +0.35 (beyond that saturates)

@@ -25,7 +25,11 @@ from app.messages import (
     Exported,
     ExportRequest,
     Failed,
+    FolderListing,
+    FolderRequest,
     Kind,
+    LedgerRequest,
+    LedgerSpent,
     LoadModelsRequest,
     ModelsInfo,
     OpenRequest,
@@ -49,6 +53,7 @@ from glow_engine.errors import UserError
 from glow_engine.evaluation.settings import encode_group
 from glow_engine.flow.glow import model_to_pixels
 from glow_engine.imaging import load_image
+from glow_engine.imaging.discovery import find_images
 from glow_engine.imaging.frame import Placement, from_square, to_square
 from glow_engine.mechanisms import IDLDP, DPGlow, Encoded, Mechanism, preview_noise, total_epsilon
 from glow_engine.modelfile import LoadedModel, load_model
@@ -270,6 +275,25 @@ class Session:
             frame = to_square(pixels, self.scorer.resolution)[0]
             score = self.scorer.score(frame, np.array([image.colour]))[0]
         return Thumb(request.id, path, to_square(pixels, THUMB_SIZE)[0], score)
+
+    @answer.register
+    def list_folder(self, request: FolderRequest) -> FolderListing:
+        return FolderListing(request.id, request.folder, tuple(find_images(request.folder)))
+
+    @answer.register
+    def ledger_spent(self, request: LedgerRequest) -> LedgerSpent:
+        """Read only if the ledger exists: opening a new one would create it, and nothing is
+        written before an export."""
+        path, sha = request.ledger_path, request.content_sha256
+        if not path.is_file():
+            return LedgerSpent(request.id, path)
+        try:
+            with Ledger(path) as ledger:
+                return LedgerSpent(request.id, path, ledger.spent_on_image(sha),
+                                   ledger.spent_on_patient(request.patient_id, sha),
+                                   ledger.patient_budget, exists=True)
+        except UserError as exc:
+            return LedgerSpent(request.id, path, error=str(exc))
 
 
     # ----------------------------------------------------------------- export

@@ -25,7 +25,11 @@ from app.messages import (
     Exported,
     ExportRequest,
     Failed,
+    FolderListing,
+    FolderRequest,
     Kind,
+    LedgerRequest,
+    LedgerSpent,
     LoadModelsRequest,
     ModelsInfo,
     OpenRequest,
@@ -76,6 +80,8 @@ class Aspect(Enum):
     ERROR = auto()
     EXPORTED = auto()
     THUMBS = auto()
+    FOLDER = auto()
+    LEDGER = auto()
 
 
 # --------------------------------------------------------------------------- the state
@@ -99,6 +105,8 @@ class ViewState:
         self.message = ""  # the last error, for the window to show
         self.last_export: Exported | None = None
         self.thumbs: dict[Path, Thumb] = {}
+        self.folder: FolderListing | None = None  # the open folder's images
+        self.ledger: LedgerSpent | None = None  # what the ledger holds for the open image
         self._ids = itertools.count(1)  # request ids; an open's id becomes the Source's key
         self._latest: dict[Kind, int] = {}  # kind -> newest request id
         self._answered: dict[Kind, int] = {}  # kind -> id of the newest request answered
@@ -204,6 +212,19 @@ class ViewState:
         if paths:
             self._request(ThumbRequest, paths=tuple(paths))
 
+    def open_folder(self, folder: Path) -> None:
+        """List the folder's images; then score them all in the background."""
+        self._request(FolderRequest, folder=Path(folder))
+
+    def read_ledger(self, ledger_path: Path) -> None:
+        """Ask what the ledger already holds for the open image (nothing for a sample)."""
+        self.ledger = None
+        self._emit(Aspect.LEDGER)
+        image = self.source.image if self.source is not None else None
+        if image is not None:
+            self._request(LedgerRequest, ledger_path=Path(ledger_path),
+                          content_sha256=image.content_sha256, patient_id=image.patient_id)
+
     # ----------------------------------------------------------------- worker answers
 
     @property
@@ -278,6 +299,26 @@ class ViewState:
             return False
         self.thumbs[thumb.path] = thumb
         self._emit(Aspect.THUMBS)
+        return True
+
+    @_take.register
+    def _accept_folder(self, listing: FolderListing) -> bool:
+        if not self.is_current(listing.kind, listing.request_id):
+            return False
+        if not listing.paths:
+            self._fail(f"No images found in {listing.folder}.")
+            return True
+        self.folder = listing
+        self.score_folder(list(listing.paths))  # first: the new table starts with no thumbs
+        self._emit(Aspect.FOLDER)
+        return True
+
+    @_take.register
+    def _accept_ledger(self, spent: LedgerSpent) -> bool:
+        if not self.is_current(spent.kind, spent.request_id):
+            return False
+        self.ledger = spent
+        self._emit(Aspect.LEDGER)
         return True
 
     @_take.register

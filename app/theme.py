@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pyqtgraph as pg
 import qdarkstyle
 from PySide6.QtWidgets import QApplication
 
@@ -19,6 +20,12 @@ _COLOURS = {
     "dark": {"hint": "#9da9b5", "warning": "#ffb74d"},
     "light": {"hint": "#54616d", "warning": "#b35c00"},
 }
+
+
+def configure_plots() -> None:
+    """pyqtgraph's process-wide options, set once at start-up: images in numpy's row-major
+    order, smooth lines."""
+    pg.setConfigOptions(imageAxisOrder="row-major", antialias=True)
 
 
 def apply_theme(app: QApplication, name: str) -> str:

@@ -28,10 +28,12 @@ import numpy as np
 from PySide6.QtCore import QEvent, QEventLoop, QObject, QSettings, QTimer
 from PySide6.QtWidgets import QApplication
 
+from app.collector import collect_on_gui_thread
 from app.controls import e_px_to_position
 from app.main_window import MainWindow, ModelPaths
 from app.messages import Kind
 from app.state import Aspect
+from app.theme import configure_plots
 from app.worker import engine_thread_count
 from glow_engine.resources import default_model_dir
 
@@ -158,8 +160,11 @@ def main() -> int:
         models = ModelPaths(root / "mixture" if root else default_model_dir("mixture"),
                             root / "normal" if root else default_model_dir("normal"))
     app = QApplication.instance() or QApplication([])
+    configure_plots()  # as dpglow-viewer does
+    restore_gc = collect_on_gui_thread()
     window = MainWindow(QSettings(str(tmp / "viewer.ini"), QSettings.Format.IniFormat), models,
-                        threads=engine_thread_count())  # as dpglow-viewer does
+                        threads=engine_thread_count())
+    window.closed.connect(restore_gc)
     window.resize(1680, 1000)
     window.show()
     clock = PaintClock()

@@ -13,7 +13,7 @@ from helpers import saved_model
 from PIL import Image
 from test_app_support import shared_pair, write_png
 
-from app.messages import Failed, Kind, PrivacyParams, RenderRequest, StripRequest
+from app.messages import Failed, Kind, LedgerRequest, PrivacyParams, RenderRequest, StripRequest
 from app.session import Session
 from app.state import Aspect, ViewState
 from glow_engine.overlays import BlockMarker
@@ -264,3 +264,38 @@ def test_lru_keeps_the_most_recently_used() -> None:
     assert len(cache) == 0
     with pytest.raises(ValueError):
         LRU(0)
+
+
+def test_the_engine_reads_the_ledger_and_never_creates_one(h: Harness, tmp_path: Path):
+    from glow_engine.release.ledger import Ledger, Release
+
+    h.state.open(write_png(tmp_path / "a.png"))
+    path = tmp_path / "ledger.sqlite"
+    h.state.read_ledger(path)
+    assert isinstance(h.requests[-1], LedgerRequest)
+    assert not h.state.ledger.exists and not path.exists()
+    sha = h.state.source.image.content_sha256
+    with Ledger(path) as ledger:  # a reserved release counts
+        ledger.reserve(Release(sha, None, "dpglow", "paper", 10.0, 10.0 * 32 * 32, "0" * 64,
+                               "x.png"))
+    h.state.read_ledger(path)
+    assert h.state.ledger.exists and h.state.ledger.on_image == 10.0 * 32 * 32
+    path.write_bytes(b"not a ledger at all" * 100)
+    h.state.read_ledger(path)
+    assert h.state.ledger.error and h.state.message == ""  # said in the dialog, no error box
+
+
+def test_a_folder_is_listed_by_the_engine_then_scored(h: Harness, tmp_path: Path) -> None:
+    folder = tmp_path / "study"
+    (folder / "sub").mkdir(parents=True)
+    paths = (write_png(folder / "b.png"), write_png(folder / "sub" / "a.png", seed=4))
+    (folder / "notes.txt").write_text("not an image")
+    h.state.open_folder(folder)
+    assert h.state.folder.paths == tuple(sorted(paths))
+    assert h.requests[-1].paths == h.state.folder.paths  # then every image is scored
+    assert list(h.state.thumbs) == [sorted(paths)[0]]  # (the worker requeues the rest)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    h.state.open_folder(empty)
+    assert h.state.message == f"No images found in {empty}."
+    assert h.state.folder.paths == tuple(sorted(paths))  # the previous folder stays

@@ -3,11 +3,15 @@ folder browsing and a clean close while the worker is busy."""
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 import os
 import subprocess
 import sys
+import threading
+import time
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +23,7 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 import pydicom
 import pyqtgraph as pg
-from PySide6.QtCore import QMimeData, QPoint, QPointF, QSettings, Qt, QUrl
+from PySide6.QtCore import QMimeData, QObject, QPoint, QPointF, QSettings, Qt, QUrl
 from PySide6.QtGui import QDropEvent, QTextDocument
 from PySide6.QtWidgets import QApplication, QLabel, QMessageBox, QTextBrowser
 
@@ -164,9 +168,10 @@ def test_folder_browser_scores_sorts_and_steps(qtbot, window, tmp_path) -> None:
     for i in range(3):
         write_png(folder / f"img{i}.png", seed=i, height=64 + 16 * i, width=64)
     (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnope")
-    window.open_folder(folder)
+    window.open_folder(folder)  # listed on the engine thread
     table = window.browser.table
-    assert table.rowCount() == 4
+    qtbot.waitUntil(lambda: table.rowCount() == 4, timeout=TIMEOUT_MS)
+    assert window.folder_dock.isVisible()
     qtbot.waitUntil(lambda: len(window.state.thumbs) == 4, timeout=TIMEOUT_MS)
     texts = {table.item(r, 0).text(): (table.item(r, 1).text(), table.item(r, 2).text())
              for r in range(4)}
@@ -218,6 +223,7 @@ def test_export_png_is_a_new_draw_recorded_in_the_ledger(qtbot, window, tmp_path
     dialog = window.findChildren(ExportDialog)[-1]
     texts = " ".join(label.text() for label in dialog.findChildren(QLabel))
     assert "NEW draw, not the preview" in texts and "1.02 × 10⁵" in texts
+    qtbot.waitUntil(lambda: window.state.ledger is not None, timeout=TIMEOUT_MS)  # read
     assert not ledger_path.exists()  # showing the dialog writes nothing
     dialog.reject()
     export_with_dialog(qtbot, window)
@@ -407,27 +413,33 @@ def write_dicom(path: Path, burned_in: bool = False) -> Path:
     return path
 
 
-def test_garbage_is_collected_on_the_gui_thread_only(qtbot, window: MainWindow) -> None:
-    """A cycle collected on the engine thread may destroy a Qt object there, which deadlocks
-    Qt: every collection must run on the GUI thread (a suite once hung this way)."""
-    import gc
-    import threading
-
-    threads: set[str] = set()
-
-    def record(phase: str, info: dict) -> None:
-        if phase == "start":
-            threads.add(threading.current_thread().name)
-
+def test_a_qt_object_in_garbage_is_never_freed_on_the_engine_thread(window, tmp_path) -> None:
+    """Freed on the engine thread, a Qt object can deadlock Qt (a suite once hung for good in
+    QObject::~QObject on the worker thread). Here a Qt object waits in a reference cycle while
+    the engine allocates plenty and this thread allocates nothing: only this thread may free
+    it."""
+    freed_on: list[str] = []
+    paths = [write_png(tmp_path / f"f{i}.png", seed=i) for i in range(6)]
     thresholds = gc.get_threshold()
-    gc.set_threshold(10)  # any thread allocating ten containers would trigger a collection
-    gc.callbacks.append(record)
+    gc.set_threshold(10)  # a thread allocating ten containers would start a collection
     try:
-        for position in range(120, 300, 30):  # the worker allocates plenty while rendering
-            window.controls.slider.setValue(position)
-            settle(qtbot, window)
+        window.state.score_folder(paths)  # the engine loads and scores them, one per turn
+        garbage = QObject()
+        garbage.cycle = garbage  # only the cyclic collector can free it
+        weakref.finalize(garbage, lambda: freed_on.append(threading.current_thread().name))
+        del garbage
+        time.sleep(1.5)  # no events, no allocations here meanwhile
     finally:
-        gc.callbacks.remove(record)
         gc.set_threshold(*thresholds)
-    assert threads <= {threading.main_thread().name}
-    assert not gc.isenabled()  # the GUI thread's timer collects instead
+    assert window.worker.computed[Kind.THUMBS] > 0  # the engine did run meanwhile
+    assert freed_on == []
+    gc.collect()  # what the GUI thread's timer does
+    assert freed_on == [threading.main_thread().name]
+
+
+def test_automatic_collection_is_back_when_the_window_has_closed(qtbot, settings,
+                                                                 models) -> None:
+    assert gc.isenabled()
+    window = make_window(qtbot, settings, models)
+    window.close()
+    assert gc.isenabled()
