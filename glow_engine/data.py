@@ -132,7 +132,17 @@ def _reading(source: Path) -> Iterator[None]:
     except UserError:
         raise
     except (OSError, ValueError, KeyError) as e:
-        raise DataSourceError(f"cannot read images from {source}: {e}") from None
+        raise DataSourceError(f"cannot read images from {source}: {_reason(e)}") from None
+
+
+def _reason(error: Exception) -> str:
+    """NumPy's words, where they would mislead: pickled data is never loaded here."""
+    text = str(error.args[0]) if error.args else str(error)
+    if "pickle" in text:
+        return "not a .npz of plain arrays (pickled objects are never loaded)"
+    if isinstance(error, KeyError) and " is not a file in the archive" in text:
+        return f"it has no {text.split(' is not a file')[0]!r} array"
+    return str(error)
 
 
 def load_image_set(source: str | Path, resolution: int, split: str | None = None,

@@ -33,6 +33,7 @@ FORMAT_VERSION = 1
 WEIGHTS_NAME = "weights.safetensors"
 META_NAME = "model.json"
 META_KEY = "dpglow"
+DEGENERATE_SHARE = 0.01  # of latent elements with zero range; trained models have none
 
 
 class ModelFileError(UserError, ValueError):
@@ -58,6 +59,17 @@ class Calibration:
 
     def width(self, alpha: float) -> np.ndarray:
         return alpha * (self.hi - self.lo)
+
+    def degenerate(self) -> str | None:
+        """Why this range cannot privatise (None when it can): a box of zero width is one
+        point, so if many elements have one the releases are (nearly) the same constant
+        image whatever the input, e.g. after calibrating on a few identical images."""
+        zero = int((self.delta <= 0).sum())
+        if zero > DEGENERATE_SHARE * self.delta.size:
+            return (f"{zero} of {self.delta.size} latent elements have no range (the "
+                    "calibration images do not vary): every release would be nearly the same "
+                    "image")
+        return None
 
 
 @dataclass
@@ -190,6 +202,11 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> LoadedMo
                       str(e).strip() or type(e).__name__)
         raise ModelFileError(f"Model {path.name} does not match its declared architecture "
                              f"({detail if len(detail) <= 160 else detail[:160] + '…'})") from None
+    broken = next((k for k, v in tensors.items() if k.startswith("flow.")
+                   and v.dtype.kind == "f" and not np.isfinite(v).all()), None)
+    if broken is not None:
+        raise ModelFileError(f"Model {path.name} holds non-finite weights ({broken[5:]}): it "
+                             "is damaged or its training diverged")
     calibration = _calibration(path, tensors, meta, flow.num_pixels)
     flow.to(device).eval()
     return LoadedModel(flow, meta, calibration, meta["sha256"], path)
@@ -211,6 +228,9 @@ def _calibration(path: Path, tensors: dict[str, np.ndarray], meta: dict,
     if not (np.isfinite(lo).all() and np.isfinite(hi).all() and (lo <= hi).all()):
         raise ModelFileError(f"Model {path.name}: calibration vectors are not a valid range "
                              "(non-finite, or min > max)")
+    if reason := Calibration(lo, hi).degenerate():
+        raise ModelFileError(f"Model {path.name} has a degenerate calibration: {reason}; run "
+                             "`dpglow calibrate` on its training images")
     try:
         ood = OODReference.from_tensors(tensors)
     except ValueError as e:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 import itertools
 
-from glow_engine.calibration import calibrate
+from glow_engine.calibration import CalibrationError, calibrate
 from glow_engine.data import stream_image_set
 from glow_engine.device import pick_device
+from glow_engine.errors import UserError
 from glow_engine.modelfile import load_model, save_model
 
 
@@ -22,11 +23,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.batch_size < 1:
+        raise UserError(f"--batch-size must be at least 1, got {args.batch_size}")
     model = load_model(args.model, pick_device(args.device))
     res = model.resolution
     streams = [stream_image_set(s, res, args.split, args.batch_size) for s in args.data]
     cal = calibrate(model, itertools.chain.from_iterable(b for _, _, b in streams),
                     " + ".join(d for _, d, _ in streams), total=sum(n for n, _, _ in streams))
+    if reason := cal.degenerate():  # refused before anything is written: MODEL stays as it was
+        raise CalibrationError(f"not calibrating {args.model}: {reason}")
     out = args.out or args.model
     sha = save_model(out, model.flow.cpu(), model.meta, cal)
     print(f"calibrated on {cal.info['images']} images; mean Delta {cal.info['delta_mean']:.3f}; "

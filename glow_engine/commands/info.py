@@ -1,11 +1,11 @@
-"""`dpglow info MODEL [--json]`."""
+"""`dpglow info MODEL [--json]`: a model file's metadata, once the model has loaded."""
 
 from __future__ import annotations
 
 import argparse
 import json
 
-from glow_engine.modelfile import read_metadata
+from glow_engine.modelfile import load_model
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -38,6 +38,8 @@ def summary(meta: dict) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    meta = read_metadata(args.model)
+    # Loaded, not only read: what cannot load (a wrong width, non-finite weights or a broken
+    # calibration) is an error here too, not a summary of metadata that looks fine.
+    meta = load_model(args.model).meta
     print(json.dumps(meta, indent=2, sort_keys=True) if args.json else summary(meta))
     return 0
