@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
+from glow_engine.choices import DEFAULT_ALPHA
 from glow_engine.imaging import LoadedImage
 from glow_engine.overlays import BlockMarker
 
@@ -49,7 +50,7 @@ class Kind(Enum):
 @dataclass(frozen=True)
 class PrivacyParams:
     e_px: float = 100.0  # per-pixel budget; total epsilon = e_px * R * R; may be math.inf
-    alpha: float = 0.4
+    alpha: float = DEFAULT_ALPHA
     mode: str = "paper"
     clip: bool = True  # False only matters at e_px = inf: the plain reconstruction
     noise_seed: int = 0  # the preview draw; "new noise draw" bumps it
