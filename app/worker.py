@@ -66,13 +66,14 @@ class EngineWorker(QThread):
             self._schedule.put(request)
             self._cond.notify()
 
-    def stop(self) -> None:
-        """Drop what is pending, let the running request finish, and end the thread."""
+    def stop(self, deadline_s: float | None = None) -> bool:
+        """Drop what is pending, let the running request finish, and end the thread; wait
+        for that at most `deadline_s` (None: as long as it takes). True once it has ended."""
         with self._cond:
             self._stopping = True
             self._schedule.clear()
             self._cond.notify()
-        self.wait()
+        return self.wait() if deadline_s is None else self.wait(round(deadline_s * 1000))
 
     def run(self) -> None:
         session = self._factory()  # built here: the session's torch state lives on this thread
