@@ -15,7 +15,7 @@ from PIL import Image
 from glow_engine.cli import main
 from glow_engine.errors import UserError
 from glow_engine.evaluation import checks, reid
-from glow_engine.evaluation.metrics import _auc_many, auc, auc_with_ci, psnr, ssim
+from glow_engine.evaluation.metrics import _weighted_aucs, auc, auc_with_ci, psnr, ssim
 from glow_engine.evaluation.settings import Setting, parse_mechanisms, parse_settings
 from glow_engine.overlays import BlockMarker
 
@@ -34,11 +34,14 @@ def test_auc_known_values() -> None:
     assert auc(np.array([9.0, 0.1, 0.8]), np.array([-1, 0, 1])) == 1.0
 
 
-def test_vectorised_auc_matches_scalar() -> None:
+def test_weighted_auc_is_the_auc_of_the_resample() -> None:
     rng = np.random.default_rng(0)
-    s, lab = rng.random((20, 30)), (rng.random((20, 30)) > 0.5).astype(float)
-    expected = [auc(a, b) for a, b in zip(s, lab, strict=True)]
-    np.testing.assert_allclose(_auc_many(s, lab), expected)
+    s = np.round(rng.random(30), 1)  # with ties
+    lab = (rng.random(30) > 0.5).astype(float)
+    weights = rng.integers(0, 3, (20, 30)).astype(float)
+    expected = [auc(np.repeat(s, w.astype(int)), np.repeat(lab, w.astype(int)))
+                for w in weights]
+    np.testing.assert_allclose(_weighted_aucs(s, lab, weights), expected)
 
 
 def test_bootstrap_interval_contains_point_and_is_deterministic() -> None:
@@ -168,7 +171,7 @@ def test_evaluate_end_to_end_and_resume(val_npz: Path, anomaly_model_dirs, tmp_p
     out = tmp_path / "eval"
     assert _evaluate(val_npz, out, anomaly_model_dirs) == 0
     results = json.loads((out / "results.json").read_text())  # strict JSON (no Infinity)
-    assert results["images"] == 16 and len(results["runs"]) == 6
+    assert results["images"] == 16 and len(results["runs"]) == 8  # 4 mechanisms x 2
     runs = {(r["mechanism"], r["setting"]): r for r in results["runs"]}
     exact = runs[("idldp", "inf")]  # no noise, no change: everything at its maximum
     assert exact["reid"]["pixel"]["top1"] == 1.0 and exact["marker"]["marker_kept_mean"] == 1.0
@@ -179,13 +182,25 @@ def test_evaluate_end_to_end_and_resume(val_npz: Path, anomaly_model_dirs, tmp_p
     noisy = runs[("idldp", "10")]["summary"]
     assert noisy["ssim"] < 0.5 and 0 <= noisy["reid_best_top1"] <= 1
     assert runs[("dpglow-paper", "10")]["summary"]["auc_bpd"]["ci95"][0] is not None
+    # baselines beside every AUC: on the originals, the compressors equal the unchanged run's
+    base = results["original"]["baselines"]
+    assert set(base) == {"png", "jpeg2000", "view"} and base["view"]["abnormal_view"] in (
+        "AP", "PA")
+    assert exact["baselines"]["png"] == base["png"]
+    assert runs[("idldp", "10")]["baselines"]["png"]["bpp_mean"] > base["png"]["bpp_mean"]
+    # verification AUC: unchanged originals give the originals' value
+    assert exact["reid"]["pixel"]["verification"] == results["original"]["verification"]["pixel"]
+    pix = runs[("dppix", "inf")]
+    assert pix["name"] == "dppix" and pix["mode"] == "b8" and "block 8" in pix["describe"]
     report = (out / "report.md").read_text()
     assert "| e_px (ε = e_px·H·W) |" in report and "## ID-LDP" in report and "0.643" in report
-    for name in ("auc_vs_epsilon", "reid_vs_epsilon", "auc_vs_reid", "marker_flip",
+    assert "## Utility beside its baselines" in report and "View-only baseline" in report
+    assert "## Verification: same patient or not?" in report and "## DP-Pix" in report
+    for name in ("auc_vs_epsilon", "reid_vs_epsilon", "auc_vs_reid", "marker_flip", "baselines",
                  "examples_idldp", "examples_synthetic_dpglow-tight"):
         assert (out / f"{name}.png").stat().st_size > 5000
     cached = {p: p.stat().st_mtime_ns for p in (out / "cache").glob("*.json")}
-    assert len(cached) == 6
+    assert len(cached) == 8
 
     # Resumes from the cache (nothing recomputed) and reproduces the same numbers.
     assert _evaluate(val_npz, out, anomaly_model_dirs, "--no-synthetic") == 0

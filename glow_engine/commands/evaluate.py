@@ -1,6 +1,9 @@
-"""`dpglow evaluate --data FILE --split val --out DIR`: utility, re-identification, marker and
-flip checks of every mechanism x privacy budget (see glow_engine.evaluation and
-docs/evaluation.md). Writes OUT/results.json, OUT/report.md and PNG plots; resumable."""
+"""`dpglow evaluate --data FILE --split val --out DIR`: utility (with its baselines),
+re-identification, marker and flip checks of every mechanism x privacy budget, and with
+--downstream / --learned-attacker the networks trained on the training split (see
+glow_engine.evaluation and docs/evaluation.md). Writes OUT/results.json, OUT/report.md and PNG
+plots; resumable. --write-reference also writes the model pair's risk card beside the
+validation scores."""
 
 from __future__ import annotations
 
@@ -15,6 +18,8 @@ from glow_engine.commands.score import add_model_arguments, load_pair
 from glow_engine.data import ImageSet, load_image_set
 from glow_engine.errors import UserError
 from glow_engine.evaluation import examples, plots, report
+from glow_engine.evaluation.cnn import Recipe
+from glow_engine.evaluation.learned import DEFAULT_LEARNED_SETTINGS, LearnedConfig, run_learned
 from glow_engine.evaluation.runner import (
     DEFAULT_CHECK_IMAGES,
     DEFAULT_MARKER,
@@ -30,8 +35,10 @@ from glow_engine.evaluation.settings import (
     parse_mechanisms,
     parse_settings,
 )
+from glow_engine.mechanisms.dppix import DEFAULT_BLOCK
 from glow_engine.modelfile import LoadedModel
 from glow_engine.overlays import BlockMarker
+from glow_engine.risk_card import RISK_CARD_NAME, write_risk_card
 from glow_engine.validation_scores import write_from_scores
 
 
@@ -49,7 +56,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         f"(default {DEFAULT_SETTINGS})")
     p.add_argument("--alpha", type=float, default=DEFAULT_ALPHA,
                    help="DP-GLOW clip width factor")
-    p.add_argument("--seed", type=int, default=0, help="preview-noise and bootstrap seed")
+    p.add_argument("--block-size", type=int, default=DEFAULT_BLOCK,
+                   help=f"DP-Pix block side in pixels (default {DEFAULT_BLOCK})")
+    p.add_argument("--seed", type=int, default=0,
+                   help="preview-noise, bootstrap and network-training seed")
     p.add_argument("--marker-row", type=float, default=DEFAULT_MARKER.row)
     p.add_argument("--marker-col", type=float, default=DEFAULT_MARKER.col)
     p.add_argument("--marker-size", type=float, default=DEFAULT_MARKER.size,
@@ -68,7 +78,26 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--write-reference", type=Path, default=None, metavar="FILE",
                    help="also write the originals' scores per label (numbers only) as the "
                         "models' validation reference for the viewer, e.g. "
-                        "resources/models/reference_scores.json")
+                        "resources/models/reference_scores.json, and the measured risk table "
+                        f"beside it ({RISK_CARD_NAME})")
+    learned = p.add_argument_group("learned measures (networks trained on the training split)")
+    learned.add_argument("--downstream", action="store_true",
+                         help="train the downstream CNN: real -> privatised and privatised -> "
+                              "real AUC")
+    learned.add_argument("--learned-attacker", action="store_true",
+                         help="train the siamese verification attacker (and its retrained "
+                              "variant)")
+    learned.add_argument("--learned-epx", default=DEFAULT_LEARNED_SETTINGS,
+                         help="budgets at which they are trained, added to --epx (default "
+                              f"{DEFAULT_LEARNED_SETTINGS}: about 30 CPU minutes)")
+    learned.add_argument("--train-data", default=None,
+                         help="training images (default: --data, when it is an .npz)")
+    learned.add_argument("--train-split", default="train",
+                         help="split of the training .npz (default train)")
+    learned.add_argument("--train-limit", type=int, default=None,
+                         help="use the first N training images only")
+    learned.add_argument("--learned-epochs", type=int, default=Recipe.epochs,
+                         help=f"training epochs of each network (default {Recipe.epochs})")
 
 
 def _config(args: argparse.Namespace) -> EvalConfig:
@@ -77,10 +106,41 @@ def _config(args: argparse.Namespace) -> EvalConfig:
                              args.marker_intensity)
     except ValueError as e:
         raise UserError(str(e)) from None
-    return EvalConfig(parse_settings(args.epx), parse_mechanisms(args.mechanisms),
-                      alpha=args.alpha, seed=args.seed, marker=marker,
+    settings = parse_settings(args.epx)
+    learned = _learned_config(args)
+    if learned.active:  # the learned measures read the privatised val images of these runs
+        settings += [s for s in learned.settings if s not in settings]
+    return EvalConfig(settings, parse_mechanisms(args.mechanisms),
+                      alpha=args.alpha, block=args.block_size, seed=args.seed, marker=marker,
                       check_images=args.check_images or None, n_boot=args.bootstrap,
                       batch_size=args.batch_size)
+
+
+def _learned_config(args: argparse.Namespace) -> LearnedConfig:
+    if args.learned_epochs < 1:
+        raise UserError("--learned-epochs must be at least 1")
+    return LearnedConfig(args.downstream, args.learned_attacker, parse_settings(args.learned_epx),
+                         Recipe(epochs=args.learned_epochs))
+
+
+def _train_data(args: argparse.Namespace, resolution: int, val: ImageSet) -> ImageSet:
+    """The training split for the learned measures; refused if it shares a patient with the
+    evaluated images (the attacker and the classifier must not have seen them)."""
+    source = Path(args.train_data or args.data)
+    if args.train_data is None and source.suffix != ".npz":
+        raise UserError("--downstream and --learned-attacker need training images: give "
+                        "--train-data")
+    train = load_image_set(source, resolution,
+                           split=args.train_split if source.suffix == ".npz" else None)
+    if args.train_limit:
+        train = train.subset(slice(0, args.train_limit), f" first {args.train_limit}")
+    shared = set(train.patient_ids.astype(str)) & set(val.patient_ids.astype(str)) - {""}
+    if shared:
+        raise UserError(f"the training images share {len(shared)} patient(s) with the "
+                        "evaluated images; the learned measures need disjoint patients")
+    if len(train) < 2:
+        raise UserError(f"{source}: {len(train)} training image(s); need >= 2")
+    return train
 
 
 def _data(args: argparse.Namespace, resolution: int) -> ImageSet:
@@ -104,6 +164,9 @@ def write_outputs(results: dict, orig: Originals, mixture: LoadedModel, cfg: Eva
                plots.reid_plot(results, out / "reid_vs_epsilon.png"),
                plots.tradeoff_plot(results, out / "auc_vs_reid.png"),
                plots.marker_flip_plot(results, out / "marker_flip.png")]
+    written.append(plots.baselines_plot(results, out / "baselines.png"))
+    if "learned" in results:
+        written.append(plots.learned_plot(results, out / "learned.png"))
     written += _grids(orig, cfg, out)
     if synthetic:
         written += _synthetic_grids(mixture, cfg, out)
@@ -125,7 +188,7 @@ def _grids(orig: Originals, cfg: EvalConfig, out: Path) -> list[Path]:
 
 def _synthetic_grids(mixture: LoadedModel, cfg: EvalConfig, out: Path) -> list[Path]:
     originals, grids = examples.synthetic_grids(mixture, cfg.mechanisms, cfg.settings,
-                                                cfg.alpha, cfg.marker, cfg.seed)
+                                                cfg.alpha, cfg.marker, cfg.seed, cfg.block)
     return [plots.example_grid(originals, grids[key], cfg.settings,
                                f"{MECHANISMS[key]} on images sampled from the mixture model",
                                out / f"examples_synthetic_{key}.png",
@@ -134,15 +197,24 @@ def _synthetic_grids(mixture: LoadedModel, cfg: EvalConfig, out: Path) -> list[P
 
 
 def _print_summary(results: dict, settings: list[Setting]) -> None:
-    o = results["original"]["auc"]
-    print(f"original images: AUC ratio {o['ratio']['auc']:.3f}, "
-          f"bpd {o['bpd_mixture']['auc']:.3f}")
+    o = results["original"]
+    base = "  ".join(f"{k} {v['all']['auc']:.3f}" for k, v in o["baselines"].items()
+                     if k != "view")
+    print(f"original images: AUC ratio {o['auc']['ratio']['auc']:.3f}, "
+          f"bpd {o['auc']['bpd_mixture']['auc']:.3f}; baselines {base}  "
+          f"view {o['baselines']['view']['auc']:.3f}")
     for run in results["runs"]:
         s = run["summary"]
         print(f"{MECHANISMS[run['mechanism']]:>16} e_px {run['setting']:>10}: "
-              f"AUC ratio {s['auc_ratio']['auc']:.3f} bpd {s['auc_bpd']['auc']:.3f}  "
+              f"AUC ratio {s['auc_ratio']['auc']:.3f} bpd {s['auc_bpd']['auc']:.3f} "
+              f"png {run['baselines']['png']['all']['auc']:.3f}  "
               f"SSIM {s['ssim']:.3f}  re-id top-1 {s['reid_best_top1']:.2f}  "
               f"marker kept {s['marker_kept']:.2f}  flip acc {s['flip_accuracy']:.2f}")
+    for run in results.get("learned", {}).get("runs", []):
+        parts = [f"{name} {v['auc']:.3f}" for part in ("downstream", "attacker")
+                 for name, v in run.get(part, {}).items() if isinstance(v, dict)]
+        print(f"{MECHANISMS[run['mechanism']]:>16} e_px {run['setting']:>10}: "
+              f"learned: {'  '.join(parts)}")
 
 
 def _write_validation_scores(args: argparse.Namespace, orig: Originals, normal: LoadedModel,
@@ -160,19 +232,25 @@ def _write_validation_scores(args: argparse.Namespace, orig: Originals, normal: 
 
 
 def run(args: argparse.Namespace) -> int:
-    cfg = _config(args)
+    cfg, learned = _config(args), _learned_config(args)
     normal, mixture = load_pair(args)
     data = _data(args, mixture.resolution)
+    train = _train_data(args, mixture.resolution, data) if learned.active else None
     out: Path = args.out
     if args.fresh and (out / "cache").exists():
         shutil.rmtree(out / "cache")
     out.mkdir(parents=True, exist_ok=True)
     results, orig = run_evaluation(data, normal, mixture, cfg, out,
                                   progress=not args.no_progress)
+    if train is not None:
+        results["learned"] = run_learned(train, data, mixture, cfg, learned, out)
     written = write_outputs(results, orig, mixture, cfg, out, not args.no_synthetic)
     _print_summary(results, cfg.settings)
     if args.write_reference is not None:
         _write_validation_scores(args, orig, normal, mixture)
+        card = args.write_reference.with_name(RISK_CARD_NAME)
+        write_risk_card(card, report.clean_json(results))
+        print(f"wrote the risk card of these models to {card}")
     print(f"wrote {', '.join(p.name for p in written)} to {out} in {results['seconds']:.0f} s "
           "(examples_<mechanism>.png show real images: keep them out of the repository)")
     return 0

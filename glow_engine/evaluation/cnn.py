@@ -3,8 +3,8 @@ learned re-identification attacker), and its fixed training recipe.
 
 Fixed on purpose: the evaluation compares privatised sets, so every set gets the same network,
 input size, optimiser, epochs and seed; nothing is tuned on the validation images. Sized for a
-CPU: the images are area-averaged to INPUT x INPUT (the findings and the anatomy that identify
-a patient are coarse), four conv blocks, global average pooling. Deterministic for a given
+CPU: the images are area-averaged to 64 x 64 (Recipe.input; the findings and the anatomy that
+identify a patient are coarse), four conv blocks, global average pooling. Deterministic for a given
 seed and thread count (every random choice comes from one torch.Generator).
 """
 
@@ -20,16 +20,15 @@ from torch import nn
 
 from glow_engine.data import augment
 
-__all__ = ["INPUT", "Backbone", "Recipe", "apply", "build", "fit", "to_input", "train_view"]
-
-INPUT = 64
+__all__ = ["Backbone", "Recipe", "apply", "build", "fit", "to_input", "train_view"]
 
 
 @dataclass(frozen=True)
 class Recipe:
     """How a network is trained (part of the cache fingerprint)."""
 
-    epochs: int = 30
+    input: int = 64  # side of the network's input images
+    epochs: int = 20  # AUC 0.88 after 10, 0.90 after 20 on the NIH training split
     batch_size: int = 32
     lr: float = 1e-3
     weight_decay: float = 1e-4
@@ -39,10 +38,10 @@ class Recipe:
         return asdict(self)
 
 
-def to_input(pixels: np.ndarray) -> torch.Tensor:
-    """(N, R, R) [0, 1] -> (N, 1, INPUT, INPUT) float32, area-averaged, still in [0, 1]."""
+def to_input(pixels: np.ndarray, size: int) -> torch.Tensor:
+    """(N, R, R) [0, 1] -> (N, 1, size, size) float32, area-averaged, still in [0, 1]."""
     x = torch.from_numpy(np.ascontiguousarray(pixels, dtype=np.float32))[:, None]
-    return F.adaptive_avg_pool2d(x, INPUT) if x.shape[-1] != INPUT else x
+    return F.adaptive_avg_pool2d(x, size) if x.shape[-1] != size else x
 
 
 def standardise(x: torch.Tensor) -> torch.Tensor:
@@ -60,7 +59,7 @@ def _block(c_in: int, c_out: int) -> nn.Sequential:
 
 
 class Backbone(nn.Module):
-    """(B, 1, INPUT, INPUT) standardised -> (B, FEATURES) features."""
+    """(B, 1, S, S) standardised -> (B, FEATURES) features (any S the pooling allows)."""
 
     FEATURES = 128
 

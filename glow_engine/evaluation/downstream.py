@@ -24,10 +24,11 @@ __all__ = ["Classifier", "auc", "scores", "train_classifier"]
 
 
 class Classifier(nn.Module):
-    """Backbone + one logit (higher = abnormal)."""
+    """Backbone + one logit (higher = abnormal), on images of side `size`."""
 
-    def __init__(self) -> None:
+    def __init__(self, size: int) -> None:
         super().__init__()
+        self.size = size
         self.backbone = cnn.Backbone()
         self.head = nn.Linear(cnn.Backbone.FEATURES, 1)
 
@@ -39,11 +40,11 @@ def train_classifier(pixels: np.ndarray, labels: np.ndarray, seed: int,
                      recipe: cnn.Recipe) -> Classifier:
     """Trained on the images labelled 0 or 1 (others are left out)."""
     known = (labels == 0) | (labels == 1)
-    x = cnn.to_input(pixels[known])
+    x = cnn.to_input(pixels[known], recipe.input)
     y = torch.from_numpy(labels[known].astype(np.float32))
     if len(torch.unique(y)) < 2:
         raise ValueError("the downstream classifier needs normal and abnormal training images")
-    model = cnn.build(Classifier, seed)
+    model = cnn.build(lambda: Classifier(recipe.input), seed)
 
     def loss(idx: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         return F.binary_cross_entropy_with_logits(model(cnn.train_view(x[idx], gen, recipe)),
@@ -53,7 +54,7 @@ def train_classifier(pixels: np.ndarray, labels: np.ndarray, seed: int,
 
 
 def scores(model: Classifier, pixels: np.ndarray) -> np.ndarray:
-    return cnn.apply(model, cnn.to_input(pixels)).double().numpy()
+    return cnn.apply(model, cnn.to_input(pixels, model.size)).double().numpy()
 
 
 def auc(model: Classifier, pixels: np.ndarray, labels: np.ndarray, patient_ids: np.ndarray,

@@ -14,10 +14,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from glow_engine.atomic import write_atomic
 from glow_engine.evaluation import checks
 from glow_engine.evaluation.settings import Setting, build_mechanism
 from glow_engine.flow.glow import model_to_pixels
 from glow_engine.mechanisms import preview_noise
+from glow_engine.mechanisms.dppix import DEFAULT_BLOCK
 from glow_engine.modelfile import LoadedModel
 from glow_engine.overlays import BlockMarker
 
@@ -40,14 +42,29 @@ def rows(plain: np.ndarray, marked: np.ndarray, flipped: np.ndarray,
     return np.stack([plain[i] for i in chosen] + [marked[0], flipped[min(1, len(flipped) - 1)]])
 
 
-def save(path: Path, images: np.ndarray) -> None:
-    with path.open("wb") as f:
-        np.savez_compressed(f, images=np.rint(images * 255).astype(np.uint8))
+def save(path: Path, images: np.ndarray, fingerprint: str = "") -> None:
+    """[0, 1] images as an 8-bit .npz, written atomically, tagged with `fingerprint`."""
+    u8 = np.rint(images * 255).astype(np.uint8)
+
+    def write(tmp: Path) -> None:
+        with tmp.open("wb") as f:
+            np.savez_compressed(f, images=u8, fingerprint=np.array(fingerprint))
+
+    write_atomic(path, write, overwrite=True)
 
 
-def load(path: Path) -> np.ndarray:
-    with np.load(path) as z:
-        return z["images"].astype(np.float32) / 255
+def load(path: Path, fingerprint: str | None = None) -> np.ndarray | None:
+    """The images saved in `path` ([0, 1] float32); with `fingerprint`, None unless the file
+    exists, is readable and carries that fingerprint."""
+    try:
+        with np.load(path) as z:
+            if fingerprint is not None and str(z["fingerprint"]) != fingerprint:
+                return None
+            return z["images"].astype(np.float32) / 255
+    except (OSError, ValueError, KeyError):
+        if fingerprint is None:
+            raise
+        return None
 
 
 @torch.inference_mode()
@@ -61,14 +78,15 @@ def synthetic_originals(mixture: LoadedModel, marker: BlockMarker, seed: int) ->
 
 
 def synthetic_grids(mixture: LoadedModel, mechanisms: list[str], settings: list[Setting],
-                    alpha: float, marker: BlockMarker, seed: int) -> tuple[np.ndarray, dict]:
+                    alpha: float, marker: BlockMarker, seed: int,
+                    block: int = DEFAULT_BLOCK) -> tuple[np.ndarray, dict]:
     """(originals (rows, R, R), {mechanism: (rows, settings, R, R)}) for the synthetic grid."""
     originals = synthetic_originals(mixture, marker, seed)
     r = mixture.resolution
     noise = preview_noise(len(originals), r * r, seed)
     grids = {}
     for key in mechanisms:
-        mech = build_mechanism(key, mixture, alpha)
+        mech = build_mechanism(key, mixture, alpha, block)
         enc = mech.encode(originals)
         grids[key] = np.stack([mech.preview(enc, s.e_px, noise, clip=s.clip) for s in settings],
                               axis=1)

@@ -12,7 +12,7 @@ from scipy.stats import rankdata
 
 __all__ = ["AucResult", "auc", "auc_with_ci", "psnr", "ssim"]
 
-_CHUNK_CELLS = 4_000_000  # bootstrap indices evaluated at once (32 MB each of int64, float64)
+_CHUNK_CELLS = 4_000_000  # bootstrap weights evaluated at once (32 MB of float64 per array)
 
 
 def auc(scores: np.ndarray, labels: np.ndarray) -> float:
@@ -30,12 +30,19 @@ def auc(scores: np.ndarray, labels: np.ndarray) -> float:
     return float((ranks[pos[keep]].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
-def _auc_many(scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """AUC of each row of (S, n) scores and (S, n) 0/1 labels (NaN for one-class rows)."""
-    ranks = rankdata(scores, axis=1)
-    n_pos = labels.sum(1)
-    n_neg = labels.shape[1] - n_pos
-    u = (ranks * labels).sum(1) - n_pos * (n_pos + 1) / 2
+def _weighted_aucs(scores: np.ndarray, labels: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """AUC of the scores with each row of (S, n) weights as every element's multiplicity (a
+    bootstrap resample), ties counting one half; NaN for rows without both classes.
+
+    Sorted once: per row, every tie group's positives beat the negative weight below it.
+    """
+    order = np.argsort(scores, kind="stable")
+    _, starts = np.unique(scores[order], return_index=True)
+    pos = np.add.reduceat(weights[:, order] * labels[order], starts, axis=1)
+    neg = np.add.reduceat(weights[:, order] * (1 - labels[order]), starts, axis=1)
+    below = np.cumsum(neg, axis=1) - neg
+    u = (pos * (below + neg / 2)).sum(1)
+    n_pos, n_neg = pos.sum(1), neg.sum(1)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where((n_pos > 0) & (n_neg > 0), u / (n_pos * n_neg), np.nan)
 
@@ -57,9 +64,10 @@ def auc_with_ci(scores: np.ndarray, labels: np.ndarray, groups: np.ndarray | Non
                 n_boot: int = 2000, seed: int = 0) -> AucResult:
     """AUC and its 95% percentile bootstrap interval.
 
-    With `groups` (patient IDs) whole patients are resampled: images of one patient are not
-    independent, and resampling them singly would make the interval too narrow. Images with a
-    label other than 0/1 (unknown) are ignored. Resamples that miss a class are dropped.
+    With `groups` (patient IDs) whole patients are resampled (as many patients as there are,
+    with replacement): images of one patient are not independent, and resampling them singly
+    would make the interval too narrow. Images with a label other than 0/1 (unknown) are
+    ignored. Resamples that miss a class are dropped.
     """
     scores, labels = np.asarray(scores, np.float64), np.asarray(labels)
     keep = (labels == 0) | (labels == 1)
@@ -68,44 +76,24 @@ def auc_with_ci(scores: np.ndarray, labels: np.ndarray, groups: np.ndarray | Non
     n_pos, n_neg = int(labels.sum()), int((labels == 0).sum())
     if math.isnan(point) or n_boot <= 0:
         return AucResult(point, math.nan, math.nan, n_pos, n_neg)
-    chunks = _bootstrap_indices(len(scores),
-                                None if groups is None else np.asarray(groups)[keep], n_boot,
-                                seed)
-    boot = np.concatenate([_auc_many(scores[idx], labels[idx]) for idx in chunks])
+    members = np.unique(np.arange(len(scores)) if groups is None else np.asarray(groups)[keep],
+                        return_inverse=True)[1]
+    boot = np.concatenate([_weighted_aucs(scores, labels, counts[:, members])
+                           for counts in _cluster_counts(members.max() + 1, len(scores), n_boot,
+                                                         seed)])
     boot = boot[np.isfinite(boot)]
     lo, hi = np.percentile(boot, [2.5, 97.5]) if boot.size else (math.nan, math.nan)
     return AucResult(point, float(lo), float(hi), n_pos, n_neg)
 
 
-def _bootstrap_indices(n: int, groups: np.ndarray | None, n_boot: int,
-                       seed: int) -> Iterator[np.ndarray]:
-    """(rows, n) image indices, n_boot rows in all, in chunks of at most _CHUNK_CELLS indices
-    (a verification AUC has one score per image pair: 13,000 of them for 117 images); with
-    groups, drawn cluster-wise and trimmed/padded to n.
-
-    Keeping every resample at n images lets all AUCs be computed in one vectorised call; the
-    trim/pad cuts at most one cluster's worth of images, a small price at these sizes.
-    """
+def _cluster_counts(k: int, n: int, n_boot: int, seed: int) -> Iterator[np.ndarray]:
+    """How often each of k clusters is drawn in each of n_boot resamples of k clusters with
+    replacement: (rows, k) counts, in chunks that keep every (rows, n) weight array of n scores
+    small (a verification AUC has one score per image pair: 13,000 of them for 117 images)."""
     rng = np.random.default_rng(seed)
     rows = max(1, _CHUNK_CELLS // max(n, 1))
-    sizes = [min(rows, n_boot - start) for start in range(0, n_boot, rows)]
-    if groups is None or len(np.unique(groups)) in (0, n):
-        for size in sizes:
-            yield rng.integers(0, n, size=(size, n))
-        return
-    _, members = np.unique(groups, return_inverse=True)
-    clusters = [np.flatnonzero(members == g) for g in range(members.max() + 1)]
-    for size in sizes:
-        out = np.empty((size, n), dtype=np.int64)
-        for b in range(size):
-            picked: list[np.ndarray] = []
-            total = 0
-            while total < n:
-                c = clusters[rng.integers(len(clusters))]
-                picked.append(c)
-                total += len(c)
-            out[b] = np.concatenate(picked)[:n]
-        yield out
+    for start in range(0, n_boot, rows):
+        yield rng.multinomial(k, np.full(k, 1 / k), size=min(rows, n_boot - start))
 
 
 def _as_batch(x: np.ndarray) -> np.ndarray:

@@ -14,9 +14,11 @@ from glow_engine.evaluation.examples import ROW_NAMES
 from glow_engine.evaluation.settings import MECHANISMS, Setting
 from glow_engine.scores import DEFAULT_SCORE_KIND, ScoreKind
 
-__all__ = ["auc_plot", "example_grid", "marker_flip_plot", "reid_plot", "tradeoff_plot"]
+__all__ = ["auc_plot", "baselines_plot", "example_grid", "learned_plot", "marker_flip_plot",
+           "reid_plot", "tradeoff_plot"]
 
-COLOURS = {"dpglow-paper": "tab:blue", "dpglow-tight": "tab:green", "idldp": "tab:red"}
+COLOURS = {"dpglow-paper": "tab:blue", "dpglow-tight": "tab:green", "idldp": "tab:red",
+           "dppix": "tab:purple", "dppix-m1": "tab:pink"}
 DPI = 110
 SHAPES = ("o", "s", "^", "v", "D", "P", "X", "*", "h")
 
@@ -165,4 +167,80 @@ def example_grid(originals: np.ndarray, privatised: np.ndarray, settings: list[S
     for spine in ax.spines.values():
         spine.set_visible(False)
     ax.set_title(title, fontsize=10)
+    return _save(fig, path)
+
+
+def _errorbar(ax, x: np.ndarray, aucs: list[dict | None], **kw) -> None:
+    y = np.array([_value(a["auc"]) if a else math.nan for a in aucs])
+    lo = np.array([_value(a["ci95"][0]) if a else math.nan for a in aucs])
+    hi = np.array([_value(a["ci95"][1]) if a else math.nan for a in aucs])
+    ax.errorbar(x, y, yerr=[y - lo, hi - y], capsize=2, marker="o", ms=4, **kw)
+
+
+def baselines_plot(results: dict, path: Path) -> Path:
+    """Per mechanism: the viewer's score against the compressor baselines, by budget."""
+    mechs = results["config"]["mechanisms"]
+    fig, axes = _figure(1, len(mechs), (3.6 * len(mechs) + 1, 3.8), sharey=True)
+    orig = results["original"]
+    view = orig.get("baselines", {}).get("view")
+    for ax, mech in zip(axes, mechs, strict=True):
+        runs = _series(results, mech)
+        x = np.arange(len(runs))
+        _errorbar(ax, x - 0.1, [r["auc"]["bpd_mixture"] for r in runs],
+                  color=COLOURS.get(mech), label="flow bits/dim (viewer)")
+        for j, (name, style) in enumerate((("png", "--"), ("jpeg2000", ":"))):
+            if name in orig.get("baselines", {}):
+                _errorbar(ax, x + 0.1 * j, [r["baselines"][name]["all"] for r in runs],
+                          color="grey", ls=style, label=f"{name.upper()} bits/pixel")
+        if view:
+            ax.axhline(_value(view["auc"]), color="black", ls="-.", lw=1,
+                       label="view only (AP/PA)")
+        ax.axhline(0.5, color="black", ls=":", lw=1)
+        ax.set_xticks(x, _labels(runs), fontsize=7)
+        ax.set_title(MECHANISMS[mech], fontsize=10)
+        ax.set_xlabel("per-pixel budget e_px")
+    axes[0].set_ylabel("AUC (abnormal vs normal), 95% CI")
+    axes[0].legend(fontsize=7)
+    return _save(fig, path)
+
+
+def learned_plot(results: dict, path: Path) -> Path:
+    """Left: downstream classifier AUCs; right: verification AUC of the learned attacker
+    (best of its two variants) and of the better correlation attacker, by budget."""
+    learned = results["learned"]
+    fig, axes = _figure(1, 2, (12, 4.4), sharey=True)
+    for mech in results["config"]["mechanisms"]:
+        runs = [r for r in learned["runs"] if r["mechanism"] == mech]
+        x = np.arange(len(runs))
+        colour = COLOURS.get(mech)
+        if "downstream" in learned["original"]:
+            _errorbar(axes[0], x, [r["downstream"]["private_to_real"] for r in runs],
+                      color=colour, label=f"{MECHANISMS[mech]}: privatised → real")
+            _errorbar(axes[0], x + 0.05, [r["downstream"]["real_to_private"] for r in runs],
+                      color=colour, ls="--", label=f"{MECHANISMS[mech]}: real → privatised")
+        if "attacker" in learned["original"]:
+            best = [max(r["attacker"].values(), key=lambda a: _value(a["auc"])) for r in runs]
+            _errorbar(axes[1], x, best, color=colour, label=f"{MECHANISMS[mech]}: siamese")
+            measured = {r["setting"]: r for r in _series(results, mech)}
+            corr = [max((measured[r["setting"]]["reid"][a]["verification"]
+                         for a in ("pixel", "latent")), key=lambda a: _value(a["auc"]))
+                    for r in runs]
+            _errorbar(axes[1], x + 0.05, corr, color=colour, ls="--",
+                      label=f"{MECHANISMS[mech]}: better correlation")
+        for ax in axes:
+            ax.set_xticks(x, _labels(runs))
+    original = learned["original"]
+    if "downstream" in original:
+        axes[0].axhline(_value(original["downstream"]["real_to_real"]["auc"]), color="grey",
+                        ls="-.", lw=1, label="real → real")
+    if "attacker" in original:
+        axes[1].axhline(_value(original["attacker"]["pretrained"]["auc"]), color="grey",
+                        ls="-.", lw=1, label="siamese on originals")
+    for ax, title in zip(axes, ("Downstream CNN: abnormal vs normal",
+                                "Verification: same patient vs different"), strict=True):
+        ax.axhline(0.5, color="black", ls=":", lw=1)
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("per-pixel budget e_px")
+        ax.legend(fontsize=6)
+    axes[0].set_ylabel("AUC, 95% CI")
     return _save(fig, path)

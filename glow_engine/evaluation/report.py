@@ -188,7 +188,8 @@ def markdown(results: dict) -> str:
     ]
     for mech in cfg["mechanisms"]:
         parts += [f"## {MECHANISMS[mech]}", _detail_table(results, mech)]
-    parts += ["## Reading the columns", _chance_line(results), LEGEND]
+    parts += [*comparison_sections(results), "## Reading the columns", _chance_line(results),
+              LEGEND]
     return "\n\n".join(parts) + "\n"
 
 
@@ -204,3 +205,102 @@ LEGEND = """\
   one by correlation with the original and its mirror image (0.5 = chance).
 - *OOD*: share of privatised images whose bits/dim under M exceeds the calibration's 99.5th
   percentile."""
+
+
+# --------------------------------------------------------------------------- comparisons
+
+
+def _learned_runs(results: dict) -> dict[tuple[str, str], dict]:
+    return {(r["mechanism"], r["setting"]): r
+            for r in (results.get("learned") or {}).get("runs", [])}
+
+
+def _get(d: dict | None, *path: str) -> dict | None:
+    for key in path:
+        d = d.get(key) if isinstance(d, dict) else None
+    return d
+
+
+def _auc_or_dash(a: dict | None) -> str:
+    return "—" if a is None else _auc(a)
+
+
+def _baseline_table(results: dict) -> str:
+    learned, orig = _learned_runs(results), results["original"]
+    header = ["mechanism", "e_px", "flow bpd", "flow ratio", "PNG bpp", "JPEG 2000 bpp",
+              "CNN real → privatised", "CNN privatised → real"]
+    rows = [["originals", "—", _auc(orig["auc"]["bpd_mixture"]), _auc(orig["auc"]["ratio"]),
+             _auc_or_dash(_get(orig, "baselines", "png", "all")),
+             _auc_or_dash(_get(orig, "baselines", "jpeg2000", "all")),
+             _auc_or_dash(_get(results, "learned", "original", "downstream", "real_to_real")),
+             "(real → real)"]]
+    for run in results["runs"]:
+        lr = learned.get((run["mechanism"], run["setting"]))
+        rows.append([MECHANISMS[run["mechanism"]],
+                     Setting(float(run["e_px"]), bool(run["clip"])).label,
+                     _auc(run["auc"]["bpd_mixture"]), _auc(run["auc"]["ratio"]),
+                     _auc_or_dash(_get(run, "baselines", "png", "all")),
+                     _auc_or_dash(_get(run, "baselines", "jpeg2000", "all")),
+                     _auc_or_dash(_get(lr, "downstream", "real_to_private")),
+                     _auc_or_dash(_get(lr, "downstream", "private_to_real"))])
+    return _table(header, rows)
+
+
+def _verification_table(results: dict) -> str:
+    learned, orig = _learned_runs(results), results["original"]
+    header = ["mechanism", "e_px", "pixel", "latent", "siamese (originals)",
+              "siamese (retrained)", "same patient top-1 (better corr.)"]
+    rows = [["originals", "—", _auc_or_dash(_get(orig, "verification", "pixel")),
+             _auc_or_dash(_get(orig, "verification", "latent")),
+             _auc_or_dash(_get(results, "learned", "original", "attacker", "pretrained")),
+             "—", "—"]]
+    for run in results["runs"]:
+        lr = learned.get((run["mechanism"], run["setting"]))
+        rows.append([MECHANISMS[run["mechanism"]],
+                     Setting(float(run["e_px"]), bool(run["clip"])).label,
+                     _auc_or_dash(_get(run, "reid", "pixel", "verification")),
+                     _auc_or_dash(_get(run, "reid", "latent", "verification")),
+                     _auc_or_dash(_get(lr, "attacker", "pretrained")),
+                     _auc_or_dash(_get(lr, "attacker", "retrained")),
+                     _num(run["summary"]["same_patient_top1"])])
+    return _table(header, rows)
+
+
+def _view_line(results: dict) -> str:
+    view = _get(results["original"], "baselines", "view")
+    if view is None:
+        return ""
+    return (f"View-only baseline (the score is 1 for {view['abnormal_view']} images, the view "
+            f"more frequent among this set's abnormal images, an upper bound for any rule "
+            f"that reads the view alone): AUC {_auc(view)}. It does not depend on the "
+            "mechanism.")
+
+
+def comparison_sections(results: dict) -> list[str]:
+    """The baselines beside every utility number and the verification AUCs of every attacker
+    (empty columns where a measure was not run)."""
+    cfg = (results.get("learned") or {}).get("config")
+    trained = ("" if cfg is None else
+               f" The CNNs ({cfg['recipe']['input']}² input, {cfg['recipe']['epochs']} epochs) "
+               f"were trained on {cfg['train']['images']} training images ("
+               f"{cfg['train']['same_patient_pairs']} same-patient pairs for the siamese "
+               f"network; retrained variant: {cfg['finetune_epochs']} epochs of fine-tuning "
+               "with privatised queries) at the budgets "
+               f"{', '.join(cfg['settings'])}.")
+    parts = [
+        "## Utility beside its baselines",
+        "AUC (abnormal positive, 95% patient-bootstrap interval) of the flow's scores next to "
+        "lossless compressors' bits per pixel (higher = abnormal) and a small CNN trained on "
+        "real images and applied to privatised ones, or trained on privatised images and "
+        "applied to real ones (`--downstream`). A score that does not beat the compressors "
+        f"measures picture complexity, not pathology.{trained}",
+        _baseline_table(results), _view_line(results),
+        "## Verification: same patient or not?",
+        "AUC of telling same-patient pairs (a privatised image and *another* original of its "
+        "patient) from different-patient pairs, over every pair of two different val images "
+        "(the query's own original never counts; 0.5 = chance; interval: query patients "
+        "resampled). *pixel*, *latent*: the correlation attackers' similarity; *siamese*: the "
+        "learned attacker (`--learned-attacker`) trained on training-split pairs of originals, "
+        "and retrained with privatised queries.",
+        _verification_table(results)]
+    return [p for p in parts if p]

@@ -31,17 +31,18 @@ from glow_engine.anomaly import AnomalyScorer
 from glow_engine.atomic import write_text_atomic
 from glow_engine.choices import DEFAULT_ALPHA
 from glow_engine.data import ImageSet
-from glow_engine.evaluation import checks, examples, reid
+from glow_engine.evaluation import baselines, checks, examples, reid
 from glow_engine.evaluation.metrics import auc_with_ci, psnr, ssim
 from glow_engine.evaluation.settings import Setting, build_mechanism, encode_group
 from glow_engine.mechanisms import Encoded, Mechanism, preview_noise
+from glow_engine.mechanisms.dppix import DEFAULT_BLOCK
 from glow_engine.modelfile import LoadedModel
 from glow_engine.overlays import BlockMarker
 from glow_engine.scores import ScoreBatch, ScoreKind
 
 __all__ = ["DEFAULT_MARKER", "EvalConfig", "run_evaluation"]
 
-CACHE_VERSION = 1  # bump when a change to this package changes cached numbers
+CACHE_VERSION = 2  # bump when a change to this package changes cached numbers
 DEFAULT_MARKER = BlockMarker(row=0.3, col=0.7, size=0.08, intensity=1.0)
 DEFAULT_CHECK_IMAGES = 48
 
@@ -51,6 +52,7 @@ class EvalConfig:
     settings: list[Setting]
     mechanisms: list[str]
     alpha: float = DEFAULT_ALPHA
+    block: int = DEFAULT_BLOCK  # DP-Pix's block side
     seed: int = 0
     marker: BlockMarker = DEFAULT_MARKER
     # Marker/flip checks on the first n images (None = all). They measure the mechanism, not
@@ -141,7 +143,7 @@ def fingerprint(data: ImageSet, normal: LoadedModel, mixture: LoadedModel,
 
 def _encodings(ctx: Context, key: str, mech: Mechanism) -> list[list[Encoded]]:
     """[plain, marked, flipped] encodings in batches, once per encode group."""
-    group = encode_group(key, ctx.cfg.alpha)
+    group = encode_group(key, ctx.cfg.alpha, ctx.cfg.block)
     if group not in ctx.encodings:
         bs, orig = ctx.cfg.batch_size, ctx.orig
         ctx.encodings[group] = [[mech.encode(s[i:i + bs]) for i in range(0, len(s), bs)]
@@ -160,7 +162,7 @@ def preview_batches(mech: Mechanism, encs: list[Encoded], noise: torch.Tensor,
 
 
 def privatise(ctx: Context, key: str, mech: Mechanism, setting: Setting) -> Privatised:
-    memo_key = (encode_group(key, ctx.cfg.alpha), setting.key)
+    memo_key = (encode_group(key, ctx.cfg.alpha, ctx.cfg.block), setting.key)
     if not setting.noisy and memo_key in ctx.picture_memo:
         return ctx.picture_memo[memo_key]  # no noise: the sensitivity mode plays no part
     plain, marked, flipped = _encodings(ctx, key, mech)
@@ -198,7 +200,7 @@ def utility(scores: ScoreBatch, data: ImageSet, cfg: EvalConfig) -> dict:
 
 
 def reidentification(orig: Originals, priv: np.ndarray, latents: np.ndarray,
-                     centre: np.ndarray, width: np.ndarray) -> dict:
+                     centre: np.ndarray, width: np.ndarray, cfg: EvalConfig) -> dict:
     n = len(priv)
     truth = np.arange(n)
     queries = {"pixel": (reid.pixel_features(priv), orig.pixel_gallery),
@@ -207,7 +209,10 @@ def reidentification(orig: Originals, priv: np.ndarray, latents: np.ndarray,
     for name, (q, g) in queries.items():
         own = reid.reid_ranks(q, g, truth)
         sp, counts = reid.same_patient_ranks(q, g, orig.data.patient_ids)
-        out[name] = reid.summarise(own, sp, counts, n).to_dict() | {"ranks": own.tolist()}
+        out[name] = reid.summarise(own, sp, counts, n).to_dict() | {
+            "ranks": own.tolist(),
+            "verification": reid.verification_auc(q @ g.T, orig.data.patient_ids, cfg.n_boot,
+                                                  cfg.seed)}
     return out
 
 
@@ -220,6 +225,7 @@ def measure(ctx: Context, key: str, mech: Mechanism, setting: Setting) -> dict:
     plain_checked = priv.plain[orig.checks]
     result = {
         "mechanism": key, "setting": setting.key, "e_px": setting.e_px, "clip": setting.clip,
+        "name": mech.name, "mode": mech.mode,  # as a release's ledger row records them
         "describe": mech.describe(setting.e_px, setting.clip),
         "auc": utility(scores, orig.data, cfg),
         "ssim": ssim(orig.pixels, priv.plain).tolist(),
@@ -229,7 +235,8 @@ def measure(ctx: Context, key: str, mech: Mechanism, setting: Setting) -> dict:
                    "bpd_mixture": scores.bpd_mixture.tolist(),
                    "bpd_normal": scores.bpd_normal.tolist()},
         "reid": reidentification(orig, priv.plain, scores.latent_mixture, cal.centre,
-                                 cal.width(cfg.alpha)),
+                                 cal.width(cfg.alpha), cfg),
+        "baselines": baselines.compressor_aucs(priv.plain, orig.data, cfg.n_boot, cfg.seed),
         "marker": checks.marker_check(orig.pixels[orig.checks], orig.marked, plain_checked,
                                       priv.marked, cfg.marker),
         "flip": checks.flip_check(orig.pixels[orig.checks], plain_checked, priv.flipped),
@@ -237,6 +244,7 @@ def measure(ctx: Context, key: str, mech: Mechanism, setting: Setting) -> dict:
     result["seconds"] = round(time.perf_counter() - t0, 1)
     examples.save(_cache_path(ctx, key, setting, ".npz"),
                   examples.rows(priv.plain, priv.marked, priv.flipped, orig.examples))
+    examples.save(image_cache_path(ctx.cache_dir, key, setting), priv.plain)  # for learned.py
     return result
 
 
@@ -247,6 +255,15 @@ def _cache_path(ctx: Context, key: str, setting: Setting, suffix: str) -> Path:
     return ctx.cache_dir / f"{key}__{setting.key}{suffix}"
 
 
+def image_cache_path(cache_dir: Path, key: str, setting: Setting) -> Path:
+    """The privatised images of one run, 8-bit (derived from the data: they stay in OUT)."""
+    return cache_dir / f"{key}__{setting.key}.images.npz"
+
+
+def cached_images(cache_dir: Path, key: str, setting: Setting) -> np.ndarray:
+    return examples.load(image_cache_path(cache_dir, key, setting))
+
+
 def _load_cached(ctx: Context, key: str, setting: Setting) -> dict | None:
     path = _cache_path(ctx, key, setting, ".json")
     try:
@@ -254,7 +271,8 @@ def _load_cached(ctx: Context, key: str, setting: Setting) -> dict | None:
     except (OSError, ValueError):
         return None
     ok = stored.get("fingerprint") == ctx.fingerprint
-    return stored["result"] if ok and _cache_path(ctx, key, setting, ".npz").exists() else None
+    files = (_cache_path(ctx, key, setting, ".npz"), image_cache_path(ctx.cache_dir, key, setting))
+    return stored["result"] if ok and all(f.exists() for f in files) else None
 
 
 def _store(ctx: Context, key: str, setting: Setting, result: dict) -> None:
@@ -289,12 +307,18 @@ def run_evaluation(data: ImageSet, normal: LoadedModel, mixture: LoadedModel, cf
         bar.set_postfix_str(f"{key} e_px={setting.key}")
         result = _load_cached(ctx, key, setting)
         if result is None:
-            mech = mechs.setdefault(key, build_mechanism(key, mixture, cfg.alpha))
+            mech = mechs.setdefault(key, build_mechanism(key, mixture, cfg.alpha,
+                                                                 cfg.block))
             result = measure(ctx, key, mech, setting)
             _store(ctx, key, setting, result)
         runs.append(result)
     bar.close()
+    galleries = {"pixel": orig.pixel_gallery, "latent": orig.latent_gallery}
     original = {"auc": utility(orig.scores, data, cfg),
+                "baselines": baselines.compressor_aucs(orig.pixels, data, cfg.n_boot, cfg.seed)
+                | {"view": baselines.view_auc(data, cfg.n_boot, cfg.seed)},
+                "verification": {a: reid.verification_auc(g @ g.T, data.patient_ids, cfg.n_boot,
+                                                           cfg.seed) for a, g in galleries.items()},
                 "out_of_distribution": float(orig.scores.out_of_distribution.mean()),
                 "scores": {"ratio_nats": orig.scores.ratio_nats.tolist(),
                            "bpd_mixture": orig.scores.bpd_mixture.tolist(),

@@ -8,8 +8,9 @@ from dataclasses import dataclass
 
 from glow_engine.choices import DPGLOW_MODES, MECHANISM_TITLES
 from glow_engine.errors import UserError
-from glow_engine.mechanisms import IDLDP, DPGlow, Mechanism
+from glow_engine.mechanisms import IDLDP, DPGlow, DPPix, Mechanism
 from glow_engine.mechanisms.base import format_number
+from glow_engine.mechanisms.dppix import DEFAULT_BLOCK
 from glow_engine.modelfile import LoadedModel
 
 __all__ = ["DEFAULT_MECHANISMS", "DEFAULT_SETTINGS", "MECHANISMS", "Setting",
@@ -17,10 +18,12 @@ __all__ = ["DEFAULT_MECHANISMS", "DEFAULT_SETTINGS", "MECHANISMS", "Setting",
 
 DEFAULT_SETTINGS = "inf-noclip,inf,1000,100,10"
 # The evaluation's mechanism keys (DP-GLOW once per sensitivity mode) and their labels.
+# dppix-m1 is DP-Pix calibrated to Fan's 1-pixel neighbourhood: a comparison, not local DP.
 MECHANISMS = {**{f"dpglow-{mode}": f"{MECHANISM_TITLES['dpglow']} ({mode})"
                  for mode in DPGLOW_MODES},
-              "idldp": MECHANISM_TITLES["idldp"]}
-DEFAULT_MECHANISMS = ",".join(MECHANISMS)
+              "idldp": MECHANISM_TITLES["idldp"], "dppix": MECHANISM_TITLES["dppix"],
+              "dppix-m1": f"{MECHANISM_TITLES['dppix']} (m = 1, not local DP)"}
+DEFAULT_MECHANISMS = ",".join(k for k in MECHANISMS if k != "dppix-m1")
 NOCLIP = "-noclip"
 
 
@@ -83,13 +86,19 @@ def parse_mechanisms(text: str) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def build_mechanism(key: str, mixture: LoadedModel, alpha: float) -> Mechanism:
+def build_mechanism(key: str, mixture: LoadedModel, alpha: float,
+                    block: int = DEFAULT_BLOCK) -> Mechanism:
     if key == "idldp":
         return IDLDP(mixture.resolution)
+    if key.startswith("dppix"):
+        return DPPix(mixture.resolution, block, m=1 if key == "dppix-m1" else None)
     return DPGlow(mixture, alpha=alpha, mode=key.removeprefix("dpglow-"))
 
 
-def encode_group(key: str, alpha: float) -> str:
+def encode_group(key: str, alpha: float, block: int = DEFAULT_BLOCK) -> str:
     """Mechanisms in one group encode identically (the clip box depends on alpha, not on the
-    sensitivity mode), so the evaluation encodes once per group."""
+    sensitivity mode; DP-Pix's block means not on the neighbourhood), so the evaluation
+    encodes once per group."""
+    if key.startswith("dppix"):
+        return f"dppix-b{block}"
     return "idldp" if key == "idldp" else f"dpglow-alpha{alpha:g}"

@@ -15,6 +15,8 @@ mechanism and has privatised images of known patients).
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -26,8 +28,11 @@ __all__ = ["Verifier", "same_patient_pairs", "similarity", "train_verifier"]
 
 
 class Verifier(nn.Module):
-    def __init__(self) -> None:
+    """Shared backbone and a linear "same patient" logit, on images of side `size`."""
+
+    def __init__(self, size: int) -> None:
         super().__init__()
+        self.size = size
         self.backbone = cnn.Backbone()
         self.head = nn.Linear(cnn.Backbone.FEATURES, 1)
 
@@ -60,17 +65,19 @@ def _epoch_pairs(positives: torch.Tensor, pids: np.ndarray,
 
 
 def train_verifier(gallery: np.ndarray, patient_ids: np.ndarray, seed: int,
-                   recipe: cnn.Recipe, queries: np.ndarray | None = None) -> Verifier:
+                   recipe: cnn.Recipe, queries: np.ndarray | None = None,
+                   init: Verifier | None = None) -> Verifier:
     """Trained on the same-patient pairs of (training) images `gallery` (N, R, R); with
     `queries` (the same images privatised, same order) the first side of every pair is
-    taken from them: the retrained variant."""
+    taken from them: the retrained variant, fine-tuned from `init` where given."""
     pids = np.asarray(patient_ids).astype(str)
     positives = torch.from_numpy(same_patient_pairs(pids))
     if not len(positives) or len(np.unique(pids)) < 2:
         raise ValueError("the verification attacker needs patients with several images")
-    g = cnn.to_input(gallery)
-    q = g if queries is None else cnn.to_input(queries)
-    model = cnn.build(Verifier, seed)
+    g = cnn.to_input(gallery, recipe.input)
+    q = g if queries is None else cnn.to_input(queries, recipe.input)
+    model = copy.deepcopy(init) if init is not None else \
+        cnn.build(lambda: Verifier(recipe.input), seed)
 
     def loss(rows: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         both = torch.cat([q[rows[:, 0]], g[rows[:, 1]]])  # one batch: shared batch statistics
@@ -83,8 +90,8 @@ def train_verifier(gallery: np.ndarray, patient_ids: np.ndarray, seed: int,
 
 def similarity(model: Verifier, queries: np.ndarray, gallery: np.ndarray) -> np.ndarray:
     """(Q, G) logits "same patient" for every query x gallery pair."""
-    eq = cnn.apply(model.backbone, cnn.to_input(queries))
-    eg = cnn.apply(model.backbone, cnn.to_input(gallery))
+    eq = cnn.apply(model.backbone, cnn.to_input(queries, model.size))
+    eg = cnn.apply(model.backbone, cnn.to_input(gallery, model.size))
     with torch.inference_mode():
         rows = [model.pair_logits(e.expand_as(eg), eg) for e in eq]
     return torch.stack(rows).double().numpy()
