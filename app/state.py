@@ -234,99 +234,79 @@ class ViewState:
                    if kind is not Kind.THUMBS)
 
     def accept(self, answer: Answer) -> bool:
-        """Take a worker answer; False (and no change) if it answers an outdated request."""
-        if self.is_current(answer.kind, answer.request_id):
+        """Take a worker answer; False (and no change) if it answers an outdated request.
+        An export's answer is always taken: a file was written, or why not must be said."""
+        current = self.is_current(answer.kind, answer.request_id)
+        if not current and answer.kind is not Kind.EXPORT:
+            return False
+        if current:
             self._answered[answer.kind] = answer.request_id
-        return self._take(answer)
+        self._take(answer)
+        return True
 
     def is_current(self, kind: Kind, request_id: int) -> bool:
         return self._latest.get(kind) == request_id
 
     @singledispatchmethod
-    def _take(self, answer: Answer) -> bool:
+    def _take(self, answer: Answer) -> None:
         raise TypeError(f"not an answer: {type(answer).__name__}")
 
     @_take.register
-    def _accept_models(self, info: ModelsInfo) -> bool:
-        if not self.is_current(info.kind, info.request_id):
-            return False
+    def _accept_models(self, info: ModelsInfo) -> None:
         self.models = info
         self.rendered, self.strip, self.scores = None, None, {}
         self._emit(Aspect.MODELS, Aspect.RENDERED, Aspect.STRIP, Aspect.SCORES)
         self._request_all_renders()
-        return True
 
     @_take.register
-    def _accept_source(self, source: Source) -> bool:
-        if not self.is_current(source.kind, source.request_id):
-            return False
+    def _accept_source(self, source: Source) -> None:
         self.source, self.markers, self.flip = source, (), False
         self._overlaid = None
         self.rendered, self.strip, self.scores = None, None, {}
         self._emit(Aspect.SOURCE, Aspect.OVERLAYS, Aspect.RENDERED, Aspect.STRIP, Aspect.SCORES)
         self._request_all_renders()
-        return True
 
     @_take.register
-    def _accept_rendered(self, result: Rendered) -> bool:
-        if not self.is_current(result.kind, result.request_id):
-            return False
+    def _accept_rendered(self, result: Rendered) -> None:
         if result.strip:
             self.strip = result
         else:
             self.rendered = result
         self._emit(Aspect.STRIP if result.strip else Aspect.RENDERED)
         self._request_scores()
-        return True
 
     @_take.register
-    def _accept_scores(self, result: Scores) -> bool:
-        if not self.is_current(result.kind, result.request_id):
-            return False
+    def _accept_scores(self, result: Scores) -> None:
         self.scores = dict(result.scores)
         self._emit(Aspect.SCORES)
-        return True
 
     @_take.register
-    def _accept_exported(self, result: Exported) -> bool:
+    def _accept_exported(self, result: Exported) -> None:
         self.last_export = result
         self._emit(Aspect.EXPORTED)
-        return True
 
     @_take.register
-    def _accept_thumb(self, thumb: Thumb) -> bool:
-        if not self.is_current(thumb.kind, thumb.request_id):
-            return False
+    def _accept_thumb(self, thumb: Thumb) -> None:
         self.thumbs[thumb.path] = thumb
         self._emit(Aspect.THUMBS)
-        return True
 
     @_take.register
-    def _accept_folder(self, listing: FolderListing) -> bool:
-        if not self.is_current(listing.kind, listing.request_id):
-            return False
+    def _accept_folder(self, listing: FolderListing) -> None:
         if not listing.paths:
             self._fail(f"No images found in {listing.folder}.")
-            return True
+            return
         self.folder = listing
         self.score_folder(list(listing.paths))  # first: the new table starts with no thumbs
         self._emit(Aspect.FOLDER)
-        return True
 
     @_take.register
-    def _accept_ledger(self, spent: LedgerSpent) -> bool:
-        if not self.is_current(spent.kind, spent.request_id):
-            return False
+    def _accept_ledger(self, spent: LedgerSpent) -> None:
         self.ledger = spent
         self._emit(Aspect.LEDGER)
-        return True
 
     @_take.register
-    def _accept_failed(self, failed: Failed) -> bool:
-        if failed.kind in self._latest and not self.is_current(failed.kind, failed.request_id):
-            return False
+    def _accept_failed(self, failed: Failed) -> None:
         self._fail(failed.message)
-        return True
 
     # ----------------------------------------------------------------- internals
 

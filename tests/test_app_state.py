@@ -299,3 +299,15 @@ def test_a_folder_is_listed_by_the_engine_then_scored(h: Harness, tmp_path: Path
     h.state.open_folder(empty)
     assert h.state.message == f"No images found in {empty}."
     assert h.state.folder.paths == tuple(sorted(paths))  # the previous folder stays
+
+
+def test_an_outdated_export_s_answer_is_still_told(h: Harness, tmp_path: Path) -> None:
+    h.state.new_sample()
+    h.hold = True
+    for name in ("a", "b"):
+        h.state.export("dpglow", tmp_path / name, "png", tmp_path / "ledger.sqlite")
+    first, _ = [r for r in h.requests if r.kind is Kind.EXPORT]
+    assert h.state.accept(Failed(first.id, Kind.EXPORT, "disk full"))  # a file, or why not
+    assert h.state.message == "disk full"
+    assert not h.state.accept(Failed(first.id, Kind.RENDER, "an old frame failed"))
+    assert h.state.message == "disk full"
