@@ -57,6 +57,8 @@ def calibrate(model: LoadedModel, image_batches: Iterable[np.ndarray], descripti
         raise CalibrationError("no calibration images")
     all_bpd = np.concatenate(bpd)
     lo_np, hi_np = lo.cpu().numpy(), hi.cpu().numpy()
+    if reason := Calibration(lo_np, hi_np).degenerate():
+        raise CalibrationError(f"the calibration images give a degenerate range: {reason}")
     info = {
         "images": n, "data": description, "default_alpha": DEFAULT_ALPHA,
         "bpd_mean": float(all_bpd.mean()), "bpd_p50": float(np.percentile(all_bpd, 50)),

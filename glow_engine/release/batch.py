@@ -165,11 +165,11 @@ def release_folder(inputs: list[str | Path], mech: Mechanism, ledger: Ledger,
     UserError (before anything is read or spent) for unusable options, budgets or output
     folders, and for inputs that hold no image. `on_progress(done, total)` is called after
     each batch; `should_stop()` is asked before each batch."""
-    run = _Run(mech, ledger, opts)
-    found = collect_sources(inputs, opts.out_dir)
+    found = collect_sources(inputs, opts.out_dir)  # before OUT is made: it may be an input
     if not found.sources and not found.skipped:
         raise UserError(f"no images found in {', '.join(map(str, inputs))}"
                         + (f" ({found.other_files} other files)" if found.other_files else ""))
+    run = _Run(mech, ledger, opts)
     summary = Summary(manifest=run.manifest, record=run.record_file,
                       other_files=found.other_files)
     if opts.rank == 0 and found.skipped:  # every rank scans the same folders: rank 0 says it

@@ -136,11 +136,18 @@ class Ledger:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             # autocommit mode: transactions are explicit (BEGIN IMMEDIATE) where they matter
             self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self._migrate()
         except (sqlite3.Error, OSError) as e:
             raise LedgerError(f"cannot use the privacy ledger {self.path}: "
                               f"{getattr(e, 'strerror', None) or e}") from None
+        try:
+            self._check_version()  # before WAL mode: a file we refuse is left as it was
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self._migrate()
+        except (sqlite3.Error, LedgerError) as e:
+            self.db.close()
+            if isinstance(e, LedgerError):
+                raise
+            raise LedgerError(f"cannot use the privacy ledger {self.path}: {e}") from None
         self._salt = bytes.fromhex(self._meta("salt") or "")
 
     def __enter__(self) -> Ledger:
@@ -169,12 +176,16 @@ class Ledger:
         with self._transaction():
             yield
 
+    def _check_version(self) -> None:
+        version = self.db.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise LedgerError(f"the ledger {self.path} was written by a newer version "
+                              f"(schema {version}); please update the program")
+
     def _migrate(self) -> None:
         with self._transaction():
+            self._check_version()  # again, now under the lock
             version = self.db.execute("PRAGMA user_version").fetchone()[0]
-            if version > SCHEMA_VERSION:
-                raise LedgerError(f"the ledger {self.path} was written by a newer version "
-                                  f"(schema {version}); please update the program")
             if version == 0:
                 self._script("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
                              + _RELEASES + _BUDGET_CHANGES)

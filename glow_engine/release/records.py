@@ -71,13 +71,15 @@ def append_rows(path: Path, fields: tuple[str, ...], rows: Iterable[dict], what:
     text = io.StringIO()
     writer = csv.DictWriter(text, fieldnames=fields, extrasaction="ignore", lineterminator="\n")
     flags = os.O_RDWR | os.O_APPEND | os.O_CREAT | getattr(os, "O_BINARY", 0)
+    new = False
     try:
         fd = os.open(path, flags, 0o666)
         try:
             info = os.fstat(fd)
             if not stat.S_ISREG(info.st_mode):
                 raise RecordError(f"cannot write the {what}: {path} is not a regular file")
-            if info.st_size == 0:
+            new = info.st_size == 0
+            if new:
                 writer.writeheader()
             elif os.lseek(fd, -1, os.SEEK_END) >= 0 and os.read(fd, 1) != b"\n":
                 text.write("\n")  # end a row a crash cut short, so ours start on a new line
@@ -89,6 +91,8 @@ def append_rows(path: Path, fields: tuple[str, ...], rows: Iterable[dict], what:
         finally:
             os.close(fd)
     except OSError as e:
+        if new and path.stat().st_size == 0:  # leave no empty file behind
+            path.unlink()
         raise RecordError(f"cannot write the {what} {path}: {e.strerror or e}") from None
 
 

@@ -1,0 +1,483 @@
+"""Every bad input gets a clear one-line answer: no traceback, no hang, the originals never
+modified, nothing partial left behind.
+
+The corpus (images, models, ledgers, output folders) is built in a temporary folder. Each case
+runs `dpglow` in-process and checks the exit code, the message, that the corpus files are
+byte-for-byte what they were, and that no output folder holds a temporary or empty file. The
+cases that could hang (named pipes, a link to /dev/zero) run in a subprocess with a deadline,
+so a hang fails the test instead of blocking the suite.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import io
+import os
+import shutil
+import sqlite3
+import stat
+import subprocess
+import sys
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from helpers import tiny_images, to_uint8
+from PIL import Image
+from pydicom.encaps import encapsulate
+from pydicom.uid import JPEGBaseline8Bit
+from test_modelfile import _contents, _rewrite_dir
+from test_privatize import write_dicom, write_png
+
+from glow_engine.cli import main
+from glow_engine.release import records
+from glow_engine.release.ledger import Ledger
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+LINE_STARTS = ("error:", "failed:", "refused:", "skipped:", "not-started:", "warning:")
+DEADLINE_S = 180  # a subprocess that has not answered by then is hanging
+
+
+@dataclass
+class Corpus:
+    root: Path
+    hashes: dict[str, str]  # every regular file of the corpus, as it was built
+
+    def __truediv__(self, name: str) -> Path:
+        return self.root / name
+
+
+def regular_files(root: Path) -> dict[str, str]:
+    """sha256 of every regular file under root (links and pipes are never opened)."""
+    found = {}
+    for folder, _, names in os.walk(root):
+        for name in names:
+            path = Path(folder) / name
+            if stat.S_ISREG(os.lstat(path).st_mode):
+                found[str(path.relative_to(root))] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return found
+
+
+def jpeg_dicom(path: Path, pixels: np.ndarray) -> Path:
+    """A JPEG-baseline (encapsulated) DICOM."""
+    write_dicom(path, pixels)
+    import pydicom
+
+    ds = pydicom.dcmread(path)
+    jpeg = io.BytesIO()
+    Image.fromarray(to_uint8(pixels)).save(jpeg, format="JPEG", quality=95)
+    ds.PixelData = encapsulate([jpeg.getvalue()])
+    ds["PixelData"].VR = "OB"
+    ds.file_meta.TransferSyntaxUID = JPEGBaseline8Bit
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+def damaged_model(root: Path, source: Path, name: str,
+                  damage: Callable[[dict, dict], None]) -> Path:
+    path = Path(shutil.copytree(source, root / name))
+    tensors, meta = _contents(path)
+    damage(tensors, meta)
+    _rewrite_dir(path, tensors, meta, rehash=True)  # consistent, so only loading can tell
+    return path
+
+
+def _wrong_width(tensors: dict, meta: dict) -> None:
+    arch = meta["architecture"]
+    arch["width"] = 2 * arch["width"]
+    if arch.get("widths"):
+        arch["widths"] = [2 * w for w in arch["widths"]]
+
+
+def _nan_weights(tensors: dict, meta: dict) -> None:
+    name = next(k for k in tensors if k.startswith("flow.") and tensors[k].dtype.kind == "f")
+    tensors[name] = np.full_like(tensors[name], np.nan)
+
+
+def _nan_calibration(tensors: dict, meta: dict) -> None:
+    tensors["calibration.max"] = np.where(np.arange(tensors["calibration.max"].size) == 3,
+                                          np.nan, tensors["calibration.max"])
+
+
+def _degenerate_calibration(tensors: dict, meta: dict) -> None:
+    tensors["calibration.max"] = tensors["calibration.min"].copy()
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory, engine_model_dir: Path) -> Corpus:
+    root = tmp_path_factory.mktemp("corpus")
+    images = tiny_images(6, seed=31)
+    model = Path(shutil.copytree(engine_model_dir, root / "model"))
+    write_png(root / "good" / "a.png", images[0])
+    write_png(root / "good" / "b.png", images[1])
+    write_png(root / "bad" / "truncated.png", images[2])
+    data = (root / "bad" / "truncated.png").read_bytes()
+    (root / "bad" / "truncated.png").write_bytes(data[: len(data) // 2])
+    (root / "bad" / "empty.png").write_bytes(b"")
+    (root / "bad" / "text.png").write_text("not an image at all")
+    Image.new("L", (4, 4)).save(root / "bad" / "tiny.png")
+    Image.new("L", (32, 32)).save(root / "bad" / "really_a_gif.png", format="GIF")
+    jpeg = jpeg_dicom(root / "bad" / "jpeg.dcm", images[3]).read_bytes()
+    (root / "bad" / "jpeg_truncated.dcm").write_bytes(jpeg[: int(len(jpeg) * 0.8)])
+    (root / "bad" / "jpeg.dcm").unlink()
+    no_pixels = write_dicom(root / "bad" / "no_pixels.dcm", images[4]).read_bytes()
+    (root / "bad" / "no_pixels.dcm").write_bytes(no_pixels[: no_pixels.index(b"\xe0\x7f\x10\x00")])
+    with warnings.catch_warnings():  # pydicom warns about the odd value as it writes it
+        warnings.simplefilter("ignore")
+        write_dicom(root / "warns.dcm", images[5], ViewPosition="not a defined term, oddly long")
+    write_dicom(root / "burned.dcm", images[5], burned_in="YES")
+    write_dicom(root / "unknown.dcm", images[5], burned_in=None)
+    (root / "notes").mkdir()
+    (root / "notes" / "readme.txt").write_text("no images here")
+    (root / "empty_folder").mkdir()
+    (root / "list.csv").write_text("path\ngood/a.png\nmissing.png\n")
+    (root / "garbage.csv").write_bytes(b"\xff\xfe\x00garbage\x00" * 10)
+    (root / "black").mkdir()
+    for index in range(2):  # calibrating on these gives a degenerate range: nothing varies
+        Image.new("L", (32, 32)).save(root / "black" / f"{index}.png")
+    np.savez(root / "objects.npz", images=np.array([{"a": 1}], dtype=object))
+    np.savez(root / "no_images.npz", x=np.arange(3))
+    damaged_model(root, model, "model_wrong_width", _wrong_width)
+    damaged_model(root, model, "model_nan_weights", _nan_weights)
+    damaged_model(root, model, "model_nan_calibration", _nan_calibration)
+    damaged_model(root, model, "model_degenerate", _degenerate_calibration)
+    truncated = Path(shutil.copytree(model, root / "model_truncated"))
+    weights = truncated / "weights.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    (root / "model_text").mkdir()
+    (root / "model_text" / "weights.safetensors").write_text("hello")
+    (root / "model_text" / "model.json").write_text("{}")
+    (root / "garbage.sqlite").write_bytes(b"this is not a database" * 100)
+    Ledger(root / "newer.sqlite").close()
+    db = sqlite3.connect(root / "newer.sqlite")
+    db.execute("PRAGMA user_version = 99")
+    db.close()
+    hang = root / "hang"
+    write_png(hang / "good.png", images[0])
+    os.mkfifo(hang / "pipe.png")
+    os.mkfifo(hang / "pipe")  # no suffix: the DICOM-preamble check must not open it either
+    os.symlink("/dev/zero", hang / "zero.png")
+    os.symlink("loop.png", hang / "loop.png")
+    return Corpus(root, regular_files(root))
+
+
+def cli(capsys: pytest.CaptureFixture[str], *argv: object) -> tuple[int, str, str]:
+    code = main([str(a) for a in argv])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def privatize_args(corpus: Corpus, tmp: Path, *args: object, out: object = None,
+                   model: object = None, ledger: object = None) -> list[object]:
+    return ["privatize", *args, "--model", model or corpus / "model", "--ledger",
+            ledger or tmp / "ledger.sqlite", "--out", out or tmp / "out", "--no-progress"]
+
+
+def assert_clean_answer(corpus: Corpus, tmp: Path, code: int, out: str, err: str,
+                        expected_code: int, fragment: str) -> None:
+    """The exit code; one line per problem (exactly one for a refused run), no traceback,
+    no warning; and everything left as it should be."""
+    assert code == expected_code, (code, out, err)
+    assert "Traceback" not in out + err and "Warning" not in err
+    lines = err.splitlines()
+    if expected_code == 2:
+        assert len(lines) == 1 and lines[0].startswith("error:"), err
+    assert all(line.startswith(LINE_STARTS) for line in lines), err
+    assert not fragment or any(fragment in line for line in lines), (fragment, err)
+    assert "allow_pickle" not in err
+    assert_untouched(corpus, tmp)
+
+
+def assert_untouched(corpus: Corpus, tmp: Path) -> None:
+    assert regular_files(corpus.root) == corpus.hashes  # the originals are as they were
+    for path in tmp.rglob("*"):  # nothing temporary or partial left behind
+        if path.is_file():
+            assert not path.name.startswith(".") and path.stat().st_size > 0, path
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    argv: Callable[[Corpus, Path], list[object]]
+    code: int
+    fragment: str
+
+
+def _privatize(*args: object, **kw: object) -> Callable[[Corpus, Path], list[object]]:
+    def build(c: Corpus, t: Path) -> list[object]:
+        resolved = [a(c, t) if callable(a) else a for a in args]
+        extra = {k: (v(c, t) if callable(v) else v) for k, v in kw.items()}
+        return privatize_args(c, t, *resolved, **extra)
+    return build
+
+
+def _calibrate(data: Callable[[Corpus, Path], Path], *args: object
+               ) -> Callable[[Corpus, Path], list[object]]:
+    """`dpglow calibrate` in place (no --out): a refusal must leave the model as it was."""
+    return lambda c, t: ["calibrate", c / "model", "--data", data(c, t), *args,
+                         "--no-progress"]
+
+
+def _c(name: str) -> Callable[[Corpus, Path], Path]:
+    return lambda c, t: c / name
+
+
+def _t(name: str) -> Callable[[Corpus, Path], Path]:
+    return lambda c, t: t / name
+
+
+GOOD = _c("good")
+CASES = [
+    # ---- images
+    Case("truncated-png", _privatize(_c("bad/truncated.png"), "--e-px", "10"), 1,
+         "truncated or corrupt"),
+    Case("zero-byte-png", _privatize(_c("bad/empty.png"), "--e-px", "10"), 1, "empty (0 bytes)"),
+    Case("text-named-png", _privatize(_c("bad/text.png"), "--e-px", "10"), 1, "not an image"),
+    Case("gif-named-png", _privatize(_c("bad/really_a_gif.png"), "--e-px", "10"), 1,
+         "unsupported image format GIF"),
+    Case("too-small", _privatize(_c("bad/tiny.png"), "--e-px", "10"), 1, "too small"),
+    Case("truncated-jpeg-dicom", _privatize(_c("bad/jpeg_truncated.dcm"), "--e-px", "10"), 1,
+         "truncated (it ends inside its pixel data)"),
+    Case("dicom-without-pixels", _privatize(_c("bad/no_pixels.dcm"), "--e-px", "10"), 1,
+         "no pixel data"),
+    Case("missing-file", _privatize(_c("nowhere.png"), "--e-px", "10"), 1, "file not found"),
+    Case("300-char-name", _privatize(lambda c, t: c / ("x" * 300 + ".png"), "--e-px", "10"), 1,
+         "file name is too long"),
+    Case("folder-without-images", _privatize(_c("notes"), "--e-px", "10"), 2,
+         "no images found in"),
+    Case("empty-folder", _privatize(_c("empty_folder"), "--e-px", "10"), 2, "no images found"),
+    Case("csv-missing-entry", _privatize(_c("list.csv"), "--e-px", "10"), 1, "file not found"),
+    Case("csv-garbage", _privatize(_c("garbage.csv"), "--e-px", "10"), 2,
+         "cannot read the input list"),
+    Case("pydicom-warnings-silent", _privatize(_c("warns.dcm"), "--e-px", "10", "--format",
+                                               "dicom"), 0, ""),
+    Case("burned-in-yes", _privatize(_c("burned.dcm"), "--e-px", "10"), 1,
+         "BurnedInAnnotation = YES"),
+    Case("burned-in-unknown", _privatize(_c("unknown.dcm"), "--e-px", "10"), 1,
+         "--allow-unknown-burned-in"),
+    # ---- models
+    Case("model-missing", lambda c, t: ["info", c / "no_model"], 2, "Model not found"),
+    Case("model-truncated", lambda c, t: ["info", c / "model_truncated"], 2,
+         "damaged or truncated"),
+    Case("model-not-safetensors", lambda c, t: ["info", c / "model_text"], 2, "model_text"),
+    Case("model-wrong-width", lambda c, t: ["info", c / "model_wrong_width"], 2,
+         "does not match its declared architecture"),
+    Case("model-nan-weights", lambda c, t: ["info", c / "model_nan_weights"], 2,
+         "non-finite weights"),
+    Case("model-nan-calibration", lambda c, t: ["info", c / "model_nan_calibration"], 2,
+         "not a valid range"),
+    Case("model-degenerate-calibration", lambda c, t: ["info", c / "model_degenerate"], 2,
+         "degenerate calibration"),
+    Case("privatize-with-nan-model", _privatize(GOOD, "--e-px", "10",
+                                                model=_c("model_nan_weights")), 2,
+         "non-finite weights"),
+    Case("calibrate-two-black-images", _calibrate(_c("black"), "--device", "cpu"), 2,
+         "degenerate range"),
+    Case("calibrate-object-npz", _calibrate(_c("objects.npz")), 2,
+         "pickled objects are never loaded"),
+    Case("calibrate-npz-without-images", _calibrate(_c("no_images.npz")), 2,
+         "has no 'images' array"),
+    Case("calibrate-batch-size-0", _calibrate(GOOD, "--batch-size", "0"), 2, "--batch-size"),
+    # ---- outputs
+    Case("out-under-proc", _privatize(GOOD, "--e-px", "10", out="/proc/dpglow-test/out"), 2,
+         "cannot write into the output folder"),
+    Case("out-is-a-file", _privatize(GOOD, "--e-px", "10", out=_c("list.csv")), 2,
+         "exists and is not a folder"),
+    Case("out-is-the-input-folder", _privatize(GOOD, "--e-px", "10", out=GOOD), 2,
+         "is the output folder or inside it"),
+    Case("input-inside-out", _privatize(GOOD, "--e-px", "10", out=lambda c, t: c.root), 2,
+         "is the output folder or inside it"),
+    # ---- arguments
+    Case("device-cuda-without-cuda", _privatize(GOOD, "--e-px", "10", "--device", "cuda"), 2,
+         "CUDA is not available"),
+    Case("device-bogus", _privatize(GOOD, "--e-px", "10", "--device", "bogus"), 2,
+         "unknown device 'bogus'"),
+    Case("idldp-resolution-0", _privatize(GOOD, "--e-px", "10", "--mechanism", "idldp",
+                                          "--resolution", "0"), 2, "--resolution must be"),
+    Case("resolution-100000", _privatize(GOOD, "--e-px", "10", "--mechanism", "idldp",
+                                         "--resolution", "100000"), 2, "--resolution must be"),
+    Case("size-100000", _privatize(GOOD, "--e-px", "10", "--size", "100000"), 2,
+         "--size must be between"),
+    Case("size-0", _privatize(GOOD, "--e-px", "10", "--size", "0"), 2, "--size must be"),
+    Case("batch-size-0", _privatize(GOOD, "--e-px", "10", "--batch-size", "0"), 2,
+         "--batch-size must be between"),
+    Case("batch-size-minus-1", _privatize(GOOD, "--e-px", "10", "--batch-size", "-1"), 2,
+         "--batch-size must be between"),
+    Case("e-px-1e18-tight", _privatize(GOOD, "--e-px", "1e18", "--mode", "tight"), 2,
+         "cannot be released"),
+    Case("e-px-1e18-paper-is-representable", _privatize(GOOD, "--e-px", "1e18"), 0, ""),
+    Case("e-px-1e308", _privatize(GOOD, "--e-px", "1e308"), 2, "cannot be released"),
+    Case("e-px-1e-12", _privatize(GOOD, "--e-px", "1e-12"), 2, "cannot be released"),
+    Case("e-px-nan", _privatize(GOOD, "--e-px", "nan"), 2, "must be positive"),
+    Case("e-px-negative", _privatize(GOOD, "--e-px", "-5"), 2, "must be positive"),
+    Case("e-px-not-a-number", _privatize(GOOD, "--e-px", "lots"), 2, "invalid float value"),
+    Case("patient-budget-nan", _privatize(GOOD, "--e-px", "10", "--patient-budget", "nan"), 2,
+         "positive finite"),
+    Case("patient-budget-negative", _privatize(GOOD, "--e-px", "10", "--patient-budget", "-1"),
+         2, "positive finite"),
+    Case("patient-budget-text", _privatize(GOOD, "--e-px", "10", "--patient-budget", "x"), 2,
+         "invalid float value"),
+    Case("format-bogus", _privatize(GOOD, "--e-px", "10", "--format", "jpeg2000"), 2,
+         "invalid choice"),
+    Case("alpha-0", _privatize(GOOD, "--e-px", "10", "--alpha", "0"), 2, "alpha must be in"),
+    Case("unknown-option", _privatize(GOOD, "--e-px", "10", "--frobnicate"), 2,
+         "unrecognized arguments"),
+    # ---- ledgers
+    Case("ledger-typo", lambda c, t: ["ledger", t / "typo.sqlite"], 2, "there is no ledger"),
+    Case("ledger-garbage", lambda c, t: ["ledger", c / "garbage.sqlite"], 2,
+         "cannot use the privacy ledger"),
+    Case("ledger-newer", lambda c, t: ["ledger", c / "newer.sqlite"], 2, "newer version"),
+    Case("ledger-is-a-folder", _privatize(GOOD, "--e-px", "10", ledger=_c("notes")), 2,
+         "cannot use the privacy ledger"),
+    Case("ledger-under-proc", _privatize(GOOD, "--e-px", "10",
+                                         ledger="/proc/dpglow-test/l.sqlite"), 2,
+         "cannot use the privacy ledger"),
+    Case("set-budget-nan", lambda c, t: ["ledger", t / "l.sqlite", "--set-patient-budget",
+                                         "nan"], 2, "positive finite"),
+    Case("set-budget-negative", lambda c, t: ["ledger", t / "l.sqlite", "--set-patient-budget",
+                                              "-3"], 2, "positive finite"),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_bad_input_gets_a_clear_answer(case: Case, corpus: Corpus, tmp_path: Path,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    if case.id == "device-cuda-without-cuda" and torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    if "proc" in case.id and not Path("/proc/self").is_dir():
+        pytest.skip("no /proc here")
+    with warnings.catch_warnings(record=True) as caught:  # pydicom's, NumPy's: none leak
+        warnings.simplefilter("always")
+        code, out, err = cli(capsys, *case.argv(corpus, tmp_path))
+    assert [str(w.message) for w in caught] == []
+    assert_clean_answer(corpus, tmp_path, code, out, err, case.code, case.fragment)
+    assert not (tmp_path / "typo.sqlite").exists()  # a report never invents a ledger
+
+
+def test_budget_raised_above_the_stored_one_needs_force(corpus, tmp_path, capsys) -> None:
+    with Ledger(tmp_path / "ledger.sqlite") as led:
+        led.set_patient_budget(2e6)
+    code, out, err = cli(capsys, *privatize_args(corpus, tmp_path, corpus / "good", "--e-px",
+                                                 "10", "--patient-budget", "1e12"))
+    assert_clean_answer(corpus, tmp_path, code, out, err, 2, "may only lower it")
+    for argv in (["--set-patient-budget", "3e6"], ["--clear-patient-budget"]):
+        code, out, err = cli(capsys, "ledger", tmp_path / "ledger.sqlite", *argv)
+        assert_clean_answer(corpus, tmp_path, code, out, err, 2, "needs --force")
+    with Ledger(tmp_path / "ledger.sqlite") as led:
+        assert led.patient_budget == 2e6
+
+
+def test_zero_byte_file_at_an_output_name_is_released_again(corpus, tmp_path, capsys) -> None:
+    argv = privatize_args(corpus, tmp_path, corpus / "good", "--e-px", "10")
+    assert cli(capsys, *argv)[0] == 0
+    first = records.read_rows(tmp_path / "out" / "manifest.csv")
+    (tmp_path / "out" / first[0]["file"]).write_bytes(b"")
+    code, out, err = cli(capsys, *argv)
+    assert code == 0 and err == "" and "written 1, done earlier 1" in out
+    assert len(records.read_rows(tmp_path / "out" / "manifest.csv")) == 3
+    (tmp_path / "out" / first[0]["file"]).unlink()  # the planted empty file is ours
+    assert_untouched(corpus, tmp_path)
+
+
+def test_read_only_output_folder(corpus, tmp_path, capsys) -> None:
+    out = tmp_path / "readonly"
+    out.mkdir()
+    out.chmod(0o555)
+    try:
+        try:
+            (out / "probe").touch()
+        except PermissionError:
+            pass
+        else:  # root writes anyway: nothing to test here
+            (out / "probe").unlink()
+            pytest.skip("running as root: a read-only folder is still writable")
+        code, stdout, err = cli(capsys, *privatize_args(corpus, tmp_path, corpus / "good",
+                                                        "--e-px", "10", out=out))
+        assert_clean_answer(corpus, tmp_path, code, stdout, err, 2,
+                            "cannot write into the output folder")
+    finally:
+        out.chmod(0o755)
+
+
+@pytest.mark.parametrize("where", ["manifest", "record"])
+def test_record_path_that_is_a_folder_is_refused_first(corpus, tmp_path, capsys,
+                                                       where: str) -> None:
+    target = (tmp_path / "out" / "manifest.csv" if where == "manifest"
+              else tmp_path / "ledger.record.csv")
+    target.mkdir(parents=True)
+    code, out, err = cli(capsys, *privatize_args(corpus, tmp_path, corpus / "good", "--e-px",
+                                                 "10"))
+    assert_clean_answer(corpus, tmp_path, code, out, err, 2, "is not a regular file")
+    assert list((tmp_path / "out").glob("*.png")) == []  # refused before anything was spent
+
+
+def test_old_manifest_in_out_is_refused(corpus, tmp_path, capsys) -> None:
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "manifest.csv").write_text("input,output,status\n/SMITH/a.png,x,ok\n")
+    code, out, err = cli(capsys, *privatize_args(corpus, tmp_path, corpus / "good", "--e-px",
+                                                 "10"))
+    assert_clean_answer(corpus, tmp_path, code, out, err, 2, "not written by this version")
+
+
+def test_manifest_write_failure_is_reported_after_the_failures(corpus, tmp_path, capsys,
+                                                              monkeypatch) -> None:
+    class FullDisk:
+        """os, except that writes fail as on a full disk."""
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(os, name)
+
+        @staticmethod
+        def write(fd: int, data: bytes) -> int:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(records, "os", FullDisk())
+    code, out, err = cli(capsys, *privatize_args(corpus, tmp_path, corpus / "good",
+                                                 corpus / "bad" / "empty.png", "--e-px", "10",
+                                                 "--batch-size", "4"))
+    assert_clean_answer(corpus, tmp_path, code, out, err, 1, "No space left on device")
+    lines = err.splitlines()
+    assert lines[0].startswith("failed:") and "empty.png" in lines[0]  # the failure is said
+    assert lines[-1].startswith("error: cannot write the published manifest")
+    assert "are counted in the ledger" in lines[-1]
+
+
+def run_isolated(*argv: object) -> subprocess.CompletedProcess[str]:
+    """`dpglow ARGV` in a child process: a hang fails (TimeoutExpired) instead of blocking."""
+    try:
+        return subprocess.run([sys.executable, "-m", "glow_engine.cli", *map(str, argv)],
+                              capture_output=True, text=True, timeout=DEADLINE_S,
+                              env=dict(os.environ, OMP_NUM_THREADS="1"))
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"dpglow {argv[0]} hung on a named pipe or device (no answer in "
+                    f"{DEADLINE_S} s)")
+
+
+def test_pipes_devices_and_link_loops_in_a_folder_are_skipped(corpus, tmp_path) -> None:
+    done = run_isolated(*privatize_args(corpus, tmp_path, corpus / "hang", "--e-px", "10"))
+    assert_clean_answer(corpus, tmp_path, done.returncode, done.stdout, done.stderr, 1,
+                        "named pipe")
+    skipped = {Path(line.split(": ")[1]).name: line for line in done.stderr.splitlines()}
+    assert set(skipped) == {"pipe.png", "pipe", "zero.png", "loop.png"}
+    assert "a device" in skipped["zero.png"] and "link loop" in skipped["loop.png"]
+    assert "written 1" in done.stdout and "skipped 4" in done.stdout
+
+
+def test_a_pipe_or_device_named_on_the_command_line_is_refused(corpus, tmp_path,
+                                                               anomaly_model_dirs) -> None:
+    done = run_isolated(*privatize_args(corpus, tmp_path, corpus / "hang" / "pipe.png",
+                                        corpus / "hang" / "zero.png", "--e-px", "10"))
+    assert_clean_answer(corpus, tmp_path, done.returncode, done.stdout, done.stderr, 1,
+                        "not a regular file")
+    assert done.stderr.count("failed:") == 2
+    normal, mixture = anomaly_model_dirs
+    done = run_isolated("score", corpus / "hang" / "pipe.png", corpus / "hang" / "zero.png",
+                        corpus / "hang" / "good.png", "--normal", normal, "--mixture", mixture)
+    assert_clean_answer(corpus, tmp_path, done.returncode, done.stdout, done.stderr, 1,
+                        "not a regular file")
+    assert done.stderr.count("error:") == 2 and "good.png" in done.stdout
