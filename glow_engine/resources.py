@@ -18,6 +18,7 @@ from pathlib import Path
 ENV_VAR = "DPGLOW_RESOURCES"
 DEFAULT_MODELS = ("mixture", "normal")
 VALIDATION_SCORES_NAME = "reference_scores.json"  # the default models' validation scores
+RISK_CARD_NAME = "risk_card.json"  # their measured risk table (glow_engine.risk_card)
 # The documents a privacy officer or radiologist reads in the app (Help menu), by title.
 USER_DOCUMENTS = {"Privacy notes": "privacy.md", "Evaluation results": "evaluation.md"}
 
@@ -61,6 +62,12 @@ def default_validation_scores_path() -> Path:
     """The validation score distribution of the shipped model pair (glow_engine.validation_scores),
     beside the model folders. Returned whether or not it exists."""
     return resource_path("models", VALIDATION_SCORES_NAME)
+
+
+def default_risk_card_path() -> Path:
+    """The shipped model pair's risk card (glow_engine.risk_card), beside the model folders.
+    Returned whether or not it exists."""
+    return resource_path("models", RISK_CARD_NAME)
 
 
 def available_default_models() -> list[str]:

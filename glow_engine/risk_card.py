@@ -12,7 +12,8 @@ intervals. Numbers only: no pixels, no ids, no per-image values.
      "resolution": 128, "images": 117, "patients": 78, "data": "...", "config": {...},
      "chance": {"reid_top1": ..., "reid_top5": ..., "same_patient_top1": ..., ...},
      "fields": {name: meaning}, "original": {field: value},
-     "identities": {"dpglow-paper": {"mechanism": "dpglow", "mode": "paper"}, ...},
+     "identities": {"dpglow-paper": {"mechanism": "dpglow", "mode": "paper",
+                                     "label": "DP-GLOW (paper, α=0.4)"}, ...},
      "mechanisms": {"dpglow-paper": {"10": {field: value, ...}, ...}, ...}}
 
 Like the validation scores it describes one pair of models: :func:`load_risk_card` returns it
@@ -29,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from glow_engine.atomic import write_text_atomic
+from glow_engine.resources import RISK_CARD_NAME
 
 __all__ = ["FIELDS", "FORMAT", "RISK_CARD_NAME", "RiskCard", "from_results", "load_risk_card",
            "read_risk_card", "write_risk_card"]
@@ -37,7 +39,6 @@ log = logging.getLogger(__name__)
 
 FORMAT = "dp-glow-risk-card"
 FORMAT_VERSION = 1
-RISK_CARD_NAME = "risk_card.json"  # beside the validation scores
 FIELDS = {
     "total_epsilon": "the image's budget e_px * R * R",
     "reid_top1": "share of privatised images whose own original the better correlation "
@@ -116,7 +117,8 @@ def from_results(results: dict) -> dict:
         if not run["clip"]:  # never a release: without the clip nothing is bounded
             continue
         key = run["mechanism"]
-        identities[key] = {"mechanism": run["name"], "mode": run["mode"]}
+        identities[key] = {"mechanism": run["name"], "mode": run["mode"],
+                           "label": run.get("label", key)}
         mechanisms.setdefault(key, {})[run["setting"]] = _row(
             run, learned.get((key, run["setting"])), resolution)
     first = results["runs"][0]["reid"]["pixel"]
@@ -167,9 +169,12 @@ class RiskCard:
     def key_of(self, mechanism: str, mode: str) -> str | None:
         """The card's key of a release's mechanism and mode (as the ledger records them)."""
         for key, ident in self.body["identities"].items():
-            if ident == {"mechanism": mechanism, "mode": mode}:
+            if (ident["mechanism"], ident["mode"]) == (mechanism, mode):
                 return key
         return None
+
+    def label(self, key: str) -> str:
+        return self.body["identities"][key]["label"]
 
     def budgets(self, key: str) -> dict[float, dict]:
         """Measured finite budgets of `key`, ascending, with their fields."""
@@ -221,19 +226,22 @@ def read_risk_card(path: str | Path) -> RiskCard:
     return card
 
 
-def load_risk_card(path: str | Path | None, mixture_sha256: str,
+def load_risk_card(path: str | Path | None, mixture_sha256: str | None,
                    normal_sha256: str | None) -> RiskCard | None:
-    """The card in `path` if it was measured with exactly these two models, else None (the
-    reason is logged: no file, unreadable, or other models)."""
-    if path is None or normal_sha256 is None or not Path(path).is_file():
-        log.info("no risk card for these models at %s", path)
+    """The card in `path` if it was measured with these models, else None (the reason is
+    logged: no file, unreadable, or other models). A hash of None matches any model: a release
+    by a mechanism without a model (ID-LDP, DP-Pix) passes None for both, the viewer both."""
+    if path is None or not Path(path).is_file():
+        log.info("no risk card at %s", path)
         return None
     try:
         card = read_risk_card(path)
     except (OSError, ValueError) as exc:
         log.warning("no risk card: cannot read %s (%s)", path, exc)
         return None
-    if (card.mixture_sha256, card.normal_sha256) != (mixture_sha256, normal_sha256):
-        log.info("no risk card: %s was measured with other models", path)
-        return None
+    for want, have in ((mixture_sha256, card.mixture_sha256),
+                       (normal_sha256, card.normal_sha256)):
+        if want is not None and want != have:
+            log.info("no risk card: %s was measured with other models", path)
+            return None
     return card

@@ -26,6 +26,7 @@ from glow_engine.release.batch import (
     shared_run_secret,
 )
 from glow_engine.release.ledger import Ledger, default_ledger_path
+from glow_engine.release.report import report_run
 from glow_engine.resources import default_model_dir
 
 REPORTED = ("refused", "failed", "skipped", "not-started")
@@ -94,7 +95,10 @@ def run(args: argparse.Namespace) -> int:
 
         summary = release_folder(args.inputs, mech, ledger, opts, on_progress=progress)
         finish_shards(opts)
+        report = report_run(mech, args.e_px, summary, ledger) if world == 1 else None
     _report(summary, mech.describe(args.e_px), ledger.path)
+    if report is not None:
+        print(f"release report:     {report} (no patient data; the operator's)")
     return 0 if summary.complete else 1
 
 

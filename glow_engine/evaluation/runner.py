@@ -225,7 +225,7 @@ def measure(ctx: Context, key: str, mech: Mechanism, setting: Setting) -> dict:
     plain_checked = priv.plain[orig.checks]
     result = {
         "mechanism": key, "setting": setting.key, "e_px": setting.e_px, "clip": setting.clip,
-        "name": mech.name, "mode": mech.mode,  # as a release's ledger row records them
+        "name": mech.name, "mode": mech.mode, "label": mech.label,  # as a release records them
         "describe": mech.describe(setting.e_px, setting.clip),
         "auc": utility(scores, orig.data, cfg),
         "ssim": ssim(orig.pixels, priv.plain).tolist(),
