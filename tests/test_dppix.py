@@ -121,8 +121,9 @@ def test_m_neighbourhood_is_a_labelled_comparison_that_is_never_released() -> No
     assert fan.mode == "b8-m1"
     enc = fan.encode(tiny_images(1))
     assert fan.preview(enc, e_px, preview_noise(1, R * R, 0)).shape == (1, R, R)
-    with pytest.raises(BudgetError, match="never released"):
-        fan.release(enc, e_px)
+    for refused in (lambda: fan.check_budget(e_px), lambda: fan.release(enc, e_px)):
+        with pytest.raises(BudgetError, match="never released"):
+            refused()
     # one pixel changed by the full range moves one block mean by 1/b^2: loss e_px * R^2
     one = np.zeros((2, R, R), np.float32)
     one[1, 0, 0] = 1

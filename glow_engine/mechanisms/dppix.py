@@ -78,11 +78,15 @@ class DPPix(BoxMechanism):
         blocks = unit_noise.reshape(enc.batch, -1)[:, :enc.clipped.shape[1]]
         return super().perturb_preview(enc, e_px, blocks, clip=clip)
 
-    def perturb_release(self, enc: Encoded, e_px: float, *, clip: bool = True) -> torch.Tensor:
+    def check_budget(self, e_px: float) -> None:
         if self.m is not None:
             raise BudgetError(f"{self.label} is a comparison setting for the evaluation: it "
                               "protects only images that differ in at most "
                               f"{self.m} pixel(s), which is not local DP; it is never released")
+        super().check_budget(e_px)
+
+    def perturb_release(self, enc: Encoded, e_px: float, *, clip: bool = True) -> torch.Tensor:
+        self.check_budget(e_px)
         return super().perturb_release(enc, e_px, clip=clip)
 
     def describe(self, e_px: float, clip: bool = True) -> str:
