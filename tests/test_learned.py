@@ -179,3 +179,17 @@ def test_learned_measures_need_disjoint_training_patients(split_npz: Path, anoma
     assert _evaluate(split_npz, tmp_path / "e", anomaly_model_dirs, "--downstream",
                      "--train-split", "val") == 2
     assert "share 8 patient(s)" in capsys.readouterr().err
+
+
+def test_learned_measures_check_the_training_split_first(split_npz: Path, anomaly_model_dirs,
+                                                          tmp_path: Path, capsys) -> None:
+    """Refused before the (long) evaluation starts: nothing is written."""
+    data = np.load(split_npz)
+    one_each = tmp_path / "one_each.npz"  # training patients with one image each
+    pids = np.array([f"x{i}" for i in range(24)] + list(data["patient_ids"][24:]))
+    np.savez(one_each, **{k: data[k] for k in data.files if k != "patient_ids"},
+             patient_ids=pids)
+    out = tmp_path / "e"
+    assert _evaluate(split_npz, out, anomaly_model_dirs, "--learned-attacker", "--train-data",
+                     str(one_each)) == 2
+    assert "several images" in capsys.readouterr().err and not out.exists()

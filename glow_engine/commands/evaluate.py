@@ -35,6 +35,7 @@ from glow_engine.evaluation.settings import (
     parse_mechanisms,
     parse_settings,
 )
+from glow_engine.evaluation.siamese import same_patient_pairs
 from glow_engine.mechanisms.dppix import DEFAULT_BLOCK
 from glow_engine.modelfile import LoadedModel
 from glow_engine.overlays import BlockMarker
@@ -123,9 +124,11 @@ def _learned_config(args: argparse.Namespace) -> LearnedConfig:
                          Recipe(epochs=args.learned_epochs))
 
 
-def _train_data(args: argparse.Namespace, resolution: int, val: ImageSet) -> ImageSet:
+def _train_data(args: argparse.Namespace, resolution: int, val: ImageSet,
+                learned: LearnedConfig) -> ImageSet:
     """The training split for the learned measures; refused if it shares a patient with the
-    evaluated images (the attacker and the classifier must not have seen them)."""
+    evaluated images (the attacker and the classifier must not have seen them) or lacks what
+    the networks learn from. Checked before the evaluation starts, which can take an hour."""
     source = Path(args.train_data or args.data)
     if args.train_data is None and source.suffix != ".npz":
         raise UserError("--downstream and --learned-attacker need training images: give "
@@ -138,8 +141,12 @@ def _train_data(args: argparse.Namespace, resolution: int, val: ImageSet) -> Ima
     if shared:
         raise UserError(f"the training images share {len(shared)} patient(s) with the "
                         "evaluated images; the learned measures need disjoint patients")
-    if len(train) < 2:
-        raise UserError(f"{source}: {len(train)} training image(s); need >= 2")
+    if learned.downstream and not {0, 1} <= set(train.labels.tolist()):
+        raise UserError(f"{source}: --downstream needs normal (0) and abnormal (1) training "
+                        "images")
+    if learned.attacker and not len(same_patient_pairs(train.patient_ids)):
+        raise UserError(f"{source}: --learned-attacker needs training patients with several "
+                        "images (patient_ids)")
     return train
 
 
@@ -235,7 +242,7 @@ def run(args: argparse.Namespace) -> int:
     cfg, learned = _config(args), _learned_config(args)
     normal, mixture = load_pair(args)
     data = _data(args, mixture.resolution)
-    train = _train_data(args, mixture.resolution, data) if learned.active else None
+    train = _train_data(args, mixture.resolution, data, learned) if learned.active else None
     out: Path = args.out
     if args.fresh and (out / "cache").exists():
         shutil.rmtree(out / "cache")
