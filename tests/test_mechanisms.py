@@ -131,8 +131,9 @@ def test_inf_changes_nothing_but_the_clip(tiny_model: LoadedModel, images: np.nd
     assert np.array_equal(mech.preview(enc, math.inf, noise), mech.release(enc, math.inf))
     # a box covering every latent (alpha = 1 on the calibration images) clips nothing
     wide = DPGlow(tiny_model, alpha=1.0)
-    calib = tiny_images(64)[:3]  # images the tiny model was calibrated on
-    enc_wide = wide.encode(calib)
+    calib = tiny_images(64)  # the images the tiny model was calibrated on, in the same batch
+    enc_wide = wide.encode(calib)  # (another batch size or thread count rounds differently)
+    noise = preview_noise(len(calib), N, seed=0)
     # (up to the float32 rounding of the box edges, which sit exactly on calibration latents)
     assert torch.allclose(wide.perturb_preview(enc_wide, math.inf, noise), enc_wide.raw,
                           rtol=0, atol=1e-6)
