@@ -12,9 +12,9 @@ from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
     QDoubleSpinBox,
-    QFormLayout,
     QGridLayout,
     QGroupBox,
+    QHBoxLayout,
     QLabel,
     QLineEdit,
     QMenu,
@@ -27,20 +27,19 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.state import E_PX_MAX, E_PX_MIN, Aspect, ViewState
+from app.state import E_PX_MAX, E_PX_MIN, MECHANISMS, Aspect, ViewState
 from glow_engine.choices import DEFAULT_ALPHA, DPGLOW_MODES
+from glow_engine.privacy_statement import Statement, measured, scientific, statement
 
 STEPS_PER_DECADE = 100
 SLIDER_MAX = round(STEPS_PER_DECADE * math.log10(E_PX_MAX / E_PX_MIN))  # e_px = 10^4
 SLIDER_INF = SLIDER_MAX + 45  # the infinity end stop, set apart from the finite axis
-TICKS = {0: "10⁻⁶", 200: "10⁻⁴", 400: "0.01", 600: "1", 800: "100", 1000: "10⁴",
-         SLIDER_INF: "∞"}
+TICKS = {0: "10⁻⁶", 200: "10⁻⁴", 400: "0.01", 600: "1", 800: "100", SLIDER_INF: "∞"}
 MODE_LABELS = {"paper": "as published (paper)", "tight": "tight: less noise, same ε"}
 MODE_TIP = ("Sensitivity S of the Laplace noise b = S / e_px in the latent space.\n"
             "paper: S = Δ, the calibrated latent range, as published.\n"
             "tight: S = w = α·Δ, the clip box's width: a valid sensitivity bound that uses "
             "1/α times less noise for the same ε.")
-_SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
 
 
 def position_to_e_px(position: int) -> float:
@@ -83,18 +82,6 @@ def refusal(text: str) -> str | None:
 def format_e_px(e_px: float) -> str:
     """Every digit that matters: the field shows the budget that is applied, not a rounding."""
     return "∞" if math.isinf(e_px) else f"{e_px:.15g}"
-
-
-def scientific(x: float) -> str:
-    """1638400 -> "1.64 × 10⁶" (readable where the paper's budgets get large)."""
-    if math.isinf(x):
-        return "∞"
-    if x == 0:
-        return "0"
-    exponent = math.floor(math.log10(abs(x)))
-    if -2 <= exponent <= 3:
-        return f"{x:.3g}"
-    return f"{x / 10**exponent:.3g} × 10{str(exponent).translate(_SUPERSCRIPT)}"
 
 
 class TickLabels(QWidget):
@@ -182,7 +169,12 @@ class EpsilonControl(QGroupBox):
         self.refused.setObjectName("warning")
         self.refused.setWordWrap(True)
         self.refused.hide()
+        # What this budget means, from glow_engine.privacy_statement (the words the export
+        # dialog, the Help and the release report use too); the arithmetic is its tooltip.
+        self.headline = QLabel()
+        self.headline.setObjectName("statement")
         self.total = QLabel()
+        self.total.setWordWrap(True)
         self.mode = QComboBox()
         for mode in DPGLOW_MODES:
             self.mode.addItem(MODE_LABELS[mode], mode)
@@ -192,38 +184,42 @@ class EpsilonControl(QGroupBox):
         self.alpha.setSingleStep(0.05)
         self.alpha.setDecimals(2)
         self.alpha.setToolTip(f"Clip width w = α·Δ of the latent box (paper: {DEFAULT_ALPHA:g})")
-        self.clip = QCheckBox("Without clip (plain reconstruction — no privacy)")
-        self.clip.setToolTip("Only at ε = ∞: the paper's 'inf without clip' reference")
+        self.clip = QCheckBox("Without clip (no privacy)")
+        self.clip.setToolTip("Only at ε = ∞: the plain reconstruction, the paper's 'inf "
+                             "without clip' reference")
         self.redraw = QPushButton("New noise draw")
-        self.redraw.setToolTip("Draw another preview noise pattern (Space)")
-        note = QLabel("Preview noise is a fast draw for the slider. "
-                      "Export draws fresh secure noise.")
-        note.setObjectName("hint")
-        note.setWordWrap(True)
-        self._layout(note)
+        self.redraw.setToolTip("Draw another preview noise pattern (Space). The preview's "
+                               "noise is a fast draw for the slider; an export draws fresh "
+                               "secure noise.")
+        self._layout()
         self._connect()
         state.changed.connect(self._on_changed)
         self._show()
 
-    def _layout(self, note: QLabel) -> None:
+    def _layout(self) -> None:
+        # The slider gets the panel's whole width: ten decades and their labels need it.
         row = QGridLayout()
         row.addWidget(QLabel("ε per pixel"), 0, 0)
-        row.addWidget(self.slider, 0, 1)
-        row.addWidget(self.field, 0, 2)
-        row.addWidget(self.presets, 0, 3)
-        row.addWidget(TickLabels(self.slider), 1, 1)
-        row.setColumnStretch(1, 1)
-        form = QFormLayout()
-        form.addRow("Noise", self.mode)
-        form.addRow("α (clip width)", self.alpha)
+        row.addWidget(self.field, 0, 1)
+        row.addWidget(self.presets, 0, 2)
+        row.setColumnStretch(3, 1)
+        row.addWidget(self.slider, 1, 0, 1, 4)
+        row.addWidget(TickLabels(self.slider), 2, 0, 1, 4)
+        noise = QHBoxLayout()
+        noise.addWidget(QLabel("Noise"))
+        noise.addWidget(self.mode, 1)
+        noise.addWidget(QLabel("α"))
+        noise.addWidget(self.alpha)
+        reference = QHBoxLayout()
+        reference.addWidget(self.redraw)
+        reference.addWidget(self.clip, 1)
         layout = QVBoxLayout(self)
         layout.addLayout(row)
         layout.addWidget(self.refused)
+        layout.addWidget(self.headline)
         layout.addWidget(self.total)
-        layout.addLayout(form)
-        layout.addWidget(self.clip)
-        layout.addWidget(self.redraw)
-        layout.addWidget(note)
+        layout.addLayout(noise)
+        layout.addLayout(reference)
 
     def _connect(self) -> None:
         self.slider.valueChanged.connect(lambda p: self.apply(position_to_e_px(p)))
@@ -278,15 +274,29 @@ class EpsilonControl(QGroupBox):
             self.clip.setChecked(not p.clip)
         self.clip.setEnabled(math.isinf(p.e_px))
         self.field.setText(format_e_px(p.e_px))
-        self.total.setText(self._total_text())
-        self.total.setToolTip(self._noise_text())
+        said = self.statement()
+        self.headline.setText(said.headline if said else "")
+        self.headline.setProperty("level", said.level.name if said else "")
+        self.headline.style().polish(self.headline)  # the level's colour (app.theme)
+        self.total.setText(" ".join(part for part in (said.formal, said.measured) if part)
+                           if said else "Total ε: (no model)")
+        others = [measured(name, p.mode, p.e_px, self.state.models.risk_card)
+                  for name in MECHANISMS if name != "dpglow"] if said and said.measured else []
+        self.total.setToolTip("\n".join([self._total_text(), self._noise_text(), *others]))
+
+    def statement(self) -> Statement | None:
+        """What the budget on screen means for the DP-GLOW pane (None without a model)."""
+        models, p = self.state.models, self.state.params
+        if models is None:
+            return None
+        return statement("dpglow", p.mode, p.e_px, models.resolution, models.risk_card)
 
     def _total_text(self) -> str:
         r = self.state.resolution
         if r is None:
-            return "Total ε: (no model)"
+            return ""
         total = self.state.total_epsilon
-        return f"Total ε = e_px × {r} × {r} = <b>{scientific(total)}</b>"
+        return f"Total ε = e_px × {r} × {r} = {scientific(total)}"
 
     def _noise_text(self) -> str:
         rendered = self.state.rendered

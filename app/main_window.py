@@ -11,8 +11,16 @@ from functools import partial
 from pathlib import Path
 
 import numpy as np
-from PySide6.QtCore import QPoint, QRect, QSettings, QSize, Qt, Signal
-from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QIcon, QKeySequence
+from PySide6.QtCore import QPoint, QRect, QSettings, QSignalBlocker, QSize, Qt, Signal
+from PySide6.QtGui import (
+    QAction,
+    QCloseEvent,
+    QDragEnterEvent,
+    QDropEvent,
+    QIcon,
+    QKeySequence,
+    QShortcut,
+)
 from PySide6.QtWidgets import (
     QApplication,
     QDockWidget,
@@ -32,7 +40,7 @@ from app.browser import FolderBrowser
 from app.controls import EpsilonControl
 from app.dialogs import About, Document, ModelInfo, TagBrowser
 from app.export import ExportDialog
-from app.panes import PaneGrid
+from app.panes import ZOOM_STEP, PaneGrid, Tool
 from app.scores import ScoresPanel
 from app.state import Aspect, ViewState
 from app.theme import apply_theme
@@ -47,12 +55,16 @@ DEFAULT_SIZE = QSize(1680, 1000)  # on screens that hold it; smaller screens ope
 IMAGE_FILTER = ("Images (" + " ".join(f"*{s}" for s in sorted(SUPPORTED_SUFFIXES))
                 + ");;All files (*)")
 MODEL_FILTER = "DP-GLOW model (model.json *.safetensors);;All files (*)"
-WINDOW_PRESETS = {  # name -> (low, high) in [0, 1] display units, or None for percentiles
-    "Full range (0 – 1)": (0.0, 1.0),
-    "Auto (0.5 – 99.5 %)": None,
-    "Lungs (dark range)": (0.0, 0.6),
-    "Mediastinum / bone (bright range)": (0.35, 1.0),
-}
+# Window/level presets on the number keys, as reading stations have them: (name, key, (low,
+# high) in the [0, 1] display units, or None for the image's 0.5-99.5 percentiles). A
+# radiograph carries no Hounsfield units, so the chest presets are ranges of its grey scale.
+WINDOW_PRESETS = (
+    ("Full range (0 – 1)", "1", (0.0, 1.0)),
+    ("Auto (0.5 – 99.5 %)", "2", None),
+    ("Lungs (dark range)", "3", (0.0, 0.6)),
+    ("Mediastinum (middle range)", "4", (0.25, 0.85)),
+    ("Bone (bright range)", "5", (0.5, 1.0)),
+)
 
 
 @dataclass(frozen=True)
@@ -159,7 +171,16 @@ class MainWindow(QMainWindow):
             "tags": a("DICOM tags…", self.show_tags, "Ctrl+T", "tags"),
             "quit": a("Quit", self.close, QKeySequence.StandardKey.Quit),
             "sample": a("New sample", s.new_sample, "N", "sample"),
-            "marker": a("Place marker", self._set_placing, "M", "marker", checkable=True),
+            "marker": a("Place marker", lambda on: self._set_tool(Tool.MARKER, on), "M",
+                        "marker", checkable=True),
+            "ruler": a("Measure distance", lambda on: self._set_tool(Tool.RULER, on), "L",
+                       checkable=True),
+            "delete": a("Remove selected marker", self.reid.remove_selected,
+                        QKeySequence.StandardKey.Delete),
+            "escape": a("End tool, reset view", self.escape, "Esc"),
+            "zoom_in": a("Zoom in", lambda: self.grid.zoom(ZOOM_STEP), "+"),
+            "zoom_out": a("Zoom out", lambda: self.grid.zoom(1 / ZOOM_STEP), "-"),
+            "fit": a("Zoom to fit", self.grid.reset_view, "="),
             "flip": a("Flip left-right", s.set_flip, "F", "flip", checkable=True),
             "noise": a("New noise draw", s.new_noise, "Space"),
             "up": a("ε up", lambda: self.controls.step(0.25), "]"),
@@ -196,13 +217,15 @@ class MainWindow(QMainWindow):
         file.addSeparator()
         file.addAction(self.act["quit"])
         view = bar.addMenu("&View")
-        view.addActions([self.act[k] for k in ("invert", "diff", "strip", "outlines", "reset")])
+        view.addActions([self.act[k] for k in ("invert", "diff", "strip", "outlines", "reset",
+                                                "zoom_in", "zoom_out", "fit", "escape")])
         view.addMenu(self._window_menu())
         view.addMenu(self._theme_menu())
         view.addAction(self.folder_dock.toggleViewAction())
         image = bar.addMenu("&Image")
-        image.addActions([self.act[k] for k in ("sample", "marker", "flip", "noise", "up",
-                                                 "down", "up10", "down10", "next", "prev")])
+        image.addActions([self.act[k] for k in ("sample", "marker", "delete", "ruler", "flip",
+                                                 "noise", "up", "down", "up10", "down10",
+                                                 "next", "prev")])
         model = bar.addMenu("&Model")
         model.addActions([self.act["mixture"], self.act["normal"], self.act["info"]])
         help_menu = bar.addMenu("&Help")
@@ -215,8 +238,8 @@ class MainWindow(QMainWindow):
 
     def _window_menu(self) -> QMenu:
         menu = QMenu("Window / level", self)
-        for name, levels in WINDOW_PRESETS.items():
-            menu.addAction(name, lambda levels=levels: self.set_window_preset(levels))
+        for name, key, levels in WINDOW_PRESETS:
+            menu.addAction(self._action(name, partial(self.set_window_preset, levels), key))
         menu.addSeparator()
         menu.addAction(self.act["window"])
         return menu
@@ -257,6 +280,14 @@ class MainWindow(QMainWindow):
     def _connect(self) -> None:
         self.state.changed.connect(self._on_changed)
         self.grid.hovered.connect(self.hover_label.setText)
+        self.grid.measured.connect(lambda text: self.statusBar().showMessage(text, 15000))
+        # Arrow keys step through the folder while an image has the focus (elsewhere they
+        # belong to the widget: a table, a spin box, the budget field).
+        for key, delta in ((Qt.Key.Key_Left, -1), (Qt.Key.Key_Up, -1), (Qt.Key.Key_Right, 1),
+                           (Qt.Key.Key_Down, 1)):
+            shortcut = QShortcut(QKeySequence(key), self.grid)
+            shortcut.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+            shortcut.activated.connect(partial(self._step_folder, delta))
         self.grid.markerDrawn.connect(self.reid.add_marker)
         self.reid.place.toggled.connect(self.act["marker"].setChecked)
         self.browser.chosen.connect(self.open_path)
@@ -291,6 +322,7 @@ class MainWindow(QMainWindow):
         normal = paths.normal if paths.normal and _model_exists(paths.normal) else None
         self.grid.set_message("Loading models…")
         self.state.load_models(paths.mixture, normal)
+        self.scores.refresh()  # "loading", not "no model", until the answer comes
 
     # ----------------------------------------------------------------- file actions
 
@@ -381,9 +413,22 @@ class MainWindow(QMainWindow):
         self.settings.setValue("theme", name)
         apply_theme(QApplication.instance(), name)
 
-    def _set_placing(self, on: bool) -> None:
-        self.grid.set_placing(on)
-        self.reid.place.setChecked(on)
+    def _set_tool(self, tool: Tool, on: bool) -> None:
+        """One tool at a time: choosing one ends the other."""
+        current = tool if on else (None if self.grid.tool is tool else self.grid.tool)
+        self.grid.set_tool(current)
+        for button, which in ((self.act["marker"], Tool.MARKER), (self.act["ruler"], Tool.RULER),
+                              (self.reid.place, Tool.MARKER)):
+            with QSignalBlocker(button):
+                button.setChecked(current is which)
+
+    def escape(self) -> None:
+        """Esc, as on a reading station: end the tool, drop the selection, reset the view."""
+        if self.grid.tool is not None:
+            self._set_tool(self.grid.tool, False)
+        self.state.select_marker(None)
+        self.grid.enlarge(self.grid.enlarged)  # the enlarged pane (if any) back in the grid
+        self.grid.reset_view()
 
     # ----------------------------------------------------------------- recent files
 

@@ -23,6 +23,7 @@ from glow_engine.imaging import LoadedImage
 from glow_engine.overlays import BlockMarker
 
 if TYPE_CHECKING:
+    from glow_engine.risk_card import RiskCard
     from glow_engine.validation_scores import ValidationScores
 
 
@@ -200,6 +201,9 @@ class ModelsInfo:
     # The validation normals' and abnormals' scores made with exactly these two models
     # (glow_engine.validation_scores), or None: no such file, or one made with other models.
     reference: ValidationScores | None = None
+    # The re-identification and utility measured with exactly these two models (the risk
+    # card, glow_engine.risk_card), or None: what the privacy statement quotes.
+    risk_card: RiskCard | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -211,6 +215,7 @@ class PaneContent:
     pixels: np.ndarray  # cropped back to the source's aspect, at model resolution
     frame: np.ndarray  # the square model frame (what is scored)
     caption: str  # the mechanism's own description of what produced it
+    e_px: float  # the per-pixel budget it was privatised at
 
 
 @dataclass(frozen=True, eq=False)

@@ -8,10 +8,12 @@ anatomy everywhere. Aspect ratios are locked: an image is never stretched.
 
 from __future__ import annotations
 
+from enum import Enum
+
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QPointF, QRectF, Qt, Signal
-from PySide6.QtGui import QColor, QPainter, QPaintEvent, QPen
+from PySide6.QtCore import QEvent, QObject, QPointF, QRectF, Qt, Signal
+from PySide6.QtGui import QPen
 from PySide6.QtWidgets import (
     QFrame,
     QGraphicsRectItem,
@@ -24,16 +26,27 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.annotations import MARKER_PEN, MarkerHandles, Ruler, marker_rect, pixel_spacing
+from app.controls import format_e_px
 from app.state import MECHANISMS, STRIP_BUDGETS, Aspect, ViewState
+from app.widgets import ElidedLabel
 from glow_engine.choices import MECHANISM_TITLES
 from glow_engine.overlays import BlockMarker
+from glow_engine.privacy_statement import scientific
 from glow_engine.scores import DEFAULT_SCORE_KIND, ScoreKind
 
 MAIN_KEYS = ("original", *MECHANISMS)
 STRIP_KEYS = tuple(f"{m}@{e:g}" for m in MECHANISMS for e in STRIP_BUDGETS)
 DIFF_RANGE = 0.35  # difference maps show -0.35 .. +0.35 (beyond that saturates)
 PANE_BACKGROUND = "#000000"  # radiographs are read on black, whatever the theme
-MARKER_PEN = QColor(255, 200, 0)
+ZOOM_STEP = 1.25  # + and - zoom by this factor
+
+
+class Tool(Enum):
+    """What a left drag on an image does besides panning."""
+
+    MARKER = "place block markers"  # on the original only
+    RULER = "measure distances"
 
 
 def gray_lut(invert: bool) -> np.ndarray:
@@ -45,26 +58,30 @@ DIFF_LUT = pg.colormap.get("CET-D1").getLookupTable(nPts=256)
 
 
 class PaneViewBox(pg.ViewBox):
-    """A view box where right-drag sets window/level and, while placing markers, left
-    click/drag draws one (instead of pyqtgraph's right-drag zoom and context menu)."""
+    """A view box where right-drag sets window/level, a double click asks to enlarge the pane,
+    and with a tool chosen left click/drag places a marker or measures (instead of
+    pyqtgraph's right-drag zoom and context menu)."""
 
     windowDragged = Signal(float, float, bool)  # screen dx, dy since press; True at start
     markerDrawn = Signal(QRectF)  # in image coordinates; zero size for a click
+    rulerDragged = Signal(QPointF, QPointF)  # image coordinates: where the drag began, now
+    doubleClicked = Signal()
 
     def __init__(self) -> None:
         super().__init__(lockAspect=True, invertY=True, enableMenu=False)
-        self.placing = False
+        self.tool: Tool | None = None
         self._band = QGraphicsRectItem()
         self._band.setPen(pg.mkPen(MARKER_PEN, width=1, style=Qt.PenStyle.DashLine, cosmetic=True))
         self._band.setVisible(False)
         self.addItem(self._band, ignoreBounds=True)
 
     def mouseDragEvent(self, ev, axis=None) -> None:
+        left = ev.button() == Qt.MouseButton.LeftButton
         if ev.button() == Qt.MouseButton.RightButton:
             ev.accept()
             delta = ev.screenPos() - ev.buttonDownScreenPos()
             self.windowDragged.emit(delta.x(), delta.y(), ev.isStart())
-        elif self.placing and ev.button() == Qt.MouseButton.LeftButton:
+        elif left and self.tool is Tool.MARKER:
             ev.accept()
             rect = QRectF(self.mapSceneToView(ev.buttonDownScenePos()),
                           self.mapSceneToView(ev.scenePos())).normalized()
@@ -72,11 +89,18 @@ class PaneViewBox(pg.ViewBox):
             self._band.setVisible(not ev.isFinish())
             if ev.isFinish():
                 self.markerDrawn.emit(rect)
+        elif left and self.tool is Tool.RULER:
+            ev.accept()
+            self.rulerDragged.emit(self.mapSceneToView(ev.buttonDownScenePos()),
+                                   self.mapSceneToView(ev.scenePos()))
         else:
             super().mouseDragEvent(ev, axis)
 
     def mouseClickEvent(self, ev) -> None:
-        if self.placing and ev.button() == Qt.MouseButton.LeftButton:
+        if ev.double() and ev.button() == Qt.MouseButton.LeftButton:
+            ev.accept()
+            self.doubleClicked.emit()
+        elif self.tool is Tool.MARKER and ev.button() == Qt.MouseButton.LeftButton:
             ev.accept()
             point = self.mapSceneToView(ev.scenePos())
             self.markerDrawn.emit(QRectF(point.x(), point.y(), 0.0, 0.0))
@@ -86,28 +110,18 @@ class PaneViewBox(pg.ViewBox):
             super().mouseClickEvent(ev)
 
 
-class ElidedLabel(QLabel):
-    """A one-line label that ends in "…" when too narrow: a clipped "1000" must never read
-    as "100"."""
-
-    def paintEvent(self, event: QPaintEvent) -> None:
-        painter = QPainter(self)
-        rect = self.contentsRect()
-        text = self.fontMetrics().elidedText(self.text(), Qt.TextElideMode.ElideRight,
-                                             rect.width())
-        painter.drawText(rect, int(self.alignment()), text)
-
-
 class Pane(QFrame):
-    """Title, image, caption. Knows nothing about privacy: it shows what it is given."""
+    """Title, image with corner overlays, caption. Knows nothing about privacy: it shows what
+    it is given."""
 
     def __init__(self, key: str, compact: bool = False) -> None:
         super().__init__()
         self.key = key
         self.setObjectName("pane")
-        self.title = ElidedLabel()
+        # Elided in the middle: the mechanism's name and the budget at the end both stay.
+        self.title = ElidedLabel(Qt.TextElideMode.ElideMiddle)
         self.title.setObjectName("paneTitle")
-        # Long titles are clipped rather than widening their pane (panes stay equal).
+        # Long titles are elided rather than widening their pane (panes stay equal).
         self.title.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
         self.caption = QLabel()
         self.caption.setObjectName("paneCaption")
@@ -120,6 +134,10 @@ class Pane(QFrame):
         self.graphics.setCentralItem(self.view)
         self.graphics.setMinimumSize(96 if compact else 200, 96 if compact else 200)
         self.graphics.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
+        # Corner overlays, as on a reading station: what this is (top), the window (bottom).
+        self.info, self.levels = (_overlay(self.graphics) for _ in range(2))
+        self._corners = _Corners(self.graphics, self.info, self.levels)
+        self.graphics.installEventFilter(self._corners)
         self._outlines: list[QGraphicsRectItem] = []
         layout = QVBoxLayout(self)
         layout.setContentsMargins(2, 2, 2, 2)
@@ -129,8 +147,14 @@ class Pane(QFrame):
         layout.addWidget(self.caption)
         if compact:
             self.caption.hide()
+            self.info.hide()  # the title names the budget; the pane is too small for more
         else:  # two lines whatever the text, so the images of a row stay aligned
             self.caption.setFixedHeight(2 * self.caption.fontMetrics().lineSpacing() + 4)
+
+    def show_overlay(self, info: str, levels: str) -> None:
+        self.info.setText(info)
+        self.levels.setText(levels)
+        self._corners.place()
 
     def show_pixels(self, pixels: np.ndarray | None, width: float, height: float) -> None:
         if pixels is None:
@@ -146,13 +170,11 @@ class Pane(QFrame):
         self._outlines = []
         if not visible:
             return
-        side = max(width, height)
         pen = QPen(MARKER_PEN)
         pen.setCosmetic(True)
         pen.setStyle(Qt.PenStyle.DashLine)
         for m in markers:
-            s = m.size * side
-            item = QGraphicsRectItem(m.col * width - s / 2, m.row * height - s / 2, s, s)
+            item = QGraphicsRectItem(marker_rect(m, width, height))
             item.setPen(pen)
             self.view.addItem(item, ignoreBounds=True)
             self._outlines.append(item)
@@ -167,17 +189,49 @@ class Pane(QFrame):
         return float(data[row, col])
 
 
+def _overlay(parent: QWidget) -> QLabel:
+    label = QLabel(parent)
+    label.setObjectName("paneOverlay")
+    label.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents)
+    return label
+
+
+class _Corners(QObject):
+    """Keeps the two overlays in their corners when the image view is resized."""
+
+    def __init__(self, graphics: QWidget, top: QLabel, bottom: QLabel) -> None:
+        super().__init__(graphics)
+        self.graphics, self.top, self.bottom = graphics, top, bottom
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        if event.type() == QEvent.Type.Resize:
+            self.place()
+        return False
+
+    def place(self) -> None:
+        for label in (self.top, self.bottom):
+            label.adjustSize()
+        self.top.move(4, 4)
+        self.bottom.move(4, self.graphics.height() - self.bottom.height() - 4)
+
+
 class PaneGrid(QWidget):
     """All panes plus the shared histogram/window control, driven by the view-state."""
 
-    hovered = Signal(str)  # "x, y: values" for the status bar
+    hovered = Signal(str)  # "x, y: values" for the status bar ("" on a new image)
     markerDrawn = Signal(float, float, float)  # row, col (fractions), size (fraction; 0=click)
+    measured = Signal(str)  # the ruler's distance, for the status bar
 
     def __init__(self, state: ViewState) -> None:
         super().__init__()
         self.state = state
         self.panes = {k: Pane(k) for k in MAIN_KEYS}
         self.panes.update({k: Pane(k, compact=True) for k in STRIP_KEYS})
+        self.handles = MarkerHandles(self.panes["original"].view, state.select_marker,
+                                     state.replace_marker)
+        self.rulers = {k: Ruler(p.view) for k, p in self.panes.items()}
+        self.enlarged: str | None = None  # the pane shown alone (double click), if any
+        self.tool: Tool | None = None
         self._drag_levels = (0.0, 1.0)
         self.message = QLabel()
         self.message.setObjectName("placeholder")
@@ -229,6 +283,9 @@ class PaneGrid(QWidget):
             pane.view.windowDragged.connect(self._on_window_drag)
             pane.graphics.scene().sigMouseMoved.connect(
                 lambda pos, view=pane.view: self._on_mouse_moved(view, pos))
+            pane.view.rulerDragged.connect(
+                lambda start, end, key=pane.key: self._on_ruler(key, start, end))
+            pane.view.doubleClicked.connect(lambda key=pane.key: self.enlarge(key))
         self.panes["original"].view.markerDrawn.connect(self._on_marker_drawn)
 
     # ----------------------------------------------------------------- public
@@ -238,17 +295,33 @@ class PaneGrid(QWidget):
         self.message.setText(text)
         self.stack.setCurrentIndex(0)
 
-    def set_placing(self, placing: bool) -> None:
-        view = self.panes["original"].view
-        view.placing = placing
-        self.panes["original"].graphics.setCursor(
-            Qt.CursorShape.CrossCursor if placing else Qt.CursorShape.ArrowCursor)
+    def set_tool(self, tool: Tool | None) -> None:
+        """Markers are placed on the original; distances are measured on any pane."""
+        self.tool = tool
+        for key, pane in self.panes.items():
+            on = tool is Tool.RULER or (tool is Tool.MARKER and key == "original")
+            pane.view.tool = tool if on else None
+            pane.graphics.setCursor(Qt.CursorShape.CrossCursor if on
+                                    else Qt.CursorShape.ArrowCursor)
+        if tool is not Tool.RULER:
+            self._clear_rulers()
 
     def reset_view(self) -> None:
         size = self._image_size()
         if size is not None:
             for pane in self.panes.values():
                 pane.view.setRange(QRectF(0, 0, *size), padding=0.02)
+
+    def zoom(self, factor: float) -> None:
+        """Zoom every pane about its centre (factor > 1 zooms in)."""
+        view = self.panes["original"].view
+        view.scaleBy((1 / factor, 1 / factor))
+        self._on_user_range(view)
+
+    def enlarge(self, key: str | None) -> None:
+        """Show one pane alone in the grid (again: all of them), as a double click does."""
+        self.enlarged = None if key == self.enlarged else key
+        self._show_visibility()
 
     # ----------------------------------------------------------------- state -> view
 
@@ -263,6 +336,13 @@ class PaneGrid(QWidget):
             self._show_outlines()
         if aspects & {Aspect.SCORES, Aspect.RENDERED, Aspect.STRIP}:
             self._show_captions()
+        if aspects & {Aspect.OVERLAYS, Aspect.SELECTION, Aspect.DISPLAY, Aspect.SOURCE}:
+            self._show_handles()
+        if aspects & {Aspect.RENDERED, Aspect.STRIP, Aspect.SOURCE, Aspect.DISPLAY}:
+            self._show_overlays()
+        if Aspect.SOURCE in aspects:
+            self.hovered.emit("")  # the last image's pixel values no longer apply
+            self._clear_rulers()
         if Aspect.MODELS in aspects and self.state.source is None:
             self.set_message("Drawing a synthetic sample from the model…")
 
@@ -286,12 +366,20 @@ class PaneGrid(QWidget):
         if reset:
             self.reset_view()
 
+    def _show_visibility(self) -> None:
+        strip = self.state.display.strip
+        for key, pane in self.panes.items():
+            shown = key in MAIN_KEYS or strip
+            pane.setVisible(shown and self.enlarged in (None, key))
+        main_row = self.enlarged is None or self.enlarged in MAIN_KEYS
+        strip_row = strip and (self.enlarged is None or self.enlarged in STRIP_KEYS)
+        self.grid_layout.setRowStretch(0, 3 if main_row else 0)
+        self.grid_layout.setRowStretch(1, 1 if strip_row else 0)  # no empty band when hidden
+
     def _show_privatised(self) -> None:
         size = self._image_size()
         shown = self.state.display
-        for key in STRIP_KEYS:
-            self.panes[key].setVisible(shown.strip)
-        self.grid_layout.setRowStretch(1, 1 if shown.strip else 0)  # no empty band when hidden
+        self._show_visibility()
         if size is None:
             return
         for result, keys in ((self.state.rendered, MECHANISMS), (self.state.strip, STRIP_KEYS)):
@@ -326,8 +414,31 @@ class PaneGrid(QWidget):
         size = self._image_size()
         if size is None:
             return
-        for pane in self.panes.values():
-            pane.show_markers(self.state.markers, *size, self.state.display.outlines)
+        for key, pane in self.panes.items():  # the original's markers are handles instead
+            pane.show_markers(self.state.markers if key != "original" else (), *size,
+                              self.state.display.outlines)
+
+    def _show_handles(self) -> None:
+        size = self._image_size()
+        if size is not None:
+            self.handles.show(self.state.markers, self.state.selected, *size,
+                              self.state.display.outlines or self.state.selected is not None)
+
+    def _show_overlays(self) -> None:
+        """Each main pane's corners: what it shows, at which budget and size; the window."""
+        src, d = self.state.source, self.state.display
+        if src is None:
+            return
+        h, w = src.pixels.shape
+        lo, hi = d.levels
+        window = f"W {hi - lo:.2f}  L {(lo + hi) / 2:.2f}"
+        self.panes["original"].show_overlay(f"Original · {w} × {h} px", window)
+        for key in (*MECHANISMS, *STRIP_KEYS):
+            result = self.state.strip if "@" in key else self.state.rendered
+            content = None if result is None else result.panes.get(key)
+            levels = f"difference ±{DIFF_RANGE:g}" if d.difference else window
+            self.panes[key].show_overlay("" if content is None else _info(content,
+                                                                          self.state), levels)
 
     def _show_captions(self) -> None:
         for key, pane in self.panes.items():
@@ -356,6 +467,16 @@ class PaneGrid(QWidget):
         for pane in self.panes.values():
             if pane.view is not view:
                 pane.view.setRange(xRange=(x0, x1), yRange=(y0, y1), padding=0)
+
+    def _on_ruler(self, key: str, start: QPointF, end: QPointF) -> None:
+        self._clear_rulers()
+        image = self.state.source.image if self.state.source is not None else None
+        spacing = pixel_spacing(image.dataset if image is not None else None)
+        self.measured.emit(f"Distance: {self.rulers[key].draw(start, end, spacing)}")
+
+    def _clear_rulers(self) -> None:
+        for ruler in self.rulers.values():
+            ruler.clear()
 
     def _on_mouse_moved(self, view: pg.ViewBox, pos: QPointF) -> None:
         size = self._image_size()
@@ -391,6 +512,16 @@ def _short(key: str) -> str:
         return "orig"
     name, _, budget = key.partition("@")
     return MECHANISM_TITLES[name] + (f"@{budget}" if budget else "")
+
+
+def _info(content, state: ViewState) -> str:
+    """"DP-GLOW · ε/px 100 · total ε 1.64 × 10⁶ · 27 × 32 px": the privatised image's size is
+    the model's resolution (its aspect kept), whatever the source's."""
+    name = content.key.partition("@")[0]
+    h, w = content.pixels.shape
+    r = state.resolution or 0
+    return (f"{MECHANISM_TITLES[name]} · ε/px {format_e_px(content.e_px)} · total ε "
+            f"{scientific(content.e_px * r * r)}\n{w} × {h} px")
 
 
 def _pending_title(key: str, state: ViewState) -> str:

@@ -19,6 +19,7 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
 )
 
+from app.messages import Kind
 from app.state import Aspect, ViewState
 from app.tools import fit_height, pane_label
 from glow_engine.scores import DEFAULT_SCORE_KIND, ScoreKind
@@ -83,15 +84,21 @@ class ScoresPanel(QGroupBox):
         layout.addLayout(left, 1)
         layout.addLayout(right, 1)
         state.changed.connect(self._on_changed)
-        self._show()
+        self.refresh()
 
     def _on_changed(self, aspects: frozenset[Aspect]) -> None:
-        if aspects & {Aspect.SCORES, Aspect.MODELS, Aspect.SOURCE, Aspect.DISPLAY}:
-            self._show()
+        if aspects & {Aspect.SCORES, Aspect.MODELS, Aspect.SOURCE, Aspect.DISPLAY,
+                      Aspect.ERROR}:
+            self.refresh()
 
-    def _show(self) -> None:
+    def refresh(self) -> None:
         models = self.state.models
-        if models is None or models.normal_path is None:
+        if models is None and self.state.waiting(Kind.MODELS):
+            self.explain.setText("Loading the models…")
+        elif models is None:
+            self.explain.setText("No model is loaded: the anomaly score needs the normal and "
+                                 "the mixture model.")
+        elif models.normal_path is None:
             self.explain.setText("No normal-only model is loaded: the anomaly score needs both "
                                  "the normal and the mixture model.")
         else:
@@ -105,8 +112,9 @@ class ScoresPanel(QGroupBox):
         outside = [f"{pane_label(k)} ({s.ood_description})" for k, s in scores
                    if s.out_of_distribution]
         self.warning.setText(
-            "⚠ Outside the model's distribution: " + "; ".join(outside) + ". The privacy "
-            "guarantee still holds, but the score and the picture's utility do not."
+            "⚠ Outside the model's distribution: " + "; ".join(outside) + ". The budget's "
+            "formal meaning covers every input, this one too; the anomaly score and what the "
+            "picture keeps do not hold here."
             if outside else "")
         self.warning.setVisible(bool(outside))
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import singledispatchmethod
 from pathlib import Path
@@ -66,8 +67,9 @@ from glow_engine.overlays import (
 from glow_engine.release.deid import DicomExporter, check_burned_in
 from glow_engine.release.ledger import Ledger, Release
 from glow_engine.release.output import write_release
-from glow_engine.resources import VALIDATION_SCORES_NAME, default_validation_scores_path
-from glow_engine.validation_scores import ValidationScores, load_validation_scores
+from glow_engine.resources import VALIDATION_SCORES_NAME, resource_path
+from glow_engine.risk_card import RISK_CARD_NAME, load_risk_card
+from glow_engine.validation_scores import load_validation_scores
 
 THUMB_SIZE = 96
 SAMPLE_TEMPERATURE = 0.7  # the usual GLOW sampling temperature: cleaner than t = 1
@@ -150,7 +152,12 @@ class Session:
             normal_path=request.normal, mixture_meta=dict(mixture.meta),
             normal_meta={} if normal is None else dict(normal.meta),
             normal_sha=None if normal is None else normal.sha256,
-            reference=None if normal is None else _reference(request.mixture, mixture, normal),
+            reference=None if normal is None else _beside_models(
+                request.mixture, VALIDATION_SCORES_NAME,
+                lambda path: load_validation_scores(path, mixture.sha256, normal.sha256)),
+            risk_card=None if normal is None else _beside_models(
+                request.mixture, RISK_CARD_NAME,
+                lambda path: load_risk_card(path, mixture.sha256, normal.sha256)),
         )
 
     def _model(self) -> LoadedModel:
@@ -224,7 +231,7 @@ class Session:
                 title = (f"{MECHANISM_TITLES[name]} · {e_px:g}" if strip
                          else _title(mech.label, e_px))
                 panes[key] = PaneContent(key, title, from_square(frame, prep.placement),
-                                  frame, mech.describe(e_px, p.clip))
+                                         frame, mech.describe(e_px, p.clip), e_px)
         e_px = request.budgets[0]
         return Rendered(
             request.id, request.kind, panes, prep.frame, prep.crop, _metrics(prep, panes),
@@ -346,17 +353,14 @@ class Session:
                       force_burned_in=request.allow_burned_in, derivation="; ".join(notes))
 
 
-def _reference(mixture_path: Path, mixture: LoadedModel,
-               normal: LoadedModel) -> ValidationScores | None:
-    """The validation score distribution of this model pair: a reference_scores.json beside
-    the mixture model's folder (a pair evaluated with `dpglow evaluate --write-reference`),
-    else the shipped one (resources/models/, the default pair's). Only a file made with both
-    loaded models counts (glow_engine.validation_scores.load_validation_scores checks their
-    hashes)."""
-    candidates = [Path(mixture_path).parent / VALIDATION_SCORES_NAME,
-                  default_validation_scores_path()]
+def _beside_models(mixture_path: Path, name: str, load: Callable[[Path], Any]) -> Any:
+    """A file `dpglow evaluate --write-reference` made for the loaded pair (the validation
+    scores, the risk card): beside the mixture model's folder, else the shipped one beside
+    the default models. `load` returns None for a file made with other models (each loader
+    checks both models' hashes)."""
+    candidates = [Path(mixture_path).parent / name, resource_path("models", name)]
     for path in dict.fromkeys(p.resolve() for p in candidates):
-        found = load_validation_scores(path, mixture.sha256, normal.sha256)
+        found = load(path)
         if found is not None:
             return found
     return None

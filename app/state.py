@@ -80,6 +80,7 @@ class Aspect(Enum):
     ERROR = auto()
     EXPORTED = auto()
     THUMBS = auto()
+    SELECTION = auto()  # which block marker is being edited
     FOLDER = auto()
     LEDGER = auto()
 
@@ -96,6 +97,7 @@ class ViewState:
         self.models: ModelsInfo | None = None
         self.source: Source | None = None
         self.markers: tuple[BlockMarker, ...] = ()
+        self.selected: int | None = None  # index of the marker being edited, if any
         self.flip = False
         self.params = PrivacyParams()
         self.display = Display()
@@ -149,15 +151,32 @@ class ViewState:
         self._request(SampleRequest, seed=int.from_bytes(np.random.bytes(4), "little"))
 
     def add_marker(self, marker: BlockMarker) -> None:
+        self.selected = len(self.markers)  # a new marker is the one being edited
         self._set_overlays((*self.markers, marker), self.flip)
+
+    def replace_marker(self, index: int, marker: BlockMarker) -> None:
+        """A marker moved, resized or re-shaded; it stays the one being edited."""
+        markers = list(self.markers)
+        markers[index] = marker
+        self.selected = index
+        self._set_overlays(tuple(markers), self.flip)
 
     def remove_marker(self, index: int) -> None:
         markers = list(self.markers)
         del markers[index]
+        self.selected = None
         self._set_overlays(tuple(markers), self.flip)
 
     def clear_markers(self) -> None:
+        self.selected = None
         self._set_overlays((), self.flip)
+
+    def select_marker(self, index: int | None) -> None:
+        """Choose the marker to edit (None: none; an index out of range counts as none)."""
+        index = index if index is not None and 0 <= index < len(self.markers) else None
+        if index != self.selected:
+            self.selected = index
+            self._emit(Aspect.SELECTION)
 
     def set_flip(self, flip: bool) -> None:
         self._set_overlays(self.markers, bool(flip))
@@ -196,15 +215,17 @@ class ViewState:
         if self.display.strip and not old.strip:
             self._request_render(strip=True)
 
-    def export(self, mechanism: str, out_path: Path, fmt: str, ledger_path: Path, *,
-               allow_burned_in: bool = False, force_budget: bool = False) -> None:
+    def export(self, mechanism: str, out_dir: Path, fmt: str, ledger_path: Path, *,
+               allow_burned_in: bool = False, force_budget: bool = False,
+               keep_aspect: bool = False) -> None:
         if self.source is None or self.models is None:
             self._fail("Open an image and load a model before exporting.")
             return
         self._request(ExportRequest, source=self.source, markers=self.markers,
                       flip=self.flip, params=self.params, mechanism=mechanism,
-                      out_path=Path(out_path), fmt=fmt, ledger_path=Path(ledger_path),
-                      allow_burned_in=allow_burned_in, force_budget=force_budget)
+                      out_dir=Path(out_dir), fmt=fmt, ledger_path=Path(ledger_path),
+                      allow_burned_in=allow_burned_in, force_budget=force_budget,
+                      keep_aspect=keep_aspect)
 
     def score_folder(self, paths: list[Path]) -> None:
         self.thumbs = {}
@@ -244,6 +265,10 @@ class ViewState:
         self._take(answer)
         return True
 
+    def waiting(self, kind: Kind) -> bool:
+        """A request of this kind has not had its answer yet (models loading, say)."""
+        return kind in self._latest and self._answered.get(kind) != self._latest[kind]
+
     def is_current(self, kind: Kind, request_id: int) -> bool:
         return self._latest.get(kind) == request_id
 
@@ -260,7 +285,7 @@ class ViewState:
 
     @_take.register
     def _accept_source(self, source: Source) -> None:
-        self.source, self.markers, self.flip = source, (), False
+        self.source, self.markers, self.flip, self.selected = source, (), False, None
         self._overlaid = None
         self.rendered, self.strip, self.scores = None, None, {}
         self._emit(Aspect.SOURCE, Aspect.OVERLAYS, Aspect.RENDERED, Aspect.STRIP, Aspect.SCORES)

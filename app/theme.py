@@ -8,17 +8,23 @@ from PySide6.QtWidgets import QApplication
 
 THEMES = ("dark", "light")
 
-# Pane titles must read at a glance; hints stay out of the way; warnings must not.
+# Pane titles must read at a glance; hints are quieter but still readable (full size, a
+# lighter grey); warnings and the privacy statement's headline must not be missed.
 _EXTRA = """
 QLabel#paneTitle { font-size: 13px; font-weight: bold; padding: 2px 4px; }
 QLabel#paneCaption { font-size: 12px; padding: 0px 4px; }
-QLabel#hint { font-size: 11px; color: %(hint)s; }
+QLabel#paneOverlay { font-size: 12px; color: #f0f0f0; background: rgba(0, 0, 0, 150);
+                     padding: 1px 3px; }
+QLabel#hint { color: %(hint)s; }
 QLabel#warning { font-weight: bold; color: %(warning)s; }
+QLabel#statement { font-weight: bold; }
+QLabel#statement[level="NONE"], QLabel#statement[level="NO_FORMAL"] { color: %(warning)s; }
+QLabel#statement[level="FORMAL"], QLabel#statement[level="STRONG"] { color: %(good)s; }
 QLabel#placeholder { font-size: 15px; color: %(hint)s; padding: 40px; }
 """
 _COLOURS = {
-    "dark": {"hint": "#9da9b5", "warning": "#ffb74d"},
-    "light": {"hint": "#54616d", "warning": "#b35c00"},
+    "dark": {"hint": "#c3ccd5", "warning": "#ffb74d", "good": "#81c784"},
+    "light": {"hint": "#3f4a55", "warning": "#b35c00", "good": "#2e7d32"},
 }
 
 

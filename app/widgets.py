@@ -35,15 +35,18 @@ def guard_wheel(root: QWidget) -> None:
 
 
 class ElidedLabel(QLabel):
-    """A one-line label that ends in "…" when too narrow (a clipped "1000" must never read
-    as "100")."""
+    """A one-line label that shows "…" where it is too narrow (a clipped "1000" must never
+    read as "100"); eliding in the middle keeps both the name and the budget at the end."""
+
+    def __init__(self, mode: Qt.TextElideMode = Qt.TextElideMode.ElideRight) -> None:
+        super().__init__()
+        self.mode = mode
 
     def paintEvent(self, event: QPaintEvent) -> None:
         painter = QPainter(self)
         rect = self.contentsRect()
-        text = self.fontMetrics().elidedText(self.text(), Qt.TextElideMode.ElideRight,
-                                             rect.width())
-        painter.drawText(rect, int(self.alignment()), text)
+        painter.drawText(rect, int(self.alignment()),
+                         self.fontMetrics().elidedText(self.text(), self.mode, rect.width()))
 
 
 def available_area(widget: QWidget) -> QRect:

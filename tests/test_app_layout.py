@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 
 import pytest
+from test_app_support import settle
 
 pytest.importorskip("pytestqt")
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -17,6 +18,7 @@ from PySide6.QtWidgets import QApplication, QWidget
 from app.dialogs import Document
 from app.main_window import DEFAULT_SIZE, MainWindow, window_rect
 from app.widgets import DIALOG_MARGIN
+from glow_engine.overlays import BlockMarker
 
 LAPTOP = QRect(0, 0, 1366, 768)
 
@@ -58,6 +60,10 @@ def _inside(widget: QWidget, window: MainWindow) -> bool:
 
 
 def test_a_1366x768_screen_shows_every_control_without_scrolling(qtbot, window) -> None:
+    window.act["strip"].trigger()  # the tallest check table: nine rows, two markers
+    for row in (0.3, 0.6):
+        window.state.add_marker(BlockMarker(row, 0.5, 0.05))
+    settle(qtbot, window)
     assert window.minimumSizeHint().width() <= LAPTOP.width()
     assert window.minimumSizeHint().height() <= LAPTOP.height()
     window.showNormal()
@@ -65,7 +71,8 @@ def test_a_1366x768_screen_shows_every_control_without_scrolling(qtbot, window) 
     qtbot.waitUntil(lambda: window.size() == LAPTOP.size())
     QApplication.processEvents()
     c, reid = window.controls, window.reid
-    controls = [c.slider, c.field, c.presets, c.total, c.mode, c.alpha, c.clip, c.redraw,
+    controls = [c.slider, c.field, c.presets, c.headline, c.total, c.mode, c.alpha, c.clip,
+                c.redraw,
                 reid.place, reid.size, reid.intensity, reid.flip, reid.table, window.scores,
                 window.statusBar(), window.grid]
     hidden = [w.objectName() or type(w).__name__ for w in controls if not _inside(w, window)]

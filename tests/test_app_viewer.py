@@ -52,7 +52,7 @@ def test_open_shows_original_and_both_mechanisms(window: MainWindow) -> None:
         assert "Anomaly" in window.grid.panes[key].caption.text()
     assert "100" in window.grid.panes["dpglow"].title.text()
     assert "Device: CPU" in window.device_label.text()
-    assert window.controls.total.text().endswith(f"<b>{100 * 32 * 32 / 1e5:.3g} × 10⁵</b>")
+    assert window.controls.total.text().startswith(f"Total ε = {100 * 32 * 32 / 1e5:.3g} × 10⁵")
 
 
 def test_slider_burst_computes_only_the_newest(qtbot, window: MainWindow) -> None:
