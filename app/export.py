@@ -26,10 +26,15 @@ from app.state import MECHANISMS, Aspect, ViewState
 from glow_engine.choices import MECHANISM_TITLES, RELEASE_FORMATS
 from glow_engine.release.ledger import default_ledger_path
 
+# A folder of its own, never the home directory: what is in it is what gets published.
+DEFAULT_RELEASE_DIR = Path.home() / "DP-GLOW releases"
 NEW_DRAW_NOTICE = (
     "<b>The exported image is a NEW draw, not the preview on screen.</b> It is privatised "
     "again with fresh secure noise (exact discrete Laplace from the operating system's random "
-    "source); the preview uses a fixed, fast draw, so the noise in the file will differ."
+    "source); the preview uses a fast floating-point draw, so the noise in the file will "
+    "differ. The file gets a random name in the release folder and a row in the folder's "
+    "manifest.csv; which image it came from is kept only in the operator's record beside the "
+    "ledger."
 )
 
 
@@ -49,7 +54,7 @@ class ExportDialog(QDialog):
         self.fmt = QComboBox()
         for key, fmt in RELEASE_FORMATS.items():
             self.fmt.addItem(fmt.title, key)
-        self.out = QLineEdit(str(self._default_out()))
+        self.out = QLineEdit(str(self.settings.value("export_dir", str(DEFAULT_RELEASE_DIR))))
         # One ledger for the CLI and the viewer by default: composition counts across both.
         self.ledger = QLineEdit(str(settings.value("ledger", str(default_ledger_path()))))
         self.cost = QLabel(self._cost_text())
@@ -64,17 +69,18 @@ class ExportDialog(QDialog):
         self.ledger.editingFinished.connect(self._read_ledger)
         self._read_ledger()
         self.burned_in = QCheckBox("Export anyway (I have checked the pixels for burned-in text)")
-        self.burned_in.setVisible(self._burned_in())
+        self.burned_in.setVisible(self._burned_in_warning() != "")
+        self.keep_aspect = QCheckBox("Keep the image's aspect ratio (crops the padding; the "
+                                     "aspect ratio is then published unprotected)")
         self.force_budget = QCheckBox("Release past the per-patient budget (recorded as forced)")
         self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Cancel)
         self.buttons.addButton("Export", QDialogButtonBox.ButtonRole.AcceptRole)
         self.buttons.accepted.connect(self.accept)
         self.buttons.rejected.connect(self.reject)
-        self.fmt.currentIndexChanged.connect(self._on_format)
         form = QFormLayout()
         form.addRow("Mechanism", self.mechanism)
         form.addRow("Format", self.fmt)
-        form.addRow("Output file", self._with_browse(self.out, self._browse_out))
+        form.addRow("Release folder", self._with_browse(self.out, self._browse_out))
         form.addRow("Privacy ledger", self._with_browse(self.ledger, self._browse_ledger))
         layout = QVBoxLayout(self)
         layout.addWidget(notice)
@@ -83,6 +89,7 @@ class ExportDialog(QDialog):
         layout.addWidget(self.spent)
         layout.addWidget(self.warning)
         layout.addWidget(self.burned_in)
+        layout.addWidget(self.keep_aspect)
         layout.addWidget(self.force_budget)
         layout.addWidget(self.buttons)
 
@@ -124,26 +131,25 @@ class ExportDialog(QDialog):
         p = self.state.params
         if math.isinf(p.e_px):
             lines.append("ε = ∞ adds no noise: the file is a reconstruction with no privacy "
-                         "guarantee" + ("" if p.clip else " (and not even clipped)") + ".")
+                         "guarantee (an export is always clipped).")
         if self.state.markers or self.state.flip:
             lines.append("Your block markers / flip are part of the input and will be in the "
                          "exported image.")
-        if self._burned_in():
-            lines.append("The DICOM header says the image has burned-in annotation (text "
-                         "such as names in the pixels): export is refused unless you confirm.")
+        if warning := self._burned_in_warning():
+            lines.append(warning)
         return "\n".join(lines)
 
-    def _burned_in(self) -> bool:
+    def _burned_in_warning(self) -> str:
+        """Why the export needs the user's confirmation about burned-in text, if it does
+        (the release policy: glow_engine.release.deid.check_burned_in)."""
         image = self.state.source.image if self.state.source else None
-        return bool(image is not None and image.burned_in_annotation)
-
-    def _default_out(self, fmt: str = "png") -> Path:
-        src = self.state.source
-        stem = Path(src.name).stem if src else "image"
-        budget = format_e_px(self.state.params.e_px).replace("∞", "inf")
-        folder = Path(str(self.settings.value("export_dir", str(Path.home()))))
-        suffix = ".dcm" if fmt == "dicom" else ".png"
-        return folder / f"{stem}_{self.state.params.mode}_eps{budget}{suffix}"
+        if image is None or image.dataset is None or image.burned_in_annotation is False:
+            return ""
+        if image.burned_in_annotation:
+            return ("The DICOM header says the image has burned-in annotation (text such as "
+                    "names in the pixels): export is refused unless you confirm.")
+        return ("The DICOM header does not say whether text is burned into the pixels: "
+                "export is refused unless you confirm you checked.")
 
     # ----------------------------------------------------------------- actions
 
@@ -157,13 +163,8 @@ class ExportDialog(QDialog):
         layout.addWidget(button)
         return row
 
-    def _on_format(self) -> None:
-        out = Path(self.out.text())
-        self.out.setText(str(out.with_suffix(".dcm" if self.fmt.currentData() == "dicom"
-                                             else ".png")))
-
     def _browse_out(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(self, "Export to", self.out.text())
+        path = QFileDialog.getExistingDirectory(self, "Release folder", self.out.text())
         if path:
             self.out.setText(path)
 
@@ -181,9 +182,10 @@ class ExportDialog(QDialog):
 
     def accept(self) -> None:
         out, ledger = Path(self.out.text()).expanduser(), Path(self.ledger.text()).expanduser()
-        self.settings.setValue("export_dir", str(out.parent))
+        self.settings.setValue("export_dir", str(out))
         self.settings.setValue("ledger", str(ledger))
         self.state.export(self.mechanism.currentData(), out, self.fmt.currentData(), ledger,
                           allow_burned_in=self.burned_in.isChecked(),
-                          force_budget=self.force_budget.isChecked())
+                          force_budget=self.force_budget.isChecked(),
+                          keep_aspect=self.keep_aspect.isChecked())
         super().accept()

@@ -127,11 +127,12 @@ class ScoreRequest(Request):
 class ExportRequest(InputRequest):
     kind = Kind.EXPORT
     mechanism: str
-    out_path: Path
+    out_dir: Path  # the release folder: the file gets a random name there
     fmt: str  # "png" | "dicom"
     ledger_path: Path
     allow_burned_in: bool = False  # the user confirmed the pixels hold no identifying text
     force_budget: bool = False  # release past the ledger's per-patient budget (recorded)
+    keep_aspect: bool = False  # crop the padding: publishes the aspect ratio unprotected
 
 
 @dataclass(frozen=True, eq=False)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import singledispatchmethod
@@ -56,7 +57,7 @@ from glow_engine.flow.glow import model_to_pixels
 from glow_engine.imaging import load_image
 from glow_engine.imaging.discovery import find_images
 from glow_engine.imaging.frame import Placement, from_square, to_square
-from glow_engine.mechanisms import IDLDP, DPGlow, Encoded, Mechanism, preview_noise, total_epsilon
+from glow_engine.mechanisms import IDLDP, DPGlow, Encoded, Mechanism, preview_noise
 from glow_engine.modelfile import LoadedModel, load_model
 from glow_engine.overlays import (
     BlockMarker,
@@ -64,9 +65,8 @@ from glow_engine.overlays import (
     contrast_kept,
     similarity,
 )
-from glow_engine.release.deid import DicomExporter, check_burned_in
-from glow_engine.release.ledger import Ledger, Release
-from glow_engine.release.output import write_release
+from glow_engine.release.batch import ReleaseInput, ReleaseOptions, release_one
+from glow_engine.release.ledger import Ledger
 from glow_engine.resources import VALIDATION_SCORES_NAME, resource_path
 from glow_engine.risk_card import RISK_CARD_NAME, load_risk_card
 from glow_engine.validation_scores import load_validation_scores
@@ -110,6 +110,9 @@ class Session:
         self._scores: LRU[str, Any] = LRU(_CACHE_SCORES)  # frame digest -> Score
         # input, mechanism, budget, draw, clip -> preview frame
         self._previews: LRU[tuple, np.ndarray] = LRU(_CACHE_PREVIEWS)
+        # Random per session: no one else can regenerate a preview (the state's noise_seed
+        # only numbers the draws within the session).
+        self._preview_seed = secrets.randbits(62)
 
     # ----------------------------------------------------------------- dispatch
 
@@ -212,7 +215,8 @@ class Session:
     def _unit_noise(self, seed: int) -> torch.Tensor:
         """The preview draw of one image: drawn once, rescaled by every slider position."""
         n = self._model().resolution ** 2
-        return self._noise.get((seed, n), lambda: preview_noise(1, n, seed))
+        return self._noise.get((seed, n),
+                               lambda: preview_noise(1, n, self._preview_seed + seed))
 
     # ----------------------------------------------------------------- rendering
 
@@ -308,49 +312,39 @@ class Session:
     @answer.register
     @torch.inference_mode()
     def export(self, request: ExportRequest) -> Exported:
-        """Release the current input through the mechanism's release path: fresh noise from
-        the OS CSPRNG (never the preview's draw), recorded in the ledger before it is drawn."""
-        p, src, out = request.params, request.source, request.out_path
-        image = src.image
-        dataset = image.dataset if image is not None else None
-        check_burned_in(dataset, request.allow_burned_in)
-        if out.exists():
-            raise UserError(f"{out} already exists: choose another name (files are never "
-                            "overwritten).")
+        """Release the current input through the release path shared with `dpglow privatize`
+        (glow_engine.release.batch.release_one): fresh noise from the OS CSPRNG (never the
+        preview's draw), reserved in the ledger before it is drawn, a random file name in
+        the release folder and a row in its manifest and in the operator's record."""
+        p, src = request.params, request.source
         prep = self._prepare(src, request.markers, request.flip)
         mech = self._mechanism(request.mechanism, p.alpha, p.mode)
+        image = src.image
         sha = image.content_sha256 if image else hashlib.sha256(src.pixels.tobytes()).hexdigest()
-        patient = image.patient_id if image else None
-        release = Release(sha, patient, mech.name, mech.mode, p.e_px,
-                          total_epsilon(p.e_px, mech.resolution), mech.model_sha256, str(out))
-        with Ledger(request.ledger_path) as ledger:
-            release_id = ledger.reserve(release, force=request.force_budget)
-            try:
-                pixels = mech.release(self._encoding(prep, mech.name, p), p.e_px, clip=p.clip)
-                self._write(request, mech, from_square(pixels, prep.placement), dataset)
-            except BaseException:
-                ledger.cancel(release_id)  # nothing left the process: nothing was spent
-                raise
-            ledger.confirm(release_id)
-            on_image, on_patient = ledger.spent_on_image(sha), ledger.spent_on_patient(patient,
-                                                                                      sha)
-        who = "patient" if patient else "image"
-        return Exported(request.id, out,
-                        f"Exported {out.name}: a new draw with fresh secure noise "
-                        f"({mech.describe(p.e_px, p.clip)}). Ledger total ε spent on this "
-                        f"image: {on_image:g}; on this {who}: {on_patient:g}.")
-
-    @staticmethod
-    def _write(request: ExportRequest, mech: Mechanism, pixels: np.ndarray,
-               dataset: Any) -> None:
-        notes = ["exported from the DP-GLOW viewer at model resolution"]
+        item = ReleaseInput(
+            str(image.path) if image else "synthetic sample", sha, prep.frame, prep.placement,
+            image.dataset if image else None, image.patient_id if image else None,
+            image.burned_in_annotation if image else None,
+            self._encoding(prep, mech.name, p))
+        notes = ["exported from the DP-GLOW viewer"]
         if request.markers or request.flip:
             notes.append("input altered by the user before privatisation (block markers or "
                          "left-right flip)")
-        write_release(request.out_path, pixels,
-                      DicomExporter() if request.fmt == "dicom" else None, dataset,
-                      mech.describe(request.params.e_px, request.params.clip),
-                      force_burned_in=request.allow_burned_in, derivation="; ".join(notes))
+        opts = ReleaseOptions(e_px=p.e_px, out_dir=request.out_dir, fmt=request.fmt,
+                              keep_aspect=request.keep_aspect,
+                              force_budget=request.force_budget,
+                              allow_burned_in=request.allow_burned_in, note="; ".join(notes))
+        with Ledger(request.ledger_path) as ledger:
+            outcome = release_one(item, mech, ledger, opts)
+            if outcome.status != "written" or outcome.file is None:
+                raise UserError(outcome.message)
+            on_image = ledger.spent_on_image(sha)
+            on_patient = ledger.spent_on_patient(item.patient_id, sha)
+        who = "patient" if item.patient_id else "image"
+        return Exported(request.id, outcome.file,
+                        f"Exported {outcome.file.name}: a new draw with fresh secure noise "
+                        f"({mech.describe(p.e_px)}). Ledger total ε spent on this "
+                        f"image: {on_image:g}; on this {who}: {on_patient:g}.")
 
 
 def _beside_models(mixture_path: Path, name: str, load: Callable[[Path], Any]) -> Any:

@@ -230,16 +230,19 @@ def test_export_png_is_a_new_draw_recorded_in_the_ledger(qtbot, window, tmp_path
     out = window.state.last_export.path
     assert out.parent == tmp_path / "out" and "new draw" in window.state.last_export.summary
     written = load_image(out).pixels
-    preview = window.state.rendered.panes["dpglow"].pixels
-    assert written.shape == preview.shape == (32, 27)
+    preview = window.state.rendered.panes["dpglow"].frame
+    assert written.shape == preview.shape == (32, 32)  # the whole frame, whatever the source
     assert not np.array_equal(written, preview)  # fresh secure noise, not the preview draw
+    assert len(out.stem) == 16 and "image" not in out.name  # a random name
     sha = window.state.source.image.content_sha256
     with Ledger(ledger_path) as ledger:
         assert ledger.spent_on_image(sha) == 100 * 32 * 32
-    export_with_dialog(qtbot, window)  # the same name again: refused, nothing spent
-    assert "already exists" in window.messages[-1]
+    export_with_dialog(qtbot, window, keep_aspect=True)  # another draw: it adds up
+    second = window.state.last_export.path
+    assert second != out and load_image(second).pixels.shape == (32, 27)
+    assert len((tmp_path / "out" / "manifest.csv").read_text().splitlines()) == 3
     with Ledger(ledger_path) as ledger:
-        assert ledger.spent_on_image(sha) == 100 * 32 * 32
+        assert ledger.spent_on_image(sha) == 2 * 100 * 32 * 32
 
 
 def test_export_dicom_is_deidentified_and_burned_in_needs_consent(qtbot, window, tmp_path,
