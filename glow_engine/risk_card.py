@@ -133,7 +133,7 @@ def from_results(results: dict) -> dict:
                                 learned_orig["downstream"]["real_to_real"])
     candidates = dict(orig.get("verification", {}))
     if "attacker" in learned_orig:
-        candidates["siamese-pretrained"] = learned_orig["attacker"]["pretrained"]
+        candidates["siamese-originals"] = learned_orig["attacker"]["originals"]
     original |= _best_verification(candidates)
     models = {role: {"sha256": m["sha256"], "name": m.get("name")}
               for role, m in results["models"].items()}

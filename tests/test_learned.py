@@ -133,7 +133,7 @@ def test_evaluate_downstream_and_learned_attacker(split_npz: Path, anomaly_model
     assert set(learned["original"]) == {"downstream", "attacker"}
     for run in learned["runs"]:
         assert set(run["downstream"]) >= {"real_to_private", "private_to_real"}
-        assert set(run["attacker"]) >= {"pretrained", "retrained"}
+        assert set(run["attacker"]) >= {"originals", "retrained"}
         assert 0 <= run["downstream"]["private_to_real"]["auc"] <= 1
     report = (out / "report.md").read_text()
     assert "siamese (retrained)" in report and "CNN privatised → real" in report
@@ -155,7 +155,7 @@ def test_evaluate_downstream_and_learned_attacker(split_npz: Path, anomaly_model
     assert row["downstream_private_to_real"] == lr["downstream"]["private_to_real"]["auc"]
     assert row["verification_auc"] == max(
         [run["reid"][a]["verification"]["auc"] for a in ("pixel", "latent")]
-        + [lr["attacker"][v]["auc"] for v in ("pretrained", "retrained")])
+        + [lr["attacker"][v]["auc"] for v in ("originals", "retrained")])
     assert row["total_epsilon"] == 10 * 32 * 32
     assert card.key_of("dppix", "b8") == "dppix" and card.key_of("dpglow", "tight")
     assert "inf-noclip" not in card.body["mechanisms"]["dpglow-tight"]

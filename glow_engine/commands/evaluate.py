@@ -95,8 +95,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                          help="training images (default: --data, when it is an .npz)")
     learned.add_argument("--train-split", default="train",
                          help="split of the training .npz (default train)")
-    learned.add_argument("--train-limit", type=int, default=None,
-                         help="use the first N training images only")
     learned.add_argument("--learned-epochs", type=int, default=Recipe.epochs,
                          help=f"training epochs of each network (default {Recipe.epochs})")
 
@@ -135,8 +133,6 @@ def _train_data(args: argparse.Namespace, resolution: int, val: ImageSet,
                         "--train-data")
     train = load_image_set(source, resolution,
                            split=args.train_split if source.suffix == ".npz" else None)
-    if args.train_limit:
-        train = train.subset(slice(0, args.train_limit), f" first {args.train_limit}")
     shared = set(train.patient_ids.astype(str)) & set(val.patient_ids.astype(str)) - {""}
     if shared:
         raise UserError(f"the training images share {len(shared)} patient(s) with the "

@@ -38,7 +38,7 @@ from glow_engine.modelfile import LoadedModel
 
 __all__ = ["DEFAULT_LEARNED_SETTINGS", "LearnedConfig", "run_learned"]
 
-VERSION = 1  # bump when a change here changes cached numbers
+VERSION = 2  # bump when a change here changes cached numbers
 # e_px = 10 is the paper's smallest budget, 0.1 where the correlation attackers approach
 # chance (and PriCheXy-Net's DP-Pix setting): together about 30 CPU minutes (docs/evaluation.md)
 DEFAULT_LEARNED_SETTINGS = "10,0.1"
@@ -58,9 +58,14 @@ class LearnedConfig:
 
     @property
     def finetune_epochs(self) -> int:
-        """The retrained attacker starts from the originals' network: a quarter of its epochs
-        (5 of 20) adapt it to privatised queries at a quarter of the cost."""
+        """Both attackers continue one base network for a quarter of its epochs (5 of 20):
+        on pairs of originals (the attacker of originals), or with privatised queries (the
+        retrained one). Equal training, and a quarter of the cost of one network per budget."""
         return max(1, self.recipe.epochs // 4)
+
+    @property
+    def finetune(self) -> cnn.Recipe:
+        return replace(self.recipe, epochs=self.finetune_epochs)
 
 
 @dataclass
@@ -161,11 +166,19 @@ def _classifier(stage: _Stage) -> downstream.Classifier:
                                                         stage.cfg.seed, stage.lcfg.recipe))
 
 
-def _verifier(stage: _Stage) -> siamese.Verifier:
-    return _network(stage, "original_verifier", lambda: siamese.Verifier(
-                    stage.lcfg.recipe.input),
-                    lambda: siamese.train_verifier(stage.train_pixels, stage.train.patient_ids,
-                                                   stage.cfg.seed, stage.lcfg.recipe))
+def _verifier(stage: _Stage, variant: str = "original") -> siamese.Verifier:
+    """The base verifier (trained on pairs of originals) or the attacker of originals (the
+    base continued on them for the fine-tuning epochs)."""
+    train, ids, seed = stage.train_pixels, stage.train.patient_ids, stage.cfg.seed
+    if variant == "base":
+        def fit() -> siamese.Verifier:
+            return siamese.train_verifier(train, ids, seed, stage.lcfg.recipe)
+    else:
+        def fit() -> siamese.Verifier:
+            return siamese.train_verifier(train, ids, seed, stage.lcfg.finetune,
+                                          init=_verifier(stage, "base"))
+    return _network(stage, f"{variant}_verifier",
+                    lambda: siamese.Verifier(stage.lcfg.recipe.input), fit)
 
 
 # --------------------------------------------------------------------------- privatising
@@ -222,12 +235,10 @@ def _downstream(stage: _Stage, key: str, setting: Setting) -> dict:
 
 def _attacker(stage: _Stage, key: str, setting: Setting) -> dict:
     private_val = cached_images(stage.cache, key, setting)
-    original = _verifier(stage)
     tuned = siamese.train_verifier(
-        stage.train_pixels, stage.train.patient_ids, stage.cfg.seed,
-        replace(stage.lcfg.recipe, epochs=stage.lcfg.finetune_epochs),
-        queries=_privatised_train(stage, key, setting), init=original)
-    return {"pretrained": _verification(stage, original, private_val),
+        stage.train_pixels, stage.train.patient_ids, stage.cfg.seed, stage.lcfg.finetune,
+        queries=_privatised_train(stage, key, setting), init=_verifier(stage, "base"))
+    return {"originals": _verification(stage, _verifier(stage), private_val),
             "retrained": _verification(stage, tuned, private_val)}
 
 
@@ -246,7 +257,7 @@ def run_learned(train: ImageSet, val: ImageSet, mixture: LoadedModel, cfg: EvalC
             "real_to_real": _auc(stage, _classifier(stage), stage.val_pixels)}, seconds)
     if lcfg.attacker:
         original["attacker"] = _cached(stage, "attacker__original", lambda: {
-            "pretrained": _verification(stage, _verifier(stage), stage.val_pixels)}, seconds)
+            "originals": _verification(stage, _verifier(stage), stage.val_pixels)}, seconds)
     runs = []
     for key in cfg.mechanisms:
         for s in lcfg.settings:

@@ -234,7 +234,7 @@ def learned_plot(results: dict, path: Path) -> Path:
         axes[0].axhline(_value(original["downstream"]["real_to_real"]["auc"]), color="grey",
                         ls="-.", lw=1, label="real → real")
     if "attacker" in original:
-        axes[1].axhline(_value(original["attacker"]["pretrained"]["auc"]), color="grey",
+        axes[1].axhline(_value(original["attacker"]["originals"]["auc"]), color="grey",
                         ls="-.", lw=1, label="siamese on originals")
     for ax, title in zip(axes, ("Downstream CNN: abnormal vs normal",
                                 "Verification: same patient vs different"), strict=True):

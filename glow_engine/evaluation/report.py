@@ -229,11 +229,11 @@ def _baseline_table(results: dict) -> str:
     learned, orig = _learned_runs(results), results["original"]
     header = ["mechanism", "e_px", "flow bpd", "flow ratio", "PNG bpp", "JPEG 2000 bpp",
               "CNN real → privatised", "CNN privatised → real"]
-    rows = [["originals", "—", _auc(orig["auc"]["bpd_mixture"]), _auc(orig["auc"]["ratio"]),
-             _auc_or_dash(_get(orig, "baselines", "png", "all")),
+    rows = [["originals (CNN: real → real)", "—", _auc(orig["auc"]["bpd_mixture"]),
+             _auc(orig["auc"]["ratio"]), _auc_or_dash(_get(orig, "baselines", "png", "all")),
              _auc_or_dash(_get(orig, "baselines", "jpeg2000", "all")),
              _auc_or_dash(_get(results, "learned", "original", "downstream", "real_to_real")),
-             "(real → real)"]]
+             "—"]]
     for run in results["runs"]:
         lr = learned.get((run["mechanism"], run["setting"]))
         rows.append([MECHANISMS[run["mechanism"]],
@@ -252,7 +252,7 @@ def _verification_table(results: dict) -> str:
               "siamese (retrained)", "same patient top-1 (better corr.)"]
     rows = [["originals", "—", _auc_or_dash(_get(orig, "verification", "pixel")),
              _auc_or_dash(_get(orig, "verification", "latent")),
-             _auc_or_dash(_get(results, "learned", "original", "attacker", "pretrained")),
+             _auc_or_dash(_get(results, "learned", "original", "attacker", "originals")),
              "—", "—"]]
     for run in results["runs"]:
         lr = learned.get((run["mechanism"], run["setting"]))
@@ -260,7 +260,7 @@ def _verification_table(results: dict) -> str:
                      Setting(float(run["e_px"]), bool(run["clip"])).label,
                      _auc_or_dash(_get(run, "reid", "pixel", "verification")),
                      _auc_or_dash(_get(run, "reid", "latent", "verification")),
-                     _auc_or_dash(_get(lr, "attacker", "pretrained")),
+                     _auc_or_dash(_get(lr, "attacker", "originals")),
                      _auc_or_dash(_get(lr, "attacker", "retrained")),
                      _num(run["summary"]["same_patient_top1"])])
     return _table(header, rows)
@@ -284,8 +284,8 @@ def comparison_sections(results: dict) -> list[str]:
                f" The CNNs ({cfg['recipe']['input']}² input, {cfg['recipe']['epochs']} epochs) "
                f"were trained on {cfg['train']['images']} training images ("
                f"{cfg['train']['same_patient_pairs']} same-patient pairs for the siamese "
-               f"network; retrained variant: {cfg['finetune_epochs']} epochs of fine-tuning "
-               "with privatised queries) at the budgets "
+               f"network, then {cfg['finetune_epochs']} epochs on originals or with privatised "
+               "queries) at the budgets "
                f"{', '.join(cfg['settings'])}.")
     parts = [
         "## Utility beside its baselines",
@@ -300,7 +300,9 @@ def comparison_sections(results: dict) -> list[str]:
         "patient) from different-patient pairs, over every pair of two different val images "
         "(the query's own original never counts; 0.5 = chance; interval: query patients "
         "resampled). *pixel*, *latent*: the correlation attackers' similarity; *siamese*: the "
-        "learned attacker (`--learned-attacker`) trained on training-split pairs of originals, "
-        "and retrained with privatised queries.",
+        "learned attacker (`--learned-attacker`): one network trained on training-split pairs "
+        "of originals, then continued for the same few epochs on pairs of originals "
+        "(*originals*) or with privatised queries (*retrained*, PriCheXy-Net's adaptive "
+        "attacker).",
         _verification_table(results)]
     return [p for p in parts if p]

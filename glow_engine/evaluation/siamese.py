@@ -10,7 +10,8 @@ Trained only on same-patient pairs of the *training* split (plus as many random
 different-patient pairs, drawn afresh each epoch), with augmentation on both sides; applied to
 every pair of val images. Two variants, as in PriCheXy-Net: trained on originals, and retrained
 with the query side privatised by the mechanism under test (the attacker who knows the
-mechanism and has privatised images of known patients).
+mechanism and has privatised images of known patients); evaluation.learned trains both as
+continuations of one base network, for equal epochs.
 """
 
 from __future__ import annotations
