@@ -311,3 +311,16 @@ def test_an_outdated_export_s_answer_is_still_told(h: Harness, tmp_path: Path) -
     assert h.state.message == "disk full"
     assert not h.state.accept(Failed(first.id, Kind.RENDER, "an old frame failed"))
     assert h.state.message == "disk full"
+
+
+def test_preview_draw_is_seeded_at_random_in_each_session(models, tmp_path: Path) -> None:
+    """Nobody can regenerate a session's previews (issue 10): two sessions on the same image,
+    settings and draw number show different preview noise (a fixed seed showed the same)."""
+    image = write_png(tmp_path / "a.png")
+    panes = []
+    for _ in range(2):
+        harness = Harness()
+        harness.state.load_models(*models)
+        harness.state.open(image)
+        panes.append(harness.state.rendered.panes["dpglow"].pixels)
+    assert not np.array_equal(panes[0], panes[1])
