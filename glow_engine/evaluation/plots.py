@@ -197,6 +197,7 @@ def baselines_plot(results: dict, path: Path) -> Path:
                        label="view only (AP/PA)")
         ax.axhline(0.5, color="black", ls=":", lw=1)
         ax.set_xticks(x, _labels(runs), fontsize=7)
+        ax.set_xlim(-0.5, len(runs) - 0.5)
         ax.set_title(MECHANISMS[mech], fontsize=10)
         ax.set_xlabel("per-pixel budget e_px")
     axes[0].set_ylabel("AUC (abnormal vs normal), 95% CI")
@@ -206,29 +207,38 @@ def baselines_plot(results: dict, path: Path) -> Path:
 
 def learned_plot(results: dict, path: Path) -> Path:
     """Left: downstream classifier AUCs; right: verification AUC of the learned attacker
-    (best of its two variants) and of the better correlation attacker, by budget."""
+    (the better of its two variants) and of the better correlation attacker, by budget.
+    Filled markers: the first measure, open: the second; colour = mechanism."""
     learned = results["learned"]
+    mechs = results["config"]["mechanisms"]
     fig, axes = _figure(1, 2, (12, 4.4), sharey=True)
-    for mech in results["config"]["mechanisms"]:
-        runs = [r for r in learned["runs"] if r["mechanism"] == mech]
-        x = np.arange(len(runs))
-        colour = COLOURS.get(mech)
-        if "downstream" in learned["original"]:
-            _errorbar(axes[0], x, [r["downstream"]["private_to_real"] for r in runs],
-                      color=colour, label=f"{MECHANISMS[mech]}: privatised → real")
-            _errorbar(axes[0], x + 0.05, [r["downstream"]["real_to_private"] for r in runs],
-                      color=colour, ls="--", label=f"{MECHANISMS[mech]}: real → privatised")
-        if "attacker" in learned["original"]:
-            best = [max(r["attacker"].values(), key=lambda a: _value(a["auc"])) for r in runs]
-            _errorbar(axes[1], x, best, color=colour, label=f"{MECHANISMS[mech]}: siamese")
-            measured = {r["setting"]: r for r in _series(results, mech)}
-            corr = [max((measured[r["setting"]]["reid"][a]["verification"]
-                         for a in ("pixel", "latent")), key=lambda a: _value(a["auc"]))
-                    for r in runs]
-            _errorbar(axes[1], x + 0.05, corr, color=colour, ls="--",
-                      label=f"{MECHANISMS[mech]}: better correlation")
-        for ax in axes:
-            ax.set_xticks(x, _labels(runs))
+    measured = {(r["mechanism"], r["setting"]): r for r in results["runs"]}
+
+    def best(candidates: list[dict]) -> dict:
+        return max(candidates, key=lambda a: _value(a["auc"]))
+
+    def correlation(r: dict) -> dict:
+        reid = measured[(r["mechanism"], r["setting"])]["reid"]
+        return best([reid[a]["verification"] for a in ("pixel", "latent")])
+
+    panels = []
+    if "downstream" in learned["original"]:
+        panels.append((axes[0], (
+            ("privatised → real", lambda r: r["downstream"]["private_to_real"]),
+            ("real → privatised", lambda r: r["downstream"]["real_to_private"]))))
+    if "attacker" in learned["original"]:
+        panels.append((axes[1], (("siamese", lambda r: best(list(r["attacker"].values()))),
+                                 ("better correlation", correlation))))
+    slots = 2 * len(mechs)
+    for ax, series in panels:
+        for j, mech in enumerate(mechs):
+            runs = [r for r in learned["runs"] if r["mechanism"] == mech]
+            for k, (name, pick) in enumerate(series):
+                x = np.arange(len(runs)) + (2 * j + k - (slots - 1) / 2) * 0.6 / slots
+                _errorbar(ax, x, [pick(r) for r in runs], color=COLOURS.get(mech), ls="none",
+                          mfc=None if k == 0 else "white", label=f"{MECHANISMS[mech]}: {name}")
+            ax.set_xticks(np.arange(len(runs)), _labels(runs))
+            ax.set_xlim(-0.5, len(runs) - 0.5)
     original = learned["original"]
     if "downstream" in original:
         axes[0].axhline(_value(original["downstream"]["real_to_real"]["auc"]), color="grey",
