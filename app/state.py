@@ -215,15 +215,17 @@ class ViewState:
         if self.display.strip and not old.strip:
             self._request_render(strip=True)
 
-    def export(self, mechanism: str, out_path: Path, fmt: str, ledger_path: Path, *,
-               allow_burned_in: bool = False, force_budget: bool = False) -> None:
+    def export(self, mechanism: str, out_dir: Path, fmt: str, ledger_path: Path, *,
+               allow_burned_in: bool = False, force_budget: bool = False,
+               keep_aspect: bool = False) -> None:
         if self.source is None or self.models is None:
             self._fail("Open an image and load a model before exporting.")
             return
         self._request(ExportRequest, source=self.source, markers=self.markers,
                       flip=self.flip, params=self.params, mechanism=mechanism,
-                      out_path=Path(out_path), fmt=fmt, ledger_path=Path(ledger_path),
-                      allow_burned_in=allow_burned_in, force_budget=force_budget)
+                      out_dir=Path(out_dir), fmt=fmt, ledger_path=Path(ledger_path),
+                      allow_burned_in=allow_burned_in, force_budget=force_budget,
+                      keep_aspect=keep_aspect)
 
     def score_folder(self, paths: list[Path]) -> None:
         self.thumbs = {}
