@@ -28,10 +28,14 @@ $PY -m glow_engine.train --data "$SUBSET" --data "$EXTRA" --val-data "$SUBSET" -
 $PY -m glow_engine.cli calibrate "$RUNS/mixture/model" --data "$SUBSET" --data "$EXTRA" \
     --device "$DEVICE"
 
-# The viewer's validation score distribution for this pair (glow_engine.validation_scores: the val
-# images' two scores per label, numbers only). It matches the models by their content hash, so
-# copy it to resources/models/reference_scores.json together with the two model folders.
-$PY -m glow_engine.cli evaluate --data "$SUBSET" --split val --out "$RUNS/reference_eval" \
+# The full evaluation of this pair (docs/evaluation.md, "How to reproduce": every mechanism at
+# the published budgets and at 1 and 0.1, the compressor and view baselines, the downstream CNN
+# and the learned re-identification attacker; about an hour on a 2-core CPU at 256x256). With
+# --write-reference it also writes the viewer's validation score distribution
+# (glow_engine.validation_scores) and the pair's risk card (glow_engine.risk_card), numbers
+# only, both bound to the two models' content hashes: copy $RUNS/reference_scores.json and
+# $RUNS/risk_card.json to resources/models/ together with the two model folders.
+$PY -m glow_engine.cli evaluate --data "$SUBSET" --split val --out "$RUNS/evaluation" \
     --normal "$RUNS/normal/model" --mixture "$RUNS/mixture/model" --device "$DEVICE" \
-    --mechanisms idldp --epx inf --check-images 2 --no-synthetic --no-progress \
+    --epx inf-noclip,inf,1000,100,10,1,0.1 --downstream --learned-attacker --no-progress \
     --write-reference "$RUNS/reference_scores.json"
