@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from glow_engine.atomic import write_text_atomic
+from glow_engine.model_pair_files import load_for_models
 from glow_engine.resources import RISK_CARD_NAME
 
 __all__ = ["FIELDS", "FORMAT", "RISK_CARD_NAME", "RiskCard", "from_results", "load_risk_card",
@@ -231,17 +232,5 @@ def load_risk_card(path: str | Path | None, mixture_sha256: str | None,
     """The card in `path` if it was measured with these models, else None (the reason is
     logged: no file, unreadable, or other models). A hash of None matches any model: a release
     by a mechanism without a model (ID-LDP, DP-Pix) passes None for both, the viewer both."""
-    if path is None or not Path(path).is_file():
-        log.info("no risk card at %s", path)
-        return None
-    try:
-        card = read_risk_card(path)
-    except (OSError, ValueError) as exc:
-        log.warning("no risk card: cannot read %s (%s)", path, exc)
-        return None
-    for want, have in ((mixture_sha256, card.mixture_sha256),
-                       (normal_sha256, card.normal_sha256)):
-        if want is not None and want != have:
-            log.info("no risk card: %s was measured with other models", path)
-            return None
-    return card
+    return load_for_models(path, read_risk_card, lambda c: (c.mixture_sha256, c.normal_sha256),
+                           mixture_sha256, normal_sha256, "risk card", log)

@@ -31,6 +31,7 @@ import numpy as np
 
 from glow_engine.atomic import write_text_atomic
 from glow_engine.bits import bits_per_pixel
+from glow_engine.model_pair_files import load_for_models
 from glow_engine.resources import VALIDATION_SCORES_NAME
 from glow_engine.scores import ScoreBatch, ScoreKind
 
@@ -158,26 +159,12 @@ def load_validation_scores(path: str | Path | None, mixture_sha256: str,
                    normal_sha256: str | None) -> ValidationScores | None:
     """The validation scores in `path` if it was made with exactly these two models, else None (the
     reason is logged: no file, unreadable, or other models)."""
-    if path is None:
-        return None
-    path = Path(path)
-    if normal_sha256 is None:
+    if path is not None and normal_sha256 is None:
         log.info("no validation reference: no normal-only model is loaded")
         return None
-    if not path.is_file():
-        log.info("no validation reference: %s does not exist", path)
-        return None
-    try:
-        ref = read_validation_scores(path)
-    except (OSError, ValueError) as exc:
-        log.warning("no validation reference: cannot read %s (%s)", path, exc)
-        return None
-    if ref.mixture_sha256 != mixture_sha256 or ref.normal_sha256 != normal_sha256:
-        log.info("no validation reference: %s was made with other models (mixture %s, normal "
-                 "%s; loaded %s, %s)", path, ref.mixture_sha256[:12], ref.normal_sha256[:12],
-                 mixture_sha256[:12], normal_sha256[:12])
-        return None
-    return ref
+    return load_for_models(path, read_validation_scores,
+                           lambda v: (v.mixture_sha256, v.normal_sha256), mixture_sha256,
+                           normal_sha256, "validation reference", log)
 
 
 # --------------------------------------------------------------------------- parsing

@@ -84,8 +84,8 @@ def test_compressor_baseline_ranks_complexity_and_view_baseline_reads_the_view()
     busy = np.random.default_rng(0).random((4, 32, 32)).astype(np.float32)
     data = image_set(np.concatenate([smooth, busy]), np.r_[np.zeros(4), np.ones(4)],
                      [f"p{i}" for i in range(8)], ["AP"] * 3 + ["PA"] * 5)
-    for name in baselines.COMPRESSORS:
-        bpp = baselines.compressor_bpp(np.concatenate([smooth, busy]), name)
+    for name in ("png", "jpeg2000"):
+        bpp = baselines.COMPRESSORS[name](np.concatenate([smooth, busy]))
         assert np.all(bpp[4:] > 4 * bpp[:4]) and np.all(bpp[4:] > 7)  # noise: incompressible
     result = baselines.compressor_aucs(np.concatenate([smooth, busy]), data, 100, 0)
     assert {"png", "jpeg2000"} <= set(result) and result["png"]["all"]["auc"] == 1.0

@@ -21,35 +21,28 @@ from PIL import Image, features
 
 from glow_engine.data import ImageSet
 from glow_engine.evaluation.metrics import auc_with_ci
+from glow_engine.imaging.pixels import to_uint8
+from glow_engine.ood import png_bits_per_pixel
 
-__all__ = ["COMPRESSORS", "compressor_aucs", "compressor_bpp", "view_auc"]
-
-
-def _png(image: Image.Image, out: io.BytesIO) -> None:
-    image.save(out, format="PNG", compress_level=9)
+__all__ = ["COMPRESSORS", "compressor_aucs", "jpeg2000_bits_per_pixel", "view_auc"]
 
 
-def _jpeg2000(image: Image.Image, out: io.BytesIO) -> None:
-    image.save(out, format="JPEG2000", irreversible=False)  # lossless
-
-
-# name -> (title, writer); JPEG 2000 only where Pillow was built with OpenJPEG (its wheels are)
-COMPRESSORS: dict[str, tuple[str, Callable[[Image.Image, io.BytesIO], None]]] = {
-    "png": ("PNG", _png),
-    **({"jpeg2000": ("JPEG 2000", _jpeg2000)} if features.check("jpg_2000") else {}),
-}
-
-
-def compressor_bpp(pixels: np.ndarray, name: str) -> np.ndarray:
-    """Bits per pixel of each (R, R) [0, 1] image, 8-bit, losslessly coded by `name`."""
-    write = COMPRESSORS[name][1]
-    u8 = np.rint(np.clip(pixels, 0, 1) * 255).astype(np.uint8)
-    out = np.empty(len(u8))
-    for i, img in enumerate(u8):
+def jpeg2000_bits_per_pixel(pixels: np.ndarray) -> np.ndarray:
+    """(B, H, W) [0, 1] -> the lossless JPEG 2000 size of each 8-bit image in bits per pixel
+    (the PNG twin is the out-of-distribution check's, glow_engine.ood)."""
+    out = []
+    for p in to_uint8(pixels):
         buf = io.BytesIO()
-        write(Image.fromarray(img), buf)
-        out[i] = 8 * buf.tell() / img.size
-    return out
+        Image.fromarray(p).save(buf, format="JPEG2000", irreversible=False)
+        out.append(8 * buf.tell() / p.size)
+    return np.asarray(out)
+
+
+# name -> bits per pixel; JPEG 2000 only where Pillow was built with OpenJPEG (its wheels are)
+COMPRESSORS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "png": png_bits_per_pixel,
+    **({"jpeg2000": jpeg2000_bits_per_pixel} if features.check("jpg_2000") else {}),
+}
 
 
 def compressor_aucs(pixels: np.ndarray, data: ImageSet, n_boot: int, seed: int) -> dict:
@@ -57,7 +50,7 @@ def compressor_aucs(pixels: np.ndarray, data: ImageSet, n_boot: int, seed: int) 
     pa = data.views == "PA"
     out = {}
     for name in COMPRESSORS:
-        bpp = compressor_bpp(pixels, name)
+        bpp = COMPRESSORS[name](pixels)
         out[name] = {
             "all": auc_with_ci(bpp, data.labels, data.patient_ids, n_boot, seed).to_dict(),
             "pa": auc_with_ci(bpp[pa], data.labels[pa], data.patient_ids[pa], n_boot,
