@@ -90,3 +90,25 @@ def test_new_session_sets_torch_threads_only_when_asked() -> None:
         assert torch.get_num_threads() == before + 1
     finally:
         torch.set_num_threads(before)
+
+
+# Every engine call blocks for ever, as a read from a pipe that never delivers would.
+STUCK_ENGINE = """
+import sys, threading
+import app.__main__ as viewer_main
+import app.session
+viewer_main.SMOKE_TIMEOUT_S, viewer_main.SMOKE_STOP_S = 3.0, 1.0
+app.session.Session.handle = lambda self, request: threading.Event().wait()
+sys.exit(viewer_main.main(["--smoke-test"]))
+"""
+
+
+def test_smoke_test_ends_even_when_the_engine_is_stuck(tmp_path: Path) -> None:
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "HOME": str(tmp_path)}
+    try:
+        done = subprocess.run([sys.executable, "-c", STUCK_ENGINE], env=env, timeout=120,
+                              capture_output=True, text=True, cwd=Path(__file__).parents[1])
+    except subprocess.TimeoutExpired:
+        pytest.fail("the smoke test did not exit while the engine was stuck")
+    assert done.returncode == 1
+    assert "timed out" in done.stderr and "did not stop" in done.stderr
