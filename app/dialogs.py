@@ -12,6 +12,7 @@ from PySide6.QtGui import QImage, QTextDocument
 from PySide6.QtWidgets import (
     QDialog,
     QDialogButtonBox,
+    QLabel,
     QLineEdit,
     QTextBrowser,
     QTreeWidget,
@@ -142,11 +143,18 @@ class Document(_Reading):
     """A Markdown document from docs/ (the privacy notes, the evaluation), with its pictures:
     the bundle has no other way to show them to the person deciding on a budget."""
 
-    def __init__(self, title: str, path: Path, parent: QWidget | None = None) -> None:
+    def __init__(self, title: str, path: Path, parent: QWidget | None = None,
+                 preface: str = "") -> None:
+        """`preface`: rich text shown above the document (the privacy notes open with what
+        the budget on screen means)."""
         super().__init__(title, (920, 780), parent, _FittingBrowser())
         # A file URL, so that relative image paths (img/...) resolve beside the document.
         self.text.setSource(QUrl.fromLocalFile(str(path)),
                             QTextDocument.ResourceType.MarkdownResource)
+        self.preface = QLabel(preface)
+        self.preface.setWordWrap(True)
+        self.preface.setVisible(bool(preface))
+        self.layout().insertWidget(0, self.preface)
 
 
 class _FittingBrowser(QTextBrowser):

@@ -1,4 +1,5 @@
-"""The export dialog: what will be written, that it is a NEW draw, and what it costs."""
+"""The export dialog: what will be written (the file's name, size and published header
+values), that it is a NEW draw, what the budget means and what it costs."""
 
 from __future__ import annotations
 
@@ -21,13 +22,19 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.controls import format_e_px, scientific
+from app.controls import format_e_px
 from app.state import MECHANISMS, Aspect, ViewState
 from glow_engine.choices import MECHANISM_TITLES, RELEASE_FORMATS
+from glow_engine.privacy_statement import scientific, statement
+from glow_engine.release.deid import DEFINED_TERMS, kept_values
 from glow_engine.release.ledger import default_ledger_path
 
 # A folder of its own, never the home directory: what is in it is what gets published.
 DEFAULT_RELEASE_DIR = Path.home() / "DP-GLOW releases"
+NO_PRIVACY_NOTICE = (
+    "<b>No privacy: at ε = ∞ no noise is added.</b> The exported image is the original "
+    "reconstructed by the model (clipped in its latent space for DP-GLOW, unchanged for "
+    "ID-LDP): nothing in it is hidden. It is still recorded in the ledger.")
 NEW_DRAW_NOTICE = (
     "<b>The exported image is a NEW draw, not the preview on screen.</b> It is privatised "
     "again with fresh secure noise (exact discrete Laplace from the operating system's random "
@@ -44,8 +51,16 @@ class ExportDialog(QDialog):
         self.state, self.settings = state, settings
         self.setWindowTitle("Export privatised image")
         self.setMinimumWidth(560)
-        notice = QLabel(NEW_DRAW_NOTICE)
+        no_privacy = math.isinf(state.params.e_px)
+        notice = QLabel(NO_PRIVACY_NOTICE if no_privacy else NEW_DRAW_NOTICE)
         notice.setWordWrap(True)
+        # At ε = ∞ there is nothing to protect the patient: Export waits for a yes to that.
+        self.no_privacy = QCheckBox("Export it anyway, knowing it carries no privacy")
+        self.no_privacy.setVisible(no_privacy)
+        self.meaning = QLabel()
+        self.meaning.setWordWrap(True)
+        self.published = QLabel()
+        self.published.setWordWrap(True)
         self.mechanism = QComboBox()
         p = state.params
         for name in MECHANISMS:
@@ -54,6 +69,8 @@ class ExportDialog(QDialog):
         self.fmt = QComboBox()
         for key, fmt in RELEASE_FORMATS.items():
             self.fmt.addItem(fmt.title, key)
+        if self._dataset() is not None:  # a DICOM source is released as DICOM by default
+            self.fmt.setCurrentIndex(self.fmt.findData("dicom"))
         self.out = QLineEdit(str(self.settings.value("export_dir", str(DEFAULT_RELEASE_DIR))))
         # One ledger for the CLI and the viewer by default: composition counts across both.
         self.ledger = QLineEdit(str(settings.value("ledger", str(default_ledger_path()))))
@@ -74,9 +91,16 @@ class ExportDialog(QDialog):
                                      "aspect ratio is then published unprotected)")
         self.force_budget = QCheckBox("Release past the per-patient budget (recorded as forced)")
         self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Cancel)
-        self.buttons.addButton("Export", QDialogButtonBox.ButtonRole.AcceptRole)
+        self.export_button = self.buttons.addButton("Export",
+                                                    QDialogButtonBox.ButtonRole.AcceptRole)
+        self.export_button.setEnabled(not no_privacy)
+        self.no_privacy.toggled.connect(self.export_button.setEnabled)
         self.buttons.accepted.connect(self.accept)
         self.buttons.rejected.connect(self.reject)
+        for box in (self.mechanism, self.fmt):
+            box.currentIndexChanged.connect(self._show_release)
+        self.keep_aspect.toggled.connect(self._show_release)
+        self._show_release()
         form = QFormLayout()
         form.addRow("Mechanism", self.mechanism)
         form.addRow("Format", self.fmt)
@@ -84,7 +108,10 @@ class ExportDialog(QDialog):
         form.addRow("Privacy ledger", self._with_browse(self.ledger, self._browse_ledger))
         layout = QVBoxLayout(self)
         layout.addWidget(notice)
+        layout.addWidget(self.no_privacy)
         layout.addLayout(form)
+        layout.addWidget(self.meaning)
+        layout.addWidget(self.published)
         layout.addWidget(self.cost)
         layout.addWidget(self.spent)
         layout.addWidget(self.warning)
@@ -101,6 +128,51 @@ class ExportDialog(QDialog):
                 f"{scientific(total)}. It is added to the image's (and, for DICOM, the "
                 "patient's) total in the privacy ledger; releasing the same image again "
                 "adds up.")
+
+    def _show_release(self) -> None:
+        """What the chosen mechanism's budget means, and what exactly will be published."""
+        said = self._statement()
+        if said is not None:
+            self.meaning.setText(f"<b>{said.headline}.</b> {said.formal} {said.measured}")
+        self.published.setText(self._published_text())
+
+    def _statement(self):
+        models, p = self.state.models, self.state.params
+        if models is None:
+            return None
+        return statement(self.mechanism.currentData(), p.mode, p.e_px, models.resolution,
+                         models.risk_card)
+
+    def _published_text(self) -> str:
+        fmt = self.fmt.currentData()
+        name = f"16 random hex digits + {RELEASE_FORMATS[fmt].suffix} (drawn when written)"
+        lines = [f"<b>File name:</b> {name}: nothing of the source's name or folder.",
+                 f"<b>Size:</b> {self._size_text()}."]
+        if fmt == "dicom":
+            kept = kept_values(self._dataset())
+            values = ", ".join(f"{k} {v}" for k, v in kept.items()) or "none"
+            lines.append(
+                "<b>Header:</b> a new de-identified Secondary Capture. Patient's Name and "
+                "Patient ID are a generated pseudonym, not the patient's; new UIDs; no dates, "
+                f"no free text. Kept from the source (defined terms only: "
+                f"{', '.join(DEFINED_TERMS)}): {values}.")
+        else:
+            lines.append("<b>Header:</b> none (PNG: pixels only).")
+        return "<br>".join(lines)
+
+    def _size_text(self) -> str:
+        src, rendered, r = self.state.source, self.state.rendered, self.state.resolution
+        if src is None or r is None:
+            return "the model's resolution"
+        h, w = src.pixels.shape
+        if self.keep_aspect.isChecked() and rendered is not None:
+            ph, pw = rendered.panes["dpglow"].pixels.shape
+            return f"{pw} × {ph} pixels (the source's aspect) from a {w} × {h} source"
+        return f"{r} × {r} pixels (the whole model frame) from a {w} × {h} source"
+
+    def _dataset(self):
+        image = self.state.source.image if self.state.source else None
+        return image.dataset if image is not None else None
 
     def _read_ledger(self) -> None:
         """On the engine thread: opening a ledger may wait for a batch release's lock."""
@@ -128,10 +200,6 @@ class ExportDialog(QDialog):
 
     def _warning_text(self) -> str:
         lines = []
-        p = self.state.params
-        if math.isinf(p.e_px):
-            lines.append("ε = ∞ adds no noise: the file is a reconstruction with no privacy "
-                         "guarantee (an export is always clipped).")
         if self.state.markers or self.state.flip:
             lines.append("Your block markers / flip are part of the input and will be in the "
                          "exported image.")
@@ -181,6 +249,8 @@ class ExportDialog(QDialog):
         super().done(result)
 
     def accept(self) -> None:
+        if self.no_privacy.isVisibleTo(self) and not self.no_privacy.isChecked():
+            return  # ε = ∞ is exported only on an explicit yes
         out, ledger = Path(self.out.text()).expanduser(), Path(self.ledger.text()).expanduser()
         self.settings.setValue("export_dir", str(out))
         self.settings.setValue("ledger", str(ledger))

@@ -397,7 +397,11 @@ class MainWindow(QMainWindow):
             self._show_error(f"{title}: the document is missing from this installation "
                              f"({path}).")
             return
-        Document(title, path, self).open()
+        said = self.controls.statement() if title == "Privacy notes" else None
+        preface = ("" if said is None else
+                   f"<b>At the budget on screen — {said.headline}.</b> {said.formal} "
+                   f"{said.measured}")
+        Document(title, path, self, preface).open()
 
     def show_about(self) -> None:
         About(self.state.models, self).open()

@@ -65,6 +65,7 @@ from glow_engine.overlays import (
     contrast_kept,
     similarity,
 )
+from glow_engine.privacy_statement import scientific
 from glow_engine.release.batch import ReleaseInput, ReleaseOptions, release_one
 from glow_engine.release.ledger import Ledger
 from glow_engine.resources import VALIDATION_SCORES_NAME, resource_path
@@ -341,10 +342,15 @@ class Session:
             on_image = ledger.spent_on_image(sha)
             on_patient = ledger.spent_on_patient(item.patient_id, sha)
         who = "patient" if item.patient_id else "image"
+        place, (h, w) = prep.placement, src.pixels.shape
+        size = (f"{place.width} × {place.height}" if request.keep_aspect
+                else f"{mech.resolution} × {mech.resolution}")
+        drawn = ("no noise (ε = ∞): no privacy" if math.isinf(p.e_px)
+                 else "a new draw with fresh secure noise")
         return Exported(request.id, outcome.file,
-                        f"Exported {outcome.file.name}: a new draw with fresh secure noise "
-                        f"({mech.describe(p.e_px)}). Ledger total ε spent on this "
-                        f"image: {on_image:g}; on this {who}: {on_patient:g}.")
+                        f"Exported {outcome.file.name}, {size} pixels from a {w} × {h} source: "
+                        f"{drawn} ({mech.describe(p.e_px)}). Ledger: total ε spent on this "
+                        f"image {scientific(on_image)}; on this {who} {scientific(on_patient)}.")
 
 
 def _beside_models(mixture_path: Path, name: str, load: Callable[[Path], Any]) -> Any:

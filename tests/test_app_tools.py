@@ -140,9 +140,11 @@ def test_arrow_keys_step_through_the_folder_from_the_image(qtbot, window, tmp_pa
     for i in range(2):
         write_png(folder / f"img{i}.png", seed=i)
     window.open_folder(folder)
-    qtbot.waitUntil(lambda: window.browser.table.currentRow() == 0, timeout=TIMEOUT_MS)
+    qtbot.waitUntil(lambda: window.browser.table.rowCount() == 2
+                    and window.browser.table.currentRow() == 0, timeout=TIMEOUT_MS)
     graphics = window.grid.panes["original"].graphics
     window.activateWindow()
+    qtbot.waitUntil(window.isActiveWindow)
     graphics.setFocus()
     qtbot.waitUntil(graphics.hasFocus)
     qtbot.keyClick(graphics, Qt.Key.Key_Down)

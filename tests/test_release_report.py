@@ -74,7 +74,7 @@ def test_report_names_nothing_and_shows_the_card(card: RiskCard, tmp_path: Path)
         row = card.body["mechanisms"]["dppix"][budget]
         assert f"<td>{row['reid_top1']:.2f}" in page and f"<td>{row['auc_bpd']:.2f} [" in page
     assert "total ε per patient, this release</th><td>largest 6144 (2 image(s))" in page
-    assert "rules nothing out" in page  # total epsilon 3072
+    assert "does not rule out recognising the patient" in page  # total epsilon 3072
     png = re.search(r'src="data:image/png;base64,([^"]+)"', page).group(1)
     assert base64.b64decode(png).startswith(b"\x89PNG")
 
@@ -88,10 +88,11 @@ def test_report_at_a_measured_budget_and_without_a_card(card: RiskCard, tmp_path
 
 
 def test_formal_meaning_in_plain_words() -> None:
-    assert "no privacy guarantee" in formal_meaning(float("inf"))
+    """The viewer's words (glow_engine.privacy_statement), not a second set."""
+    assert "no noise is added" in formal_meaning(float("inf"))
     small = formal_meaning(1.0)
-    assert "2.72" in small and "rules nothing out" not in small
-    assert "e<sup>1.64e+06</sup>" in formal_meaning(1_638_400)
+    assert "2.72" in small and "does not rule out" not in small
+    assert "711,549 digits" in formal_meaning(1_638_400)
 
 
 def test_privatize_writes_the_report_beside_the_operators_record(tmp_path: Path,

@@ -29,6 +29,7 @@ from matplotlib.figure import Figure
 from glow_engine.atomic import write_text_atomic
 from glow_engine.mechanisms import Mechanism, total_epsilon
 from glow_engine.mechanisms.base import format_number
+from glow_engine.privacy_statement import formal_meaning
 from glow_engine.release.batch import Summary
 from glow_engine.release.ledger import Ledger
 from glow_engine.resources import default_risk_card_path
@@ -99,23 +100,6 @@ def _eps(x: float) -> str:
     if math.isinf(x):
         return "∞"
     return format_number(x) if x < 1e5 else f"{x:.3g}"
-
-
-def formal_meaning(total: float) -> str:
-    """What a total epsilon promises, in plain words (docs/privacy.md section 1)."""
-    if math.isinf(total):
-        return ("No noise was added (ε = ∞): the released images carry no privacy "
-                "guarantee at all.")
-    odds = (f"e<sup>{_eps(total)}</sup>" if total > 50 else f"{math.exp(total):,.3g}")
-    words = (f"Whatever else someone knows, seeing one released image changes the odds "
-             f"between any two guesses about the original image by at most a factor of "
-             f"{odds} (total ε = {_eps(total)} per image).")
-    if total > 10:
-        words += (" A factor this large rules nothing out: it does not exclude recognising the "
-                  "patient, reading a burned-in label or recovering the image. Formal "
-                  "protection in the usual sense needs a total ε of about 1 to 10 per image. "
-                  "What protects at this budget is measured, not proven: see below.")
-    return words
 
 
 def _value(row: dict, field: str) -> str:

@@ -1,0 +1,94 @@
+"""One privacy message, offscreen: the budget panel, the export dialog, Help > Privacy notes
+and the release report all say what glow_engine.privacy_statement says; at ε = ∞ nothing
+promises noise; the export dialog shows what will be published."""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+
+import pytest
+from test_app_support import TIMEOUT_MS
+from test_app_viewer import write_dicom
+
+pytest.importorskip("pytestqt")
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+from PySide6.QtWidgets import QLabel
+
+from app.dialogs import Document
+from app.export import ExportDialog
+from glow_engine import privacy_statement
+from glow_engine.release import report
+from glow_engine.resources import USER_DOCUMENTS, document_path
+
+DEVELOPMENT_PATHS = re.compile(r"\.\./shared|glow_engine/|tests/|benchmarks/|app/[a-z]")
+
+
+def open_export(window) -> ExportDialog:
+    window.export_dialog()
+    return window.findChildren(ExportDialog)[-1]
+
+
+def test_the_panel_says_what_the_statement_says(window) -> None:
+    said = privacy_statement.statement("dpglow", "paper", 100, 32)
+    c = window.controls
+    assert c.headline.text() == said.headline == "No formal protection at this budget"
+    assert c.total.text() == f"{said.formal} {said.measured}"
+    labels = " ".join(label.text() for label in window.findChildren(QLabel))
+    assert "still holds" not in labels
+
+
+def test_export_and_help_use_the_same_words(qtbot, window) -> None:
+    said = privacy_statement.statement("dpglow", "paper", 100, 32)
+    dialog = open_export(window)
+    assert said.headline in dialog.meaning.text() and said.formal in dialog.meaning.text()
+    dialog.mechanism.setCurrentIndex(dialog.mechanism.findData("idldp"))
+    assert "not measured for ID-LDP" in dialog.meaning.text()
+    dialog.reject()
+    window.show_document("Privacy notes")
+    notes = window.findChildren(Document)[-1]
+    assert said.formal in notes.preface.text() and said.headline in notes.preface.text()
+    assert report.formal_meaning is privacy_statement.formal_meaning  # the release report
+
+
+def test_help_documents_cite_no_development_paths() -> None:
+    text = document_path(USER_DOCUMENTS["Privacy notes"]).read_text(encoding="utf-8")
+    assert DEVELOPMENT_PATHS.findall(text) == []
+
+
+def test_no_noise_is_no_privacy_and_needs_a_yes(qtbot, window, tmp_path, settings) -> None:
+    settings.setValue("export_dir", str(tmp_path / "out"))
+    settings.setValue("ledger", str(tmp_path / "ledger.sqlite"))
+    window.controls.apply(math.inf)
+    qtbot.waitUntil(lambda: window.state.settled, timeout=TIMEOUT_MS)
+    assert window.controls.headline.text() == "No privacy: no noise is added"
+    dialog = open_export(window)
+    texts = " ".join(label.text() for label in dialog.findChildren(QLabel))
+    assert "fresh secure noise" not in texts and "No privacy" in texts
+    assert not dialog.export_button.isEnabled()
+    requests = []
+    window.state.requested.connect(requests.append)
+    dialog.accept()  # refused without the yes
+    assert requests == [] and not (tmp_path / "out").exists()
+    dialog.no_privacy.setChecked(True)
+    assert dialog.export_button.isEnabled()
+    dialog.reject()
+
+
+def test_a_dicom_is_released_as_dicom_and_its_header_is_shown(qtbot, window, tmp_path) -> None:
+    window.open_path(write_dicom(tmp_path / "study.dcm"))
+    qtbot.waitUntil(lambda: window.state.source.name == "study.dcm", timeout=TIMEOUT_MS)
+    qtbot.waitUntil(lambda: window.state.settled and window.state.rendered is not None,
+                    timeout=TIMEOUT_MS)
+    dialog = open_export(window)
+    assert dialog.fmt.currentData() == "dicom"
+    published = dialog.published.text()
+    assert "16 random hex digits + .dcm" in published
+    assert "generated pseudonym, not the patient" in published and "Modality DX" in published
+    assert "32 × 32 pixels (the whole model frame) from a 48 × 64 source" in published
+    assert "Doe" not in published and "PAT-123" not in published
+    dialog.fmt.setCurrentIndex(dialog.fmt.findData("png"))
+    assert "none (PNG: pixels only)" in dialog.published.text()
+    dialog.reject()
