@@ -20,7 +20,7 @@ from torch import nn
 
 from glow_engine.data import augment
 
-__all__ = ["Backbone", "Recipe", "apply", "build", "fit", "to_input", "train_view"]
+__all__ = ["Backbone", "Network", "Recipe", "apply", "build", "fit", "to_input", "train_view"]
 
 
 @dataclass(frozen=True)
@@ -71,6 +71,19 @@ class Backbone(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.body(x)
+
+
+class Network(nn.Module):
+    """The backbone and one linear logit on its features, for images of side `size`."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self.size = size
+        self.backbone = Backbone()
+        self.head = nn.Linear(Backbone.FEATURES, 1)
+
+    def logit(self, features: torch.Tensor) -> torch.Tensor:
+        return self.head(features)[:, 0]
 
 
 def build(make: Callable[[], nn.Module], seed: int) -> nn.Module:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from glow_engine.evaluation import cnn
 from glow_engine.evaluation.metrics import auc_with_ci
@@ -23,17 +22,11 @@ from glow_engine.evaluation.metrics import auc_with_ci
 __all__ = ["Classifier", "auc", "scores", "train_classifier"]
 
 
-class Classifier(nn.Module):
-    """Backbone + one logit (higher = abnormal), on images of side `size`."""
-
-    def __init__(self, size: int) -> None:
-        super().__init__()
-        self.size = size
-        self.backbone = cnn.Backbone()
-        self.head = nn.Linear(cnn.Backbone.FEATURES, 1)
+class Classifier(cnn.Network):
+    """The logit of the image's features: higher = abnormal."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.backbone(x))[:, 0]
+        return self.logit(self.backbone(x))
 
 
 def train_classifier(pixels: np.ndarray, labels: np.ndarray, seed: int,

@@ -21,25 +21,18 @@ import copy
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from glow_engine.evaluation import cnn
 
 __all__ = ["Verifier", "same_patient_pairs", "similarity", "train_verifier"]
 
 
-class Verifier(nn.Module):
-    """Shared backbone and a linear "same patient" logit, on images of side `size`."""
-
-    def __init__(self, size: int) -> None:
-        super().__init__()
-        self.size = size
-        self.backbone = cnn.Backbone()
-        self.head = nn.Linear(cnn.Backbone.FEATURES, 1)
+class Verifier(cnn.Network):
+    """One backbone for both sides; the logit "same patient" of their features' distance."""
 
     def pair_logits(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         """Embeddings (P, F) of the two sides -> (P,) logits."""
-        return self.head((a - b).abs())[:, 0]
+        return self.logit((a - b).abs())
 
 
 def same_patient_pairs(patient_ids: np.ndarray) -> np.ndarray:
