@@ -16,6 +16,12 @@ from test_mechanisms import output_log_pmf
 
 from glow_engine import cli
 from glow_engine.errors import UserError
+from glow_engine.evaluation.settings import (
+    DEFAULT_MECHANISMS,
+    MECHANISMS,
+    build_mechanism,
+    encode_group,
+)
 from glow_engine.mechanisms import BudgetError, DPPix, create_mechanism, preview_noise
 from glow_engine.mechanisms.box import GRID_BITS, release_scale, to_grid
 from glow_engine.mechanisms.noise import rational_scale
@@ -154,3 +160,14 @@ def test_privatize_releases_dppix_through_the_registry(tmp_path: Path) -> None:
         (row,) = led.releases()
     assert row["mechanism"] == "dppix" and row["mode"] == "b8"
     assert row["total_epsilon"] == 0.5 * R * R
+
+
+def test_evaluation_keys(tiny_model) -> None:
+    """The evaluation's `dppix` is the local-DP mechanism, `dppix-m1` the labelled comparison;
+    both share one encoding (the block means), DP-GLOW's is another."""
+    ldp, fan = (build_mechanism(k, tiny_model, 0.4, block=4) for k in ("dppix", "dppix-m1"))
+    assert (ldp.m, ldp.block, fan.m) == (None, 4, 1)
+    assert "dppix" in DEFAULT_MECHANISMS.split(",") and "dppix-m1" not in DEFAULT_MECHANISMS
+    assert "not local DP" in MECHANISMS["dppix-m1"]
+    assert encode_group("dppix", 0.4, 4) == encode_group("dppix-m1", 0.4, 4)
+    assert encode_group("dppix", 0.4, 4) != encode_group("dppix", 0.4, 8)
