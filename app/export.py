@@ -26,7 +26,6 @@ from app.controls import format_e_px
 from app.state import MECHANISMS, Aspect, ViewState
 from glow_engine.choices import MECHANISM_TITLES, RELEASE_FORMATS
 from glow_engine.privacy_statement import scientific, statement
-from glow_engine.release.deid import DEFINED_TERMS, kept_values
 from glow_engine.release.ledger import default_ledger_path
 
 # A folder of its own, never the home directory: what is in it is what gets published.
@@ -149,13 +148,12 @@ class ExportDialog(QDialog):
         lines = [f"<b>File name:</b> {name}: nothing of the source's name or folder.",
                  f"<b>Size:</b> {self._size_text()}."]
         if fmt == "dicom":
-            kept = kept_values(self._dataset())
+            kept = self.state.source.kept_header if self.state.source else {}
             values = ", ".join(f"{k} {v}" for k, v in kept.items()) or "none"
             lines.append(
                 "<b>Header:</b> a new de-identified Secondary Capture. Patient's Name and "
                 "Patient ID are a generated pseudonym, not the patient's; new UIDs; no dates, "
-                f"no free text. Kept from the source (defined terms only: "
-                f"{', '.join(DEFINED_TERMS)}): {values}.")
+                f"no free text. Kept from the source (defined terms only): {values}.")
         else:
             lines.append("<b>Header:</b> none (PNG: pixels only).")
         return "<br>".join(lines)

@@ -36,10 +36,12 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.batch_window import BatchWindow
 from app.browser import FolderBrowser
 from app.controls import EpsilonControl
 from app.dialogs import About, Document, ModelInfo, TagBrowser
 from app.export import ExportDialog
+from app.ledger_window import LedgerWindow
 from app.panes import ZOOM_STEP, PaneGrid, Tool
 from app.scores import ScoresPanel
 from app.state import Aspect, ViewState
@@ -99,6 +101,8 @@ class MainWindow(QMainWindow):
         self.scores = ScoresPanel(self.state)
         self.browser = FolderBrowser(self.state)
         self.pending_image: Path | None = None
+        self.ledger_window: LedgerWindow | None = None  # made when first asked for
+        self.batch_window: BatchWindow | None = None
         self.messages: list[str] = []  # every error shown, newest last (tests read it)
         self.setWindowTitle("DP-GLOW Viewer")
         self.setWindowIcon(icon("app"))
@@ -202,6 +206,8 @@ class MainWindow(QMainWindow):
             "normal": a("Open normal model…", lambda: self.open_model_dialog("normal")),
             "info": a("Model information…", self.show_model_info),
             "about": a("About DP-GLOW Viewer…", self.show_about),
+            "ledger": a("Privacy ledger…", self.show_ledger, "Ctrl+L"),
+            "batch": a("Release a folder…", self.show_batch, "Ctrl+B"),
         }
         self.act["outlines"].setChecked(True)
         self._build_menus()
@@ -228,6 +234,8 @@ class MainWindow(QMainWindow):
                                                  "next", "prev")])
         model = bar.addMenu("&Model")
         model.addActions([self.act["mixture"], self.act["normal"], self.act["info"]])
+        privacy = bar.addMenu("&Privacy")
+        privacy.addActions([self.act["ledger"], self.act["batch"]])
         help_menu = bar.addMenu("&Help")
         for title in USER_DOCUMENTS:
             help_menu.addAction(f"{title}…", lambda title=title: self.show_document(title))
@@ -406,6 +414,20 @@ class MainWindow(QMainWindow):
     def show_about(self) -> None:
         About(self.state.models, self).open()
 
+    def show_ledger(self) -> None:
+        """The privacy officer's view of every release (one window, brought to the front)."""
+        if self.ledger_window is None:
+            self.ledger_window = LedgerWindow(self.state, self.settings, self)
+        self.ledger_window.show()
+        self.ledger_window.raise_()
+        self.ledger_window.reload()
+
+    def show_batch(self) -> None:
+        if self.batch_window is None:
+            self.batch_window = BatchWindow(self.state, self.settings, self)
+        self.batch_window.show()
+        self.batch_window.raise_()
+
     def set_window_preset(self, levels: tuple[float, float] | None) -> None:
         original = self.state.original
         if levels is None and original is not None:
@@ -524,6 +546,8 @@ class MainWindow(QMainWindow):
         event.acceptProposedAction()
 
     def closeEvent(self, event: QCloseEvent) -> None:
+        if self.batch_window is not None:
+            self.batch_window.stop()  # a folder release ends after the images in hand
         self.worker.stop()  # waits for the running request; pending ones are dropped
         self.settings.setValue("geometry", self.saveGeometry())
         self.settings.sync()

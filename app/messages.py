@@ -11,6 +11,8 @@ own slot), and its handler in ``app.session`` (``@Session.answer.register``).
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from enum import Enum
 from pathlib import Path
@@ -38,6 +40,9 @@ class Kind(Enum):
     FOLDER = ("listing folder", False)
     EXPORT = ("exporting", False)
     LEDGER = ("reading the ledger", False)
+    LEDGER_TABLE = ("listing the ledger", False)  # the ledger window
+    TABLE = ("writing a table", False)  # a CSV the ledger window exports
+    BATCH = ("releasing a folder", False)  # the batch window: holds the engine until done
     RENDER = ("privatising", False)
     STRIP = ("privatising strip", False)
     SCORES = ("scoring", True)
@@ -154,6 +159,45 @@ class LedgerRequest(Request):
 
 
 @dataclass(frozen=True, eq=False)
+class LedgerTableRequest(Request):
+    """Every release in a ledger and its totals per patient and per image."""
+
+    kind = Kind.LEDGER_TABLE
+    ledger_path: Path
+
+
+@dataclass(frozen=True, eq=False)
+class TableRequest(Request):
+    """Write rows as a CSV file (atomically, never over an existing file)."""
+
+    kind = Kind.TABLE
+    path: Path
+    header: tuple[str, ...]
+    rows: tuple[tuple[str, ...], ...]
+
+
+@dataclass(frozen=True, eq=False)
+class BatchRequest(Request):
+    """Release files and folders through the release path of `dpglow privatize`
+    (glow_engine.release.batch.release_folder), then write its release report."""
+
+    kind = Kind.BATCH
+    inputs: tuple[Path, ...]
+    mechanism: str
+    params: PrivacyParams  # e_px, and DP-GLOW's alpha and mode
+    out_dir: Path
+    fmt: str
+    ledger_path: Path
+    keep_aspect: bool = False
+    force_budget: bool = False
+    allow_burned_in: bool = False
+    # Called on the engine thread after each batch of images (the window passes a Qt
+    # signal's emit, which queues it to the GUI thread); set `cancel` to stop between batches.
+    progress: Callable[[int, int], None] | None = None
+    cancel: threading.Event = field(default_factory=threading.Event)
+
+
+@dataclass(frozen=True, eq=False)
 class ThumbRequest(Request):
     kind = Kind.THUMBS
     paths: tuple[Path, ...]
@@ -177,6 +221,9 @@ class Source:
     key: int  # unique per opened source: the session caches encodings by it
     image: LoadedImage | None = None  # None for a synthetic sample
     note: str = ""  # e.g. "synthetic: no patient data"
+    # The header values a DICOM release publishes from it (glow_engine.release.deid's
+    # defined terms: Modality, ViewPosition...), for the export dialog to show.
+    kept_header: dict[str, str] = field(default_factory=dict)
 
     @property
     def path(self) -> Path | None:
@@ -283,6 +330,43 @@ class LedgerSpent:
 
 
 @dataclass(frozen=True, eq=False)
+class LedgerTable:
+    """A ledger's rows as glow_engine.release.ledger lists them: keys are pseudonymous (an
+    image's content hash, a keyed hash of the patient id), never a plain identifier."""
+
+    kind: ClassVar[Kind] = Kind.LEDGER_TABLE
+    request_id: int
+    ledger_path: Path
+    releases: tuple[dict, ...] = ()
+    patients: tuple[dict, ...] = ()
+    images: tuple[dict, ...] = ()
+    patient_budget: float | None = None
+    error: str = ""  # no such ledger, or it could not be read: why
+
+
+@dataclass(frozen=True, eq=False)
+class TableWritten:
+    kind: ClassVar[Kind] = Kind.TABLE
+    request_id: int
+    path: Path
+
+
+@dataclass(frozen=True, eq=False)
+class BatchDone:
+    """What a batch release did: how many inputs ended in each status, and where its
+    published manifest, the operator's record and the release report are."""
+
+    kind: ClassVar[Kind] = Kind.BATCH
+    request_id: int
+    counts: dict[str, int]  # Outcome status -> inputs ("written", "refused", ...)
+    problems: tuple[str, ...]  # one line per input that was not written, and why
+    manifest: Path | None
+    record: Path | None
+    report: Path | None
+    error: str = ""  # why the run stopped early, if it did
+
+
+@dataclass(frozen=True, eq=False)
 class Failed:
     request_id: int
     kind: Kind
@@ -290,4 +374,4 @@ class Failed:
 
 
 Answer = (ModelsInfo | Source | FolderListing | Rendered | Scores | Exported | LedgerSpent
-          | Thumb | Failed)
+          | LedgerTable | TableWritten | BatchDone | Thumb | Failed)

@@ -9,9 +9,12 @@ session keeps whatever it had before.
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 import math
 import secrets
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import singledispatchmethod
@@ -24,6 +27,8 @@ import torch
 from app.lru import LRU
 from app.messages import (
     Answer,
+    BatchDone,
+    BatchRequest,
     Exported,
     ExportRequest,
     Failed,
@@ -32,6 +37,8 @@ from app.messages import (
     Kind,
     LedgerRequest,
     LedgerSpent,
+    LedgerTable,
+    LedgerTableRequest,
     LoadModelsRequest,
     ModelsInfo,
     OpenRequest,
@@ -44,11 +51,14 @@ from app.messages import (
     ScoreRequest,
     Scores,
     Source,
+    TableRequest,
+    TableWritten,
     Thumb,
     ThumbRequest,
 )
 from app.state import MECHANISMS
 from glow_engine.anomaly import AnomalyScorer
+from glow_engine.atomic import write_text_atomic
 from glow_engine.choices import MECHANISM_TITLES
 from glow_engine.device import describe, pick_device
 from glow_engine.errors import UserError
@@ -66,8 +76,10 @@ from glow_engine.overlays import (
     similarity,
 )
 from glow_engine.privacy_statement import scientific
-from glow_engine.release.batch import ReleaseInput, ReleaseOptions, release_one
+from glow_engine.release.batch import ReleaseInput, ReleaseOptions, release_folder, release_one
+from glow_engine.release.deid import kept_values
 from glow_engine.release.ledger import Ledger
+from glow_engine.release.report import report_run
 from glow_engine.resources import VALIDATION_SCORES_NAME, resource_path
 from glow_engine.risk_card import RISK_CARD_NAME, load_risk_card
 from glow_engine.validation_scores import load_validation_scores
@@ -182,7 +194,8 @@ class Session:
     @answer.register
     def open(self, request: OpenRequest) -> Source:
         image = load_image(request.path)  # reading a file never needs the model
-        return Source(image.pixels, image.path.name, request.id, image)
+        return Source(image.pixels, image.path.name, request.id, image,
+                      kept_header=kept_values(image.dataset))
 
     @answer.register
     @torch.inference_mode()
@@ -307,6 +320,49 @@ class Session:
         except UserError as exc:
             return LedgerSpent(request.id, path, error=str(exc))
 
+
+    @answer.register
+    def ledger_table(self, request: LedgerTableRequest) -> LedgerTable:
+        """Read only if the ledger exists: opening a new one would create it."""
+        path = request.ledger_path
+        if not path.is_file():
+            return LedgerTable(request.id, path, error=f"There is no ledger at {path}.")
+        try:
+            with Ledger(path) as ledger:
+                return LedgerTable(request.id, path, tuple(ledger.releases()),
+                                   tuple(ledger.patient_totals()), tuple(ledger.image_totals()),
+                                   ledger.patient_budget)
+        except UserError as exc:
+            return LedgerTable(request.id, path, error=str(exc))
+
+    @answer.register
+    def table(self, request: TableRequest) -> TableWritten:
+        out = io.StringIO()
+        writer = csv.writer(out)
+        writer.writerow(request.header)
+        writer.writerows(request.rows)
+        write_text_atomic(request.path, out.getvalue())
+        return TableWritten(request.id, request.path)
+
+    @answer.register
+    def batch(self, request: BatchRequest) -> BatchDone:
+        """The batch window's release: `dpglow privatize`'s path and its release report."""
+        p = request.params
+        mech = self._mechanism(request.mechanism, p.alpha, p.mode)
+        opts = ReleaseOptions(e_px=p.e_px, out_dir=request.out_dir, fmt=request.fmt,
+                              keep_aspect=request.keep_aspect,
+                              force_budget=request.force_budget,
+                              allow_burned_in=request.allow_burned_in)
+        with Ledger(request.ledger_path) as ledger:
+            summary = release_folder(list(request.inputs), mech, ledger, opts,
+                                     on_progress=request.progress,
+                                     should_stop=request.cancel.is_set)
+            report = report_run(mech, p.e_px, summary, ledger)
+        problems = tuple(f"{Path(o.source).name}: {o.status} — {o.message}"
+                         for o in summary.outcomes if o.status not in ("written",))
+        return BatchDone(request.id, dict(Counter(o.status for o in summary.outcomes)),
+                         problems, summary.manifest, summary.record, report,
+                         summary.error or "")
 
     # ----------------------------------------------------------------- export
 

@@ -22,6 +22,8 @@ import numpy as np
 from app.events import Event
 from app.messages import (
     Answer,
+    BatchDone,
+    BatchRequest,
     Exported,
     ExportRequest,
     Failed,
@@ -30,6 +32,8 @@ from app.messages import (
     Kind,
     LedgerRequest,
     LedgerSpent,
+    LedgerTable,
+    LedgerTableRequest,
     LoadModelsRequest,
     ModelsInfo,
     OpenRequest,
@@ -42,6 +46,8 @@ from app.messages import (
     Scores,
     Source,
     StripRequest,
+    TableRequest,
+    TableWritten,
     Thumb,
     ThumbRequest,
 )
@@ -81,6 +87,9 @@ class Aspect(Enum):
     EXPORTED = auto()
     THUMBS = auto()
     SELECTION = auto()  # which block marker is being edited
+    LEDGER_TABLE = auto()  # the ledger window's rows
+    BATCH = auto()  # a batch release finished
+    TABLE = auto()  # a CSV was written
     FOLDER = auto()
     LEDGER = auto()
 
@@ -109,6 +118,9 @@ class ViewState:
         self.thumbs: dict[Path, Thumb] = {}
         self.folder: FolderListing | None = None  # the open folder's images
         self.ledger: LedgerSpent | None = None  # what the ledger holds for the open image
+        self.ledger_table: LedgerTable | None = None  # the ledger window's
+        self.batch_done: BatchDone | None = None  # the last batch release's summary
+        self.table_written: TableWritten | None = None
         self._ids = itertools.count(1)  # request ids; an open's id becomes the Source's key
         self._latest: dict[Kind, int] = {}  # kind -> newest request id
         self._answered: dict[Kind, int] = {}  # kind -> id of the newest request answered
@@ -246,6 +258,21 @@ class ViewState:
             self._request(LedgerRequest, ledger_path=Path(ledger_path),
                           content_sha256=image.content_sha256, patient_id=image.patient_id)
 
+    def list_ledger(self, ledger_path: Path) -> None:
+        self._request(LedgerTableRequest, ledger_path=Path(ledger_path))
+
+    def write_table(self, path: Path, header: tuple[str, ...],
+                    rows: tuple[tuple[str, ...], ...]) -> None:
+        self._request(TableRequest, path=Path(path), header=header, rows=rows)
+
+    def release_folder(self, request_fields: dict[str, Any]) -> BatchRequest | None:
+        """Start a batch release (BatchRequest's fields); returns the request, whose
+        `cancel` stops it between batches. None without a model."""
+        if self.models is None:
+            self._fail("Load a model before releasing a folder.")
+            return None
+        return self._request(BatchRequest, **request_fields)
+
     # ----------------------------------------------------------------- worker answers
 
     @property
@@ -330,6 +357,21 @@ class ViewState:
         self._emit(Aspect.LEDGER)
 
     @_take.register
+    def _accept_ledger_table(self, table: LedgerTable) -> None:
+        self.ledger_table = table
+        self._emit(Aspect.LEDGER_TABLE)
+
+    @_take.register
+    def _accept_batch(self, done: BatchDone) -> None:
+        self.batch_done = done
+        self._emit(Aspect.BATCH)
+
+    @_take.register
+    def _accept_table(self, written: TableWritten) -> None:
+        self.table_written = written
+        self._emit(Aspect.TABLE)
+
+    @_take.register
     def _accept_failed(self, failed: Failed) -> None:
         self._fail(failed.message)
 
@@ -381,10 +423,12 @@ class ViewState:
         colour = frozenset({"original"}) if image is not None and image.colour else frozenset()
         self._request(ScoreRequest, frames=frames, colour=colour)
 
-    def _request(self, cls: type[Request], **fields: Any) -> None:
+    def _request(self, cls: type[Request], **fields: Any) -> Request:
         request_id = next(self._ids)
         self._latest[cls.kind] = request_id
-        self.requested.emit(cls(id=request_id, **fields))
+        request = cls(id=request_id, **fields)
+        self.requested.emit(request)
+        return request
 
     def _emit(self, *aspects: Aspect) -> None:
         self.changed.emit(frozenset(aspects))

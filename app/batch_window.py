@@ -1,0 +1,265 @@
+"""Release a folder from the window, through the same release path as `dpglow privatize`
+(glow_engine.release.batch.release_folder, run on the engine thread): choose the mechanism,
+its noise rule, the budget, the format and the folders; a progress bar with Cancel; then how
+many files were released, skipped, refused or failed, and the release report.
+
+While a folder is released the engine does nothing else: the previews wait for it (or for
+Cancel, which stops after the batch of images in hand).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from PySide6.QtCore import QSettings, QSize, Qt, QUrl, Signal
+from PySide6.QtGui import QDesktopServices
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPlainTextEdit,
+    QProgressBar,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.controls import MODE_LABELS, BudgetField, format_e_px, parse_e_px, refusal
+from app.export import DEFAULT_RELEASE_DIR
+from app.messages import BatchDone, BatchRequest, Kind, PrivacyParams
+from app.state import MECHANISMS, Aspect, ViewState
+from app.widgets import fit_to_screen, guard_wheel
+from glow_engine.choices import DPGLOW_MODES, MECHANISM_TITLES, RELEASE_FORMATS
+from glow_engine.privacy_statement import statement
+from glow_engine.release.ledger import default_ledger_path
+
+STATUS_WORDS = {"written": "released", "done-earlier": "released before (nothing spent)",
+                "skipped": "skipped", "refused": "refused (budget or burned-in text)",
+                "failed": "failed", "not-started": "not started (cancelled)"}
+
+
+class BatchWindow(QWidget):
+    progressed = Signal(int, int)  # done, total: emitted on the engine thread, shown here
+
+    def __init__(self, state: ViewState, settings: QSettings,
+                 parent: QWidget | None = None) -> None:
+        super().__init__(parent, Qt.WindowType.Window)
+        self.state, self.settings = state, settings
+        self.request: BatchRequest | None = None  # the release running, if any
+        self.setWindowTitle("Release a folder")
+        fit_to_screen(self, QSize(760, 720))
+        p = state.params
+        self.inputs = QLineEdit(str(settings.value("batch_inputs", "")))
+        self.mechanism = QComboBox()
+        for name in MECHANISMS:
+            self.mechanism.addItem(MECHANISM_TITLES[name], name)
+        self.mode = QComboBox()
+        for mode in DPGLOW_MODES:
+            self.mode.addItem(MODE_LABELS[mode], mode)
+        self.mode.setCurrentIndex(DPGLOW_MODES.index(p.mode))
+        self.alpha = QDoubleSpinBox()
+        self.alpha.setRange(0.05, 1.0)
+        self.alpha.setSingleStep(0.05)
+        self.alpha.setValue(p.alpha)
+        self.budget = BudgetField(format_e_px(p.e_px))
+        self.fmt = QComboBox()
+        for key, fmt in RELEASE_FORMATS.items():
+            self.fmt.addItem(fmt.title, key)
+        self.out = QLineEdit(str(settings.value("export_dir", str(DEFAULT_RELEASE_DIR))))
+        self.ledger = QLineEdit(str(settings.value("ledger", str(default_ledger_path()))))
+        self.keep_aspect = QCheckBox("Keep each image's aspect ratio (publishes it unprotected)")
+        self.force_budget = QCheckBox("Release past the per-patient budget (recorded as forced)")
+        self.allow_burned_in = QCheckBox("Release sources that declare burned-in text")
+        self.no_privacy = QCheckBox("Release without privacy (ε = ∞: no noise)")
+        self.meaning = QLabel()
+        self.meaning.setWordWrap(True)
+        self.start = QPushButton("Release")
+        self.cancel = QPushButton("Cancel")
+        self.progress = QProgressBar()
+        self.summary = QLabel()
+        self.summary.setWordWrap(True)
+        self.problems = QPlainTextEdit()
+        self.problems.setReadOnly(True)
+        self.problems.setPlaceholderText("Files not released, and why, are listed here.")
+        self.open_report = QPushButton("Open the release report")
+        self._layout()
+        guard_wheel(self)
+        self._connect()
+        self._show_meaning()
+        self._show_running(False)
+
+    def _layout(self) -> None:
+        form = QFormLayout()
+        form.addRow("Images (folder)", self._with_browse(self.inputs, self._browse_inputs))
+        form.addRow("Mechanism", self.mechanism)
+        form.addRow("Noise (DP-GLOW)", self.mode)
+        form.addRow("α (DP-GLOW clip width)", self.alpha)
+        form.addRow("ε per pixel", self.budget)
+        form.addRow("Format", self.fmt)
+        form.addRow("Release folder", self._with_browse(self.out, self._browse_out))
+        form.addRow("Privacy ledger", self._with_browse(self.ledger, self._browse_ledger))
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.start)
+        buttons.addWidget(self.cancel)
+        buttons.addWidget(self.progress, 1)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        for box in (self.keep_aspect, self.force_budget, self.allow_burned_in,
+                    self.no_privacy):
+            layout.addWidget(box)
+        layout.addWidget(self.meaning)
+        layout.addLayout(buttons)
+        layout.addWidget(self.summary)
+        layout.addWidget(self.problems, 1)
+        layout.addWidget(self.open_report)
+
+    def _connect(self) -> None:
+        for box in (self.mechanism, self.mode):
+            box.currentIndexChanged.connect(self._show_meaning)
+        self.budget.textChanged.connect(self._show_meaning)
+        self.no_privacy.toggled.connect(self._show_meaning)
+        self.start.clicked.connect(self.release)
+        self.cancel.clicked.connect(self.stop)
+        self.progressed.connect(self._on_progress)
+        self.open_report.clicked.connect(self._open_report)
+        self.state.changed.connect(self._on_changed)
+
+    @staticmethod
+    def _with_browse(edit: QLineEdit, slot) -> QWidget:
+        row = QWidget()
+        layout = QHBoxLayout(row)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(edit, 1)
+        button = QPushButton("Browse…")
+        button.clicked.connect(slot)
+        layout.addWidget(button)
+        return row
+
+    def _browse_inputs(self) -> None:
+        self._pick_folder(self.inputs, "Images to release")
+
+    def _browse_out(self) -> None:
+        self._pick_folder(self.out, "Release folder")
+
+    def _pick_folder(self, edit: QLineEdit, title: str) -> None:
+        folder = QFileDialog.getExistingDirectory(self, title, edit.text())
+        if folder:
+            edit.setText(folder)
+
+    def _browse_ledger(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(
+            self, "Privacy ledger", self.ledger.text(), "SQLite ledger (*.sqlite *.db)",
+            options=QFileDialog.Option.DontConfirmOverwrite)  # an existing ledger is appended
+        if path:
+            self.ledger.setText(path)
+
+    # ----------------------------------------------------------------- the release
+
+    def _show_meaning(self) -> None:
+        """What the chosen budget means (the privacy statement); Release waits for a usable
+        budget, and at ε = ∞ for an explicit yes."""
+        why = refusal(self.budget.text())
+        e_px = parse_e_px(self.budget.text())
+        self.no_privacy.setVisible(e_px is not None and math.isinf(e_px))
+        models = self.state.models
+        if why is not None:
+            self.meaning.setText(why)
+        elif models is not None:
+            said = statement(self.mechanism.currentData(), self.mode.currentData(), e_px,
+                             models.resolution, models.risk_card)
+            self.meaning.setText(f"<b>{said.headline}.</b> {said.formal} {said.measured}")
+        self.start.setEnabled(self.request is None and why is None and models is not None
+                              and (not math.isinf(e_px or 0) or self.no_privacy.isChecked()))
+
+    def release(self) -> None:
+        e_px = parse_e_px(self.budget.text())
+        if e_px is None or refusal(self.budget.text()) is not None:
+            return
+        params = PrivacyParams(e_px=e_px, alpha=self.alpha.value(),
+                               mode=self.mode.currentData())
+        self.settings.setValue("batch_inputs", self.inputs.text())
+        self.settings.setValue("export_dir", self.out.text())
+        self.settings.setValue("ledger", self.ledger.text())
+        self.request = self.state.release_folder(dict(
+            inputs=(Path(self.inputs.text()).expanduser(),),
+            mechanism=self.mechanism.currentData(), params=params,
+            out_dir=Path(self.out.text()).expanduser(), fmt=self.fmt.currentData(),
+            ledger_path=Path(self.ledger.text()).expanduser(),
+            keep_aspect=self.keep_aspect.isChecked(),
+            force_budget=self.force_budget.isChecked(),
+            allow_burned_in=self.allow_burned_in.isChecked(), progress=self.progressed.emit))
+        if self.request is not None:
+            self.summary.setText("Releasing…")
+            self.problems.clear()
+            self.progress.setRange(0, 0)  # until the first batch reports its count
+            self._show_running(True)
+
+    def stop(self) -> None:
+        """Cancel: the engine stops after the images in hand (they are released)."""
+        if self.request is not None:
+            self.request.cancel.set()
+            self.summary.setText("Cancelling after the current batch of images…")
+
+    def _on_progress(self, done: int, total: int) -> None:
+        self.progress.setRange(0, max(total, 1))
+        self.progress.setValue(done)
+
+    def _on_changed(self, aspects: frozenset[Aspect]) -> None:
+        done = self.state.batch_done
+        if (Aspect.BATCH in aspects and done is not None and self.request is not None
+                and done.request_id == self.request.id):
+            self._show_done(done)
+        elif Aspect.ERROR in aspects and self.request is not None \
+                and not self.state.waiting(Kind.BATCH):
+            self.summary.setText(f"Not released: {self.state.message}")
+            self._finish()
+        if Aspect.MODELS in aspects:
+            self._show_meaning()
+
+    def _show_done(self, done: BatchDone) -> None:
+        counts = ", ".join(f"{STATUS_WORDS.get(status, status)} {n}"
+                           for status, n in sorted(done.counts.items()))
+        lines = [f"<b>Done:</b> {counts or 'no images'}."]
+        if done.error:
+            lines.append(f"Stopped early: {done.error}")
+        if done.manifest is not None:
+            lines.append(f"Published manifest: {done.manifest} (publish it with the images).")
+        if done.record is not None:
+            lines.append(f"Operator's record: {done.record} (names the sources: keep it "
+                         "private).")
+        if done.report is not None:
+            lines.append(f"Release report: {done.report}")
+        self.summary.setText("<br>".join(lines))
+        self.problems.setPlainText("\n".join(done.problems))
+        self.open_report.setVisible(done.report is not None)
+        self._finish()
+
+    def _finish(self) -> None:
+        self.request = None
+        self.progress.setRange(0, 1)
+        self.progress.setValue(1)
+        self._show_running(False)
+
+    def _show_running(self, running: bool) -> None:
+        self.cancel.setEnabled(running)
+        for widget in (self.inputs, self.mechanism, self.mode, self.alpha, self.budget,
+                       self.fmt, self.out, self.ledger):
+            widget.setEnabled(not running)
+        if not running:
+            self._show_meaning()
+        else:
+            self.start.setEnabled(False)
+        done = self.state.batch_done
+        self.open_report.setVisible(not running and done is not None
+                                    and done.report is not None)
+
+    def _open_report(self) -> None:
+        done = self.state.batch_done
+        if done is not None and done.report is not None:
+            QDesktopServices.openUrl(QUrl.fromLocalFile(str(done.report)))
