@@ -52,11 +52,19 @@ class FolderBrowser(QWidget):
         self.table.setHorizontalHeaderLabels(["Image", "bits/dim", "Flag"])
         self.table.setIconSize(QSize(THUMB_PX, THUMB_PX))
         self.table.verticalHeader().hide()
-        self.table.verticalHeader().setDefaultSectionSize(THUMB_PX + 4)
+        # Room for the whole thumbnail with the style's cell padding (+4 cropped it), and for
+        # the name beside it: a long path loses its middle, never the file name.
+        self.table.verticalHeader().setDefaultSectionSize(THUMB_PX + 12)
+        self.table.setTextElideMode(Qt.TextElideMode.ElideMiddle)
+        self.table.setWordWrap(False)
+        self.setMinimumWidth(THUMB_PX + 260)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        for column in (1, 2):
+            header.setSectionResizeMode(column, QHeaderView.ResizeMode.ResizeToContents)
         self.table.setSortingEnabled(True)
         self.table.currentCellChanged.connect(self._on_current)
         layout = QVBoxLayout(self)

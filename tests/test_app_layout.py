@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 
 import pytest
-from test_app_support import settle
+from test_app_support import TIMEOUT_MS, settle, write_png
 
 pytest.importorskip("pytestqt")
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -88,3 +88,17 @@ def test_dialogs_fit_a_768_pixel_screen(qtbot, window, monkeypatch) -> None:
     dialog = window.findChildren(Document)[-1]
     assert dialog.height() <= LAPTOP.height() - DIALOG_MARGIN
     assert dialog.size().boundedTo(QSize(920, 780)) == dialog.size()
+
+
+def test_the_folder_list_shows_names_and_whole_thumbnails(qtbot, window, tmp_path) -> None:
+    folder = tmp_path / "study"
+    folder.mkdir()
+    for i in range(2):
+        write_png(folder / f"chest_pa_{i}.png", seed=i)
+    window.open_folder(folder)
+    table = window.browser.table
+    qtbot.waitUntil(lambda: len(window.state.thumbs) == 2, timeout=TIMEOUT_MS)
+    QApplication.processEvents()
+    room = table.columnWidth(0) - table.iconSize().width() - 16
+    assert room >= table.fontMetrics().horizontalAdvance("chest_pa_0.png")
+    assert table.rowHeight(0) >= table.iconSize().height() + 8
