@@ -124,6 +124,7 @@ def test_no_ledger_is_said_not_created(qtbot, window, tmp_path) -> None:
     assert not (tmp_path / "none.sqlite").exists()
 
 
+@pytest.mark.slow
 def test_the_shipped_models_release_a_folder_and_fill_the_ledger(qtbot, settings,
                                                                  tmp_path) -> None:
     models = ModelPaths(default_model_dir("mixture"), default_model_dir("normal"))

@@ -1,0 +1,90 @@
+"""The viewer's documentation screenshots, from synthetic samples only (never patient data).
+
+    xvfb-run -s "-screen 0 1366x768x24" .venv/bin/python scripts/screenshots.py docs/img 1366x768
+    xvfb-run -s "-screen 0 1920x1080x24" .venv/bin/python scripts/screenshots.py docs/img 1920x1080
+
+Writes viewer-SIZE.png (the main window as it opens on that screen, strip and a marker on),
+and with 1920x1080 also ledger.png and batch.png: three samples drawn from the shipped model,
+released from the batch window into a scratch folder with a scratch ledger.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from PySide6.QtCore import QSettings
+from PySide6.QtWidgets import QApplication
+
+from app.__main__ import build_parser as viewer_arguments
+from app.__main__ import model_paths
+from app.collector import collect_on_gui_thread
+from app.main_window import MainWindow
+from app.theme import apply_theme, configure_plots
+from glow_engine.imaging.write import save_png
+from glow_engine.overlays import BlockMarker
+
+TIMEOUT_S = 300
+
+
+def wait(app: QApplication, done, what: str) -> None:
+    deadline = time.monotonic() + TIMEOUT_S
+    while not done():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"timed out waiting for {what}")
+        app.processEvents()
+        time.sleep(0.01)
+    for _ in range(30):  # let the last repaint through
+        app.processEvents()
+
+
+def main(out: Path, size: str) -> None:
+    app = QApplication(sys.argv[:1])
+    configure_plots()
+    collect_on_gui_thread()
+    scratch = Path(tempfile.mkdtemp(prefix="dpglow-shots-"))
+    settings = QSettings(str(scratch / "viewer.ini"), QSettings.Format.IniFormat)
+    settings.setValue("ledger", str(scratch / "ledger.sqlite"))
+    settings.setValue("export_dir", str(scratch / "released"))
+    apply_theme(app, "dark")
+    window = MainWindow(settings, model_paths(viewer_arguments().parse_args([])))
+    window.place_on_screen(restore=False)
+    window.state.set_display(strip=True)
+    window.show()
+    window.start()
+    s = window.state
+    wait(app, lambda: s.settled and s.rendered is not None and s.strip is not None, "panes")
+    s.add_marker(BlockMarker(0.35, 0.7, 0.08))
+    wait(app, lambda: s.settled and s.strip is not None and s.markers, "the marker")
+    out.mkdir(parents=True, exist_ok=True)
+    window.grab().save(str(out / f"viewer-{size}.png"))
+    if size == "1920x1080":
+        officer_windows(app, window, scratch, out)
+    window.close()
+
+
+def officer_windows(app: QApplication, window: MainWindow, scratch: Path, out: Path) -> None:
+    s = window.state
+    folder = scratch / "samples"
+    folder.mkdir()
+    for i in range(3):  # synthetic samples, drawn from the model
+        s.new_sample()
+        wait(app, lambda: s.settled and s.rendered is not None, "a sample")
+        save_png(s.source.pixels, folder / f"sample{i}.png")
+    window.show_batch()
+    batch = window.batch_window
+    batch.inputs.setText(str(folder))
+    batch.budget.setText("0.1")
+    batch.release()
+    wait(app, lambda: batch.request is None, "the batch release")
+    batch.grab().save(str(out / "batch.png"))
+    window.show_ledger()
+    ledger = window.ledger_window
+    wait(app, lambda: ledger.tables["Releases"].rowCount() == 3, "the ledger")
+    ledger.grab().save(str(out / "ledger.png"))
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]), sys.argv[2])
