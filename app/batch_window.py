@@ -34,7 +34,7 @@ from app.controls import MODE_LABELS, BudgetField, format_e_px, parse_e_px, refu
 from app.export import DEFAULT_RELEASE_DIR
 from app.messages import BatchDone, BatchRequest, Kind, PrivacyParams
 from app.state import MECHANISMS, Aspect, ViewState
-from app.widgets import fit_to_screen, guard_wheel
+from app.widgets import ask_ledger, fit_to_screen, guard_wheel, with_browse
 from glow_engine.choices import DPGLOW_MODES, MECHANISM_TITLES, RELEASE_FORMATS
 from glow_engine.privacy_statement import statement
 from glow_engine.release.ledger import default_ledger_path
@@ -96,14 +96,14 @@ class BatchWindow(QWidget):
 
     def _layout(self) -> None:
         form = QFormLayout()
-        form.addRow("Images (folder)", self._with_browse(self.inputs, self._browse_inputs))
+        form.addRow("Images (folder)", with_browse(self.inputs, self._browse_inputs))
         form.addRow("Mechanism", self.mechanism)
         form.addRow("Noise (DP-GLOW)", self.mode)
         form.addRow("α (DP-GLOW clip width)", self.alpha)
         form.addRow("ε per pixel", self.budget)
         form.addRow("Format", self.fmt)
-        form.addRow("Release folder", self._with_browse(self.out, self._browse_out))
-        form.addRow("Privacy ledger", self._with_browse(self.ledger, self._browse_ledger))
+        form.addRow("Release folder", with_browse(self.out, self._browse_out))
+        form.addRow("Privacy ledger", with_browse(self.ledger, self._browse_ledger))
         buttons = QHBoxLayout()
         buttons.addWidget(self.start)
         buttons.addWidget(self.cancel)
@@ -130,17 +130,6 @@ class BatchWindow(QWidget):
         self.open_report.clicked.connect(self._open_report)
         self.state.changed.connect(self._on_changed)
 
-    @staticmethod
-    def _with_browse(edit: QLineEdit, slot) -> QWidget:
-        row = QWidget()
-        layout = QHBoxLayout(row)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(edit, 1)
-        button = QPushButton("Browse…")
-        button.clicked.connect(slot)
-        layout.addWidget(button)
-        return row
-
     def _browse_inputs(self) -> None:
         self._pick_folder(self.inputs, "Images to release")
 
@@ -153,9 +142,7 @@ class BatchWindow(QWidget):
             edit.setText(folder)
 
     def _browse_ledger(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(
-            self, "Privacy ledger", self.ledger.text(), "SQLite ledger (*.sqlite *.db)",
-            options=QFileDialog.Option.DontConfirmOverwrite)  # an existing ledger is appended
+        path = ask_ledger(self, self.ledger.text())
         if path:
             self.ledger.setText(path)
 

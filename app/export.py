@@ -14,16 +14,15 @@ from PySide6.QtWidgets import (
     QDialogButtonBox,
     QFileDialog,
     QFormLayout,
-    QHBoxLayout,
     QLabel,
     QLineEdit,
-    QPushButton,
     QVBoxLayout,
     QWidget,
 )
 
 from app.controls import format_e_px
 from app.state import MECHANISMS, Aspect, ViewState
+from app.widgets import ask_ledger, with_browse
 from glow_engine.choices import MECHANISM_TITLES, RELEASE_FORMATS
 from glow_engine.privacy_statement import scientific, statement
 from glow_engine.release.ledger import default_ledger_path
@@ -103,8 +102,8 @@ class ExportDialog(QDialog):
         form = QFormLayout()
         form.addRow("Mechanism", self.mechanism)
         form.addRow("Format", self.fmt)
-        form.addRow("Release folder", self._with_browse(self.out, self._browse_out))
-        form.addRow("Privacy ledger", self._with_browse(self.ledger, self._browse_ledger))
+        form.addRow("Release folder", with_browse(self.out, self._browse_out))
+        form.addRow("Privacy ledger", with_browse(self.ledger, self._browse_ledger))
         layout = QVBoxLayout(self)
         layout.addWidget(notice)
         layout.addWidget(self.no_privacy)
@@ -219,25 +218,13 @@ class ExportDialog(QDialog):
 
     # ----------------------------------------------------------------- actions
 
-    def _with_browse(self, edit: QLineEdit, slot) -> QWidget:
-        row = QWidget()
-        layout = QHBoxLayout(row)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(edit, 1)
-        button = QPushButton("Browse…")
-        button.clicked.connect(slot)
-        layout.addWidget(button)
-        return row
-
     def _browse_out(self) -> None:
         path = QFileDialog.getExistingDirectory(self, "Release folder", self.out.text())
         if path:
             self.out.setText(path)
 
     def _browse_ledger(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(
-            self, "Privacy ledger", self.ledger.text(), "SQLite ledger (*.sqlite *.db)",
-            options=QFileDialog.Option.DontConfirmOverwrite)  # an existing ledger is appended
+        path = ask_ledger(self, self.ledger.text())
         if path:
             self.ledger.setText(path)
             self._read_ledger()

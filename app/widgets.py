@@ -2,9 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from PySide6.QtCore import QEvent, QObject, QRect, QSize, Qt
 from PySide6.QtGui import QGuiApplication, QPainter, QPaintEvent
-from PySide6.QtWidgets import QAbstractSpinBox, QComboBox, QLabel, QSlider, QWidget
+from PySide6.QtWidgets import (
+    QAbstractSpinBox,
+    QComboBox,
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QSlider,
+    QWidget,
+)
 
 WHEEL_TARGETS = (QAbstractSpinBox, QComboBox, QSlider)
 DIALOG_MARGIN = 60  # px left around a dialog for its title bar and the desktop's panels
@@ -61,3 +73,24 @@ def fit_to_screen(dialog: QWidget, wanted: QSize) -> None:
     area = available_area(dialog.parentWidget() or dialog)
     dialog.resize(min(wanted.width(), area.width() - DIALOG_MARGIN),
                   min(wanted.height(), area.height() - DIALOG_MARGIN))
+
+
+def with_browse(edit: QLineEdit, browse: Callable[[], None]) -> QWidget:
+    """A path field with its Browse… button."""
+    row = QWidget()
+    layout = QHBoxLayout(row)
+    layout.setContentsMargins(0, 0, 0, 0)
+    layout.addWidget(edit, 1)
+    button = QPushButton("Browse…")
+    button.clicked.connect(browse)
+    layout.addWidget(button)
+    return row
+
+
+def ask_ledger(parent: QWidget, current: str) -> str:
+    """A ledger file to use: an existing one is appended to, so no overwrite question ("" if
+    the user cancelled)."""
+    path, _ = QFileDialog.getSaveFileName(
+        parent, "Privacy ledger", current, "SQLite ledger (*.sqlite *.db)",
+        options=QFileDialog.Option.DontConfirmOverwrite)
+    return path

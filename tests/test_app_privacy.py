@@ -92,3 +92,14 @@ def test_a_dicom_is_released_as_dicom_and_its_header_is_shown(qtbot, window, tmp
     dialog.fmt.setCurrentIndex(dialog.fmt.findData("png"))
     assert "none (PNG: pixels only)" in dialog.published.text()
     dialog.reject()
+
+
+def test_the_export_confirmation_states_sizes_in_one_number_format(qtbot, window, tmp_path,
+                                                                   settings) -> None:
+    settings.setValue("export_dir", str(tmp_path / "out"))
+    settings.setValue("ledger", str(tmp_path / "ledger.sqlite"))
+    open_export(window).accept()
+    qtbot.waitUntil(lambda: window.state.last_export is not None, timeout=TIMEOUT_MS)
+    summary = window.state.last_export.summary
+    assert "32 × 32 pixels from a 100 × 120 source" in summary
+    assert "1.02 × 10⁵" in summary and "e+" not in summary
