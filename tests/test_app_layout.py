@@ -102,3 +102,17 @@ def test_the_folder_list_shows_names_and_whole_thumbnails(qtbot, window, tmp_pat
     room = table.columnWidth(0) - table.iconSize().width() - 16
     assert room >= table.fontMetrics().horizontalAdvance("chest_pa_0.png")
     assert table.rowHeight(0) >= table.iconSize().height() + 8
+
+
+def test_hints_are_full_size_and_readable_on_dark(window) -> None:
+    from app.theme import apply_theme
+
+    app = QApplication.instance()
+    apply_theme(app, "dark")
+    hint = window.scores.explain
+    hint.ensurePolished()
+    plain = window.controls.total
+    plain.ensurePolished()
+    assert hint.font().pointSizeF() == plain.font().pointSizeF()  # not the ~10 px it was
+    colour = hint.palette().windowText().color()
+    assert colour.lightness() >= 180  # a light grey on the dark panels
