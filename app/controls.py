@@ -28,7 +28,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.state import E_PX_MAX, E_PX_MIN, MECHANISMS, Aspect, ViewState
-from glow_engine.choices import DEFAULT_ALPHA, DPGLOW_MODES
+from glow_engine.choices import DEFAULT_ALPHA, DPGLOW_MODES, MECHANISM_TITLES
 from glow_engine.privacy_statement import Statement, measured, scientific, statement
 
 STEPS_PER_DECADE = 100
@@ -40,6 +40,13 @@ MODE_TIP = ("Sensitivity S of the Laplace noise b = S / e_px in the latent space
             "paper: S = Δ, the calibrated latent range, as published.\n"
             "tight: S = w = α·Δ, the clip box's width: a valid sensitivity bound that uses "
             "1/α times less noise for the same ε.")
+BLOCK_SIDES = (2, 4, 8, 16, 32)  # DP-Pix's block sides on offer, where they divide R
+BLOCK_TIP = ("DP-Pix: the side b (pixels) of the blocks whose means get the noise. The same "
+             "ε spread over fewer, larger blocks: less noise on each, a coarser picture "
+             "(Fan 2018; PriCheXy-Net used b = 8).")
+# The units of each mechanism's Laplace scale b (Mechanism.noise_scale).
+NOISE_UNITS = {"dpglow": "mean, latent units", "idldp": "pixel units",
+               "dppix": "block means, pixel units"}
 
 
 def position_to_e_px(position: int) -> float:
@@ -184,6 +191,8 @@ class EpsilonControl(QGroupBox):
         self.alpha.setSingleStep(0.05)
         self.alpha.setDecimals(2)
         self.alpha.setToolTip(f"Clip width w = α·Δ of the latent box (paper: {DEFAULT_ALPHA:g})")
+        self.block = QComboBox()
+        self.block.setToolTip(BLOCK_TIP)
         self.clip = QCheckBox("Without clip (no privacy)")
         self.clip.setToolTip("Only at ε = ∞: the plain reconstruction, the paper's 'inf "
                              "without clip' reference")
@@ -213,6 +222,8 @@ class EpsilonControl(QGroupBox):
         reference = QHBoxLayout()
         reference.addWidget(self.redraw)
         reference.addWidget(self.clip, 1)
+        reference.addWidget(QLabel("DP-Pix"))
+        reference.addWidget(self.block)
         layout = QVBoxLayout(self)
         layout.addLayout(row)
         layout.addWidget(self.refused)
@@ -227,6 +238,8 @@ class EpsilonControl(QGroupBox):
         self.mode.currentIndexChanged.connect(
             lambda _: self.state.set_mode(self.mode.currentData()))
         self.alpha.valueChanged.connect(self.state.set_alpha)
+        self.block.currentIndexChanged.connect(
+            lambda _: self.state.set_block(self.block.currentData()))
         self.clip.toggled.connect(lambda on: self.state.set_clip(not on))
         self.redraw.clicked.connect(self.state.new_noise)
 
@@ -267,11 +280,12 @@ class EpsilonControl(QGroupBox):
     def _show(self) -> None:
         p = self.state.params
         with QSignalBlocker(self.slider), QSignalBlocker(self.mode), \
-                QSignalBlocker(self.alpha), QSignalBlocker(self.clip):
+                QSignalBlocker(self.alpha), QSignalBlocker(self.clip), QSignalBlocker(self.block):
             self.slider.setValue(e_px_to_position(p.e_px))
             self.mode.setCurrentIndex(DPGLOW_MODES.index(p.mode))
             self.alpha.setValue(p.alpha)
             self.clip.setChecked(not p.clip)
+            self._show_blocks(p.block)
         self.clip.setEnabled(math.isinf(p.e_px))
         self.field.setText(format_e_px(p.e_px))
         said = self.statement()
@@ -280,7 +294,7 @@ class EpsilonControl(QGroupBox):
         self.headline.style().polish(self.headline)  # the level's colour (app.theme)
         self.total.setText(" ".join(part for part in (said.formal, said.measured) if part)
                            if said else "Total ε: (no model)")
-        others = [measured(name, p.mode, p.e_px, self.state.models.risk_card)
+        others = [measured(name, p.mode_of(name), p.e_px, self.state.models.risk_card)
                   for name in MECHANISMS if name != "dpglow"] if said and said.measured else []
         self.total.setToolTip("\n".join([self._total_text(), self._noise_text(), *others]))
 
@@ -306,8 +320,18 @@ class EpsilonControl(QGroupBox):
             return "No noise at ε = ∞" + (" (latent still clipped)" if self.state.params.clip
                                           else "")
         b = rendered.noise_scale
-        return (f"Laplace scale b: DP-GLOW {scientific(b['dpglow'])} (mean, latent units) · "
-                f"ID-LDP {scientific(b['idldp'])} (pixel units)")
+        return "Laplace scale b: " + " · ".join(
+            f"{MECHANISM_TITLES[n]} {scientific(b[n])} ({NOISE_UNITS[n]})" for n in MECHANISMS)
+
+    def _show_blocks(self, block: int) -> None:
+        """The block sides that divide the model's resolution, the one in use chosen."""
+        r = self.state.resolution
+        sides = [b for b in BLOCK_SIDES if r is None or r % b == 0]
+        if [self.block.itemData(i) for i in range(self.block.count())] != sides:
+            self.block.clear()
+            for side in sides:
+                self.block.addItem(f"{side}×{side}", side)
+        self.block.setCurrentIndex(self.block.findData(block))
 
 
 def budget_presets(resolution: int | None) -> list[tuple[str, float]]:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from glow_engine.choices import DEFAULT_ALPHA
+from glow_engine.choices import DEFAULT_ALPHA, DEFAULT_BLOCK, dppix_mode
 from glow_engine.imaging import LoadedImage
 from glow_engine.overlays import BlockMarker
 
@@ -58,8 +58,20 @@ class PrivacyParams:
     e_px: float = 100.0  # per-pixel budget; total epsilon = e_px * R * R; may be math.inf
     alpha: float = DEFAULT_ALPHA
     mode: str = "paper"
+    block: int = DEFAULT_BLOCK  # DP-Pix's block side in pixels
     clip: bool = True  # False only matters at e_px = inf: the plain reconstruction
     noise_seed: int = 0  # the preview draw; "new noise draw" bumps it
+
+    def options_of(self, mechanism: str) -> dict[str, Any]:
+        """What `mechanism` is built with (glow_engine.mechanisms.create_mechanism): DP-GLOW
+        its clip width and noise rule, DP-Pix its block size, ID-LDP nothing."""
+        return {"dpglow": {"alpha": self.alpha, "mode": self.mode},
+                "dppix": {"block": self.block}}.get(mechanism, {})
+
+    def mode_of(self, mechanism: str) -> str:
+        """The variant a release of `mechanism` records (Mechanism.mode: the ledger's and
+        the risk card's): DP-GLOW's noise rule, DP-Pix's block size, none for ID-LDP."""
+        return {"dpglow": self.mode, "dppix": dppix_mode(self.block)}.get(mechanism, "")
 
 
 # --------------------------------------------------------------------------- requests
@@ -108,7 +120,7 @@ class InputRequest(Request):
 
 @dataclass(frozen=True, eq=False)
 class RenderRequest(InputRequest):
-    """Privatise the current input with both mechanisms at each budget (the main panes)."""
+    """Privatise the current input with every mechanism at each budget (the main panes)."""
 
     kind = Kind.RENDER
     budgets: tuple[float, ...]

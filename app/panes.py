@@ -17,7 +17,6 @@ from PySide6.QtGui import QPen
 from PySide6.QtWidgets import (
     QFrame,
     QGraphicsRectItem,
-    QGridLayout,
     QHBoxLayout,
     QLabel,
     QSizePolicy,
@@ -132,7 +131,8 @@ class Pane(QFrame):
         self.view.addItem(self.image)
         self.graphics = pg.GraphicsView(background=PANE_BACKGROUND)
         self.graphics.setCentralItem(self.view)
-        self.graphics.setMinimumSize(96 if compact else 200, 96 if compact else 200)
+        # Small enough for four main panes, or the strip's nine, across a 1366-pixel screen.
+        self.graphics.setMinimumSize(72 if compact else 160, 72 if compact else 160)
         self.graphics.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
         # Corner overlays, as on a reading station: what this is (top), the window (bottom).
         self.info, self.levels = (_overlay(self.graphics) for _ in range(2))
@@ -147,7 +147,9 @@ class Pane(QFrame):
         layout.addWidget(self.caption)
         if compact:
             self.caption.hide()
-            self.info.hide()  # the title names the budget; the pane is too small for more
+            # the titles name the budget, the main panes the window: too small for more
+            self.info.hide()
+            self.levels.hide()
         else:  # two lines whatever the text, so the images of a row stay aligned
             self.caption.setFixedHeight(2 * self.caption.fontMetrics().lineSpacing() + 4)
 
@@ -231,6 +233,7 @@ class PaneGrid(QWidget):
                                      state.replace_marker)
         self.rulers = {k: Ruler(p.view) for k, p in self.panes.items()}
         self.enlarged: str | None = None  # the pane shown alone (double click), if any
+        self.strip_titles: dict[str, QLabel] = {}  # mechanism -> over its strip panes
         self.tool: Tool | None = None
         self._drag_levels = (0.0, 1.0)
         self.message = QLabel()
@@ -252,17 +255,30 @@ class PaneGrid(QWidget):
     # ----------------------------------------------------------------- construction
 
     def _build_grid(self) -> QWidget:
+        """The main panes in one row; under them the strip, its panes grouped under their
+        mechanism's title. Each row shares the whole width equally."""
         grid = QWidget()
-        layout = self.grid_layout = QGridLayout(grid)
+        layout = self.grid_layout = QVBoxLayout(grid)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(4)
-        per_main = len(STRIP_KEYS) // len(MAIN_KEYS)  # main panes span 2 strip columns
-        for i, key in enumerate(MAIN_KEYS):
-            layout.addWidget(self.panes[key], 0, i * per_main, 1, per_main)
-        for i, key in enumerate(STRIP_KEYS):
-            layout.addWidget(self.panes[key], 1, i)
-        layout.setRowStretch(0, 3)
-        layout.setRowStretch(1, 1)
+        main, strip = _row(), _row()
+        for key in MAIN_KEYS:
+            main.addWidget(self.panes[key], 1)
+        per_group = len(STRIP_BUDGETS)
+        for i, name in enumerate(MECHANISMS):
+            title = self.strip_titles[name] = QLabel(MECHANISM_TITLES[name])
+            title.setObjectName("paneTitle")
+            title.setAlignment(Qt.AlignmentFlag.AlignCenter)
+            panes = _row()
+            for key in STRIP_KEYS[i * per_group:(i + 1) * per_group]:
+                panes.addWidget(self.panes[key], 1)
+            group = QVBoxLayout()
+            group.setSpacing(2)
+            group.addWidget(title)
+            group.addLayout(panes, 1)
+            strip.addLayout(group, 1)
+        layout.addLayout(main, 3)
+        layout.addLayout(strip, 1)
         return grid
 
     def _build_histogram(self) -> pg.GraphicsView:
@@ -368,13 +384,16 @@ class PaneGrid(QWidget):
 
     def _show_visibility(self) -> None:
         strip = self.state.display.strip
+        shown = {key for key in self.panes if (key in MAIN_KEYS or strip)
+                 and self.enlarged in (None, key)}
         for key, pane in self.panes.items():
-            shown = key in MAIN_KEYS or strip
-            pane.setVisible(shown and self.enlarged in (None, key))
+            pane.setVisible(key in shown)
+        for name, title in self.strip_titles.items():  # over its shown strip panes only
+            title.setVisible(any(key.partition("@")[0] == name for key in shown - set(MAIN_KEYS)))
         main_row = self.enlarged is None or self.enlarged in MAIN_KEYS
         strip_row = strip and (self.enlarged is None or self.enlarged in STRIP_KEYS)
-        self.grid_layout.setRowStretch(0, 3 if main_row else 0)
-        self.grid_layout.setRowStretch(1, 1 if strip_row else 0)  # no empty band when hidden
+        self.grid_layout.setStretch(0, 3 if main_row else 0)
+        self.grid_layout.setStretch(1, 1 if strip_row else 0)  # no empty band when hidden
 
     def _show_privatised(self) -> None:
         size = self._image_size()
@@ -502,6 +521,12 @@ class PaneGrid(QWidget):
             self.markerDrawn.emit(row, col, max(rect.width(), rect.height()) / max(w, h))
 
 
+def _row() -> QHBoxLayout:
+    row = QHBoxLayout()
+    row.setSpacing(4)
+    return row
+
+
 def _histogram(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     counts, edges = np.histogram(pixels, bins=128, range=(0.0, 1.0))
     return edges[:-1], np.log1p(counts)  # log: the black background would flatten the rest
@@ -525,8 +550,10 @@ def _info(content, state: ViewState) -> str:
 
 
 def _pending_title(key: str, state: ViewState) -> str:
-    name = key.partition("@")[0]
-    return f"{MECHANISM_TITLES[name]}  (computing…)" if state.models else MECHANISM_TITLES[name]
+    """A main pane's mechanism, a strip pane's budget (its group names the mechanism)."""
+    name, _, budget = key.partition("@")
+    title = f"ε/px {budget}" if budget else MECHANISM_TITLES[name]
+    return f"{title}  (computing…)" if state.models else title
 
 
 def _caption(state: ViewState, key: str) -> str:
@@ -537,5 +564,6 @@ def _caption(state: ViewState, key: str) -> str:
     kind = DEFAULT_SCORE_KIND
     main = (f"{score.bpd_mixture:.3f} bits/dim" if kind is ScoreKind.BPD_MIXTURE
             else f"{score.ratio_bits_per_pixel:+.4f} bits/px")
-    flag = "   ⚠ outside the model's distribution" if score.out_of_distribution else ""
+    # its own short line: the caption holds two lines, even in a quarter of a 1366 screen
+    flag = "\n⚠ out of distribution" if score.out_of_distribution else ""
     return f"Anomaly score: {main}{flag}"

@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.messages import Kind
+from app.panes import MAIN_KEYS
 from app.state import Aspect, ViewState
 from app.tools import fit_height, pane_label
 from glow_engine.scores import DEFAULT_SCORE_KIND, ScoreKind
@@ -30,7 +31,8 @@ COLUMN_TIPS = ("bits/dim under the mixture model M: the score the viewer shows",
                "bits/dim under the normal-only model N",
                "log p_N − log p_M in bits per pixel (the paper's score; higher = more normal)",
                "OOD: outside the model's distribution")
-PANE_COLOURS = {"original": "", "dpglow": "#29b6f6", "idldp": "#ec407a"}  # "": text colour
+# The main panes' legend colours, one per mechanism (app.state.MECHANISMS); "": text colour.
+PANE_COLOURS = {"original": "", "dpglow": "#29b6f6", "idldp": "#ec407a", "dppix": "#b388ff"}
 # The validation images' histograms (glow_engine.validation_scores), apart from the panes'
 # colours.
 REFERENCE_COLOURS = {"normal": "#66bb6a", "abnormal": "#ffa726"}
@@ -119,7 +121,7 @@ class ScoresPanel(QGroupBox):
         self.warning.setVisible(bool(outside))
 
     def _scores(self) -> list[tuple[str, object]]:
-        keys = ["original", "dpglow", "idldp"]
+        keys = list(MAIN_KEYS)
         if self.state.display.strip and self.state.strip is not None:
             keys += list(self.state.strip.panes)
         return [(k, self.state.scores[k]) for k in keys if k in self.state.scores]

@@ -59,7 +59,6 @@ from app.messages import (
 from app.state import MECHANISMS
 from glow_engine.anomaly import AnomalyScorer
 from glow_engine.atomic import write_text_atomic
-from glow_engine.choices import MECHANISM_TITLES
 from glow_engine.device import describe, pick_device
 from glow_engine.errors import UserError
 from glow_engine.evaluation.settings import encode_group
@@ -67,7 +66,7 @@ from glow_engine.flow.glow import model_to_pixels
 from glow_engine.imaging import load_image
 from glow_engine.imaging.discovery import find_images
 from glow_engine.imaging.frame import Placement, from_square, to_square
-from glow_engine.mechanisms import IDLDP, DPGlow, Encoded, Mechanism, preview_noise
+from glow_engine.mechanisms import Encoded, Mechanism, create_mechanism, preview_noise
 from glow_engine.modelfile import LoadedModel, load_model
 from glow_engine.overlays import (
     BlockMarker,
@@ -88,8 +87,8 @@ THUMB_SIZE = 96
 SAMPLE_TEMPERATURE = 0.7  # the usual GLOW sampling temperature: cleaner than t = 1
 # How many of each are kept (least recently used evicted first).
 _CACHE_INPUTS = 2  # the current input and the one before (undo a marker)
-_CACHE_ENCODINGS = 2 * _CACHE_INPUTS  # DP-GLOW's and ID-LDP's of each
-_CACHE_MECHANISMS = 8
+_CACHE_ENCODINGS = len(MECHANISMS) * _CACHE_INPUTS  # every mechanism's of each
+_CACHE_MECHANISMS = 4 * len(MECHANISMS)
 _CACHE_NOISE = 2  # the current preview draw and the one before
 _CACHE_SCORES = 64
 _CACHE_PREVIEWS = 128  # 64 KB each at 128x128
@@ -97,7 +96,7 @@ _CACHE_PREVIEWS = 128  # 64 KB each at 128x128
 
 @dataclass(frozen=True, eq=False)
 class Prepared:
-    """One input as both mechanisms see it."""
+    """One input as every mechanism sees it."""
 
     key: tuple  # (source key, markers, flip): what the frame depends on
     frame: np.ndarray  # (R, R) overlaid input in the model frame
@@ -181,13 +180,10 @@ class Session:
             raise UserError("No model is loaded.")
         return self.mixture
 
-    def _mechanism(self, name: str, alpha: float, mode: str) -> Mechanism:
-        def build() -> Mechanism:
-            model = self._model()
-            return (DPGlow(model, alpha=alpha, mode=mode) if name == "dpglow"
-                    else IDLDP(model.resolution))
-
-        return self._mechanisms.get(_mechanism_key(name, alpha, mode), build)
+    def _mechanism(self, name: str, p: PrivacyParams) -> Mechanism:
+        return self._mechanisms.get(
+            _mechanism_key(name, p),
+            lambda: create_mechanism(name, self._model(), **p.options_of(name)))
 
     # ----------------------------------------------------------------- inputs
 
@@ -223,8 +219,8 @@ class Session:
         """The noise-free part, once per input and clip box: the box depends on alpha, not
         on the sensitivity mode, so switching paper <-> tight only rescales the noise."""
         return self._encodings.get(
-            (prep.key, encode_group(name, p.alpha)),
-            lambda: self._mechanism(name, p.alpha, p.mode).encode(prep.frame))
+            (prep.key, encode_group(name, p.alpha, p.block)),
+            lambda: self._mechanism(name, p).encode(prep.frame))
 
     def _unit_noise(self, seed: int) -> torch.Tensor:
         """The preview draw of one image: drawn once, rescaled by every slider position."""
@@ -242,30 +238,30 @@ class Session:
         prep = self._prepare(request.source, request.markers, request.flip)
         panes: dict[str, PaneContent] = {}
         for name in MECHANISMS:
-            mech = self._mechanism(name, p.alpha, p.mode)
+            mech = self._mechanism(name, p)
             for e_px in request.budgets:
                 key = f"{name}@{e_px:g}" if strip else name
                 frame = self._preview(prep, name, e_px, p)
-                title = (f"{MECHANISM_TITLES[name]} · {e_px:g}" if strip
-                         else _title(mech.label, e_px))
+                # a strip pane's group in the window names the mechanism
+                title = f"ε/px {e_px:g}" if strip else _title(mech.label, e_px)
                 panes[key] = PaneContent(key, title, from_square(frame, prep.placement),
                                          frame, mech.describe(e_px, p.clip), e_px)
         e_px = request.budgets[0]
         return Rendered(
             request.id, request.kind, panes, prep.frame, prep.crop, _metrics(prep, panes),
-            {n: self._mechanism(n, p.alpha, p.mode).noise_scale(e_px) for n in MECHANISMS},
+            {n: self._mechanism(n, p).noise_scale(e_px) for n in MECHANISMS},
         )
 
     def _preview(self, prep: Prepared, name: str, e_px: float, p: PrivacyParams) -> np.ndarray:
         """One preview frame. Kept per input, budget and draw: going back to a recent slider
         position (or to a strip budget) costs nothing instead of a full decode."""
         def draw() -> np.ndarray:
-            mech = self._mechanism(name, p.alpha, p.mode)
+            mech = self._mechanism(name, p)
             frame = mech.preview(self._encoding(prep, name, p), e_px,
                                  self._unit_noise(p.noise_seed), clip=p.clip)
             return np.asarray(frame, dtype=np.float32).reshape(prep.frame.shape)
 
-        key = (prep.key, _mechanism_key(name, p.alpha, p.mode), e_px, p.noise_seed, p.clip)
+        key = (prep.key, _mechanism_key(name, p), e_px, p.noise_seed, p.clip)
         return self._previews.get(key, draw)
 
     # ----------------------------------------------------------------- scores
@@ -348,7 +344,7 @@ class Session:
     def batch(self, request: BatchRequest) -> BatchDone:
         """The batch window's release: `dpglow privatize`'s path and its release report."""
         p = request.params
-        mech = self._mechanism(request.mechanism, p.alpha, p.mode)
+        mech = self._mechanism(request.mechanism, p)
         opts = ReleaseOptions(e_px=p.e_px, out_dir=request.out_dir, fmt=request.fmt,
                               keep_aspect=request.keep_aspect,
                               force_budget=request.force_budget,
@@ -375,7 +371,7 @@ class Session:
         the release folder and a row in its manifest and in the operator's record."""
         p, src = request.params, request.source
         prep = self._prepare(src, request.markers, request.flip)
-        mech = self._mechanism(request.mechanism, p.alpha, p.mode)
+        mech = self._mechanism(request.mechanism, p)
         image = src.image
         sha = image.content_sha256 if image else hashlib.sha256(src.pixels.tobytes()).hexdigest()
         item = ReleaseInput(
@@ -422,9 +418,9 @@ def _beside_models(mixture_path: Path, name: str, load: Callable[[Path], Any]) -
     return None
 
 
-def _mechanism_key(name: str, alpha: float, mode: str) -> tuple:
-    """What a mechanism depends on besides the model: ID-LDP on nothing else."""
-    return (name, alpha, mode) if name == "dpglow" else (name,)
+def _mechanism_key(name: str, p: PrivacyParams) -> tuple:
+    """What a mechanism depends on besides the model: the options it is built with."""
+    return (name, *sorted(p.options_of(name).items()))
 
 
 def _title(label: str, e_px: float) -> str:

@@ -51,7 +51,7 @@ from app.messages import (
     Thumb,
     ThumbRequest,
 )
-from glow_engine.choices import DPGLOW_MODES
+from glow_engine.choices import DPGLOW_MODES, MECHANISM_TITLES
 from glow_engine.overlays import BlockMarker, apply_overlays
 
 # The slider's finite range: down to a total epsilon of about 1 at 512 x 512 (formal
@@ -59,7 +59,7 @@ from glow_engine.overlays import BlockMarker, apply_overlays
 E_PX_MIN = 1e-6
 E_PX_MAX = 1e4
 STRIP_BUDGETS = (1000.0, 100.0, 10.0)  # the paper's figures
-MECHANISMS = ("dpglow", "idldp")
+MECHANISMS = tuple(MECHANISM_TITLES)  # every privatised pane, in the registry's order
 
 
 @dataclass(frozen=True)
@@ -140,7 +140,7 @@ class ViewState:
 
     @property
     def original(self) -> np.ndarray | None:
-        """The source with markers and flip applied: what both mechanisms privatise."""
+        """The source with markers and flip applied: what every mechanism privatises."""
         if self.source is None:
             return None
         if self._overlaid is None:
@@ -209,6 +209,13 @@ class ViewState:
         if mode not in DPGLOW_MODES:
             raise ValueError(f"mode must be one of {DPGLOW_MODES}, got {mode!r}")
         self._set_params(mode=mode)
+
+    def set_block(self, block: int) -> None:
+        """DP-Pix's block side: it must divide the model's resolution."""
+        r = self.resolution
+        if block < 1 or (r is not None and r % block):
+            raise ValueError(f"the DP-Pix block must divide the resolution {r}, got {block}")
+        self._set_params(block=int(block))
 
     def set_clip(self, clip: bool) -> None:
         """Skipping the clip is only offered at e_px = inf (the paper's plain reconstruction)."""
@@ -392,10 +399,8 @@ class ViewState:
             return
         self._emit(Aspect.PARAMS)
         self._request_render(strip=False)
-        # The strip's budgets are fixed: only a new draw, alpha or mode changes it.
-        if (old.alpha, old.mode, old.noise_seed) != (
-            self.params.alpha, self.params.mode, self.params.noise_seed
-        ):
+        # The strip's budgets are fixed: only a new draw or a mechanism's parameter changes it.
+        if replace(old, e_px=self.params.e_px, clip=self.params.clip) != self.params:
             self._request_render(strip=True)
 
     def _request_all_renders(self) -> None:

@@ -49,12 +49,12 @@ def h(models) -> Harness:
     return harness
 
 
-def test_sample_renders_both_mechanisms_and_scores(h: Harness) -> None:
+def test_sample_renders_every_mechanism_and_scores(h: Harness) -> None:
     h.state.new_sample()
     s = h.state
     assert s.source is not None and s.source.image is None and "no patient" in s.source.note
-    assert set(s.rendered.panes) == {"dpglow", "idldp"}
-    assert set(s.scores) == {"original", "dpglow", "idldp"}
+    assert set(s.rendered.panes) == {"dpglow", "idldp", "dppix"}
+    assert set(s.scores) == {"original", "dpglow", "idldp", "dppix"}
     for pane in s.rendered.panes.values():
         assert pane.pixels.shape == (32, 32) and pane.pixels.dtype == np.float32
         assert pane.pixels.min() >= 0.0 and pane.pixels.max() <= 1.0
@@ -127,9 +127,9 @@ def test_infinity_with_and_without_clip(h: Harness) -> None:
 def test_fixed_budget_strip(h: Harness) -> None:
     h.state.new_sample()
     h.state.set_display(strip=True)
-    assert set(h.state.strip.panes) == {f"{m}@{e}" for m in ("dpglow", "idldp")
+    assert set(h.state.strip.panes) == {f"{m}@{e}" for m in ("dpglow", "idldp", "dppix")
                                         for e in ("1000", "100", "10")}
-    assert {"dpglow@10", "idldp@1000"} <= set(h.state.scores)
+    assert {"dpglow@10", "idldp@1000", "dppix@10"} <= set(h.state.scores)
     renders = len(h.requests)
     h.state.set_e_px(300)  # the slider does not recompute the fixed budgets
     assert not any(isinstance(r, StripRequest) for r in h.requests[renders:])
@@ -204,11 +204,11 @@ def test_engine_errors_become_failures_not_crashes(h: Harness) -> None:
 
 
 def count_calls(monkeypatch, method: str) -> list[str]:
-    """Every call of both mechanisms' `method`, by mechanism name."""
-    from glow_engine.mechanisms import IDLDP, DPGlow
+    """Every call of every mechanism's `method`, by mechanism name."""
+    from glow_engine.mechanisms import IDLDP, DPGlow, DPPix
 
     calls: list[str] = []
-    for cls in (DPGlow, IDLDP):
+    for cls in (DPGlow, IDLDP, DPPix):
         real = getattr(cls, method)
 
         def spy(self, *args, real=real, **kwargs):
@@ -238,9 +238,9 @@ def test_previews_of_a_kept_input_survive_another_input_s_eviction(h: Harness,
     h.state.add_marker(BlockMarker(0.5, 0.5, 0.2, 1.0))  # input 2 (the sample is input 1)
     previews = count_calls(monkeypatch, "preview")
     h.state.add_marker(BlockMarker(0.2, 0.2, 0.1, 0.0))  # input 3 evicts input 1
-    assert previews == ["dpglow", "idldp"]
+    assert previews == ["dpglow", "idldp", "dppix"]
     h.state.remove_marker(1)  # back to input 2, still kept, and its previews with it
-    assert previews == ["dpglow", "idldp"]
+    assert previews == ["dpglow", "idldp", "dppix"]
 
 
 def test_lru_keeps_the_most_recently_used() -> None:
@@ -324,3 +324,56 @@ def test_preview_draw_is_seeded_at_random_in_each_session(models, tmp_path: Path
         harness.state.open(image)
         panes.append(harness.state.rendered.panes["dpglow"].pixels)
     assert not np.array_equal(panes[0], panes[1])
+
+
+def test_the_dppix_pane_shows_noisy_block_means_that_follow_the_slider(h: Harness) -> None:
+    h.state.new_sample()
+    h.state.set_e_px(math.inf)  # no noise: exactly the 8 x 8 block means, in 8-bit steps
+    frame = h.state.rendered.panes["dppix"].frame
+    means = h.state.rendered.original.reshape(4, 8, 4, 8).mean(axis=(1, 3))
+    np.testing.assert_allclose(frame, np.kron(means, np.ones((8, 8))), atol=0.5 / 255 + 1e-6)
+    h.state.set_e_px(0.1)
+    pane, scale = h.state.rendered.panes["dppix"], h.state.rendered.noise_scale["dppix"]
+    assert pane.title == "DP-Pix (b=8)   ε/px = 0.1" and "block 8 e_px=0.1 " in pane.caption
+    assert scale == pytest.approx(1 / (64 * 0.1))  # sensitivity 1 per block mean, e_px * b^2
+    blocks = pane.frame.reshape(4, 8, 4, 8)
+    assert np.ptp(blocks, axis=(1, 3)).max() == 0  # still constant on each block
+    assert np.abs(pane.frame - frame).max() > 0.05  # and noisy
+    h.state.set_e_px(100)
+    assert h.state.rendered.noise_scale["dppix"] == pytest.approx(1 / (64 * 100))
+
+
+def test_the_dppix_block_size_re_encodes_dppix_alone_and_redraws_the_strip(
+        h: Harness, monkeypatch) -> None:
+    h.state.new_sample()
+    h.state.set_display(strip=True)
+    encodes = count_calls(monkeypatch, "encode")
+    h.state.set_block(4)
+    assert encodes == ["dppix"]  # DP-GLOW's and ID-LDP's encodings do not depend on it
+    pane = h.state.rendered.panes["dppix"]
+    assert "block 4" in pane.caption and h.state.rendered.noise_scale["dppix"] == \
+        pytest.approx(1 / (16 * 100))
+    assert np.ptp(pane.frame.reshape(8, 4, 8, 4), axis=(1, 3)).max() == 0
+    assert "block 4" in h.state.strip.panes["dppix@10"].caption
+    with pytest.raises(ValueError, match="divide the resolution 32"):
+        h.state.set_block(5)
+    assert h.state.params.block == 4
+
+
+def test_an_export_with_dppix_is_a_release_recorded_with_its_block_size(
+        h: Harness, tmp_path: Path) -> None:
+    from glow_engine.release.ledger import Ledger
+
+    h.state.open(write_png(tmp_path / "a.png"))
+    h.state.set_e_px(10)
+    out, ledger_path = tmp_path / "released", tmp_path / "ledger.sqlite"
+    h.state.export("dppix", out, "png", ledger_path)
+    file = h.state.last_export.path
+    assert file.parent == out and file.suffix == ".png" and "a.png" not in file.name
+    assert "DP-Pix block 8 e_px=10" in h.state.last_export.summary
+    with Ledger(ledger_path) as ledger:
+        (row,) = ledger.releases()
+    assert (row["mechanism"], row["mode"], row["e_px"]) == ("dppix", "b8", 10.0)
+    assert row["total_epsilon"] == 10.0 * 32 * 32 and row["status"] == "written"
+    manifest = (out / "manifest.csv").read_text()
+    assert file.name in manifest and ",dppix,b8," in manifest

@@ -24,11 +24,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from glow_engine.choices import DEFAULT_BLOCK, dppix_mode
 from glow_engine.errors import UserError
 from glow_engine.mechanisms.base import BudgetError, Encoded, format_number, total_epsilon
 from glow_engine.mechanisms.box import BoxMechanism
 
-DEFAULT_BLOCK = 8  # Fan's and PriCheXy-Net's choice
+__all__ = ["DEFAULT_BLOCK", "DPPix"]
 
 
 class DPPix(BoxMechanism):
@@ -49,7 +50,7 @@ class DPPix(BoxMechanism):
         b2 = self.block**2
         self.ratio = Fraction(1, b2) if m is None else Fraction(m, b2 * self.resolution**2)
         self.device = torch.device("cpu")
-        self.mode = f"b{self.block}" + ("" if m is None else f"-m{m}")
+        self.mode = dppix_mode(self.block, m)
         self.label = f"{self.title} (b={self.block})" if m is None else \
             f"{self.title} (b={self.block}, m={m} neighbourhood, not local DP)"
 
