@@ -30,7 +30,15 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.controls import MODE_LABELS, BudgetField, format_e_px, parse_e_px, refusal
+from app.controls import (
+    BLOCK_TIP,
+    MODE_LABELS,
+    BudgetField,
+    format_e_px,
+    parse_e_px,
+    refusal,
+    show_blocks,
+)
 from app.export import DEFAULT_RELEASE_DIR
 from app.messages import BatchDone, BatchRequest, Kind, PrivacyParams
 from app.state import MECHANISMS, Aspect, ViewState
@@ -67,6 +75,9 @@ class BatchWindow(QWidget):
         self.alpha.setRange(0.05, 1.0)
         self.alpha.setSingleStep(0.05)
         self.alpha.setValue(p.alpha)
+        self.block = QComboBox()
+        self.block.setToolTip(BLOCK_TIP)
+        show_blocks(self.block, state.resolution, p.block)
         self.budget = BudgetField(format_e_px(p.e_px))
         self.fmt = QComboBox()
         for key, fmt in RELEASE_FORMATS.items():
@@ -100,6 +111,7 @@ class BatchWindow(QWidget):
         form.addRow("Mechanism", self.mechanism)
         form.addRow("Noise (DP-GLOW)", self.mode)
         form.addRow("α (DP-GLOW clip width)", self.alpha)
+        form.addRow("Blocks (DP-Pix)", self.block)
         form.addRow("ε per pixel", self.budget)
         form.addRow("Format", self.fmt)
         form.addRow("Release folder", with_browse(self.out, self._browse_out))
@@ -120,7 +132,7 @@ class BatchWindow(QWidget):
         layout.addWidget(self.open_report)
 
     def _connect(self) -> None:
-        for box in (self.mechanism, self.mode):
+        for box in (self.mechanism, self.mode, self.block):
             box.currentIndexChanged.connect(self._show_meaning)
         self.budget.textChanged.connect(self._show_meaning)
         self.no_privacy.toggled.connect(self._show_meaning)
@@ -158,8 +170,9 @@ class BatchWindow(QWidget):
         if why is not None:
             self.meaning.setText(why)
         elif models is not None:
-            said = statement(self.mechanism.currentData(), self.mode.currentData(), e_px,
-                             models.resolution, models.risk_card)
+            name = self.mechanism.currentData()
+            said = statement(name, self._params(e_px).mode_of(name), e_px, models.resolution,
+                             models.risk_card)
             self.meaning.setText(f"<b>{said.headline}.</b> {said.formal} {said.measured}")
         self.start.setEnabled(self.request is None and why is None and models is not None
                               and (not math.isinf(e_px or 0) or self.no_privacy.isChecked()))
@@ -168,8 +181,7 @@ class BatchWindow(QWidget):
         e_px = parse_e_px(self.budget.text())
         if e_px is None or refusal(self.budget.text()) is not None:
             return
-        params = PrivacyParams(e_px=e_px, alpha=self.alpha.value(),
-                               mode=self.mode.currentData())
+        params = self._params(e_px)
         self.settings.setValue("batch_inputs", self.inputs.text())
         self.settings.setValue("export_dir", self.out.text())
         self.settings.setValue("ledger", self.ledger.text())
@@ -186,6 +198,10 @@ class BatchWindow(QWidget):
             self.problems.clear()
             self.progress.setRange(0, 0)  # until the first batch reports its count
             self._show_running(True)
+
+    def _params(self, e_px: float) -> PrivacyParams:
+        return PrivacyParams(e_px=e_px, alpha=self.alpha.value(), mode=self.mode.currentData(),
+                             block=self.block.currentData())
 
     def stop(self) -> None:
         """Cancel: the engine stops after the images in hand (they are released)."""
@@ -235,8 +251,8 @@ class BatchWindow(QWidget):
 
     def _show_running(self, running: bool) -> None:
         self.cancel.setEnabled(running)
-        for widget in (self.inputs, self.mechanism, self.mode, self.alpha, self.budget,
-                       self.fmt, self.out, self.ledger):
+        for widget in (self.inputs, self.mechanism, self.mode, self.alpha, self.block,
+                       self.budget, self.fmt, self.out, self.ledger):
             widget.setEnabled(not running)
         if not running:
             self._show_meaning()

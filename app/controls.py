@@ -285,7 +285,7 @@ class EpsilonControl(QGroupBox):
             self.mode.setCurrentIndex(DPGLOW_MODES.index(p.mode))
             self.alpha.setValue(p.alpha)
             self.clip.setChecked(not p.clip)
-            self._show_blocks(p.block)
+            show_blocks(self.block, self.state.resolution, p.block)
         self.clip.setEnabled(math.isinf(p.e_px))
         self.field.setText(format_e_px(p.e_px))
         said = self.statement()
@@ -323,15 +323,16 @@ class EpsilonControl(QGroupBox):
         return "Laplace scale b: " + " · ".join(
             f"{MECHANISM_TITLES[n]} {scientific(b[n])} ({NOISE_UNITS[n]})" for n in MECHANISMS)
 
-    def _show_blocks(self, block: int) -> None:
-        """The block sides that divide the model's resolution, the one in use chosen."""
-        r = self.state.resolution
-        sides = [b for b in BLOCK_SIDES if r is None or r % b == 0]
-        if [self.block.itemData(i) for i in range(self.block.count())] != sides:
-            self.block.clear()
-            for side in sides:
-                self.block.addItem(f"{side}×{side}", side)
-        self.block.setCurrentIndex(self.block.findData(block))
+
+
+def show_blocks(box: QComboBox, resolution: int | None, block: int) -> None:
+    """DP-Pix's block sides that divide the model's resolution, `block` chosen."""
+    sides = [b for b in BLOCK_SIDES if resolution is None or resolution % b == 0]
+    if [box.itemData(i) for i in range(box.count())] != sides:
+        box.clear()
+        for side in sides:
+            box.addItem(f"{side}×{side}", side)
+    box.setCurrentIndex(box.findData(block))
 
 
 def budget_presets(resolution: int | None) -> list[tuple[str, float]]:

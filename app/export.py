@@ -32,7 +32,8 @@ DEFAULT_RELEASE_DIR = Path.home() / "DP-GLOW releases"
 NO_PRIVACY_NOTICE = (
     "<b>No privacy: at ε = ∞ no noise is added.</b> The exported image is the original "
     "reconstructed by the model (clipped in its latent space for DP-GLOW, unchanged for "
-    "ID-LDP): nothing in it is hidden. It is still recorded in the ledger.")
+    "ID-LDP, averaged over its blocks for DP-Pix): nothing in it is hidden. It is still "
+    "recorded in the ledger.")
 NEW_DRAW_NOTICE = (
     "<b>The exported image is a NEW draw, not the preview on screen.</b> It is privatised "
     "again with fresh secure noise (exact discrete Laplace from the operating system's random "
@@ -61,8 +62,9 @@ class ExportDialog(QDialog):
         self.published.setWordWrap(True)
         self.mechanism = QComboBox()
         p = state.params
-        for name in MECHANISMS:
-            extra = f" ({p.mode}, α = {p.alpha:g})" if name == "dpglow" else ""
+        for name in MECHANISMS:  # with the parameters on screen
+            extra = {"dpglow": f" ({p.mode}, α = {p.alpha:g})",
+                     "dppix": f" (blocks {p.block}×{p.block})"}.get(name, "")
             self.mechanism.addItem(MECHANISM_TITLES[name] + extra, name)
         self.fmt = QComboBox()
         for key, fmt in RELEASE_FORMATS.items():
@@ -138,8 +140,8 @@ class ExportDialog(QDialog):
         models, p = self.state.models, self.state.params
         if models is None:
             return None
-        return statement(self.mechanism.currentData(), p.mode, p.e_px, models.resolution,
-                         models.risk_card)
+        name = self.mechanism.currentData()
+        return statement(name, p.mode_of(name), p.e_px, models.resolution, models.risk_card)
 
     def _published_text(self) -> str:
         fmt = self.fmt.currentData()

@@ -72,9 +72,10 @@ def test_a_1366x768_screen_shows_every_control_without_scrolling(qtbot, window) 
     QApplication.processEvents()
     c, reid = window.controls, window.reid
     controls = [c.slider, c.field, c.presets, c.headline, c.total, c.mode, c.alpha, c.clip,
-                c.redraw,
+                c.redraw, c.block,
                 reid.place, reid.size, reid.intensity, reid.flip, reid.table, window.scores,
-                window.statusBar(), window.grid]
+                window.statusBar(), window.grid, *window.grid.panes.values(),
+                *window.grid.strip_titles.values()]  # four main panes and the strip's nine
     hidden = [w.objectName() or type(w).__name__ for w in controls if not _inside(w, window)]
     assert hidden == []
     assert window.side_scroll.verticalScrollBar().maximum() == 0  # nothing to scroll to
