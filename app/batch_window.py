@@ -39,7 +39,7 @@ from app.controls import (
     refusal,
     show_blocks,
 )
-from app.export import DEFAULT_RELEASE_DIR
+from app.export import default_release_dir
 from app.messages import BatchDone, BatchRequest, Kind, PrivacyParams
 from app.state import MECHANISMS, Aspect, ViewState
 from app.widgets import ask_ledger, fit_to_screen, guard_wheel, with_browse
@@ -82,7 +82,7 @@ class BatchWindow(QWidget):
         self.fmt = QComboBox()
         for key, fmt in RELEASE_FORMATS.items():
             self.fmt.addItem(fmt.title, key)
-        self.out = QLineEdit(str(settings.value("export_dir", str(DEFAULT_RELEASE_DIR))))
+        self.out = QLineEdit(str(settings.value("export_dir", str(default_release_dir()))))
         self.ledger = QLineEdit(str(settings.value("ledger", str(default_ledger_path()))))
         self.keep_aspect = QCheckBox("Keep each image's aspect ratio (publishes it unprotected)")
         self.force_budget = QCheckBox("Release past the per-patient budget (recorded as forced)")

@@ -27,8 +27,14 @@ from glow_engine.choices import MECHANISM_TITLES, RELEASE_FORMATS
 from glow_engine.privacy_statement import scientific, statement
 from glow_engine.release.ledger import default_ledger_path
 
+
 # A folder of its own, never the home directory: what is in it is what gets published.
-DEFAULT_RELEASE_DIR = Path.home() / "DP-GLOW releases"
+def default_release_dir() -> Path:
+    """Where releases go unless the user chose a folder: beside the user's files, looked up when
+    asked (so a changed HOME, as in the tests, is honoured)."""
+    return Path.home() / "DP-GLOW releases"
+
+
 NO_PRIVACY_NOTICE = (
     "<b>No privacy: at ε = ∞ no noise is added.</b> The exported image is the original "
     "reconstructed by the model (clipped in its latent space for DP-GLOW, unchanged for "
@@ -71,7 +77,7 @@ class ExportDialog(QDialog):
             self.fmt.addItem(fmt.title, key)
         if self._dataset() is not None:  # a DICOM source is released as DICOM by default
             self.fmt.setCurrentIndex(self.fmt.findData("dicom"))
-        self.out = QLineEdit(str(self.settings.value("export_dir", str(DEFAULT_RELEASE_DIR))))
+        self.out = QLineEdit(str(self.settings.value("export_dir", str(default_release_dir()))))
         # One ledger for the CLI and the viewer by default: composition counts across both.
         self.ledger = QLineEdit(str(settings.value("ledger", str(default_ledger_path()))))
         self.cost = QLabel(self._cost_text())

@@ -2,6 +2,17 @@
 
 import pytest
 
+
+@pytest.fixture(autouse=True)
+def _no_user_files(tmp_path_factory, monkeypatch):
+    """No test reads or writes the user's own ledger, releases or settings: HOME and the XDG
+    folders point into a fresh temporary folder for every test."""
+    home = tmp_path_factory.mktemp("home")
+    for name, sub in (("HOME", ""), ("XDG_DATA_HOME", ".local/share"),
+                      ("XDG_CONFIG_HOME", ".config"), ("XDG_CACHE_HOME", ".cache")):
+        monkeypatch.setenv(name, str(home / sub))
+    monkeypatch.delenv("DPGLOW_LEDGER", raising=False)
+
 # Every image and model builder lives in helpers.py; these fixtures share what they build.
 
 
