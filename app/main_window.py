@@ -11,10 +11,11 @@ from functools import partial
 from pathlib import Path
 
 import numpy as np
-from PySide6.QtCore import QPoint, QRect, QSettings, QSignalBlocker, QSize, Qt, Signal
+from PySide6.QtCore import QPoint, QRect, QSettings, QSignalBlocker, QSize, Qt, QUrl, Signal
 from PySide6.QtGui import (
     QAction,
     QCloseEvent,
+    QDesktopServices,
     QDragEnterEvent,
     QDropEvent,
     QIcon,
@@ -494,7 +495,8 @@ class MainWindow(QMainWindow):
             self._on_error()
         if Aspect.EXPORTED in aspects and s.last_export is not None:
             self.statusBar().showMessage(s.last_export.summary, 15000)
-            self._show_box(QMessageBox.Icon.Information, s.last_export.summary)
+            self._show_box(QMessageBox.Icon.Information, s.last_export.summary,
+                           s.last_export.report)
 
     def _on_error(self) -> None:
         s = self.state
@@ -523,9 +525,14 @@ class MainWindow(QMainWindow):
         self.messages.append(message)
         self._show_box(QMessageBox.Icon.Warning, message)
 
-    def _show_box(self, kind: QMessageBox.Icon, message: str) -> None:
+    def _show_box(self, kind: QMessageBox.Icon, message: str,
+                  report: Path | None = None) -> None:
         box = QMessageBox(kind, "DP-GLOW Viewer", message, QMessageBox.StandardButton.Ok, self)
         box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        if report is not None:  # an export's release report: what was released, at what risk
+            button = box.addButton("Open the release report", QMessageBox.ButtonRole.ActionRole)
+            button.clicked.connect(
+                lambda: QDesktopServices.openUrl(QUrl.fromLocalFile(str(report))))
         box.open()  # not exec(): the window (and the worker's answers) keep running
 
     # ----------------------------------------------------------------- Qt events

@@ -306,6 +306,7 @@ class Exported:
     request_id: int
     path: Path
     summary: str
+    report: Path | None = None  # the release report (HTML, beside the operator's record)
 
 
 @dataclass(frozen=True, eq=False)

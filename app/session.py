@@ -75,9 +75,16 @@ from glow_engine.overlays import (
     similarity,
 )
 from glow_engine.privacy_statement import scientific
-from glow_engine.release.batch import ReleaseInput, ReleaseOptions, release_folder, release_one
+from glow_engine.release.batch import (
+    ReleaseInput,
+    ReleaseOptions,
+    Summary,
+    release_folder,
+    release_one,
+)
 from glow_engine.release.deid import kept_values
 from glow_engine.release.ledger import Ledger
+from glow_engine.release.records import manifest_path, record_path
 from glow_engine.release.report import report_run
 from glow_engine.resources import VALIDATION_SCORES_NAME, resource_path
 from glow_engine.risk_card import RISK_CARD_NAME, load_risk_card
@@ -393,6 +400,9 @@ class Session:
                 raise UserError(outcome.message)
             on_image = ledger.spent_on_image(sha)
             on_patient = ledger.spent_on_patient(item.patient_id, sha)
+            done = Summary([outcome], manifest_path(request.out_dir),
+                           record_path(request.ledger_path))
+            report = report_run(mech, p.e_px, done, ledger)
         who = "patient" if item.patient_id else "image"
         place, (h, w) = prep.placement, src.pixels.shape
         size = (f"{place.width} × {place.height}" if request.keep_aspect
@@ -402,7 +412,8 @@ class Session:
         return Exported(request.id, outcome.file,
                         f"Exported {outcome.file.name}, {size} pixels from a {w} × {h} source: "
                         f"{drawn} ({mech.describe(p.e_px)}). Ledger: total ε spent on this "
-                        f"image {scientific(on_image)}; on this {who} {scientific(on_patient)}.")
+                        f"image {scientific(on_image)}; on this {who} {scientific(on_patient)}.",
+                        report)
 
 
 def _beside_models(mixture_path: Path, name: str, load: Callable[[Path], Any]) -> Any:

@@ -234,6 +234,12 @@ def test_export_png_is_a_new_draw_recorded_in_the_ledger(qtbot, window, tmp_path
     assert written.shape == preview.shape == (32, 32)  # the whole frame, whatever the source
     assert not np.array_equal(written, preview)  # fresh secure noise, not the preview draw
     assert len(out.stem) == 16 and "image" not in out.name  # a random name
+    report = window.state.last_export.report  # beside the operator's record, not in OUT
+    assert report is not None and report.parent == tmp_path and report.suffix == ".html"
+    html = report.read_text()
+    assert "released by this run</th><td>1 image(s)" in html and out.name not in html
+    box = window.findChildren(QMessageBox)[-1]
+    assert any(b.text() == "Open the release report" for b in box.buttons())
     sha = window.state.source.image.content_sha256
     with Ledger(ledger_path) as ledger:
         assert ledger.spent_on_image(sha) == 100 * 32 * 32
