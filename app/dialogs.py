@@ -24,7 +24,7 @@ from PySide6.QtWidgets import (
 from app.messages import ModelsInfo
 from app.widgets import fit_to_screen
 from glow_engine import __version__
-from glow_engine.resources import resources_root
+from glow_engine.resources import resources_root, user_text
 
 MAX_VALUE_CHARS = 200  # long values (LUTs, overlays) are cut: this is a browser, not an editor
 
@@ -148,9 +148,10 @@ class Document(_Reading):
         """`preface`: rich text shown above the document (the privacy notes open with what
         the budget on screen means)."""
         super().__init__(title, (920, 780), parent, _FittingBrowser())
-        # A file URL, so that relative image paths (img/...) resolve beside the document.
-        self.text.setSource(QUrl.fromLocalFile(str(path)),
-                            QTextDocument.ResourceType.MarkdownResource)
+        # The folder's file URL as the base, so that relative image paths (img/...) resolve
+        # beside the document; only the part for readers (user_text), not the developers'.
+        self.text.document().setBaseUrl(QUrl.fromLocalFile(f"{path.parent}/"))
+        self.text.setMarkdown(user_text(path))
         self.preface = QLabel(preface)
         self.preface.setWordWrap(True)
         self.preface.setVisible(bool(preface))

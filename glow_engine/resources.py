@@ -21,6 +21,9 @@ VALIDATION_SCORES_NAME = "reference_scores.json"  # the default models' validati
 RISK_CARD_NAME = "risk_card.json"  # their measured risk table (glow_engine.risk_card)
 # The documents a privacy officer or radiologist reads in the app (Help menu), by title.
 USER_DOCUMENTS = {"Privacy notes": "privacy.md", "Evaluation results": "evaluation.md"}
+# What follows this line in a user document is for developers (commands, paths of the source
+# tree): the Help menu does not show it, since an installed viewer has no source tree.
+DEVELOPERS_MARKER = "<!-- developers -->"
 
 
 def _bundle_root() -> Path | None:
@@ -45,6 +48,11 @@ def document_path(name: str) -> Path:
     """A user document (`privacy.md`, ...); returned whether or not it exists."""
     bundle = _bundle_root()
     return (bundle if bundle is not None else Path(__file__).resolve().parents[1]) / "docs" / name
+
+
+def user_text(path: Path) -> str:
+    """The part of a user document the viewer shows: everything before DEVELOPERS_MARKER."""
+    return path.read_text(encoding="utf-8").split(DEVELOPERS_MARKER, 1)[0]
 
 
 def resource_path(*parts: str) -> Path:

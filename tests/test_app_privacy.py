@@ -23,7 +23,9 @@ from glow_engine import privacy_statement
 from glow_engine.release import report
 from glow_engine.resources import USER_DOCUMENTS, document_path
 
-DEVELOPMENT_PATHS = re.compile(r"\.\./shared|glow_engine/|tests/|benchmarks/|app/[a-z]")
+# Paths of the development tree, which an installed viewer does not have.
+DEVELOPMENT_PATHS = re.compile(
+    r"\.\./shared|glow_engine/|tests/|benchmarks/|scripts/|resources/|docs/|/tmp/|app/[a-z]")
 
 
 def open_export(window) -> ExportDialog:
@@ -53,9 +55,22 @@ def test_export_and_help_use_the_same_words(qtbot, window) -> None:
     assert report.formal_meaning is privacy_statement.formal_meaning  # the release report
 
 
-def test_help_documents_cite_no_development_paths() -> None:
-    text = document_path(USER_DOCUMENTS["Privacy notes"]).read_text(encoding="utf-8")
-    assert DEVELOPMENT_PATHS.findall(text) == []
+@pytest.mark.parametrize("title", USER_DOCUMENTS)
+def test_help_documents_cite_no_development_paths(qtbot, title) -> None:
+    shown = Document(title, document_path(USER_DOCUMENTS[title]))
+    qtbot.addWidget(shown)
+    text = shown.text.toPlainText()
+    assert "epsilon" in text.lower() and DEVELOPMENT_PATHS.findall(text) == []
+
+
+def test_the_evaluation_keeps_its_commands_for_developers(qtbot) -> None:
+    path = document_path(USER_DOCUMENTS["Evaluation results"])
+    shown = Document("Evaluation results", path)
+    qtbot.addWidget(shown)
+    command = "dpglow evaluate --data"
+    assert command in path.read_text(encoding="utf-8")  # after the developers' marker
+    assert command not in shown.text.toPlainText()
+    assert "re-identification" in shown.text.toPlainText()
 
 
 def test_no_noise_is_no_privacy_and_needs_a_yes(qtbot, window, tmp_path, settings) -> None:
