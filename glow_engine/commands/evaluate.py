@@ -254,6 +254,7 @@ def run(args: argparse.Namespace) -> int:
         card = args.write_reference.with_name(RISK_CARD_NAME)
         write_risk_card(card, report.clean_json(results))
         print(f"wrote the risk card of these models to {card}")
-    print(f"wrote {', '.join(p.name for p in written)} to {out} in {results['seconds']:.0f} s "
-          "(examples_<mechanism>.png show real images: keep them out of the repository)")
+    print(f"wrote {', '.join(p.name for p in written)} to {out} "
+          f"({report.run_time(results)}; examples_<mechanism>.png show real images: keep "
+          "them out of the repository)")
     return 0
