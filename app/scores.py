@@ -111,8 +111,8 @@ class ScoresPanel(QGroupBox):
         scores = self._scores()
         self._fill_table(scores)
         self._draw(scores)
-        outside = [f"{pane_label(k)} ({s.ood_description})" for k, s in scores
-                   if s.out_of_distribution]
+        outside = [f"{pane_label(k)} ({s.ood_description})" if s.ood_reasons else pane_label(k)
+                   for k, s in scores if s.out_of_distribution]
         self.warning.setText(
             "⚠ Outside the model's distribution: " + "; ".join(outside) + ". The budget's "
             "formal meaning covers every input, this one too; the anomaly score and what the "
