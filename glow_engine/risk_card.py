@@ -86,11 +86,15 @@ def _best_verification(candidates: dict[str, dict]) -> dict:
 def _row(run: dict, learned: dict | None, resolution: int) -> dict:
     reid = run["reid"]
 
-    def worst(rate: str) -> float:  # the risk is what the stronger attacker achieves
-        return max(reid[a][rate] for a in ("pixel", "latent"))
+    def stronger(rate: str) -> str | None:  # the risk is what the stronger attacker achieves
+        known = [a for a in ("pixel", "latent") if reid[a].get(rate) is not None]
+        return max(known, key=lambda a: reid[a][rate]) if known else None
 
-    best = max(("pixel", "latent"), key=lambda a: reid[a]["top1"])
-    same = max(("pixel", "latent"), key=lambda a: reid[a]["same_patient_top1"])
+    def worst(rate: str) -> float | None:  # None: not measurable (no same-patient pairs)
+        attacker = stronger(rate)
+        return None if attacker is None else reid[attacker][rate]
+
+    best, same = stronger("top1"), stronger("same_patient_top1")
     e_px = float(run["e_px"])  # "inf" in results.json
     row = {"total_epsilon": "inf" if math.isinf(e_px) else e_px * resolution**2,
            "reid_top1": worst("top1"), "reid_top5": worst("top5"),

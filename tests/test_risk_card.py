@@ -20,3 +20,10 @@ def test_each_rate_is_the_worse_case_over_the_correlation_attackers():
     assert (row["same_patient_top1"], row["same_patient_top5"]) == (0.32, 0.5)
     assert (row["reid_attacker"], row["same_patient_attacker"]) == ("pixel", "latent")
     assert row["total_epsilon"] == 100.0 * 128**2
+
+
+def test_a_rate_no_attacker_could_measure_stays_unmeasured():
+    rates = {"top1": 0.5, "top5": 0.9, "same_patient_top1": None, "same_patient_top5": None}
+    row = _row(_run(dict(rates), dict(rates)), None, 32)
+    assert row["same_patient_top1"] is None and row["same_patient_attacker"] is None
+    assert row["reid_top1"] == 0.5
