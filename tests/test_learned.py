@@ -94,6 +94,24 @@ def test_compressor_baseline_ranks_complexity_and_view_baseline_reads_the_view()
     assert view["abnormal_view"] == "PA" and view["auc"] == pytest.approx(0.875)
 
 
+def test_complexity_correction_removes_what_the_compressor_explains() -> None:
+    smooth = np.full((4, 32, 32), 0.5, np.float32)
+    busy = np.random.default_rng(0).random((4, 32, 32)).astype(np.float32)
+    pixels = np.concatenate([smooth, busy])
+    data = image_set(pixels, np.r_[np.zeros(4), np.ones(4)], [f"p{i}" for i in range(8)])
+    png = baselines.COMPRESSORS["png"](pixels)
+    # a "flow" that is the compressor plus a constant ranks by complexity alone (AUC 1) ...
+    tracks = png + 0.5  # exact in binary: the corrected scores tie exactly
+    # ... and one that codes the normals worse than PNG does: still AUC 1 uncorrected (the
+    # noise is far more complex), 0 once the complexity is taken out
+    beyond = png + np.r_[np.ones(4), np.zeros(4)]
+    result = baselines.complexity_corrected_aucs({"tracks": tracks, "beyond": beyond},
+                                                 pixels, data, 100, 0)
+    assert result["tracks"]["auc"] == pytest.approx(0.5)  # all ties once corrected
+    assert baselines.compressor_aucs(pixels, data, 100, 0)["png"]["all"]["auc"] == 1.0
+    assert result["beyond"]["auc"] == pytest.approx(0.0)
+
+
 # --------------------------------------------------------------------------- command
 
 

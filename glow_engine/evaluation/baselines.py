@@ -9,6 +9,10 @@
   normals, so a score that detected the view would look useful. The direction is taken from the
   evaluated set (the view more frequent among its abnormal images): the best a view-only rule
   can do there, an upper bound. It does not depend on the mechanism: reported once.
+* *Complexity-corrected* flow scores (Serrà et al., ICLR 2020): bits/dim under a flow minus the
+  PNG bits per pixel of the same image, i.e. how much worse the flow codes the picture than a
+  generic compressor. It removes what the compressor already explains; if the AUC falls with
+  it, the flow's score was mostly picture complexity. Reported on the originals.
 """
 
 from __future__ import annotations
@@ -24,7 +28,8 @@ from glow_engine.evaluation.metrics import auc_with_ci
 from glow_engine.imaging.pixels import to_uint8
 from glow_engine.ood import png_bits_per_pixel
 
-__all__ = ["COMPRESSORS", "compressor_aucs", "jpeg2000_bits_per_pixel", "view_auc"]
+__all__ = ["COMPRESSORS", "complexity_corrected_aucs", "compressor_aucs",
+           "jpeg2000_bits_per_pixel", "view_auc"]
 
 
 def jpeg2000_bits_per_pixel(pixels: np.ndarray) -> np.ndarray:
@@ -72,3 +77,11 @@ def view_auc(data: ImageSet, n_boot: int, seed: int) -> dict:
     score = (views == abnormal_view).astype(np.float64)
     result = auc_with_ci(score, labels, data.patient_ids, n_boot, seed).to_dict()
     return result | {"abnormal_view": abnormal_view}
+
+
+def complexity_corrected_aucs(bpd: dict[str, np.ndarray], pixels: np.ndarray, data: ImageSet,
+                              n_boot: int, seed: int) -> dict:
+    """{score name: AUC dict} of each flow's bits/dim minus the PNG bits per pixel."""
+    png = png_bits_per_pixel(pixels)
+    return {name: auc_with_ci(np.asarray(b) - png, data.labels, data.patient_ids, n_boot,
+                              seed).to_dict() for name, b in bpd.items()}

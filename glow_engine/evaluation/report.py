@@ -180,7 +180,8 @@ def markdown(results: dict) -> str:
         f"positive class and a 95% bootstrap interval. The viewer shows "
         f"**{ScoreKind(DEFAULT_SCORE_KIND).value}**.",
         f"Original images: AUC ratio {_auc(orig['ratio'])}, bpd {_auc(orig['bpd_mixture'])}; "
-        f"PA only: ratio {_auc(orig['ratio_pa'])}, bpd {_auc(orig['bpd_mixture_pa'])}.",
+        f"PA only: ratio {_auc(orig['ratio_pa'])}, bpd {_auc(orig['bpd_mixture_pa'])}."
+        + _complexity_line(results["original"]),
         "## AUC by budget (shaped like the paper's Table 3)",
         _paper_table(results),
         "The paper's column is RSNA pneumonia at 512x512 with its own models: a reference, not "
@@ -306,6 +307,15 @@ def comparison_sections(results: dict) -> list[str]:
         "attacker).",
         _verification_table(results)]
     return [p for p in parts if p]
+
+
+def _complexity_line(original: dict) -> str:
+    corrected = original.get("complexity_corrected")
+    if not corrected:  # results written before it was measured
+        return ""
+    return (" Complexity-corrected (bits/dim minus PNG bits per pixel, Serrà et al. 2020): "
+            f"under M {_auc(corrected['bpd_mixture'])}, under N "
+            f"{_auc(corrected['bpd_normal'])}.")
 
 
 def run_time(results: dict) -> str:

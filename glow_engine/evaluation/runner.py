@@ -317,6 +317,10 @@ def run_evaluation(data: ImageSet, normal: LoadedModel, mixture: LoadedModel, cf
     original = {"auc": utility(orig.scores, data, cfg),
                 "baselines": baselines.compressor_aucs(orig.pixels, data, cfg.n_boot, cfg.seed)
                 | {"view": baselines.view_auc(data, cfg.n_boot, cfg.seed)},
+                "complexity_corrected": baselines.complexity_corrected_aucs(
+                    {"bpd_mixture": orig.scores.bpd_mixture,
+                     "bpd_normal": orig.scores.bpd_normal}, orig.pixels, data, cfg.n_boot,
+                    cfg.seed),
                 "verification": {a: reid.verification_auc(g @ g.T, data.patient_ids, cfg.n_boot,
                                                            cfg.seed) for a, g in galleries.items()},
                 "out_of_distribution": float(orig.scores.out_of_distribution.mean()),
