@@ -13,7 +13,7 @@ import json
 import os
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +29,7 @@ from glow_engine.device import pick_device
 from glow_engine.errors import UserError
 from glow_engine.flow import Glow, GlowConfig
 from glow_engine.flow.glow import N_BINS, bits_per_dim, dequantize, pixels_to_model
-from glow_engine.modelfile import load_model, save_model
+from glow_engine.modelfile import load_model, read_metadata, save_model
 
 ACTNORM_INIT_IMAGES = 256
 
@@ -183,7 +183,20 @@ def _build_flow(opts: TrainOptions, train: ImageSet, device: torch.device) -> tu
     return flow, {}
 
 
+def _model_resolution(opts: TrainOptions) -> TrainOptions:
+    """A resumed or fine-tuned run trains at its model's resolution, whatever --resolution
+    says (its default is 128): loading the images at another size would silently train the
+    flow on pictures of the wrong size."""
+    ckpt = opts.out / "checkpoint"
+    source = (ckpt / "model" if opts.resume and (ckpt / "state.json").exists()
+              else opts.init_from)
+    if source is None:
+        return opts
+    return replace(opts, resolution=int(read_metadata(source)["architecture"]["resolution"]))
+
+
 def train(opts: TrainOptions) -> Path:
+    opts = _model_resolution(opts)
     d, device = _setup_distributed(opts.device)
     torch.manual_seed(opts.seed + d.rank)
     train, val = _train_set(opts), _val_set(opts)

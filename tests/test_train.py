@@ -121,6 +121,16 @@ def test_torchrun_ddp_ranks_end_with_identical_weights(engine_npz, tmp_path):
     assert all(torch.equal(init[k], rank0[k]) for k in rank0)  # checkpoint = final state
 
 
+def test_fine_tuning_trains_at_the_models_resolution(engine_npz, tmp_path):
+    base = load_model(train(options(engine_npz, tmp_path / "base", max_steps=1)))
+    # --resolution left at its default (128) must not shrink or grow the images
+    tuned = load_model(train(options(engine_npz, tmp_path / "tuned", max_steps=1,
+                                     init_from=str(base.path), resolution=128)))
+    assert tuned.resolution == base.resolution == TINY["resolution"]
+    assert tuned.meta["validation"]["bpd"] == pytest.approx(
+        base.meta["validation"]["bpd"], abs=1.0)  # same scale: the images fit the flow
+
+
 def test_fewer_images_than_a_batch_is_a_user_error(engine_npz, tmp_path, capsys):
     code = main(["train", "--data", str(engine_npz), "--out", str(tmp_path / "run"),
                  "--label", "1", "--batch-size", "32", "--resolution", "32", "--levels", "2",
