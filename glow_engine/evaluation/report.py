@@ -204,8 +204,9 @@ LEGEND = """\
   *marker kept*: the marker's added contrast after / before (0 = erased, 1 = intact).
 - *flip detected*: accuracy of telling a privatised flipped image from a privatised unflipped
   one by correlation with the original and its mirror image (0.5 = chance).
-- *OOD*: share of privatised images whose bits/dim under M exceeds the calibration's 99.5th
-  percentile."""
+- *OOD*: share of privatised images that the out-of-distribution check flags (for a mixture
+  model calibrated with it, glow_engine.ood: atypical per level beside PNG's bits per pixel,
+  turned or inverted; before it, bits/dim above the calibration's 99.5th percentile)."""
 
 
 # --------------------------------------------------------------------------- comparisons
