@@ -98,7 +98,7 @@ _CACHE_ENCODINGS = len(MECHANISMS) * _CACHE_INPUTS  # every mechanism's of each
 _CACHE_MECHANISMS = 4 * len(MECHANISMS)
 _CACHE_NOISE = 2  # the current preview draw and the one before
 _CACHE_SCORES = 64
-_CACHE_PREVIEWS = 128  # 64 KB each at 128x128
+_CACHE_PREVIEWS = 128  # 256 KB each at 256x256 (float32): 32 MB
 
 
 @dataclass(frozen=True, eq=False)

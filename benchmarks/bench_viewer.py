@@ -6,8 +6,8 @@
 "Repainted" means the DP-GLOW pane's viewport received its paint event with the image of the
 newest request, timed by an event filter; both mechanisms are recomputed per change. Changes
 are made one after another, each once the previous is on screen (a steady drag). Default
-models are the shipped pair; --synthetic builds an untrained pair of the default
-architecture (128x128, 4 levels, depth 8, width 128), which costs exactly as much to run.
+models are the shipped pair; --synthetic builds an untrained pair of the shipped mixture
+model's architecture (read from its model.json), which costs exactly as much to run.
 """
 
 from __future__ import annotations
@@ -64,13 +64,17 @@ def synthetic_models(root: Path) -> ModelPaths:
     from glow_engine.calibration import calibrate
     from glow_engine.flow import Glow, GlowConfig
     from glow_engine.flow.glow import pixels_to_model
-    from glow_engine.modelfile import load_model, save_model
+    from glow_engine.modelfile import load_model, read_metadata, save_model
+    from glow_engine.resources import default_model_dir
 
+    shipped = read_metadata(default_model_dir("mixture"))["architecture"]
+    cell = shipped["resolution"] // 16
     rng = np.random.default_rng(0)
-    images = (np.kron(rng.random((32, 16, 16)), np.ones((8, 8))) * 200 + 20).astype(np.uint8)
+    images = (np.kron(rng.random((32, 16, 16)), np.ones((cell, cell))) * 200 + 20).astype(
+        np.uint8)
     paths = []
     for seed, name in ((1, "mixture"), (2, "normal")):
-        flow = Glow(GlowConfig(resolution=128, levels=4, depth=8, width=128, seed=seed))
+        flow = Glow(GlowConfig.from_dict(shipped | {"seed": seed}))
         flow.initialize_actnorm(pixels_to_model(torch.from_numpy(images).float()[:, None] / 255))
         meta = {"name": name, "data": "untrained benchmark model"}
         save_model(root / name, flow, meta)

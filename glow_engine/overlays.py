@@ -7,7 +7,7 @@ Conventions
     Images are float (H, W) arrays in [0, 1]. A :class:`BlockMarker` is a filled square whose
     *centre* (``row``, ``col``) is given as a fraction of the image height and width and whose
     side (``size``) is a fraction of the image's **long** side. With these units a marker placed
-    on a 1024x1024 original lands on the same anatomy in the 128x128 model frame, and for a
+    on a 1024x1024 original lands on the same anatomy in the 256x256 model frame, and for a
     non-square original :func:`marker_in_frame` maps it through the frame's
     :class:`~glow_engine.imaging.frame.Placement` (the side stays the same fraction, because
     ``to_square`` maps the long side onto the frame side).

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Reproduces the shipped default models resources/models/{mixture,normal} (see their
-# MODEL_CARD.md). The budget is a fixed number of steps (about one hour per model on a
-# 2-core CPU at 2.1 s/step), so any device trains the same recipe.
+# MODEL_CARD.md). The budget is a fixed number of steps (M: about 1.5 hours on a 2-core CPU at
+# about 3 s/step; N: 20 minutes), so any device trains the same recipe.
 #   DATA=../shared/data DEVICE=auto RUNS=runs bash scripts/train_default_models.sh
 set -euo pipefail
 DATA=${DATA:-../shared/data}
@@ -13,7 +13,7 @@ PY=${PY:-python3}
 
 # M: the mixture model (normal + abnormal), the one DP-GLOW privatises with.
 $PY -m glow_engine.train --data "$SUBSET" --data "$EXTRA" --val-data "$SUBSET" \
-    --out "$RUNS/mixture" --resolution 128 --levels 4 --depth 8 --width 128 \
+    --out "$RUNS/mixture" --resolution 256 --levels 5 --depth 8 --widths 32,96,160,192,256 \
     --batch-size 16 --lr 5e-4 --warmup-steps 300 --epochs 1000 --max-steps 1700 \
     --device "$DEVICE"
 

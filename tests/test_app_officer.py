@@ -20,6 +20,8 @@ from app.batch_window import BatchWindow
 from app.ledger_window import LedgerWindow
 from app.main_window import ModelPaths
 from app.messages import BatchRequest
+from glow_engine.modelfile import read_metadata
+from glow_engine.privacy_statement import scientific
 from glow_engine.release.ledger import Ledger
 from glow_engine.resources import default_model_dir
 
@@ -139,11 +141,13 @@ def test_the_shipped_models_release_a_folder_and_fill_the_ledger(qtbot, settings
         write_png(folder / f"s{i}.png", seed=i, height=96, width=80)
     release(qtbot, window, folder, tmp_path, e_px="100")
     assert window.state.batch_done.counts == {"written": 2}
-    assert all(load_side(p) == 128 for p in (tmp_path / "out").glob("*.png"))
+    side = read_metadata(models.mixture)["architecture"]["resolution"]
+    assert all(load_side(p) == side for p in (tmp_path / "out").glob("*.png"))
     window.show_ledger()
     qtbot.waitUntil(lambda: window.ledger_window.tables["Releases"].rowCount() == 2,
                     timeout=TIMEOUT_MS)
-    assert window.ledger_window.tables["Releases"].item(0, 3).text() == "1.64 × 10⁶"
+    total = window.ledger_window.tables["Releases"].item(0, 3).text()
+    assert total == scientific(100 * side**2)  # e_px 100 over the model's side^2 pixels
 
 
 def load_side(path: Path) -> int:
