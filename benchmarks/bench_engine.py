@@ -105,7 +105,8 @@ def bench(flow: Glow, device: torch.device, runs: int, batch: int, folded: bool 
     x = smooth_images(batch, res, seed=1).to(device)
     gflop = 2 * flow.multiply_adds() / 1e9
     out: dict = {"resolution": res, "levels": flow.cfg.levels, "depth": flow.cfg.depth,
-                 "width": flow.cfg.width, "gflop_per_image": round(gflop, 3)}
+                 "width": "/".join(map(str, flow.cfg.level_widths())),
+                 "gflop_per_image": round(gflop, 3)}
     with torch.inference_mode():
         z = flow.encode(x, folded)
         out["round_trip_max_error"] = (flow.decode(z, folded) - x).abs().max().item()
