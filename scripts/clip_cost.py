@@ -18,6 +18,7 @@ import torch
 from glow_engine.data import load_image_set
 from glow_engine.evaluation.metrics import psnr, ssim
 from glow_engine.flow.glow import model_to_pixels, pixels_to_model
+from glow_engine.mechanisms.dpglow import DPGlow
 from glow_engine.modelfile import load_model
 
 
@@ -39,7 +40,7 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     model = load_model(args.mixture)
-    cal, flow = model.calibration, model.flow
+    flow = model.flow
     data = load_image_set(args.data, model.resolution, split=args.split)
     pixels = torch.from_numpy(data.images.astype(np.float32) / 255)
     with torch.inference_mode():
@@ -55,8 +56,8 @@ def main() -> None:
     print(f"{len(original)} images of {args.data} split {args.split}, "
           f"{model.resolution}x{model.resolution}, levels finest first")
     for alpha in args.alpha or [0.4]:
-        width = torch.from_numpy(cal.width(alpha)).float()
-        lo = torch.from_numpy(cal.centre).float() - width / 2
+        box = DPGlow(model, alpha=alpha)  # the mechanism's own box, c_k +- alpha Delta_k / 2
+        width, lo = (torch.from_numpy(v).float() for v in (box.width, box.lo))
         clipped = torch.minimum(torch.maximum(z, lo), lo + width)
         outside = (clipped != z).float().mean(dim=0)
         shares = " ".join(f"{outside[s].mean().item():.1%}" for s in slices)
