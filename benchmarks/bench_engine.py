@@ -34,6 +34,8 @@ from glow_engine.flow import Glow, GlowConfig
 from glow_engine.modelfile import load_model
 from glow_engine.resources import default_model_dir
 
+MATMUL_N = 2048  # the float32 matrix product whose GFLOP/s is "peak"
+
 RANDOM_CONFIGS = {
     "reference": GlowConfig(128, 4, 8, 128),
     "paper": GlowConfig(512, 7, 32, 512),
@@ -70,6 +72,19 @@ def build(name: str, device: torch.device) -> tuple[Glow | None, str]:
     flow = Glow(cfg).to(device)
     flow.initialize_actnorm(smooth_images(16, cfg.resolution, seed=0).to(device))
     return flow.eval(), name
+
+
+def once(fn: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def matmul_gflops() -> Callable[[], float]:
+    """One timed MATMUL_N x MATMUL_N float32 product per call, as GFLOP/s (CPU)."""
+    a = torch.randn(MATMUL_N, MATMUL_N)
+    b = torch.randn(MATMUL_N, MATMUL_N)
+    return lambda: 2 * MATMUL_N**3 / once(lambda: a @ b) / 1e9
 
 
 def timed(fn: Callable[[], object], runs: int, device: torch.device) -> list[float]:
@@ -126,6 +141,44 @@ def bench(flow: Glow, device: torch.device, runs: int, batch: int, folded: bool 
     return out
 
 
+def bench_levels(flow: Glow, runs: int) -> list[dict]:
+    """Batch-1 decode time of each level (CPU), in rounds that interleave the levels with the
+    matrix product, so each level's share of the peak is measured under the same conditions."""
+    z = flow.encode(smooth_images(1, flow.cfg.resolution, seed=1))
+    parts = [z[:, s].reshape(-1, *shape)
+             for s, shape in zip(flow.level_slices(), flow.eps_shapes, strict=True)]
+    path, peak = flow._path(True), matmul_gflops()
+    inputs, x = [], None  # each level's input: the coarser level's output
+    for level, part in zip(reversed(flow.levels), reversed(parts), strict=True):
+        inputs.append(x)
+        x = level.reverse(x, part, path)
+    cases = list(zip(reversed(flow.levels), reversed(parts), inputs, strict=True))
+    times: list[list[float]] = [[] for _ in cases]
+    peaks = []
+    for _ in range(runs):
+        peaks.append(peak())
+        for i, (level, part, kept) in enumerate(cases):
+            times[i].append(once(lambda lv=level, p=part, k=kept: lv.reverse(k, p, path)))
+    peak_median = statistics.median(peaks)
+    out = []
+    for i, mac in enumerate(reversed(flow.level_multiply_adds())):
+        seconds = statistics.median(times[i])
+        gflops = 2 * mac / 1e9 / seconds
+        out.append({"level": len(cases) - i, "ms": round(1e3 * seconds, 2),
+                    "gflop": round(2 * mac / 1e9, 3), "gflop_s": round(gflops, 1),
+                    "of_peak": round(gflops / peak_median, 3),
+                    "matmul_gflop_s": round(peak_median, 1)})
+    return out[::-1]
+
+
+def report_levels(rows: list[dict]) -> str:
+    lines = [f"  decode batch 1 by level (matrix product {rows[0]['matmul_gflop_s']} GFLOP/s, "
+             "median of interleaved rounds):"]
+    lines += [f"    level {r['level']}: {r['ms']} ms, {r['gflop']} GFLOP, {r['gflop_s']} GFLOP/s "
+              f"= {100 * r['of_peak']:.0f}% of peak" for r in rows]
+    return "\n".join(lines)
+
+
 def report(label: str, r: dict, batch: int, device: torch.device) -> str:
     memory = "peak GPU memory allocated" if device.type == "cuda" else "peak RSS of the process"
     lines = [f"{label}: {r['resolution']}x{r['resolution']}, L={r['levels']}, K={r['depth']}, "
@@ -149,6 +202,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--runs", type=int, default=30, help="batch-1 runs per measurement (>= 20)")
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    p.add_argument("--levels", action="store_true",
+                   help="also time each level of a batch-1 decode beside the matrix product (CPU)")
     p.add_argument("--unfused", action="store_true",
                    help="time the plain training layers instead (model in channels_last), "
                         "to compare with the fused inference path")
@@ -170,6 +225,10 @@ def main(argv: list[str] | None = None) -> int:
             flow.to(memory_format=torch.channels_last)  # the layout training uses
         results[name] = bench(flow, device, args.runs, args.batch, folded=not args.unfused)
         print(report(label, results[name], args.batch, device), flush=True)
+        if args.levels and device.type == "cpu" and not args.unfused:
+            with torch.inference_mode():
+                results[name]["decode_levels"] = bench_levels(flow, args.runs)
+            print(report_levels(results[name]["decode_levels"]), flush=True)
         del flow
     results["machine"]["load_average_1min_end"] = os.getloadavg()[0]
     print(f"load average (1 min) at the end: {results['machine']['load_average_1min_end']:.2f}")

@@ -24,7 +24,6 @@ import importlib.util
 import os
 import statistics
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -32,14 +31,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.bench_engine import cpu_name, smooth_images
+from benchmarks.bench_engine import cpu_name, matmul_gflops, once, smooth_images
 from glow_engine.flow import Glow, GlowConfig
 
 CONFIGS = {
     "reference": GlowConfig(128, 4, 8, 128),
     "default256": GlowConfig(256, 5, 8, 128, widths=(32, 96, 160, 192, 256)),
 }
-MATMUL_N = 2048
 
 
 def import_public(path: Path):
@@ -70,18 +68,6 @@ def our_flow(cfg: GlowConfig, x: torch.Tensor) -> Glow:
     flow = Glow(cfg)
     flow.initialize_actnorm(x)
     return flow.eval()
-
-
-def once(fn: Callable[[], object]) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
-
-
-def matmul_gflops() -> Callable[[], float]:
-    a = torch.randn(MATMUL_N, MATMUL_N)
-    b = torch.randn(MATMUL_N, MATMUL_N)
-    return lambda: 2 * MATMUL_N**3 / once(lambda: a @ b) / 1e9
 
 
 def measure(cfg_name: str, module, rounds: int, batch: int) -> dict:

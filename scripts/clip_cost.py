@@ -22,14 +22,6 @@ from glow_engine.mechanisms.dpglow import DPGlow
 from glow_engine.modelfile import load_model
 
 
-def level_slices(flow: torch.nn.Module) -> list[slice]:
-    out, start = [], 0
-    for c, h, w in flow.eps_shapes:
-        out.append(slice(start, start + c * h * w))
-        start += c * h * w
-    return out
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("mixture")
@@ -46,7 +38,7 @@ def main() -> None:
     with torch.inference_mode():
         z = torch.cat([flow.encode(pixels_to_model(c[:, None])) for c in pixels.split(16)])
     original = data.images.astype(np.float32) / 255
-    slices = level_slices(flow)
+    slices = flow.level_slices()
 
     def rebuilt(latent: torch.Tensor) -> np.ndarray:
         with torch.inference_mode():

@@ -160,6 +160,24 @@ def test_multiply_adds_match_pytorchs_flop_counter(make_flow):
     assert Glow(GlowConfig(128, 4, 8, 128)).multiply_adds() == pytest.approx(1.15e9, rel=0.01)
 
 
+def test_level_slices_and_multiply_adds_are_per_level(make_flow):
+    """Each level's slice of the flat latent holds exactly that level's eps (the layout decode
+    reads), and the per-level multiply-adds differ by level: one level's count is not copied."""
+    flow = make_flow(32, 3, 1, 8)
+    x = model_input(1, 32)
+    with torch.no_grad():
+        eps_list, _ = flow._encode_levels(x, folded=True)
+        z = flow.encode(x)
+    slices = flow.level_slices()
+    assert [s.stop - s.start for s in slices] == [e[0].numel() for e in eps_list]
+    assert slices[-1].stop == z.shape[1] and slices[0].start == 0
+    for s, eps in zip(slices, eps_list, strict=True):
+        torch.testing.assert_close(z[:, s], eps.flatten(1), rtol=0, atol=0)
+    per_level = flow.level_multiply_adds()
+    assert len(per_level) == 3 and sum(per_level) == flow.multiply_adds()
+    assert len(set(per_level)) == 3
+
+
 def test_bits_per_dim_and_quantisation_helpers():
     assert bits_per_dim(torch.tensor([0.0]), 100).item() == pytest.approx(8.0)
     k = torch.arange(N_BINS, dtype=torch.float32)

@@ -219,11 +219,8 @@ class Glow(nn.Module):
         """Standardised latent (B, H*W) -> x (B, 1, H, W). Deterministic: nothing is resampled."""
         if eps.shape[1] != self.num_pixels:
             raise ValueError(f"latent has {eps.shape[1]} elements, model needs {self.num_pixels}")
-        parts, start = [], 0
-        for c, h, w in self.eps_shapes:
-            n = c * h * w
-            parts.append(eps[:, start : start + n].reshape(-1, c, h, w))
-            start += n
+        parts = [eps[:, part].reshape(-1, *shape)
+                 for part, shape in zip(self.level_slices(), self.eps_shapes, strict=True)]
         x = None
         with _no_grad_unless_asked(eps):
             path = self._path(folded)
@@ -231,18 +228,30 @@ class Glow(nn.Module):
                 x = level.reverse(x, part, path)
         return x
 
+    def level_slices(self) -> list[slice]:
+        """Where each level's part lies in the flat latent, finest level first."""
+        out, start = [], 0
+        for c, h, w in self.eps_shapes:
+            out.append(slice(start, start + c * h * w))
+            start += c * h * w
+        return out
+
     def multiply_adds(self) -> int:
         """Multiply-adds of one encode (or decode) of one image: the convolutions and 1x1
         mixing; the elementwise work is not counted."""
-        total, channels, res = 0, 1, self.cfg.resolution
+        return sum(self.level_multiply_adds())
+
+    def level_multiply_adds(self) -> list[int]:
+        """multiply_adds() per level, finest first."""
+        out, channels, res = [], 1, self.cfg.resolution
         for level, width in zip(self.levels, self.cfg.level_widths(), strict=True):
             c, res = channels * 4, res // 2
             half = c // 2
             step = c * c + 9 * half * width + width * width + 9 * width * 2 * (c - half)
             prior = 0 if level.top else 9 * half * c
-            total += res * res * (self.cfg.depth * step + prior)
+            out.append(res * res * (self.cfg.depth * step + prior))
             channels = half
-        return total
+        return out
 
     @torch.no_grad()
     def initialize_actnorm(self, x: torch.Tensor) -> None:
