@@ -13,15 +13,12 @@ number; the constant cancels in the ratio. Every score is reported both ways:
 * ``ScoreKind.BPD_MIXTURE``: M's bits/dim alone (higher = less typical of the training data).
 
 The kinds and the score values live in ``glow_engine.scores`` (no torch). The viewer shows
-``DEFAULT_SCORE_KIND``, M's bits/dim, chosen without the val split the evaluation reports
-(docs/evaluation.md, "Decisions"): on the training split (`scripts/score_candidates.py`, 256x256
-pair) it tracks PNG's bits per pixel closely (correlation 0.96), so it is largely a measure of
-picture complexity, and the complexity-corrected variant (minus PNG's bits per pixel, Serrà et
-al. 2020) keeps only about half of its margin above chance (AUC 0.67 against 0.80); the ratio
-ranks the training split best (0.86) but N was fine-tuned on exactly those normals, and on
-unseen patients it fell to 0.62 with the former pair while bits/dim held. Neither score
-survives every mechanism (bits/dim falls below 0.5 under ID-LDP at e_px = 100, 10, 1; the ratio
-under DP-GLOW paper at 10 and DP-Pix), so both are reported everywhere.
+``DEFAULT_SCORE_KIND``, M's bits/dim, chosen on the training split, not on the val split the
+evaluation reports: it is largely a measure of picture complexity (it tracks PNG's bits per
+pixel), but the ratio's lead on the training split is biased (N was fine-tuned on exactly those
+normals) and did not carry over to unseen patients. The evidence, with the shipped pair's
+numbers, is in docs/evaluation.md ("Decisions") and the mixture model's card; neither score
+survives every mechanism, so both are reported everywhere.
 
 Every scored image also goes through the out-of-distribution check (glow_engine.ood:
 two-sided, complexity-aware typicality, orientation and polarity, colour), fitted when M was
