@@ -23,7 +23,7 @@ from app.messages import Kind
 from app.panes import MAIN_KEYS
 from app.state import Aspect, ViewState
 from app.tools import fit_height, pane_label
-from glow_engine.scores import DEFAULT_SCORE_KIND, ScoreKind
+from glow_engine.scores import DEFAULT_SCORE_KIND, Score, ScoreKind
 from glow_engine.validation_scores import ValidationScores
 
 COLUMNS = ("M bits/dim", "N bits/dim", "log-ratio", "")
@@ -37,6 +37,30 @@ PANE_COLOURS = {"original": "", "dpglow": "#29b6f6", "idldp": "#ec407a", "dppix"
 # colours.
 REFERENCE_COLOURS = {"normal": "#66bb6a", "abnormal": "#ffa726"}
 HIST_BINS = 18  # over the validation scores' range: ~0.1 bits/dim with the shipped models
+
+
+def ood_warning(scores: list[tuple[str, Score]]) -> str:
+    """The panel's warning, "" when nothing is flagged. The input and the privatised images
+    are flagged for different reasons: the input's finding comes with guesses at what it is;
+    a privatised image's cause is known when its input was in distribution (the mechanism)."""
+    flagged = {k: s for k, s in scores if s.out_of_distribution}
+    original = flagged.pop("original", None)
+    lines = []
+    if original is not None:
+        lines.append(f"⚠ The input is outside the model's distribution: "
+                     f"{original.ood_description}. The budget's formal meaning covers every "
+                     "input, this one too; the anomaly score and what the picture keeps do not "
+                     "hold here.")
+    if flagged:
+        by_finding: dict[str, list[str]] = {}
+        for key, score in flagged.items():
+            by_finding.setdefault(score.ood_summary, []).append(pane_label(key))
+        findings = "; ".join(f"{finding}: {', '.join(panes)}"
+                             for finding, panes in by_finding.items())
+        cause = "" if original is not None else " (by privatisation)"
+        lines.append(f"⚠ Outside the model's distribution{cause}, {findings}. Their anomaly "
+                     "scores are not comparable with a chest X-ray's.")
+    return "\n".join(lines)
 
 
 class ScoresPanel(QGroupBox):
@@ -111,22 +135,17 @@ class ScoresPanel(QGroupBox):
         scores = self._scores()
         self._fill_table(scores)
         self._draw(scores)
-        outside = [f"{pane_label(k)} ({s.ood_description})" if s.ood_reasons else pane_label(k)
-                   for k, s in scores if s.out_of_distribution]
-        self.warning.setText(
-            "⚠ Outside the model's distribution: " + "; ".join(outside) + ". The budget's "
-            "formal meaning covers every input, this one too; the anomaly score and what the "
-            "picture keeps do not hold here."
-            if outside else "")
-        self.warning.setVisible(bool(outside))
+        warning = ood_warning(scores)
+        self.warning.setText(warning)
+        self.warning.setVisible(bool(warning))
 
-    def _scores(self) -> list[tuple[str, object]]:
+    def _scores(self) -> list[tuple[str, Score]]:
         keys = list(MAIN_KEYS)
         if self.state.display.strip and self.state.strip is not None:
             keys += list(self.state.strip.panes)
         return [(k, self.state.scores[k]) for k in keys if k in self.state.scores]
 
-    def _fill_table(self, scores: list[tuple[str, object]]) -> None:
+    def _fill_table(self, scores: list[tuple[str, Score]]) -> None:
         self.table.setRowCount(len(scores))
         for r, (key, s) in enumerate(scores):
             self.table.setVerticalHeaderItem(r, QTableWidgetItem(pane_label(key)))
@@ -145,7 +164,7 @@ class ScoresPanel(QGroupBox):
         black on light)."""
         return PANE_COLOURS.get(key) or self.palette().windowText().color().name()
 
-    def _draw(self, scores: list[tuple[str, object]]) -> None:
+    def _draw(self, scores: list[tuple[str, Score]]) -> None:
         self.plot.clear()
         self.histograms = {}
         reference = self.state.models.reference if self.state.models is not None else None

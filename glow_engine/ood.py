@@ -68,6 +68,18 @@ class OODReason(enum.StrEnum):
                                 "(a photo, a texture, another body part or modality?)",
         }[self]
 
+    @property
+    def short(self) -> str:
+        """The finding without the guesses at what the input is (for privatised images, whose
+        cause is known: the mechanism changed them)."""
+        return {
+            OODReason.COLOUR: "colour",
+            OODReason.INVERTED: "looks inverted",
+            OODReason.TURNED: "looks turned",
+            OODReason.TOO_SIMPLE: "far simpler than the training X-rays",
+            OODReason.ATYPICAL: "unlike the training X-rays",
+        }[self]
+
 
 @dataclass(frozen=True)
 class OODVerdict:

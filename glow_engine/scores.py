@@ -52,6 +52,13 @@ class Score:
             return "; ".join(r.label for r in self.ood_reasons)
         return "outside the model's distribution" if self.out_of_distribution else ""
 
+    @property
+    def ood_summary(self) -> str:
+        """ood_description in a few words, without the guesses at what an input might be."""
+        if self.ood_reasons:
+            return "; ".join(r.short for r in self.ood_reasons)
+        return self.ood_description
+
     def abnormality(self, kind: ScoreKind = DEFAULT_SCORE_KIND) -> float:
         """Higher = more abnormal, whichever score is chosen (the AUC's orientation)."""
         return -self.ratio_nats if kind is ScoreKind.RATIO else self.bpd_mixture

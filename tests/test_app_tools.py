@@ -1,7 +1,7 @@
 """The reading-station conventions, offscreen: markers edited on the image, Esc, window/level
 presets on the number keys with the values in each pane's corner, zoom keys, a double click
 to enlarge a pane, the distance ruler (mm from the DICOM's pixel spacing), the pixel readout
-and the loading message."""
+the loading message and the out-of-distribution warning."""
 
 from __future__ import annotations
 
@@ -18,7 +18,10 @@ import pydicom
 from PySide6.QtCore import QPointF, Qt
 
 from app.panes import Tool
+from app.scores import ood_warning
+from glow_engine.ood import OODReason
 from glow_engine.overlays import BlockMarker
+from glow_engine.scores import Score
 
 
 def test_markers_are_selected_moved_resized_and_removed_on_the_image(qtbot, window) -> None:
@@ -158,3 +161,28 @@ def test_the_score_panel_says_loading_while_the_models_load(qtbot, settings, mod
     assert w.scores.explain.text() == "Loading the models…"
     settle(qtbot, w)
     assert "bits/dim" in w.scores.explain.text()
+
+
+def _score(*reasons: OODReason) -> Score:
+    return Score(0.0, 0.0, 0.0, 0.0, 2.5, 2.5, bool(reasons), reasons)
+
+
+def test_the_ood_warning_tells_the_input_from_what_privatisation_did() -> None:
+    assert ood_warning([("original", _score()), ("dpglow", _score())]) == ""
+    # an in-distribution input: the flagged privatised panes are the mechanism's doing, and
+    # the input's guesses (a gradient, a drawing...) are not offered for them
+    only_private = ood_warning([("original", _score()),
+                                ("dpglow", _score(OODReason.TOO_SIMPLE)),
+                                ("idldp", _score(OODReason.ATYPICAL))])
+    assert "The input is" not in only_private
+    assert "(by privatisation)" in only_private
+    assert "far simpler than the training X-rays: DP-GLOW;" in only_private
+    assert "unlike the training X-rays: ID-LDP." in only_private
+    assert "a gradient" not in only_private and "a photo" not in only_private
+    # a flagged input: its finding in full, and no claim that privatisation caused the rest
+    both = ood_warning([("original", _score(OODReason.INVERTED)),
+                        ("dpglow", _score(OODReason.INVERTED))])
+    assert both.startswith("⚠ The input is outside the model's distribution: looks inverted")
+    assert "MONOCHROME1" in both.splitlines()[0]
+    assert "by privatisation" not in both
+    assert "looks inverted: DP-GLOW." in both.splitlines()[1]
