@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Reproduces the shipped default models resources/models/{mixture,normal} (see their
-# MODEL_CARD.md). The budget is a fixed number of steps (M: about 1.5 hours on a 2-core CPU at
-# about 3 s/step; N: 20 minutes), so any device trains the same recipe.
+# MODEL_CARD.md). The budget is a fixed number of steps (M: 243 minutes on the project's 2-core
+# CPU, at 3-4 s/step when nothing else runs; N: 28 minutes), so any device trains the same recipe.
 #   DATA=../shared/data DEVICE=auto RUNS=runs bash scripts/train_default_models.sh
 set -euo pipefail
 DATA=${DATA:-../shared/data}
@@ -30,7 +30,7 @@ $PY -m glow_engine.cli calibrate "$RUNS/mixture/model" --data "$SUBSET" --data "
 
 # The full evaluation of this pair (docs/evaluation.md, "How to reproduce": every mechanism at
 # the published budgets and at 1 and 0.1, the compressor and view baselines, the downstream CNN
-# and the learned re-identification attacker; about an hour on a 2-core CPU at 256x256). With
+# and the learned re-identification attacker; 34 minutes on a 2-core CPU at 256x256). With
 # --write-reference it also writes the viewer's validation score distribution
 # (glow_engine.validation_scores) and the pair's risk card (glow_engine.risk_card), numbers
 # only, both bound to the two models' content hashes: copy $RUNS/reference_scores.json and
