@@ -211,7 +211,7 @@ def learned_plot(results: dict, path: Path) -> Path:
     Filled markers: the first measure, open: the second; colour = mechanism."""
     learned = results["learned"]
     mechs = results["config"]["mechanisms"]
-    fig, axes = _figure(1, 2, (12, 4.4), sharey=True)
+    fig, axes = _figure(1, 2, (12, 5.6), sharey=True)
     measured = {(r["mechanism"], r["setting"]): r for r in results["runs"]}
 
     def best(candidates: list[dict]) -> dict:
@@ -251,6 +251,7 @@ def learned_plot(results: dict, path: Path) -> Path:
         ax.axhline(0.5, color="black", ls=":", lw=1)
         ax.set_title(title, fontsize=10)
         ax.set_xlabel("per-pixel budget e_px")
-        ax.legend(fontsize=6)
+        # below the axes: inside, it covers error bars whichever corner it takes
+        ax.legend(fontsize=6, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2)
     axes[0].set_ylabel("AUC, 95% CI")
     return _save(fig, path)
