@@ -42,9 +42,11 @@ HIST_BINS = 18  # over the validation scores' range: ~0.1 bits/dim with the ship
 def ood_warning(scores: list[tuple[str, Score]]) -> str:
     """The panel's warning, "" when nothing is flagged. The input and the privatised images
     are flagged for different reasons: the input's finding comes with guesses at what it is;
-    a privatised image's cause is known when its input was in distribution (the mechanism)."""
+    a privatised image's cause is known when its input was scored in distribution (the
+    mechanism)."""
     flagged = {k: s for k, s in scores if s.out_of_distribution}
     original = flagged.pop("original", None)
+    input_typical = any(k == "original" and not s.out_of_distribution for k, s in scores)
     lines = []
     if original is not None:
         lines.append(f"⚠ The input is outside the model's distribution: "
@@ -57,7 +59,7 @@ def ood_warning(scores: list[tuple[str, Score]]) -> str:
             by_finding.setdefault(score.ood_summary, []).append(pane_label(key))
         findings = "; ".join(f"{finding}: {', '.join(panes)}"
                              for finding, panes in by_finding.items())
-        cause = "" if original is not None else " (by privatisation)"
+        cause = " (by privatisation)" if input_typical else ""
         lines.append(f"⚠ Outside the model's distribution{cause}, {findings}. Their anomaly "
                      "scores are not comparable with a chest X-ray's.")
     return "\n".join(lines)

@@ -186,3 +186,6 @@ def test_the_ood_warning_tells_the_input_from_what_privatisation_did() -> None:
     assert "MONOCHROME1" in both.splitlines()[0]
     assert "by privatisation" not in both
     assert "looks inverted: DP-GLOW." in both.splitlines()[1]
+    # the input not scored (yet): nothing is claimed about the cause
+    unknown = ood_warning([("dpglow", _score(OODReason.ATYPICAL))])
+    assert "by privatisation" not in unknown and "The input is" not in unknown
