@@ -44,11 +44,10 @@ def ood_warning(scores: list[tuple[str, Score]]) -> str:
     are flagged for different reasons: the input's finding comes with guesses at what it is;
     a privatised image's cause is known when its input was scored in distribution (the
     mechanism)."""
-    flagged = {k: s for k, s in scores if s.out_of_distribution}
-    original = flagged.pop("original", None)
-    input_typical = any(k == "original" and not s.out_of_distribution for k, s in scores)
+    original = dict(scores).get("original")
+    flagged = {k: s for k, s in scores if s.out_of_distribution and k != "original"}
     lines = []
-    if original is not None:
+    if original is not None and original.out_of_distribution:
         lines.append(f"⚠ The input is outside the model's distribution: "
                      f"{original.ood_description}. The budget's formal meaning covers every "
                      "input, this one too; the anomaly score and what the picture keeps do not "
@@ -59,7 +58,8 @@ def ood_warning(scores: list[tuple[str, Score]]) -> str:
             by_finding.setdefault(score.ood_summary, []).append(pane_label(key))
         findings = "; ".join(f"{finding}: {', '.join(panes)}"
                              for finding, panes in by_finding.items())
-        cause = " (by privatisation)" if input_typical else ""
+        in_distribution = original is not None and not original.out_of_distribution
+        cause = " (by privatisation)" if in_distribution else ""
         lines.append(f"⚠ Outside the model's distribution{cause}, {findings}. Their anomaly "
                      "scores are not comparable with a chest X-ray's.")
     return "\n".join(lines)

@@ -165,10 +165,15 @@ def _check_finite(loss: torch.Tensor, d: Dist, device: torch.device) -> None:
                                "larger --warmup-steps); the last good checkpoint was kept")
 
 
+def _resumable_checkpoint(opts: TrainOptions) -> Path | None:
+    """OUT/checkpoint when --resume was asked for and a checkpoint is there."""
+    ckpt = opts.out / "checkpoint"
+    return ckpt if opts.resume and (ckpt / "state.json").exists() else None
+
+
 def _build_flow(opts: TrainOptions, train: ImageSet, device: torch.device) -> tuple[Glow, dict]:
     """A new flow (actnorm initialised from data), fine-tuned from --init-from, or resumed."""
-    ckpt = opts.out / "checkpoint"
-    if opts.resume and (ckpt / "state.json").exists():
+    if (ckpt := _resumable_checkpoint(opts)) is not None:
         flow, opt_state, state = _load_checkpoint(ckpt, device)
         return flow, {"opt": opt_state, **state}
     if opts.init_from:
@@ -187,9 +192,8 @@ def _model_resolution(opts: TrainOptions) -> TrainOptions:
     """A resumed or fine-tuned run trains at its model's resolution, whatever --resolution
     says (its default is 128): loading the images at another size would silently train the
     flow on pictures of the wrong size."""
-    ckpt = opts.out / "checkpoint"
-    source = (ckpt / "model" if opts.resume and (ckpt / "state.json").exists()
-              else opts.init_from)
+    ckpt = _resumable_checkpoint(opts)
+    source = ckpt / "model" if ckpt is not None else opts.init_from
     if source is None:
         return opts
     return replace(opts, resolution=int(read_metadata(source)["architecture"]["resolution"]))
