@@ -35,7 +35,12 @@ from test_modelfile import _contents, _rewrite_dir
 from test_privatize import write_dicom, write_png
 
 from glow_engine.cli import main
+from glow_engine.errors import UserError
+from glow_engine.imaging import load_image
+from glow_engine.mechanisms import create_mechanism
+from glow_engine.modelfile import load_model
 from glow_engine.release import records
+from glow_engine.release.batch import ReleaseInput, ReleaseOptions, release_one
 from glow_engine.release.ledger import Ledger
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -481,3 +486,39 @@ def test_a_pipe_or_device_named_on_the_command_line_is_refused(corpus, tmp_path,
     assert_clean_answer(corpus, tmp_path, done.returncode, done.stdout, done.stderr, 1,
                         "not a regular file")
     assert done.stderr.count("error:") == 2 and "good.png" in done.stdout
+
+
+# --------------------------------------------------------------------------- private files
+
+
+@pytest.mark.parametrize("where", ["in-out", "in-a-subfolder-of-out", "out-is-its-folder",
+                                   "linked-into-out"])
+def test_a_ledger_record_or_report_inside_out_is_refused(corpus, tmp_path, capsys,
+                                                         where: str) -> None:
+    """The ledger's folder holds the operator's record and reports: publishing OUT must never
+    publish them, however the path is spelled."""
+    out = tmp_path / "out"
+    ledger = {"in-out": out / "privacy.sqlite",
+              "in-a-subfolder-of-out": out / "private" / "l.sqlite",
+              "out-is-its-folder": tmp_path / "released" / "l.sqlite",
+              "linked-into-out": tmp_path / "link" / "l.sqlite"}[where]
+    if where == "out-is-its-folder":
+        out = ledger.parent
+    if where == "linked-into-out":
+        (out / "hidden").mkdir(parents=True)
+        (tmp_path / "link").symlink_to(out / "hidden")
+    code, stdout, err = cli(capsys, *privatize_args(corpus, tmp_path, corpus / "good",
+                                                    "--e-px", "10", out=out, ledger=ledger))
+    assert_clean_answer(corpus, tmp_path, code, stdout, err, 2, "inside the output folder")
+    assert not ledger.exists() and not list(tmp_path.rglob("*.png"))
+    assert not list(tmp_path.rglob("*.csv")) and not list(tmp_path.rglob("*.html"))
+
+
+def test_release_one_refuses_a_ledger_inside_out(corpus, tmp_path) -> None:
+    """The window's export goes through release_one: the engine itself refuses."""
+    mech = create_mechanism("dpglow", load_model(corpus / "model"), mode="paper", alpha=0.4)
+    item = ReleaseInput.from_image(load_image(corpus / "good" / "a.png"), mech.resolution)
+    with Ledger(tmp_path / "out" / "l.sqlite") as led, \
+            pytest.raises(UserError, match="inside the output folder"):
+        release_one(item, mech, led, ReleaseOptions(e_px=10, out_dir=tmp_path / "out"))
+    assert not list(tmp_path.rglob("*.png")) and not list(tmp_path.rglob("*.csv"))

@@ -11,10 +11,12 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from glow_engine.choices import DEFAULT_ALPHA, DPGLOW_MODES, RELEASE_FORMATS
+from glow_engine.budget import BudgetError, parse_e_px
+from glow_engine.choices import DEFAULT_ALPHA, DEFAULT_BLOCK, DPGLOW_MODES, RELEASE_FORMATS
 from glow_engine.device import pick_device
 from glow_engine.errors import UserError
 from glow_engine.imaging.errors import MIN_SIDE
+from glow_engine.mechanism_specs import MECHANISM_SPECS, spec_of
 from glow_engine.mechanisms import Mechanism, create_mechanism
 from glow_engine.modelfile import load_model
 from glow_engine.release.batch import (
@@ -25,7 +27,9 @@ from glow_engine.release.batch import (
     release_folder,
     shared_run_secret,
 )
+from glow_engine.release.deid import DEFAULT_LINKAGE, LINKAGES
 from glow_engine.release.ledger import Ledger, default_ledger_path
+from glow_engine.release.records import check_private_locations
 from glow_engine.release.report import report_run
 from glow_engine.resources import default_model_dir
 
@@ -36,16 +40,23 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("inputs", nargs="+", metavar="INPUT",
                    help="image files (PNG/JPEG/TIFF/DICOM), folders (recursive) or CSV lists "
                         "(columns path[,patient_id])")
-    p.add_argument("--epsilon-per-pixel", "--e-px", dest="e_px", type=float, required=True,
+    p.add_argument("--epsilon-per-pixel", "--e-px", dest="e_px", type=_e_px, required=True,
                    help="per-pixel budget e_px; the image's total epsilon is e_px * R * R "
                         "(inf: no noise, clip only)")
-    p.add_argument("--mechanism", choices=sorted(Mechanism.registry), default="dpglow")
+    p.add_argument("--mechanism", choices=list(MECHANISM_SPECS), default="dpglow")
     p.add_argument("--mode", choices=DPGLOW_MODES, default="paper",
                    help="DP-GLOW sensitivity: paper (Delta_k, as published) or tight (w_k)")
     p.add_argument("--alpha", type=float, default=DEFAULT_ALPHA, help="DP-GLOW clip width")
+    p.add_argument("--block-size", dest="block", type=int, default=DEFAULT_BLOCK,
+                   help=f"DP-Pix block side in pixels, dividing the resolution (default "
+                        f"{DEFAULT_BLOCK})")
     p.add_argument("--out", type=Path, required=True,
                    help="output folder (flat, random file names; it is what gets published)")
     p.add_argument("--format", dest="fmt", choices=sorted(RELEASE_FORMATS), default="png")
+    p.add_argument("--linkage", choices=sorted(LINKAGES), default=DEFAULT_LINKAGE,
+                   help="DICOM output: 'patient' gives a patient's images in this output folder "
+                        "one keyed pseudonym and study UID (HMAC under the ledger's secret); "
+                        "'none' (default) links nothing")
     p.add_argument("--size", type=int, default=None,
                    help=f"side of the released square ({MIN_SIDE}..{MAX_SIDE}; with "
                         "--keep-aspect the long side); default: the model's resolution")
@@ -73,7 +84,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true")
 
 
+def _e_px(text: str) -> float:
+    try:
+        return parse_e_px(text)
+    except BudgetError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def run(args: argparse.Namespace) -> int:
+    ledger_path = args.ledger or default_ledger_path()
+    check_private_locations(args.out, ledger_path)  # before the ledger file is made
     rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
     mech = _mechanism(args, world)
     opts = ReleaseOptions(e_px=args.e_px, out_dir=args.out, fmt=args.fmt, size=args.size,
@@ -82,11 +102,11 @@ def run(args: argparse.Namespace) -> int:
                           allow_burned_in=args.allow_burned_in,
                           allow_unknown_burned_in=args.allow_unknown_burned_in,
                           batch_size=args.batch_size, rank=rank, world=world,
-                          run_secret=shared_run_secret(world))
+                          run_secret=shared_run_secret(world), linkage=args.linkage)
     if math.isinf(args.e_px):
         print("warning: e_px = inf adds no noise: these images carry no privacy guarantee",
               file=sys.stderr)
-    with Ledger(args.ledger or default_ledger_path()) as ledger, \
+    with Ledger(ledger_path) as ledger, \
             tqdm(unit="img", desc="privatising", disable=args.no_progress,
                  position=rank) as bar:
         def progress(done: int, total: int) -> None:
@@ -109,11 +129,11 @@ def _mechanism(args: argparse.Namespace, world: int) -> Mechanism:
     device = pick_device(args.device)
     if device.type == "cuda" and world > 1:
         device = pick_device(f"cuda:{os.environ.get('LOCAL_RANK', 0)}")
-    needs_model = args.mechanism == "dpglow" or args.resolution is None
+    needs_model = spec_of(args.mechanism).needs_model or args.resolution is None
     model = load_model(args.model or default_model_dir("mixture"), device) if needs_model \
         else None
     return create_mechanism(args.mechanism, model, mode=args.mode, alpha=args.alpha,
-                            resolution=args.resolution)
+                            block=args.block, resolution=args.resolution)
 
 
 def _report(summary: Summary, description: str, ledger: Path) -> None:

@@ -44,18 +44,22 @@ from types import ModuleType
 import numpy as np
 from pydicom.dataset import Dataset
 
+from glow_engine.budget import total_epsilon
 from glow_engine.choices import RELEASE_FORMATS
 from glow_engine.errors import UserError
 from glow_engine.imaging import LoadedImage, load_image
 from glow_engine.imaging.errors import MIN_SIDE
 from glow_engine.imaging.frame import Placement, to_square
-from glow_engine.mechanisms import Encoded, Mechanism, total_epsilon
+from glow_engine.mechanisms import Encoded, Mechanism
 from glow_engine.release import records
 from glow_engine.release.deid import (
+    DEFAULT_LINKAGE,
+    LINKAGES,
     BurnedInAnnotationError,
     DicomExporter,
     burned_in_text,
     check_burned_in,
+    link_key,
 )
 from glow_engine.release.inputs import Source, collect_sources
 from glow_engine.release.ledger import BudgetExceeded, Ledger, Release, Reservation
@@ -81,7 +85,8 @@ class ReleaseOptions:
     batch_size: int = 8
     rank: int = 0
     world: int = 1
-    run_secret: str | None = None  # seeds pseudonyms and the order; shared by all ranks
+    run_secret: str | None = None  # seeds the order and DICOM series; shared by all ranks
+    linkage: str = DEFAULT_LINKAGE  # a key of deid.LINKAGES (DICOM outputs only)
     note: str = ""  # added to every output's derivation (the viewer: markers, flip)
 
 
@@ -127,6 +132,7 @@ class Summary:
     record: Path | None = None  # the operator's record beside the ledger
     other_files: int = 0  # files in the input folders that are not images
     error: str | None = None  # why the run stopped early (a record could not be written)
+    linkage: str = "none"  # what links the released images (deid.LINKAGES; none for PNG)
 
     def count(self, status: str) -> int:
         return sum(o.status == status for o in self.outcomes)
@@ -171,7 +177,7 @@ def release_folder(inputs: list[str | Path], mech: Mechanism, ledger: Ledger,
                         + (f" ({found.other_files} other files)" if found.other_files else ""))
     run = _Run(mech, ledger, opts)
     summary = Summary(manifest=run.manifest, record=run.record_file,
-                      other_files=found.other_files)
+                      other_files=found.other_files, linkage=run.linkage)
     if opts.rank == 0 and found.skipped:  # every rank scans the same folders: rank 0 says it
         summary.add(run.record([_Done(Outcome(str(path), "skipped", why))
                                 for path, why in found.skipped]))
@@ -232,6 +238,7 @@ class _Run:
         _check_options(mech, opts)
         ledger.check_run_limit(opts.patient_budget, force=opts.force_budget)
         self.mech, self.ledger, self.opts = mech, ledger, opts
+        records.check_private_locations(opts.out_dir, ledger.path)
         self.out = _prepare_out(opts.out_dir)
         self.manifest = records.manifest_path(self.out)
         self.record_file = records.record_path(ledger.path)
@@ -239,12 +246,16 @@ class _Run:
         records.check_appendable(self.record_file, records.RECORD_FIELDS, "operator's record")
         self.secret = opts.run_secret or secrets.token_hex(32)
         self.run_id = hmac.new(self.secret.encode(), b"run", hashlib.sha256).hexdigest()[:12]
-        self.exporter = DicomExporter(self.secret) if opts.fmt == "dicom" else None
+        self.linkage = opts.linkage if opts.fmt == "dicom" else "none"  # a PNG has no header
+        self.exporter = DicomExporter(
+            link_key(ledger.patient_key, self.out) if self.linkage == "patient" else None,
+            self.secret) if opts.fmt == "dicom" else None
         self.total = total_epsilon(opts.e_px, mech.resolution)
         self.description = mech.describe(opts.e_px)
         self.frame = "source aspect" if opts.keep_aspect else "square"
         self.settings = (f"{self.description} | {opts.fmt} | {self.frame} | "
-                         f"size {opts.size or mech.resolution}")
+                         f"size {opts.size or mech.resolution}"
+                         + (f" | linkage {self.linkage}" if opts.fmt == "dicom" else ""))
         self.earlier = self._released_before()
 
     def _released_before(self) -> dict[str, Path]:
@@ -366,7 +377,7 @@ class _Run:
                 "mechanism": mech.name, "mode": mech.mode, "e_px": _number(self.opts.e_px),
                 "total_epsilon": _number(self.total), "description": self.description,
                 "model_sha256": mech.model_sha256,
-                "source_burned_in": burned_in_text(done.item.burned_in)}
+                "source_burned_in": burned_in_text(done.item.burned_in), "linkage": self.linkage}
 
     def _private(self, done: _Done) -> dict:
         item, file, o = done.item, done.outcome.file, done.outcome
@@ -387,6 +398,8 @@ class _Run:
 def _check_options(mech: Mechanism, opts: ReleaseOptions) -> None:
     if opts.fmt not in RELEASE_FORMATS:
         raise UserError(f"format must be one of {', '.join(RELEASE_FORMATS)}, got {opts.fmt!r}")
+    if opts.linkage not in LINKAGES:
+        raise UserError(f"linkage must be one of {', '.join(LINKAGES)}, got {opts.linkage!r}")
     if opts.size is not None and not MIN_SIDE <= opts.size <= MAX_SIDE:
         raise UserError(f"--size must be between {MIN_SIDE} and {MAX_SIDE}, got {opts.size}")
     if not 1 <= opts.batch_size <= MAX_BATCH:

@@ -26,7 +26,8 @@ from glow_engine.errors import UserError
 
 MANIFEST_NAME = "manifest.csv"
 MANIFEST_FIELDS = ("file", "sha256", "format", "width", "height", "frame", "mechanism", "mode",
-                   "e_px", "total_epsilon", "description", "model_sha256", "source_burned_in")
+                   "e_px", "total_epsilon", "description", "model_sha256", "source_burned_in",
+                   "linkage")
 RECORD_FIELDS = ("time", "run", "status", "message", "source", "source_sha256", "patient_key",
                  "out_dir", "file", "sha256", "settings", "ledger_id", "total_epsilon",
                  "forced", "source_burned_in")
@@ -38,6 +39,24 @@ class RecordError(UserError):
 
 def manifest_path(out_dir: Path) -> Path:
     return out_dir / MANIFEST_NAME
+
+
+def check_private_locations(out_dir: Path, ledger_path: Path) -> None:
+    """Refuse a ledger whose folder (which holds the operator's record and the release reports)
+    is the output folder or inside it, however the paths are spelled (links resolved): OUT is
+    what gets published. Checked before either is created."""
+    out = _real(out_dir)
+    # the file's own folder (where the record goes) and, if it is a link, its target's
+    for private in (_real(ledger_path.parent), _real(ledger_path).parent):
+        if private == out or private.is_relative_to(out):
+            raise RecordError(f"the privacy ledger {ledger_path} (and the operator's record "
+                              f"and release reports kept beside it) would be inside the output "
+                              f"folder {out_dir}, which is what gets published: keep the "
+                              "ledger outside it")
+
+
+def _real(path: Path) -> Path:
+    return Path(os.path.realpath(path))
 
 
 def record_path(ledger_path: Path) -> Path:
