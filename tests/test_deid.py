@@ -120,25 +120,96 @@ def test_output_is_valid_deidentified_secondary_capture() -> None:
     assert out.BurnedInAnnotation == "NO"
 
 
-def test_pseudonyms_and_series_are_consistent_within_a_run() -> None:
-    exporter = DicomExporter()
+KEY = bytes(range(32))
+
+
+def test_linked_pseudonyms_and_study_are_shared_within_a_release() -> None:
+    exporter = DicomExporter(KEY, "run-1")
     src = source_dataset()
     _, a = export(src, exporter)
     _, b = export(src, exporter)
     assert (a.PatientID, a.PatientName, a.StudyInstanceUID, a.SeriesInstanceUID) == (
         b.PatientID, b.PatientName, b.StudyInstanceUID, b.SeriesInstanceUID)
     assert a.SOPInstanceUID != b.SOPInstanceUID and b.InstanceNumber == 2
-    _, c = export(src)  # another run: other pseudonyms and a new series
-    assert c.PatientID != a.PatientID and c.SeriesInstanceUID != a.SeriesInstanceUID
+    _, c = export(src, DicomExporter(KEY, "run-2"))  # a later run into the same release
+    assert (c.PatientID, c.StudyInstanceUID) == (a.PatientID, a.StudyInstanceUID)
+    assert c.SeriesInstanceUID != a.SeriesInstanceUID  # a new series per run
+    _, d = export(src, DicomExporter(bytes(32), "run-1"))  # another release (another key)
+    assert d.PatientID != a.PatientID and d.StudyInstanceUID != a.StudyInstanceUID
 
 
-def test_ranks_sharing_a_run_secret_agree() -> None:
+def test_unlinked_images_share_nothing() -> None:
+    exporter = DicomExporter(None, "run-1")
     src = source_dataset()
-    _, a = export(src, DicomExporter("s3cret"))
-    _, b = export(src, DicomExporter("s3cret"))
-    assert (a.PatientID, a.StudyInstanceUID, a.SeriesInstanceUID) == (
-        b.PatientID, b.StudyInstanceUID, b.SeriesInstanceUID)
-    assert a.SOPInstanceUID != b.SOPInstanceUID
+    _, a = export(src, exporter)
+    _, b = export(src, exporter)
+    for keyword in ("PatientID", "PatientName", "StudyInstanceUID", "SeriesInstanceUID"):
+        assert a.get(keyword) != b.get(keyword), keyword
+    assert "unlinked" in " ".join(a.DeidentificationMethod)
+
+
+def test_pseudonyms_are_keyed_not_a_hash_of_the_source() -> None:
+    """Without the key, the PatientID's digest does not give the pseudonym."""
+    import hashlib
+
+    src = source_dataset()
+    _, out = export(src, DicomExporter(KEY, "run"))
+    digest = hashlib.sha256(src.PatientID.encode()).hexdigest().upper()
+    assert out.PatientID.removeprefix("ANON-") not in digest
+    assert out.StudyInstanceUID.startswith("2.25.") and len(out.StudyInstanceUID) <= 64
+
+
+WITHHELD = {"PatientSex": ("F", "M", "O", ""), "PatientBirthDate": ("19610417", "20011231"),
+            "PatientName": ("Zyxwerth^Jolantha", "Smith^John"), "PatientAge": ("063Y", "021Y"),
+            "StudyDate": ("20210305", "19990101"), "AccessionNumber": ("A1", "B2")}
+
+
+@pytest.mark.parametrize("linked", [True, False])
+def test_no_released_attribute_depends_on_a_withheld_one(linked: bool) -> None:
+    """Varying only withheld attributes (sex, birth date, name...) changes no released value:
+    so none can predict them. The random values (linkage none, SOP UIDs) are compared by
+    presence only."""
+    random_values = {"SOPInstanceUID"} | (set() if linked else {
+        "PatientID", "PatientName", "StudyInstanceUID", "SeriesInstanceUID"})
+
+    study = generate_uid()
+
+    def released(**withheld: str) -> dict:
+        src = source_dataset()
+        src.StudyInstanceUID = study
+        for keyword, value in withheld.items():
+            setattr(src, keyword, value)
+        _, out = export(src, DicomExporter(KEY if linked else None, "run"))
+        return {e.keyword: ("random" if e.keyword in random_values else str(e.value))
+                for e in out.iterall() if e.keyword != "MediaStorageSOPInstanceUID"}
+
+    base = released()
+    for keyword, values in WITHHELD.items():
+        for value in values:
+            assert released(**{keyword: value}) == base, (keyword, value)
+
+
+def test_released_name_does_not_predict_sex() -> None:
+    """The audit's attack: learn sex from the released name's parts on half of 400 synthetic
+    patients, predict the other half. dicognito's female/male name lists gave 100%."""
+    exporter = DicomExporter(KEY, "run")
+    rows = []
+    for i in range(400):
+        src = source_dataset()
+        src.PatientID, src.PatientSex = f"PID-{i:05d}", "FM"[i % 2]
+        _, out = export(src, exporter)
+        rows.append((str(out.PatientName), src.PatientSex))
+    votes: dict[str, list[str]] = {}
+    for name, sex in rows[:200]:
+        for part in name.replace("^", " ").replace("-", " ").split():
+            votes.setdefault(part, []).append(sex)
+
+    def guess(name: str) -> str:
+        seen = [s for part in name.replace("^", " ").replace("-", " ").split()
+                for s in votes.get(part, [])]
+        return "F" if seen.count("F") > seen.count("M") else "M"
+    accuracy = sum(guess(name) == sex for name, sex in rows[200:]) / 200
+    assert accuracy <= 0.6, accuracy
 
 
 def test_burned_in_policy_yes_and_unknown_need_consent() -> None:
@@ -179,6 +250,6 @@ def test_unknown_burned_in_and_png_sources() -> None:
     assert "BurnedInAnnotation" not in out
     assert [i.CodeValue for i in out.DeidentificationMethodCodeSequence] == ["113100"]
     _, png = export(None, derivation="upsampled from 32x32 to 64x64 (post-processing)")
-    assert png.Modality == "OT" and png.PatientID == "" and png.StudyInstanceUID
+    assert png.Modality == "OT" and png.PatientID.startswith("ANON-") and png.StudyInstanceUID
     assert "post-processing" in png.DerivationDescription
 

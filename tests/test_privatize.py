@@ -149,9 +149,9 @@ def test_dicom_release_is_deidentified_square_and_resized(capsys, model_dir, inp
                                                           tmp_path) -> None:
     out = tmp_path / "dcm"
     run(capsys, model_dir, tmp_path, str(inputs / "sub"), str(inputs / "p0.png"), "--e-px",
-        "1000", "--format", "dicom", "--size", "64", "--out", str(out))
+        "1000", "--format", "dicom", "--size", "64", "--linkage", "patient", "--out", str(out))
     rows = manifest(out)
-    assert len(rows) == 4
+    assert len(rows) == 4 and {row["linkage"] for row in rows} == {"patient"}
     dicoms = []
     for row in rows:
         data = (out / row["file"]).read_bytes()
@@ -354,13 +354,13 @@ def test_torchrun_ranks_share_one_secret_and_split_the_inputs(model_dir: Path,
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
          "-m", "glow_engine.cli", "privatize", str(folder), "--e-px", "100", "--format", "dicom",
          "--out", str(out), "--model", str(model_dir), "--ledger", str(tmp_path / "l.sqlite"),
-         "--no-progress"],
+         "--linkage", "patient", "--no-progress"],
         env=dict(os.environ, OMP_NUM_THREADS="1"), capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     released = sorted(out.rglob("*.dcm"))
     assert len(released) == 2  # each input once, by one rank
     a, b = (pydicom.dcmread(path) for path in released)
-    # one run secret on both ranks: the patient has one pseudonym, and it is not the original
+    # one ledger and folder on both ranks: the patient has one pseudonym, not the original
     assert (a.PatientID, a.PatientName) == (b.PatientID, b.PatientName)
     assert a.PatientID != PATIENT_ID
     assert not np.array_equal(a.pixel_array, b.pixel_array)  # two images, not one twice

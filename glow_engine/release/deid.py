@@ -6,11 +6,16 @@ from an allow-list, so no attribute of the source can slip through by being over
 (private tags, free text, sequences, overlays, dates and UIDs are simply never copied).
 What the profile would "replace" is filled in as follows:
 
-* PatientName, PatientID: dicognito pseudonyms, consistent within one run (all its torchrun
-  ranks), so the images of one patient stay together without revealing who it is.
-* StudyInstanceUID: dicognito's mapping of the source's (consistent within a run); the
-  SeriesInstanceUID is new for each study in each run (a new series) and the SOP Instance
-  UID new for every file (also MediaStorageSOPInstanceUID).
+* PatientName, PatientID, StudyInstanceUID, SeriesInstanceUID: keyed pseudonyms, or none of
+  the source's at all, as the officer chooses (`LINKAGES`, recorded in the manifest and the
+  report). With linkage "patient" they are HMAC-SHA256 values under a key the caller derives
+  from the privacy ledger's secret salt and the release's destination (`link_key`): the
+  images of one patient (one study) released to one destination share a pseudonym (a study
+  UID), which nobody without the ledger can recompute from a PatientID or a UID. With "none"
+  every image gets fresh random values: nothing in the header links two images. The
+  pseudonym is the same string for PatientName and PatientID, "ANON-" and 16 hex digits: no
+  name list, nothing of the source's sex, age, name or format. The series is new for each
+  study in each run; the SOP Instance UID (also MediaStorageSOPInstanceUID) is random.
 * Dates, times, accession number, study id, referring physician, sex: zero-length (type 2);
   age and everything else: absent.
 * Kept from the source only when the value is one of DICOM's defined terms listed in
@@ -30,15 +35,18 @@ cleans the pixels for burned-in text.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import io
 import secrets
 import textwrap
+from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
-from dicognito.anonymizer import Anonymizer
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.filewriter import dcmwrite
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import ExplicitVRLittleEndian
 
 import glow_engine
 from glow_engine.errors import UserError
@@ -53,6 +61,13 @@ DEFINED_TERMS = {
     "ImageLaterality": ("R", "L", "U", "B"),
     "BodyPartExamined": ("CHEST",),
 }
+# How the released headers link images (the officer's choice; DICOM outputs only).
+LINKAGES = {
+    "none": "none: every image its own pseudonym, study and series",
+    "patient": "a patient's images share a keyed pseudonym and study UIDs in this release",
+}
+DEFAULT_LINKAGE = "none"
+_LINK_LABEL = "dp-glow linkage\0"  # separates the link key from the ledger's patient keys
 EMPTY = ("PatientBirthDate", "PatientSex", "StudyDate", "StudyTime", "ReferringPhysicianName",
          "StudyID", "AccessionNumber")
 LO_MAX = 64
@@ -94,15 +109,24 @@ def kept_values(source: Dataset | None) -> dict[str, str]:
     return kept
 
 
-class DicomExporter:
-    """Builds de-identified DICOM files; one instance per run keeps pseudonyms consistent."""
+def link_key(patient_key: Callable[[str], str | None], destination: Path | str) -> bytes:
+    """The key that links a patient's images released to `destination` (an output folder, or
+    a node's outbox): `patient_key` is the ledger's HMAC under its secret salt, so the key is
+    HMAC(salt, label + destination), never stored, and differs between destinations."""
+    key = patient_key(f"{_LINK_LABEL}{destination}")
+    assert key is not None
+    return bytes.fromhex(key)
 
-    def __init__(self, run_secret: str | None = None) -> None:
-        """`run_secret` (never stored) seeds the pseudonyms and series UIDs, so that every
-        torchrun rank of one run agrees on them; None draws a fresh one."""
-        self._secret = run_secret or secrets.token_hex(32)
-        self._anonymizer = Anonymizer(seed=self._secret)
-        self._series: dict[str, str] = {}
+
+class DicomExporter:
+    """Builds de-identified DICOM files; one instance per run (and per rank) of a release."""
+
+    def __init__(self, link: bytes | None = None, run_secret: str | None = None) -> None:
+        """`link`: the release's link key (linkage "patient"), or None (linkage "none").
+        `run_secret` (never stored, the same on every torchrun rank) makes the series of a
+        study new in each run; None draws a fresh one."""
+        self._link = link
+        self._run = run_secret or secrets.token_hex(32)
         self._instances: dict[str, int] = {}
 
     def build(self, pixels_u8: np.ndarray, source: Dataset | None, method: str, *,
@@ -117,7 +141,7 @@ class DicomExporter:
         if "Modality" not in ds:
             ds.Modality = "OT"
         self._series_and_instance(ds)
-        _deidentification(ds, method, burned_in)
+        _deidentification(ds, method, burned_in, linked=self._link is not None)
         ds.ImageType = ["DERIVED", "SECONDARY"]
         ds.ConversionType = "WSD"
         ds.DerivationDescription = "; ".join(p for p in (method, derivation) if p)
@@ -127,38 +151,45 @@ class DicomExporter:
         return ds
 
     def _patient_and_study(self, ds: Dataset, source: Dataset | None) -> None:
-        pseudo = Dataset()
-        pseudo.file_meta = FileMetaDataset()  # dicognito walks it too
-        if source is not None:
-            for keyword in ("PatientName", "PatientID", "PatientSex", "StudyInstanceUID"):
-                if keyword in source:
-                    setattr(pseudo, keyword, source.get(keyword))
-            self._anonymizer.anonymize(pseudo)
-        ds.PatientName = pseudo.get("PatientName", "")
-        ds.PatientID = pseudo.get("PatientID", "")
-        ds.StudyInstanceUID = pseudo.get("StudyInstanceUID") or generate_uid()
+        """Only PatientID and StudyInstanceUID of the source are read, and only as HMAC input."""
+        patient = str(source.get("PatientID", "") or "").strip() if source is not None else ""
+        study = str(source.get("StudyInstanceUID", "") or "") if source is not None else ""
+        pseudonym = "ANON-" + self._token(b"patient", patient)[:8].hex().upper()
+        ds.PatientName = ds.PatientID = pseudonym
+        ds.StudyInstanceUID = _uid(self._token(b"study", study))
         for keyword in EMPTY:
             setattr(ds, keyword, "")
 
+    def _token(self, purpose: bytes, value: str) -> bytes:
+        """16 bytes: keyed from `value` when linking (and there is a value), else random."""
+        if self._link is None or not value:
+            return secrets.token_bytes(16)
+        return hmac.new(self._link, purpose + b"\0" + value.encode(), hashlib.sha256).digest()
+
     def _series_and_instance(self, ds: Dataset) -> None:
         study = ds.StudyInstanceUID
-        if study not in self._series:
-            self._series[study] = generate_uid(entropy_srcs=[self._secret, "series", study])
-        ds.SeriesInstanceUID = self._series[study]
+        ds.SeriesInstanceUID = _uid(hmac.new(self._run.encode(), b"series\0" + study.encode(),
+                                             hashlib.sha256).digest())
         ds.SeriesNumber = 1
         ds.SeriesDescription = "privatised (local differential privacy)"
         self._instances[study] = self._instances.get(study, 0) + 1
         ds.InstanceNumber = self._instances[study]
         ds.SOPClassUID = SECONDARY_CAPTURE
-        ds.SOPInstanceUID = generate_uid()
+        ds.SOPInstanceUID = _uid(secrets.token_bytes(16))
 
 
-def _deidentification(ds: Dataset, method: str, burned_in: bool | None) -> None:
+def _uid(token: bytes) -> str:
+    """A UID under the 2.25 root (PS3.5 B.2: a 128-bit number in decimal)."""
+    return f"2.25.{int.from_bytes(token[:16], 'big')}"
+
+
+def _deidentification(ds: Dataset, method: str, burned_in: bool | None, *,
+                      linked: bool) -> None:
     ds.PatientIdentityRemoved = "YES"
     ds.LongitudinalTemporalInformationModified = "REMOVED"
     ds.DeidentificationMethod = [
         "DICOM PS3.15 E.1 basic profile, dp-glow allow-list",
-        "pseudonyms by dicognito",
+        "keyed pseudonyms linking a patient's images" if linked else "random pseudonyms, unlinked",
         *textwrap.wrap(method, LO_MAX),
     ]
     ds.DeidentificationMethodCodeSequence = [_code(*BASIC_PROFILE)]

@@ -31,6 +31,7 @@ from glow_engine.mechanisms import Mechanism, total_epsilon
 from glow_engine.mechanisms.base import format_number
 from glow_engine.privacy_statement import formal_meaning
 from glow_engine.release.batch import Summary
+from glow_engine.release.deid import LINKAGES
 from glow_engine.release.ledger import Ledger
 from glow_engine.resources import default_risk_card_path
 from glow_engine.risk_card import RiskCard, load_risk_card
@@ -69,6 +70,7 @@ class ReleaseFacts:
     spent_per_patient: tuple[float, ...]  # the ledger's total for each of those patients
     patient_budget: float | None
     created: str
+    linkage: str = "none"  # what links the released images (release.deid.LINKAGES)
 
     @property
     def total_epsilon(self) -> float:
@@ -90,7 +92,7 @@ def facts_of(mech: Mechanism, e_px: float, summary: Summary, ledger: Ledger) -> 
         images_per_patient=tuple(sorted(per_patient.values(), reverse=True)),
         spent_per_patient=tuple(sorted((totals[k] for k in per_patient), reverse=True)),
         patient_budget=ledger.patient_budget,
-        created=datetime.now(UTC).isoformat(timespec="seconds"))
+        created=datetime.now(UTC).isoformat(timespec="seconds"), linkage=summary.linkage)
 
 
 # --------------------------------------------------------------------------- words
@@ -175,6 +177,7 @@ def _released(f: ReleaseFacts) -> list[tuple[str, str]]:
             ("mode", html.escape(f.mode or "—")),
             ("clip width α", "—" if f.alpha is None else f"{f.alpha:g}"),
             ("model (sha256)", html.escape(f.model_sha256 or "none: works on pixels")),
+            ("linkage between images", html.escape(LINKAGES[f.linkage])),
             ("per-pixel budget e<sub>px</sub>", _eps(f.e_px)),
             ("total ε per image (e<sub>px</sub> · R · R)",
              f"{_eps(per_image)} at {f.resolution} × {f.resolution}")]
