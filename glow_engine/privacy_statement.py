@@ -21,7 +21,8 @@ import math
 from dataclasses import dataclass
 from enum import Enum
 
-from glow_engine.choices import MECHANISM_TITLES
+from glow_engine.budget import total_epsilon
+from glow_engine.mechanism_specs import title_of
 from glow_engine.risk_card import RiskCard
 
 __all__ = ["FORMAL_LIMIT", "STRONG_LIMIT", "Level", "Statement", "formal_meaning", "level_of",
@@ -76,7 +77,7 @@ def odds_factor(total: float) -> str:
 @dataclass(frozen=True)
 class Statement:
     level: Level
-    total: float  # e_px * R * R
+    total: float  # the image's total epsilon (glow_engine.budget.total_epsilon)
     formal: str  # what the total epsilon promises, in plain words
     measured: str  # the measured risk and utility, or why there is none ("" at no privacy)
 
@@ -105,7 +106,7 @@ def formal_meaning(total: float) -> str:
 
 def statement(mechanism: str, mode: str, e_px: float, resolution: int,
               card: RiskCard | None = None) -> Statement:
-    total = e_px * resolution * resolution
+    total = total_epsilon(e_px, resolution)
     level = level_of(total)
     return Statement(level, total, formal_meaning(total),
                      "" if level is Level.NONE else measured(mechanism, mode, e_px, card))
@@ -113,7 +114,7 @@ def statement(mechanism: str, mode: str, e_px: float, resolution: int,
 
 def measured(mechanism: str, mode: str, e_px: float, card: RiskCard | None) -> str:
     """The evaluation's re-identification and utility figures nearest to this setting."""
-    title = MECHANISM_TITLES.get(mechanism, mechanism)
+    title = title_of(mechanism)
     key = card.key_of(mechanism, mode) if card is not None else None
     points = card.nearest(key, e_px) if key is not None else []
     if not points:

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from glow_engine.atomic import write_text_atomic
+from glow_engine.budget import total_epsilon
 from glow_engine.model_pair_files import load_for_models
 from glow_engine.resources import RISK_CARD_NAME
 
@@ -96,7 +97,7 @@ def _row(run: dict, learned: dict | None, resolution: int) -> dict:
 
     best, same = stronger("top1"), stronger("same_patient_top1")
     e_px = float(run["e_px"])  # "inf" in results.json
-    row = {"total_epsilon": "inf" if math.isinf(e_px) else e_px * resolution**2,
+    row = {"total_epsilon": "inf" if math.isinf(e_px) else total_epsilon(e_px, resolution),
            "reid_top1": worst("top1"), "reid_top5": worst("top5"),
            "same_patient_top1": worst("same_patient_top1"),
            "same_patient_top5": worst("same_patient_top5"), "reid_attacker": best,

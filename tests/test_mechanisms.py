@@ -22,7 +22,6 @@ from glow_engine.mechanisms import (
     NonFiniteOutputError,
     create_mechanism,
     preview_noise,
-    total_epsilon,
 )
 from glow_engine.mechanisms.box import from_grid, release_scale, to_grid
 from glow_engine.modelfile import LoadedModel
@@ -44,14 +43,6 @@ def margin_mask(mech: DPGlow | IDLDP, z: torch.Tensor, margin: float) -> np.ndar
 
 
 # --------------------------------------------------------------------------- interface
-
-
-def test_total_epsilon_and_budget_checks() -> None:
-    assert total_epsilon(100, 128) == 1_638_400
-    assert total_epsilon(math.inf, 32) == math.inf
-    for bad in (0, -1, math.nan):
-        with pytest.raises(BudgetError):
-            total_epsilon(bad, 32)
 
 
 def test_shapes_dtype_and_8bit_output(tiny_model: LoadedModel, images: np.ndarray) -> None:
@@ -182,6 +173,16 @@ def test_release_without_clip_is_refused(tiny_model: LoadedModel, images: np.nda
     mech = DPGlow(tiny_model)
     with pytest.raises(BudgetError, match="clip"):
         mech.release(mech.encode(images), 100, clip=False)
+
+
+@pytest.mark.parametrize("e_px", [5e-324, 1e-300, 1e300])
+def test_a_budget_beyond_the_sampler_is_refused_in_one_line(tiny_model: LoadedModel,
+                                                            e_px: float) -> None:
+    """The refusal's own wording once overflowed (a float of the noise scale) at 5e-324."""
+    for mech in (DPGlow(tiny_model), IDLDP(R)):
+        with pytest.raises(BudgetError, match="cannot be released") as caught:
+            mech.check_budget(e_px)
+        assert "usable e_px" in str(caught.value) and "\n" not in str(caught.value)
 
 
 # --------------------------------------------------------------------------- distributions

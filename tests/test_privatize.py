@@ -232,6 +232,32 @@ def test_budget_a_run_may_only_lower_it_and_force_is_recorded(capsys, model_dir,
     assert capsys.readouterr().out.count("FORCED") >= 2
 
 
+@pytest.mark.parametrize(("e_px", "why"), [
+    ("1e400", "too large to be represented"), ("5e-324", "cannot be released"),
+    ("1e-400", "too small"), ("nan", "not a number")])
+def test_an_unusable_e_px_is_refused_in_one_line_before_anything_is_released(
+        capsys, model_dir, inputs, tmp_path, e_px, why) -> None:
+    """1e400 once read as inf and released without noise; 5e-324 ended in a traceback."""
+    out = tmp_path / "out"
+    code, _, err = run(capsys, model_dir, tmp_path, str(inputs / "sub"), "--e-px", e_px,
+                       "--out", str(out))
+    assert code == 2 and why in err and err.count("\n") == 1 and "Traceback" not in err
+    assert not (out / "manifest.csv").exists()
+    assert not (tmp_path / "ledger.sqlite").exists() or not Ledger(
+        tmp_path / "ledger.sqlite").releases()
+
+
+def test_dppix_block_size(capsys, model_dir, inputs, tmp_path) -> None:
+    out = tmp_path / "out"
+    code, stdout, _ = run(capsys, model_dir, tmp_path, str(inputs / "sub"), "--e-px", "1",
+                          "--mechanism", "dppix", "--block-size", "4", "--out", str(out))
+    assert code == 0 and "DP-Pix block 4 e_px=1 " in stdout
+    assert {r["mode"] for r in manifest(out)} == {"b4"}
+    code, _, err = run(capsys, model_dir, tmp_path, str(inputs / "sub"), "--e-px", "1",
+                       "--mechanism", "dppix", "--block-size", "5", "--out", str(out))
+    assert code == 2 and "must divide the resolution 32" in err and "Traceback" not in err
+
+
 def test_burned_in_yes_and_unknown_need_an_option(capsys, model_dir, tmp_path) -> None:
     folder = tmp_path / "in"
     folder.mkdir()

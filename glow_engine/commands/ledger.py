@@ -7,7 +7,7 @@ import argparse
 import json
 from pathlib import Path
 
-from glow_engine.mechanisms.base import format_number
+from glow_engine.budget import format_number
 from glow_engine.release.ledger import Ledger, default_ledger_path
 
 

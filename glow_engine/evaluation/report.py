@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 
 from glow_engine.atomic import write_bytes_atomic
+from glow_engine.budget import format_number, total_epsilon
 from glow_engine.evaluation.settings import MECHANISMS, Setting
-from glow_engine.mechanisms.base import format_number
 from glow_engine.scores import DEFAULT_SCORE_KIND, ScoreKind
 
 __all__ = ["clean_json", "markdown", "summary_row", "write_json"]
@@ -110,7 +110,7 @@ def _lookup(results: dict) -> dict[tuple[str, str], dict]:
 def _budget(s: Setting, resolution: int) -> str:
     if not s.noisy:
         return s.label
-    return f"{format_number(s.e_px)} (ε = {s.e_px * resolution**2:.3g})"
+    return f"{format_number(s.e_px)} (ε = {total_epsilon(s.e_px, resolution):.3g})"
 
 
 def _paper_table(results: dict) -> str:

@@ -6,23 +6,28 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from glow_engine.choices import DPGLOW_MODES, MECHANISM_TITLES
+from glow_engine.budget import BudgetError, format_number, parse_e_px
+from glow_engine.choices import DEFAULT_BLOCK, DPGLOW_MODES
 from glow_engine.errors import UserError
-from glow_engine.mechanisms import IDLDP, DPGlow, DPPix, Mechanism
-from glow_engine.mechanisms.base import format_number
-from glow_engine.mechanisms.dppix import DEFAULT_BLOCK
+from glow_engine.mechanism_specs import spec_of
+from glow_engine.mechanisms import Mechanism, create_mechanism
 from glow_engine.modelfile import LoadedModel
 
 __all__ = ["DEFAULT_MECHANISMS", "DEFAULT_SETTINGS", "MECHANISMS", "Setting",
            "build_mechanism", "encode_group", "parse_mechanisms", "parse_settings"]
 
 DEFAULT_SETTINGS = "inf-noclip,inf,1000,100,10"
-# The evaluation's mechanism keys (DP-GLOW once per sensitivity mode) and their labels.
-# dppix-m1 is DP-Pix calibrated to Fan's 1-pixel neighbourhood: a comparison, not local DP.
-MECHANISMS = {**{f"dpglow-{mode}": f"{MECHANISM_TITLES['dpglow']} ({mode})"
-                 for mode in DPGLOW_MODES},
-              "idldp": MECHANISM_TITLES["idldp"], "dppix": MECHANISM_TITLES["dppix"],
-              "dppix-m1": f"{MECHANISM_TITLES['dppix']} (m = 1, not local DP)"}
+# The evaluation's mechanism keys: a registered mechanism (glow_engine.mechanism_specs) with
+# the options that set the variant apart (DP-GLOW once per sensitivity mode), and the label
+# the tables and plots give it. dppix-m1 is DP-Pix calibrated to Fan's 1-pixel neighbourhood:
+# a comparison, not local DP.
+VARIANTS: dict[str, tuple[str, dict]] = {
+    **{f"dpglow-{mode}": ("dpglow", {"mode": mode}) for mode in DPGLOW_MODES},
+    "idldp": ("idldp", {}), "dppix": ("dppix", {}), "dppix-m1": ("dppix", {"m": 1})}
+_SUFFIXES = {**{f"dpglow-{mode}": f" ({mode})" for mode in DPGLOW_MODES},
+             "dppix-m1": " (m = 1, not local DP)"}
+MECHANISMS = {key: spec_of(name).title + _SUFFIXES.get(key, "")
+              for key, (name, _) in VARIANTS.items()}
 DEFAULT_MECHANISMS = ",".join(k for k in MECHANISMS if k != "dppix-m1")
 NOCLIP = "-noclip"
 
@@ -54,12 +59,10 @@ def _parse_one(token: str) -> Setting:
     clip = not text.endswith(NOCLIP)
     number = text.removesuffix(NOCLIP)
     try:
-        e_px = float(number)
-    except ValueError:
-        raise UserError(f"cannot read the budget {token!r} (examples: inf-noclip, inf, 100)") \
-            from None
-    if math.isnan(e_px) or e_px <= 0:
-        raise UserError(f"a per-pixel budget must be positive or inf, got {token!r}")
+        e_px = parse_e_px(number)
+    except BudgetError as exc:
+        raise UserError(f"cannot read the budget {token!r}: {exc} (examples: inf-noclip, "
+                        "inf, 100)") from None
     if not clip and not math.isinf(e_px):
         raise UserError(f"{token!r}: only inf may skip the clip (without it a finite budget "
                         "has no privacy guarantee)")
@@ -86,19 +89,24 @@ def parse_mechanisms(text: str) -> list[str]:
     return list(dict.fromkeys(names))
 
 
+def _variant(key: str, alpha: float, block: int) -> tuple[str, dict]:
+    """The registered mechanism of an evaluation key and every option it is built with;
+    UserError for an unknown key."""
+    if key not in VARIANTS:
+        raise UserError(f"unknown mechanism {key!r}; choose from {', '.join(VARIANTS)}")
+    name, fixed = VARIANTS[key]
+    return name, spec_of(name).resolve({"alpha": alpha, "block": block, **fixed})
+
+
 def build_mechanism(key: str, mixture: LoadedModel, alpha: float,
                     block: int = DEFAULT_BLOCK) -> Mechanism:
-    if key == "idldp":
-        return IDLDP(mixture.resolution)
-    if key.startswith("dppix"):
-        return DPPix(mixture.resolution, block, m=1 if key == "dppix-m1" else None)
-    return DPGlow(mixture, alpha=alpha, mode=key.removeprefix("dpglow-"))
+    name, options = _variant(key, alpha, block)
+    return create_mechanism(name, mixture, **options)
 
 
 def encode_group(key: str, alpha: float, block: int = DEFAULT_BLOCK) -> str:
-    """Mechanisms in one group encode identically (the clip box depends on alpha, not on the
-    sensitivity mode; DP-Pix's block means not on the neighbourhood), so the evaluation
-    encodes once per group."""
-    if key.startswith("dppix"):
-        return f"dppix-b{block}"
-    return "idldp" if key == "idldp" else f"dpglow-alpha{alpha:g}"
+    """Mechanisms in one group encode identically (MechanismSpec.encoding_key: the clip box
+    depends on alpha, not on the sensitivity mode; DP-Pix's block means not on the
+    neighbourhood), so the evaluation encodes once per group."""
+    name, options = _variant(key, alpha, block)
+    return spec_of(name).encoding_key(options)

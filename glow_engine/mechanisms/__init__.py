@@ -1,15 +1,11 @@
 """Local-DP image mechanisms (DP-GLOW, ID-LDP, DP-Pix) behind one interface (see base.Mechanism).
 
-A new mechanism is one module with a Mechanism subclass that sets `name`, imported here.
+A new mechanism is its description in glow_engine.mechanism_specs and one module with a
+Mechanism subclass that sets `name`, imported here.
 """
 
-from glow_engine.mechanisms.base import (
-    BudgetError,
-    Encoded,
-    Mechanism,
-    create_mechanism,
-    total_epsilon,
-)
+from glow_engine.budget import BudgetError
+from glow_engine.mechanisms.base import Encoded, Mechanism, create_mechanism
 from glow_engine.mechanisms.box import GRID_BITS, NonFiniteOutputError
 from glow_engine.mechanisms.dpglow import DPGlow
 from glow_engine.mechanisms.dppix import DPPix
@@ -27,5 +23,4 @@ __all__ = [
     "NonFiniteOutputError",
     "create_mechanism",
     "preview_noise",
-    "total_epsilon",
 ]

@@ -3,12 +3,11 @@
 A mechanism splits privatisation into a deterministic, noise-free `encode` (done once per
 image) and a cheap randomised part: `preview` (smooth, seedable, for the slider) or `release`
 (exact discrete Laplace from the OS CSPRNG, for anything written out). The per-pixel budget
-`e_px` is the slider axis; the image's total epsilon is e_px * R * R (METHOD.md section 4).
+`e_px` is the slider axis; the image's total epsilon is glow_engine.budget.total_epsilon.
 """
 
 from __future__ import annotations
 
-import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -16,12 +15,8 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from glow_engine.choices import MECHANISM_TITLES
-from glow_engine.errors import UserError
-
-
-class BudgetError(UserError, ValueError):
-    """An unusable privacy budget or an unprotected release request."""
+from glow_engine.budget import check_e_px
+from glow_engine.mechanism_specs import MechanismSpec, spec_of
 
 
 @dataclass(frozen=True, eq=False)
@@ -41,28 +36,9 @@ class Encoded:
         return self.clipped.shape[0]
 
 
-def total_epsilon(e_px: float, resolution: int) -> float:
-    """The whole image's budget: e_px per pixel times R * R pixels (inf stays inf)."""
-    return check_e_px(e_px) * resolution * resolution
-
-
-def check_e_px(e_px: float) -> float:
-    e_px = float(e_px)
-    if math.isnan(e_px) or e_px <= 0:
-        raise BudgetError(f"the per-pixel epsilon must be positive or inf, got {e_px}")
-    return e_px
-
-
-def format_number(x: float) -> str:
-    """inf -> "inf", whole numbers without exponent, others compactly."""
-    if math.isinf(x):
-        return "inf"
-    return str(int(x)) if float(x).is_integer() and abs(x) < 1e15 else f"{x:.6g}"
-
-
 class Mechanism(ABC):
-    """One local-DP image mechanism. Subclasses set `name` (a registry key, titled in
-    glow_engine.choices) and `label` (the title with the mechanism's parameters)."""
+    """One local-DP image mechanism. Subclasses set `name` (a registry key, described in
+    glow_engine.mechanism_specs), and `label` and `mode` from that description."""
 
     name: ClassVar[str]
     label: str
@@ -72,19 +48,25 @@ class Mechanism(ABC):
     registry: ClassVar[dict[str, type[Mechanism]]] = {}
 
     @property
+    def spec(self) -> MechanismSpec:
+        return spec_of(self.name)
+
+    @property
     def title(self) -> str:
         """The name people know the mechanism by ("DP-GLOW")."""
-        return MECHANISM_TITLES[self.name]
+        return self.spec.title
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         if "name" in cls.__dict__:  # concrete mechanisms register themselves by name
+            spec_of(cls.name)  # a mechanism without a description is a bug: fail on import
             Mechanism.registry[cls.name] = cls
 
     @classmethod
     @abstractmethod
     def from_options(cls, model: Any, **options: Any) -> Mechanism:
-        """Build from a LoadedModel (or None where unused) and CLI-style options."""
+        """Build from a LoadedModel (or None where unused) and options: those of its
+        description (defaulted there), and `resolution` for a mechanism without a model."""
 
     @abstractmethod
     def encode(self, pixels: np.ndarray) -> Encoded:
@@ -113,10 +95,7 @@ class Mechanism(ABC):
 
 
 def create_mechanism(name: str, model: Any = None, **options: Any) -> Mechanism:
-    """The mechanism registered under `name` ("dpglow", "idldp", ...)."""
-    try:
-        cls = Mechanism.registry[name]
-    except KeyError:
-        known = ", ".join(sorted(Mechanism.registry))
-        raise UserError(f"unknown mechanism {name!r} (known: {known})") from None
-    return cls.from_options(model, **options)
+    """The mechanism registered under `name` ("dpglow", "idldp", ...); UserError for a name
+    without a description (glow_engine.mechanism_specs)."""
+    spec_of(name)
+    return Mechanism.registry[name].from_options(model, **options)

@@ -26,7 +26,8 @@ from fractions import Fraction
 import numpy as np
 import torch
 
-from glow_engine.mechanisms.base import BudgetError, Encoded, Mechanism, check_e_px
+from glow_engine.budget import BudgetError, check_e_px, out_of_range
+from glow_engine.mechanisms.base import Encoded, Mechanism
 from glow_engine.mechanisms.noise import MAX_SCALE, MIN_SCALE, discrete_laplace, rational_scale
 
 GRID_BITS = 20
@@ -45,9 +46,8 @@ def release_scale(e_px: float, ratio: Fraction, grid_bits: int = GRID_BITS) -> t
         return rational_scale(steps / Fraction(e_px))
     except ValueError:
         low, high = float(steps / MAX_SCALE), float(steps / MIN_SCALE)
-        raise BudgetError(f"e_px = {e_px:g} cannot be released: its noise scale is outside "
-                          f"what the exact sampler represents (usable e_px {low:.3g} to "
-                          f"{high:.3g}; inf releases without noise)") from None
+        raise BudgetError(out_of_range(e_px, low, high, "its noise scale is outside what the "
+                                       "exact sampler represents")) from None
 
 
 def to_grid(z: np.ndarray, lo: np.ndarray, width: np.ndarray,

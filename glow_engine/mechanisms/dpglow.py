@@ -13,10 +13,11 @@ from typing import Any
 
 import torch
 
+from glow_engine.budget import format_number, total_epsilon
 from glow_engine.choices import DEFAULT_ALPHA, DPGLOW_MODES
 from glow_engine.errors import UserError
 from glow_engine.flow.glow import model_to_pixels, pixels_to_model
-from glow_engine.mechanisms.base import format_number, total_epsilon
+from glow_engine.mechanism_specs import spec_of
 from glow_engine.mechanisms.box import BoxMechanism
 from glow_engine.modelfile import LoadedModel
 
@@ -42,14 +43,13 @@ class DPGlow(BoxMechanism):
         self.lo = cal.centre - self.width / 2
         # S_k / w_k: exact rationals, so the release scale is rounded in the safe direction
         self.ratio = Fraction(1) if mode == "tight" else 1 / Fraction(self.alpha)
-        self.label = f"{self.title} ({mode}, α={self.alpha:g})"
+        self.label = self.spec.label({"alpha": self.alpha, "mode": mode})
 
     @classmethod
     def from_options(cls, model: Any, **options: Any) -> DPGlow:
         if model is None:
             raise UserError("DP-GLOW needs a model")
-        return cls(model, alpha=options.get("alpha", DEFAULT_ALPHA),
-                   mode=options.get("mode", "paper"))
+        return cls(model, **spec_of(cls.name).resolve(options))
 
     def to_latent(self, pixels: torch.Tensor) -> torch.Tensor:
         return self.model.flow.encode(pixels_to_model(pixels[:, None]))

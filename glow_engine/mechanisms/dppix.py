@@ -3,8 +3,9 @@
 The representation is the (R/b)^2 block means of the [0, 1] pixels, each in the box [0, 1].
 For local DP any two images are neighbours, so each block mean can change by the full range 1:
 sensitivity 1 per block. The image's budget is e_px * R * R, as for every mechanism here
-(base.total_epsilon), split evenly over the (R/b)^2 blocks: e_px * b^2 per block, i.e. noise
-of scale 1 / (b^2 * e_px) per block mean. In the clip-box core that is ratio = S / w = 1 / b^2.
+(glow_engine.budget.total_epsilon), split evenly over the (R/b)^2 blocks: e_px * b^2 per
+block, i.e. noise of scale 1 / (b^2 * e_px) per block mean. In the clip-box core that is
+ratio = S / w = 1 / b^2.
 
 Fan's own neighbourhood (`m`, a comparison setting only) calls two images neighbours when at
 most m pixels differ. A block mean then moves by at most m / b^2 in all (255 m / b^2 in 8-bit
@@ -24,12 +25,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from glow_engine.choices import DEFAULT_BLOCK, dppix_mode
+from glow_engine.budget import BudgetError, format_number, total_epsilon
+from glow_engine.choices import DEFAULT_BLOCK
 from glow_engine.errors import UserError
-from glow_engine.mechanisms.base import BudgetError, Encoded, format_number, total_epsilon
+from glow_engine.mechanism_specs import spec_of
+from glow_engine.mechanisms.base import Encoded
 from glow_engine.mechanisms.box import BoxMechanism
 
-__all__ = ["DEFAULT_BLOCK", "DPPix"]
+__all__ = ["DPPix"]
 
 
 class DPPix(BoxMechanism):
@@ -50,16 +53,15 @@ class DPPix(BoxMechanism):
         b2 = self.block**2
         self.ratio = Fraction(1, b2) if m is None else Fraction(m, b2 * self.resolution**2)
         self.device = torch.device("cpu")
-        self.mode = dppix_mode(self.block, m)
-        self.label = f"{self.title} (b={self.block})" if m is None else \
-            f"{self.title} (b={self.block}, m={m} neighbourhood, not local DP)"
+        options = {"block": self.block, "m": m}
+        self.mode, self.label = self.spec.mode(options), self.spec.label(options)
 
     @classmethod
     def from_options(cls, model: Any, **options: Any) -> DPPix:
         resolution = options.get("resolution") or (model.resolution if model else None)
         if resolution is None:
             raise ValueError("DP-Pix needs a resolution (or a model to take it from)")
-        return cls(resolution, options.get("block") or DEFAULT_BLOCK, options.get("m"))
+        return cls(resolution, **spec_of(cls.name).resolve(options))
 
     def to_latent(self, pixels: torch.Tensor) -> torch.Tensor:
         s, b = self.side, self.block

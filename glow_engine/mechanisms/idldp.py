@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from glow_engine.mechanisms.base import format_number, total_epsilon
+from glow_engine.budget import format_number, total_epsilon
 from glow_engine.mechanisms.box import BoxMechanism
 
 
@@ -20,7 +20,7 @@ class IDLDP(BoxMechanism):
     name = "idldp"
 
     def __init__(self, resolution: int) -> None:
-        self.label = self.title
+        self.label = self.spec.label({})
         self.resolution = int(resolution)
         n = self.resolution**2
         self.lo, self.width = np.zeros(n), np.ones(n)

@@ -19,6 +19,8 @@ from fractions import Fraction
 import numpy as np
 import torch
 
+from glow_engine.budget import power_of_ten
+
 # t (the numerator of the scale) is kept in [2^24, 2^25) where possible: rounding the scale
 # up to t/s then costs at most 2^-24 relative, and t * k stays below 2^32 in the Bernoulli
 # trials, so 32-bit random words suffice. Scales up to 2^50 keep every value inside uint64;
@@ -73,7 +75,8 @@ def rational_scale(scale: Fraction) -> tuple[int, int]:
     """(t, s) with t / s >= scale, t as small as possible for s a power of two: the noise is
     rounded up, never down, so the privacy loss is at most that of the requested scale."""
     if not MIN_SCALE <= scale <= MAX_SCALE:
-        raise ValueError(f"noise scale {float(scale):g} grid steps is outside [2^-39, 2^50]")
+        raise ValueError(f"noise scale {power_of_ten(scale)} grid steps is outside "
+                         "[2^-39, 2^50]")
     shift = max(0, _SCALE_PRECISION_BITS - math.floor(math.log2(scale)))
     s = 1 << shift
     return math.ceil(scale * s), s

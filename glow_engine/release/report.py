@@ -27,8 +27,8 @@ from pathlib import Path
 from matplotlib.figure import Figure
 
 from glow_engine.atomic import write_text_atomic
-from glow_engine.mechanisms import Mechanism, total_epsilon
-from glow_engine.mechanisms.base import format_number
+from glow_engine.budget import format_number, total_epsilon
+from glow_engine.mechanisms import Mechanism
 from glow_engine.privacy_statement import formal_meaning
 from glow_engine.release.batch import Summary
 from glow_engine.release.deid import LINKAGES
