@@ -63,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def model_paths(args: argparse.Namespace):
-    from app.main_window import ModelPaths
+    from app.qt.main_window import ModelPaths
 
     root = args.model_dir
     mixture = args.mixture or (root / "mixture" if root else default_model_dir("mixture"))
@@ -148,10 +148,10 @@ def main(argv: list[str] | None = None) -> int:
     from PySide6.QtCore import QSettings
     from PySide6.QtWidgets import QApplication
 
-    from app.collector import collect_on_gui_thread
-    from app.main_window import MainWindow
-    from app.theme import apply_theme, configure_plots
-    from app.worker import engine_thread_count
+    from app.qt.collector import collect_on_gui_thread
+    from app.qt.main_window import MainWindow
+    from app.qt.theme import apply_theme, configure_plots
+    from app.qt.worker import engine_thread_count
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setOrganizationName("dp-glow")
@@ -229,7 +229,7 @@ def seconds_since_process_start() -> float:
 
 
 def smoke_done(window, image: Path | None) -> bool:
-    from app.messages import Kind
+    from app.core.messages import Kind
 
     s = window.state
     if s.models is None or s.source is None or s.rendered is None or s.strip is None:

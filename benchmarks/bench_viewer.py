@@ -30,14 +30,14 @@ import numpy as np
 from PySide6.QtCore import QEvent, QEventLoop, QObject, QSettings, QTimer
 from PySide6.QtWidgets import QApplication
 
-from app.collector import collect_on_gui_thread
-from app.controls import e_px_to_position
-from app.main_window import MainWindow, ModelPaths
-from app.messages import Answer, Kind, Request
-from app.session import Session
-from app.state import Aspect
-from app.theme import configure_plots
-from app.worker import engine_thread_count
+from app.core.messages import Answer, Kind, Request
+from app.core.state import Aspect
+from app.engine.session import Session
+from app.qt.collector import collect_on_gui_thread
+from app.qt.controls import e_px_to_position
+from app.qt.main_window import MainWindow, ModelPaths
+from app.qt.theme import configure_plots
+from app.qt.worker import engine_thread_count
 from glow_engine.resources import default_model_dir
 
 TIMEOUT_S = 120.0

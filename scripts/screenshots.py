@@ -20,9 +20,9 @@ from PySide6.QtWidgets import QApplication
 
 from app.__main__ import build_parser as viewer_arguments
 from app.__main__ import model_paths
-from app.collector import collect_on_gui_thread
-from app.main_window import MainWindow
-from app.theme import apply_theme, configure_plots
+from app.qt.collector import collect_on_gui_thread
+from app.qt.main_window import MainWindow
+from app.qt.theme import apply_theme, configure_plots
 from glow_engine.imaging.write import save_png
 from glow_engine.overlays import BlockMarker
 

@@ -111,7 +111,7 @@ def models(tmp_path_factory):
     """ModelPaths of the tiny shared pair (read-only)."""
     from test_app_support import shared_pair
 
-    from app.main_window import ModelPaths
+    from app.qt.main_window import ModelPaths
 
     return ModelPaths(*shared_pair(tmp_path_factory))
 

@@ -16,9 +16,9 @@ from PySide6.QtCore import QPoint, QPointF, Qt
 from PySide6.QtGui import QWheelEvent
 from PySide6.QtWidgets import QApplication, QWidget
 
-from app.controls import format_e_px, parse_e_px
-from app.export import ExportDialog
-from app.main_window import MainWindow
+from app.qt.controls import format_e_px, parse_e_px
+from app.qt.export import ExportDialog
+from app.qt.main_window import MainWindow
 
 
 def type_budget(window: MainWindow, text: str) -> None:

@@ -15,8 +15,8 @@ from test_app_support import TIMEOUT_MS, settle, write_png
 pytest.importorskip("pytestqt")
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-from app import session
-from app.export import ExportDialog
+from app.engine import session
+from app.qt.export import ExportDialog
 from glow_engine.mechanisms import DPPix
 from glow_engine.release.ledger import Ledger
 from glow_engine.risk_card import RiskCard

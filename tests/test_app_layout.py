@@ -15,9 +15,9 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 from PySide6.QtCore import QRect, QSize
 from PySide6.QtWidgets import QApplication, QWidget
 
-from app.dialogs import Document
-from app.main_window import DEFAULT_SIZE, MainWindow, window_rect
-from app.widgets import DIALOG_MARGIN
+from app.qt.dialogs import Document
+from app.qt.main_window import DEFAULT_SIZE, MainWindow, window_rect
+from app.qt.widgets import DIALOG_MARGIN
 from glow_engine.overlays import BlockMarker
 
 LAPTOP = QRect(0, 0, 1366, 768)
@@ -91,7 +91,7 @@ def test_a_1366x768_screen_shows_every_control_without_scrolling(qtbot, window) 
 
 
 def test_dialogs_fit_a_768_pixel_screen(qtbot, window, monkeypatch) -> None:
-    monkeypatch.setattr("app.widgets.available_area", lambda widget: LAPTOP)
+    monkeypatch.setattr("app.qt.widgets.available_area", lambda widget: LAPTOP)
     window.show_document("Privacy notes")
     dialog = window.findChildren(Document)[-1]
     assert dialog.height() <= LAPTOP.height() - DIALOG_MARGIN
@@ -113,7 +113,7 @@ def test_the_folder_list_shows_names_and_whole_thumbnails(qtbot, window, tmp_pat
 
 
 def test_hints_are_full_size_and_readable_on_dark(window) -> None:
-    from app.theme import apply_theme
+    from app.qt.theme import apply_theme
 
     app = QApplication.instance()
     apply_theme(app, "dark")

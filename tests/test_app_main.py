@@ -70,7 +70,7 @@ def test_model_paths(args: list[str], mixture: str, normal: str) -> None:
 def test_the_window_imports_without_torch() -> None:
     # torch (~2 s) is imported on the engine thread, after the window is shown; a module-level
     # torch import anywhere in the window's modules would delay the window again.
-    code = ("import sys, app.main_window, app.__main__; "
+    code = ("import sys, app.qt.main_window, app.__main__; "
             "sys.exit(1 if 'torch' in sys.modules else 0)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=False, env=dict(os.environ, QT_QPA_PLATFORM="offscreen"))
@@ -80,7 +80,7 @@ def test_the_window_imports_without_torch() -> None:
 def test_new_session_sets_torch_threads_only_when_asked() -> None:
     import torch
 
-    from app.worker import new_session
+    from app.qt.worker import new_session
 
     before = torch.get_num_threads()
     try:
@@ -96,9 +96,9 @@ def test_new_session_sets_torch_threads_only_when_asked() -> None:
 STUCK_ENGINE = """
 import sys, threading
 import app.__main__ as viewer_main
-import app.session
+import app.engine.session
 viewer_main.SMOKE_TIMEOUT_S, viewer_main.SMOKE_STOP_S = 3.0, 1.0
-app.session.Session.handle = lambda self, request: threading.Event().wait()
+app.engine.session.Session.handle = lambda self, request: threading.Event().wait()
 sys.exit(viewer_main.main(["--smoke-test"]))
 """
 

@@ -16,10 +16,10 @@ from test_app_viewer import write_dicom
 pytest.importorskip("pytestqt")
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-from app.batch_window import BatchWindow
-from app.ledger_window import LedgerWindow
-from app.main_window import ModelPaths
-from app.messages import BatchRequest
+from app.core.messages import BatchRequest
+from app.qt.batch_window import BatchWindow
+from app.qt.ledger_window import LedgerWindow
+from app.qt.main_window import ModelPaths
 from glow_engine.modelfile import read_metadata
 from glow_engine.privacy_statement import scientific
 from glow_engine.release.ledger import Ledger

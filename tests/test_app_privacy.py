@@ -17,8 +17,8 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 from PySide6.QtWidgets import QLabel
 
-from app.dialogs import Document
-from app.export import ExportDialog
+from app.qt.dialogs import Document
+from app.qt.export import ExportDialog
 from glow_engine import privacy_statement
 from glow_engine.release import report
 from glow_engine.resources import USER_DOCUMENTS, document_path

@@ -1,4 +1,4 @@
-"""The engine thread's scheduling (app.schedule), with a fake clock and no thread."""
+"""The engine thread's scheduling (app.core.schedule), with a fake clock and no thread."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from app.messages import Kind, LoadModelsRequest, OpenRequest, SampleRequest, ThumbRequest
-from app.schedule import Schedule
-from app.session import Session
+from app.core.messages import Kind, LoadModelsRequest, OpenRequest, SampleRequest, ThumbRequest
+from app.core.schedule import Schedule
+from app.engine.session import Session
 
 
 class Clock:
@@ -89,8 +89,8 @@ def test_clear_drops_everything(schedule: Schedule) -> None:
 
 
 def test_every_request_class_has_a_handler() -> None:
-    """Adding a request type means a class in app.messages and its handler in the session."""
-    import app.messages as messages
+    """Adding a request type means a class in app.core.messages and its handler in the session."""
+    import app.core.messages as messages
 
     requests = [c for c in vars(messages).values() if isinstance(c, type)
                 and issubclass(c, messages.Request) and hasattr(c, "kind")]

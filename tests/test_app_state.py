@@ -14,9 +14,16 @@ from helpers import saved_model
 from PIL import Image
 from test_app_support import shared_pair, write_png
 
-from app.messages import Failed, Kind, LedgerRequest, PrivacyParams, RenderRequest, StripRequest
-from app.session import Session
-from app.state import Aspect, ViewState
+from app.core.messages import (
+    Failed,
+    Kind,
+    LedgerRequest,
+    PrivacyParams,
+    RenderRequest,
+    StripRequest,
+)
+from app.core.state import Aspect, ViewState
+from app.engine.session import Session
 from glow_engine.overlays import BlockMarker
 
 
@@ -245,7 +252,7 @@ def test_previews_of_a_kept_input_survive_another_input_s_eviction(h: Harness,
 
 
 def test_lru_keeps_the_most_recently_used() -> None:
-    from app.lru import LRU
+    from app.engine.lru import LRU
 
     cache: LRU[str, int] = LRU(2)
     made: list[str] = []

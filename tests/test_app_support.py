@@ -40,9 +40,9 @@ TIMEOUT_MS = 20_000
 def make_window(qtbot, settings, models, size: tuple[int, int] = (1300, 850)):
     """A shown MainWindow, closed (and its worker stopped) at the test's teardown; started
     as app.__main__ starts it."""
-    from app.collector import collect_on_gui_thread
-    from app.main_window import MainWindow
-    from app.theme import configure_plots
+    from app.qt.collector import collect_on_gui_thread
+    from app.qt.main_window import MainWindow
+    from app.qt.theme import configure_plots
 
     configure_plots()
     restore_gc = collect_on_gui_thread()

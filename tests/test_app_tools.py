@@ -17,8 +17,8 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 import pydicom
 from PySide6.QtCore import QPointF, Qt
 
-from app.panes import Tool
-from app.scores import ood_warning
+from app.qt.panes import Tool
+from app.qt.scores import ood_warning
 from glow_engine.ood import OODReason
 from glow_engine.overlays import BlockMarker
 from glow_engine.scores import Score

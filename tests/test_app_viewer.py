@@ -28,12 +28,12 @@ from PySide6.QtGui import QDropEvent, QTextDocument
 from PySide6.QtWidgets import QApplication, QLabel, QMessageBox, QTextBrowser
 
 import glow_engine
-from app.controls import SLIDER_INF, e_px_to_position, parse_e_px, position_to_e_px
-from app.dialogs import About, Document, ModelInfo, TagBrowser
-from app.export import ExportDialog
-from app.main_window import MainWindow, ModelPaths
-from app.messages import Kind
-from app.panes import DIFF_LUT
+from app.core.messages import Kind
+from app.qt.controls import SLIDER_INF, e_px_to_position, parse_e_px, position_to_e_px
+from app.qt.dialogs import About, Document, ModelInfo, TagBrowser
+from app.qt.export import ExportDialog
+from app.qt.main_window import MainWindow, ModelPaths
+from app.qt.panes import DIFF_LUT
 from glow_engine.imaging import load_image
 from glow_engine.release.ledger import Ledger
 from glow_engine.resources import resource_path
@@ -304,7 +304,7 @@ def test_help_opens_the_documents_with_their_pictures(window, monkeypatch, tmp_p
     window.show_document("Privacy notes")
     assert "epsilon" in window.findChildren(Document)[-1].text.toPlainText()
     # a build without the documents says so instead of opening an empty window
-    monkeypatch.setattr("app.main_window.document_path", lambda name: tmp_path / name)
+    monkeypatch.setattr("app.qt.main_window.document_path", lambda name: tmp_path / name)
     window.show_document("Privacy notes")
     assert "missing from this installation" in window.messages[-1]
 

@@ -18,8 +18,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.messages import FolderListing, Thumb
-from app.state import Aspect, ViewState
+from app.core.messages import FolderListing, Thumb
+from app.core.state import Aspect, ViewState
 from glow_engine.imaging.pixels import to_uint8
 
 THUMB_PX = 56

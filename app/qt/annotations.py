@@ -1,7 +1,7 @@
 """What the user draws on the images: editable block markers on the original, and a distance
 ruler on any pane.
 
-Both live in the panes' shared coordinates, the source image's pixels (app.panes), so a
+Both live in the panes' shared coordinates, the source image's pixels (app.qt.panes), so a
 distance measured on a privatised pane (decoded at model resolution, stretched onto the
 source's rectangle) is the same anatomy's distance as on the original.
 """

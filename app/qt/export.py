@@ -20,9 +20,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.controls import format_e_px
-from app.state import MECHANISMS, Aspect, ViewState
-from app.widgets import ask_ledger, with_browse
+from app.core.state import MECHANISMS, Aspect, ViewState
+from app.qt.controls import format_e_px
+from app.qt.widgets import ask_ledger, with_browse
 from glow_engine.choices import MECHANISM_TITLES, RELEASE_FORMATS
 from glow_engine.privacy_statement import scientific, statement
 from glow_engine.release.ledger import default_ledger_path

@@ -19,10 +19,10 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
 )
 
-from app.messages import Kind
-from app.panes import MAIN_KEYS
-from app.state import Aspect, ViewState
-from app.tools import fit_height, pane_label
+from app.core.messages import Kind
+from app.core.state import Aspect, ViewState
+from app.qt.panes import MAIN_KEYS
+from app.qt.tools import fit_height, pane_label
 from glow_engine.scores import DEFAULT_SCORE_KIND, Score, ScoreKind
 from glow_engine.validation_scores import ValidationScores
 
@@ -31,7 +31,7 @@ COLUMN_TIPS = ("bits/dim under the mixture model M: the score the viewer shows",
                "bits/dim under the normal-only model N",
                "log p_N − log p_M in bits per pixel (the paper's score; higher = more normal)",
                "OOD: outside the model's distribution")
-# The main panes' legend colours, one per mechanism (app.state.MECHANISMS); "": text colour.
+# The main panes' legend colours, one per mechanism (app.core.state.MECHANISMS); "": text colour.
 PANE_COLOURS = {"original": "", "dpglow": "#29b6f6", "idldp": "#ec407a", "dppix": "#b388ff"}
 # The validation images' histograms (glow_engine.validation_scores), apart from the panes'
 # colours.

@@ -12,7 +12,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 
-from app.messages import Kind, Request
+from app.core.messages import Kind, Request
 
 IDLE_AFTER_S = 0.25
 

@@ -21,8 +21,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.messages import ModelsInfo
-from app.widgets import fit_to_screen
+from app.core.messages import ModelsInfo
+from app.qt.widgets import fit_to_screen
 from glow_engine import __version__
 from glow_engine.resources import resources_root, user_text
 

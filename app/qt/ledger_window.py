@@ -27,10 +27,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.browser import NumberItem
-from app.messages import LedgerTable
-from app.state import Aspect, ViewState
-from app.widgets import fit_to_screen
+from app.core.messages import LedgerTable
+from app.core.state import Aspect, ViewState
+from app.qt.browser import NumberItem
+from app.qt.widgets import fit_to_screen
 from glow_engine.choices import MECHANISM_TITLES
 from glow_engine.privacy_statement import scientific
 from glow_engine.release.ledger import default_ledger_path

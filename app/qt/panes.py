@@ -25,10 +25,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.annotations import MARKER_PEN, MarkerHandles, Ruler, marker_rect, pixel_spacing
-from app.controls import format_e_px
-from app.state import MECHANISMS, STRIP_BUDGETS, Aspect, ViewState
-from app.widgets import ElidedLabel
+from app.core.state import MECHANISMS, STRIP_BUDGETS, Aspect, ViewState
+from app.qt.annotations import MARKER_PEN, MarkerHandles, Ruler, marker_rect, pixel_spacing
+from app.qt.controls import format_e_px
+from app.qt.widgets import ElidedLabel
 from glow_engine.choices import MECHANISM_TITLES
 from glow_engine.overlays import BlockMarker
 from glow_engine.privacy_statement import scientific

@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from app.events import Event
-from app.messages import (
+from app.core.events import Event
+from app.core.messages import (
     Answer,
     BatchDone,
     BatchRequest,

@@ -27,7 +27,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.state import E_PX_MAX, E_PX_MIN, MECHANISMS, Aspect, ViewState
+from app.core.state import E_PX_MAX, E_PX_MIN, MECHANISMS, Aspect, ViewState
 from glow_engine.choices import DEFAULT_ALPHA, DPGLOW_MODES, MECHANISM_TITLES
 from glow_engine.privacy_statement import Statement, measured, scientific, statement
 
@@ -291,7 +291,7 @@ class EpsilonControl(QGroupBox):
         said = self.statement()
         self.headline.setText(said.headline if said else "")
         self.headline.setProperty("level", said.level.name if said else "")
-        self.headline.style().polish(self.headline)  # the level's colour (app.theme)
+        self.headline.style().polish(self.headline)  # the level's colour (app.qt.theme)
         self.total.setText(" ".join(part for part in (said.formal, said.measured) if part)
                            if said else "Total ε: (no model)")
         others = [measured(name, p.mode_of(name), p.e_px, self.state.models.risk_card)

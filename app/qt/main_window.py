@@ -37,19 +37,19 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.batch_window import BatchWindow
-from app.browser import FolderBrowser
-from app.controls import EpsilonControl
-from app.dialogs import About, Document, ModelInfo, TagBrowser
-from app.export import ExportDialog
-from app.ledger_window import LedgerWindow
-from app.panes import ZOOM_STEP, PaneGrid, Tool
-from app.scores import ScoresPanel
-from app.state import Aspect, ViewState
-from app.theme import apply_theme
-from app.tools import ReidPanel
-from app.widgets import available_area, guard_wheel
-from app.worker import EngineWorker, new_session
+from app.core.state import Aspect, ViewState
+from app.qt.batch_window import BatchWindow
+from app.qt.browser import FolderBrowser
+from app.qt.controls import EpsilonControl
+from app.qt.dialogs import About, Document, ModelInfo, TagBrowser
+from app.qt.export import ExportDialog
+from app.qt.ledger_window import LedgerWindow
+from app.qt.panes import ZOOM_STEP, PaneGrid, Tool
+from app.qt.scores import ScoresPanel
+from app.qt.theme import apply_theme
+from app.qt.tools import ReidPanel
+from app.qt.widgets import available_area, guard_wheel
+from app.qt.worker import EngineWorker, new_session
 from glow_engine.imaging.load import SUPPORTED_SUFFIXES
 from glow_engine.resources import USER_DOCUMENTS, document_path, resource_path
 
@@ -86,7 +86,7 @@ class MainWindow(QMainWindow):
     def __init__(self, settings: QSettings, models: ModelPaths, device: str = "auto",
                  threads: int | None = None) -> None:
         """`threads`: torch's (process-wide) thread count for the engine; None leaves it.
-        Garbage must be collected on the GUI thread meanwhile (app.collector): start that
+        Garbage must be collected on the GUI thread meanwhile (app.qt.collector): start that
         first and restore on `closed`, as app.__main__ does."""
         super().__init__()
         self.settings = settings

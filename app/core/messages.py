@@ -6,7 +6,7 @@ serves kinds in the order they are listed, and holds idle kinds back until the u
 the state accepts an answer only if it answers the newest request of its kind.
 
 Adding a request type: its class here (with its ``kind``, a new :class:`Kind` if it needs its
-own slot), and its handler in ``app.session`` (``@Session.answer.register``).
+own slot), and its handler in ``app.engine.session`` (``@Session.answer.register``).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """One long-lived QThread that owns the engine. The GUI thread never runs torch.
 
-Requests wait in an ``app.schedule.Schedule`` (newest wins per kind, by priority, background
+Requests wait in an ``app.core.schedule.Schedule`` (newest wins per kind, by priority, background
 kinds held back while the user is busy). Answers (results or ``Failed``) go back through the
 queued ``answered`` signal; the state then ignores answers to outdated requests.
 """
@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QThread, Signal
 
-from app.messages import Kind, Request
-from app.schedule import Schedule
+from app.core.messages import Kind, Request
+from app.core.schedule import Schedule
 
 if TYPE_CHECKING:
-    from app.session import Session
+    from app.engine.session import Session
 
 
 def engine_thread_count() -> int:
@@ -37,7 +37,7 @@ def new_session(device: str = "auto", threads: int | None = None) -> Session:
     application passes it, tests sharing one process do not."""
     import torch
 
-    from app.session import Session
+    from app.engine.session import Session
 
     if threads is not None:
         torch.set_num_threads(threads)

@@ -22,7 +22,7 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
 )
 
-from app.state import Aspect, ViewState
+from app.core.state import Aspect, ViewState
 from glow_engine.choices import MECHANISM_TITLES
 from glow_engine.overlays import BlockMarker
 

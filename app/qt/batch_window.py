@@ -30,7 +30,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.controls import (
+from app.core.messages import BatchDone, BatchRequest, Kind, PrivacyParams
+from app.core.state import MECHANISMS, Aspect, ViewState
+from app.qt.controls import (
     BLOCK_TIP,
     MODE_LABELS,
     BudgetField,
@@ -39,10 +41,8 @@ from app.controls import (
     refusal,
     show_blocks,
 )
-from app.export import default_release_dir
-from app.messages import BatchDone, BatchRequest, Kind, PrivacyParams
-from app.state import MECHANISMS, Aspect, ViewState
-from app.widgets import ask_ledger, fit_to_screen, guard_wheel, with_browse
+from app.qt.export import default_release_dir
+from app.qt.widgets import ask_ledger, fit_to_screen, guard_wheel, with_browse
 from glow_engine.choices import DPGLOW_MODES, MECHANISM_TITLES, RELEASE_FORMATS
 from glow_engine.privacy_statement import statement
 from glow_engine.release.ledger import default_ledger_path
