@@ -17,14 +17,17 @@ import os
 import shutil
 import sqlite3
 import stat
+import struct
 import subprocess
 import sys
 import warnings
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pydicom
 import pytest
 import torch
 from helpers import tiny_images, to_uint8
@@ -36,7 +39,7 @@ from test_privatize import write_dicom, write_png
 
 from glow_engine.cli import main
 from glow_engine.errors import UserError
-from glow_engine.imaging import load_image
+from glow_engine.imaging import ImageLoadError, load_image
 from glow_engine.mechanisms import create_mechanism
 from glow_engine.modelfile import load_model
 from glow_engine.release import records
@@ -522,3 +525,195 @@ def test_release_one_refuses_a_ledger_inside_out(corpus, tmp_path) -> None:
             pytest.raises(UserError, match="inside the output folder"):
         release_one(item, mech, led, ReleaseOptions(e_px=10, out_dir=tmp_path / "out"))
     assert not list(tmp_path.rglob("*.png")) and not list(tmp_path.rglob("*.csv"))
+
+
+# --------------------------------------------------------------------------- strict decoding
+# Every way found for a decoder to return fewer rows, garbage or NaN without an error: each
+# file is refused with its reason, never released.
+
+
+def _chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
+def _png(rows: bytes, width: int = 32, height: int = 32, interlace: int = 0,
+         crc_ok: bool = True) -> bytes:
+    idat = _chunk(b"IDAT", zlib.compress(rows))
+    if not crc_ok:
+        idat = idat[:-4] + bytes(4)
+    return (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0,
+                                                               0, 0, interlace))
+            + idat + _chunk(b"IEND", b""))
+
+
+def _rows(n: int, width: int = 32) -> bytes:
+    return b"".join(b"\x00" + bytes([100 + i % 100]) * width for i in range(n))
+
+
+def _jpeg(pixels: np.ndarray, **kw: object) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(to_uint8(pixels)).save(buffer, format="JPEG", quality=95, **kw)
+    return buffer.getvalue()
+
+
+def _sof(jpeg: bytes, marker: int) -> bytes:
+    at = jpeg.index(b"\xff\xc0")
+    return jpeg[:at + 1] + bytes([marker]) + jpeg[at + 2:]
+
+
+def _damage_scan(jpeg: bytes, how: str) -> bytes:
+    scan = jpeg.index(b"\xff\xda") + 40
+    return {"dropped": jpeg[:scan] + jpeg[scan + 300:],
+            "ff-run": jpeg[:scan] + b"\xff" * 50 + jpeg[scan + 50:],
+            "cut-closed": jpeg[:len(jpeg) // 3] + b"\xff\xd9",
+            "cut": jpeg[:len(jpeg) // 3]}[how]
+
+
+def _image(seed: int = 3) -> np.ndarray:
+    return tiny_images(1, seed=seed, size=64)[0]
+
+
+def _bytes_file(data: bytes, suffix: str) -> Callable[[Path], Path]:
+    def build(folder: Path) -> Path:
+        path = folder / f"case{suffix}"
+        path.write_bytes(data)
+        return path
+    return build
+
+
+def _dicom(**change: object) -> Callable[[Path], Path]:
+    """A native 8-bit DICOM, its header then changed (values written as given)."""
+    def build(folder: Path) -> Path:
+        path = write_dicom(folder / "case.dcm", _image())
+        ds = pydicom.dcmread(path)
+        with warnings.catch_warnings():  # pydicom warns as it takes "NaN" as a DS
+            warnings.simplefilter("ignore")
+            for keyword, value in change.items():
+                if keyword in ("RescaleSlope", "RescaleIntercept", "WindowCenter",
+                               "WindowWidth"):
+                    ds.add_new(pydicom.datadict.tag_for_keyword(keyword), "DS", value)
+                else:
+                    setattr(ds, keyword, value)
+            ds.save_as(path)
+        return path
+    return build
+
+
+def _jpeg_dicom(codestream: Callable[[bytes], bytes], syntax: str = JPEGBaseline8Bit,
+                native: bool = False) -> Callable[[Path], Path]:
+    """A DICOM holding `codestream(a good JPEG)` encapsulated, under `syntax` (or, with
+    `native`, under Explicit VR Little Endian as if it were not compressed)."""
+    def build(folder: Path) -> Path:
+        path = write_dicom(folder / "case.dcm", _image())
+        ds = pydicom.dcmread(path)
+        ds.PixelData = encapsulate([codestream(_jpeg(_image()))])
+        ds["PixelData"].VR = "OB"
+        if not native:
+            ds.file_meta.TransferSyntaxUID = syntax
+        ds.save_as(path, enforce_file_format=True)
+        return path
+    return build
+
+
+def _tiff_float(folder: Path) -> Path:
+    arr = _image().copy()
+    arr[3, 3] = np.nan
+    Image.fromarray(arr, mode="F").save(folder / "case.tif")
+    return folder / "case.tif"
+
+
+STRICT = {
+    "png-idat-half-the-rows": (_bytes_file(_png(_rows(16)), ".png"), "incomplete"),
+    "png-idat-extra-rows": (_bytes_file(_png(_rows(48)), ".png"), "incomplete"),
+    "png-interlaced-short": (_bytes_file(_png(_rows(40), interlace=1), ".png"), "incomplete"),
+    "png-idat-bad-crc": (_bytes_file(_png(_rows(32), crc_ok=False), ".png"), "corrupt"),
+    "jpeg-sof9-on-huffman-data": (_bytes_file(_sof(_jpeg(_image()), 0xC9), ".jpg"),
+                                  "arithmetic"),
+    "jpeg-sof3-lossless": (_bytes_file(_sof(_jpeg(_image()), 0xC3), ".jpg"), "lossless"),
+    "jpeg-sof5-hierarchical": (_bytes_file(_sof(_jpeg(_image()), 0xC5), ".jpg"),
+                               "differential"),
+    "jpeg-scan-ff-run": (_bytes_file(_damage_scan(_jpeg(_image()), "ff-run"), ".jpg"),
+                         "damaged"),
+    "jpeg-scan-dropped": (_bytes_file(_damage_scan(_jpeg(_image()), "dropped"), ".jpg"),
+                          "damaged"),
+    "jpeg-cut-and-closed": (_bytes_file(_damage_scan(_jpeg(_image()), "cut-closed"), ".jpg"),
+                            "damaged"),
+    "tiff-float-nan": (_tiff_float, "NaN"),
+    "dicom-rows-smaller-than-data": (_dicom(Rows=48), "does not match"),
+    "dicom-columns-smaller-than-data": (_dicom(Columns=40), "does not match"),
+    "dicom-rows-larger-than-data": (_dicom(Rows=80), "truncated"),
+    "dicom-encapsulated-under-native": (_jpeg_dicom(lambda j: j, native=True), "encapsulated"),
+    "dicom-jpeg-fragment-cut": (_jpeg_dicom(lambda j: _damage_scan(j, "cut")), "truncated"),
+    "dicom-jpeg-cut-and-closed": (_jpeg_dicom(lambda j: _damage_scan(j, "cut-closed")),
+                                  "damaged"),
+    "dicom-jpeg-scan-dropped": (_jpeg_dicom(lambda j: _damage_scan(j, "dropped")), "damaged"),
+    "dicom-jpeg-scan-ff-run": (_jpeg_dicom(lambda j: _damage_scan(j, "ff-run")), "damaged"),
+    "dicom-jpeg-sof9": (_jpeg_dicom(lambda j: _sof(j, 0xC9)), "arithmetic"),
+    "dicom-jpeg-progressive-under-baseline": (_jpeg_dicom(lambda j: _sof(j, 0xC2)),
+                                              "progressive"),
+    "dicom-jpeg-size-differs-from-header": (
+        _jpeg_dicom(lambda j: _jpeg(np.zeros((64, 48), np.float32))), "header says"),
+    "dicom-jpeg-lossless-syntax-with-baseline-data": (
+        _jpeg_dicom(lambda j: j, syntax="1.2.840.10008.1.2.4.70"), "baseline"),
+    "dicom-rescale-slope-nan": (_dicom(RescaleSlope="NaN", RescaleIntercept="0"),
+                                "RescaleSlope is not a finite"),
+    "dicom-rescale-slope-1e400": (_dicom(RescaleSlope="1e400", RescaleIntercept="0"),
+                                  "RescaleSlope is not a finite"),
+    "dicom-rescale-intercept-inf": (_dicom(RescaleSlope="1", RescaleIntercept="-inf"),
+                                    "RescaleIntercept is not a finite"),
+    "dicom-rescale-overflows": (_dicom(RescaleSlope="1e307", RescaleIntercept="-1e308"),
+                                "overflow"),
+}
+
+
+@pytest.mark.parametrize("case", list(STRICT), ids=list(STRICT))
+def test_what_cannot_be_decoded_faithfully_is_refused(case: str, tmp_path: Path) -> None:
+    build, reason = STRICT[case]
+    path = build(tmp_path)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(ImageLoadError, match=reason):
+            load_image(path)
+    assert [str(w.message) for w in caught] == []
+
+
+@pytest.mark.parametrize("window", [("NaN", "100"), ("100", "NaN"), ("inf", "100"),
+                                    ("100", "1e400"), ("100", "0")])
+def test_an_unusable_window_is_ignored_never_nan(window: tuple[str, str], tmp_path) -> None:
+    plain = load_image(_dicom()(tmp_path)).pixels
+    odd = load_image(_dicom(WindowCenter=window[0], WindowWidth=window[1])(tmp_path)).pixels
+    assert np.isfinite(odd).all() and np.array_equal(odd, plain)
+
+
+def test_white_is_zero_tiff_is_shown_dense_bright_at_every_depth(tmp_path: Path) -> None:
+    ramp = np.linspace(0, 1, 64 * 64).reshape(64, 64)
+    for dtype, top in ((np.uint16, 65535), (np.uint8, 255)):
+        stored = np.rint(ramp * top).astype(dtype)
+        Image.fromarray(stored).save(tmp_path / "black.tif")
+        Image.fromarray(stored).save(tmp_path / "white.tif", tiffinfo={262: 0})
+        black, white = (load_image(tmp_path / f"{n}.tif").pixels for n in ("black", "white"))
+        raw = np.asarray(Image.open(tmp_path / "white.tif"))
+        expected = 1 - raw / top if dtype == np.uint16 else raw / top  # Pillow inverts 8-bit
+        assert np.abs(white - expected).max() < 1e-6, dtype
+        assert np.abs(black - stored / top).max() < 1e-6
+
+
+def test_good_jpegs_pass_the_strict_checks(tmp_path: Path) -> None:
+    """The checks refuse damage, not JPEG: grey, colour at each subsampling, progressive."""
+    image = _image()
+    colour = np.stack([image, image * 0.8, 1 - image], axis=-1)
+    for name, pixels, kw in (("grey", image, {}), ("progressive", image, {"progressive": True}),
+                             *((f"colour-{s}", colour, {"subsampling": s}) for s in (0, 1, 2))):
+        (tmp_path / f"{name}.jpg").write_bytes(_jpeg(pixels, **kw))
+        assert load_image(tmp_path / f"{name}.jpg").pixels.shape == (64, 64), name
+    assert load_image(_jpeg_dicom(lambda j: j)(tmp_path)).pixels.shape == (64, 64)
+
+
+def test_a_strictly_refused_image_is_not_released(corpus, tmp_path, capsys) -> None:
+    bad = tmp_path / "in"
+    bad.mkdir()
+    STRICT["png-idat-half-the-rows"][0](bad)
+    code, out, err = cli(capsys, *privatize_args(corpus, tmp_path, bad / "case.png", "--e-px",
+                                                 "10"))
+    assert_clean_answer(corpus, tmp_path, code, out, err, 1, "incomplete")
+    assert not list(tmp_path.rglob("*.png"))[1:]  # only the input itself

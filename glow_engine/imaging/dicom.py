@@ -4,6 +4,14 @@ The stored values go through the modality LUT (RescaleSlope/Intercept), then the
 the first Window Center/Width; without a VOI they are min-max scaled (8-bit data keeps its
 fixed 0..255 range, like a PNG). MONOCHROME1 is inverted. Only single-frame grayscale images
 are accepted. pydicom is imported on first use.
+
+Decoding is strict: what pydicom would read without a word though it cannot be right is
+refused with a reason. Native pixel data must be exactly as long as Rows x Columns x
+BitsAllocated say (pydicom crops or reshapes otherwise) and must not be encapsulated; an
+encapsulated JPEG frame must be whole and of the coding process and size its transfer syntax
+and header name (glow_engine.imaging.jpeg); a decoder's warning is a refusal; a rescale that
+is not finite or overflows is refused. A window that is not finite is ignored like any other
+unusable VOI header.
 """
 
 from __future__ import annotations
@@ -17,6 +25,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from glow_engine.imaging.errors import ImageLoadError, check_size, describe
+from glow_engine.imaging.jpeg import check_jpeg
 from glow_engine.imaging.pixels import minmax
 
 if TYPE_CHECKING:
@@ -24,6 +33,16 @@ if TYPE_CHECKING:
 
 DICOM_SUFFIXES = frozenset({".dcm", ".dicom"})
 _PIXEL_DATA_TAG = b"\xe0\x7f\x10\x00"  # (7FE0,0010) in little-endian byte order
+_ITEM_TAG = b"\xfe\xff\x00\xe0"  # (FFFE,E000): the first item of encapsulated data
+# JPEG transfer syntaxes -> the coding processes (SOF markers) each one names
+_JPEG_PROCESSES = {
+    "1.2.840.10008.1.2.4.50": frozenset({0xC0}),  # JPEG Baseline (Process 1)
+    "1.2.840.10008.1.2.4.51": frozenset({0xC0, 0xC1}),  # JPEG Extended (Process 2 & 4)
+    "1.2.840.10008.1.2.4.57": frozenset({0xC3}),  # JPEG Lossless (Process 14)
+    "1.2.840.10008.1.2.4.70": frozenset({0xC3}),  # JPEG Lossless, first-order prediction
+    "1.2.840.10008.1.2.4.80": frozenset({0xF7}),  # JPEG-LS Lossless
+    "1.2.840.10008.1.2.4.81": frozenset({0xF7}),  # JPEG-LS Near-Lossless
+}
 
 
 def looks_like_dicom(data: bytes, path: Path) -> bool:
@@ -46,14 +65,17 @@ def load_dicom(
     data: bytes, path: Path, max_pixels: int
 ) -> tuple[np.ndarray, int, pydicom.Dataset]:
     with warnings.catch_warnings():
-        # pydicom warns about every oddity it tolerates; the user gets one error or none
+        # pydicom warns about every header oddity it tolerates: the user gets one error or none
         warnings.simplefilter("ignore")
         ds = _read_dicom(data, path)
         if "PixelData" not in ds and _PIXEL_DATA_TAG in data:  # the reader stopped inside it
             raise ImageLoadError(path, "the file is truncated (it ends inside its pixel data)")
         _check_dicom_image(ds, path, max_pixels)
-        stored = _decode_dicom_pixels(ds, path)
-        pixels = _dicom_to_display(stored, ds)
+        _check_pixel_data(ds, path)
+    stored = _decode_dicom_pixels(ds, path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pixels = _dicom_to_display(stored, ds, path)
     del ds.PixelData  # keep the header, drop the (large) encoded pixel data
     bits = int(ds.get("BitsStored") or ds.get("BitsAllocated") or 8)
     return pixels, bits, ds
@@ -121,6 +143,38 @@ def _check_dicom_image(ds: pydicom.Dataset, path: Path, max_pixels: int) -> None
     check_size(path, rows, cols, max_pixels)
 
 
+def _check_pixel_data(ds: pydicom.Dataset, path: Path) -> None:
+    """The pixel data is what its transfer syntax and image header say it is."""
+    syntax = ds.file_meta.TransferSyntaxUID
+    element = ds["PixelData"]
+    encapsulated = element.is_undefined_length or bytes(ds.PixelData[:4]) == _ITEM_TAG
+    if syntax.is_transfer_syntax and not syntax.is_compressed:
+        if encapsulated:
+            raise ImageLoadError(path, f"the pixel data is encapsulated (compressed) but the "
+                                 f"transfer syntax {syntax.name} says it is not")
+        expected, got = _expected_native_bytes(ds), len(ds.PixelData)
+        if got < expected:
+            raise ImageLoadError(path, f"the file is truncated (pixel data has {got:,} of "
+                                 f"{expected:,} bytes)")
+        if got > expected + expected % 2:  # an odd length is padded to an even one
+            raise ImageLoadError(path, f"the pixel data has {got:,} bytes but Rows x Columns "
+                                 f"x BitsAllocated say {expected:,}: the header does not match "
+                                 "the data")
+    elif syntax in _JPEG_PROCESSES:
+        check_jpeg(_first_frame(ds, path), path, _JPEG_PROCESSES[syntax],
+                   shape=(int(ds.Rows), int(ds.Columns)))
+
+
+def _first_frame(ds: pydicom.Dataset, path: Path) -> bytes:
+    from pydicom.encaps import generate_frames
+
+    try:
+        return next(generate_frames(ds.PixelData, number_of_frames=1))
+    except Exception as exc:
+        raise ImageLoadError(path, f"the encapsulated pixel data is corrupt "
+                             f"({describe(exc)})") from None
+
+
 def _int_or(value: object, default: int) -> int:
     try:
         return int(value)  # type: ignore[call-overload]
@@ -129,9 +183,15 @@ def _int_or(value: object, default: int) -> int:
 
 
 def _decode_dicom_pixels(ds: pydicom.Dataset, path: Path) -> np.ndarray:
+    """The stored values; a decoder's warning (damaged data it read anyway) is a refusal."""
     syntax = ds.file_meta.TransferSyntaxUID
     try:
-        arr = ds.pixel_array
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            arr = ds.pixel_array
+    except Warning as warning:
+        raise ImageLoadError(path, f"the pixel data cannot be decoded faithfully "
+                             f"({describe(warning)})") from None
     except Exception as exc:
         raise ImageLoadError(path, _decode_failure_reason(ds, syntax, exc)) from None
     if arr.ndim != 2:
@@ -159,11 +219,20 @@ def _expected_native_bytes(ds: pydicom.Dataset) -> int:
     return (rows * cols * bits + 7) // 8
 
 
-def _dicom_to_display(stored: np.ndarray, ds: pydicom.Dataset) -> np.ndarray:
+def _dicom_to_display(stored: np.ndarray, ds: pydicom.Dataset, path: Path) -> np.ndarray:
     """Modality LUT, then VOI (or min-max), then MONOCHROME1 inversion -> float32 [0, 1]."""
     from pydicom.pixels import apply_modality_lut
 
-    values = np.asarray(apply_modality_lut(stored, ds), dtype=np.float64)
+    for keyword in ("RescaleSlope", "RescaleIntercept"):
+        if keyword in ds and not _finite_number(ds.get(keyword)):
+            raise ImageLoadError(path, f"{keyword} is not a finite number "
+                                 f"({ds.get(keyword)!s:.20})")
+    with np.errstate(over="ignore", invalid="ignore"):
+        values = np.asarray(apply_modality_lut(stored, ds), dtype=np.float64)
+        span = float(values.max()) - float(values.min()) if values.size else 0.0
+    if not (np.all(np.isfinite(values)) and np.isfinite(span)):
+        raise ImageLoadError(path, "the rescaled values (RescaleSlope/Intercept or the "
+                             "modality LUT) overflow")
     unit = _apply_voi(values, ds)
     if unit is None:
         unit = _stored_range_scale(values, ds)
@@ -179,12 +248,15 @@ def _apply_voi(values: np.ndarray, ds: pydicom.Dataset) -> np.ndarray | None:
     has_window = ds.get("WindowCenter") is not None and ds.get("WindowWidth") is not None
     if not (ds.get("VOILUTSequence") or has_window):
         return None
+    if has_window and not ds.get("VOILUTSequence") and not all(
+            _finite_number(_first_or_none(ds.get(k))) for k in ("WindowCenter", "WindowWidth")):
+        return None  # a NaN or infinite window is as unusable as a missing one
     try:
         out = np.asarray(apply_voi_lut(values, ds, index=0), dtype=np.float64)
         lo, hi = _voi_output_range(ds, apply_voi_lut)
     except (ValueError, TypeError, IndexError, KeyError, AttributeError):
         return None  # a broken VOI header should not make the image unreadable
-    if hi <= lo:
+    if not (np.isfinite(lo) and np.isfinite(hi) and hi > lo and np.all(np.isfinite(out))):
         return None
     return (out - lo) / (hi - lo)
 
@@ -207,6 +279,20 @@ def _voi_output_range(ds: pydicom.Dataset, apply: Callable[..., np.ndarray]) -> 
     probe = np.array([center - far, center + far], dtype=np.float64)
     edges = np.asarray(apply(probe, ds, index=0), dtype=np.float64)
     return float(edges.min()), float(edges.max())
+
+
+def _finite_number(value: object) -> bool:
+    try:
+        return bool(np.isfinite(float(value)))  # type: ignore[arg-type]
+    except (TypeError, ValueError, OverflowError):
+        return False
+
+
+def _first_or_none(value: object) -> object:
+    try:
+        return _first(value)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
 
 
 def _first(value: object) -> float:

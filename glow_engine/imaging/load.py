@@ -77,6 +77,8 @@ def load_image(path: str | Path, *, max_pixels: int = 100_000_000) -> LoadedImag
         raise ImageLoadError(path, "not enough memory to decode the image") from None
     except Exception as exc:  # last resort: a decoder bug must not crash the app
         raise ImageLoadError(path, f"unexpected decoding error ({describe(exc)})") from exc
+    if not np.all(np.isfinite(pixels)):  # whatever the decoder: never release NaN as black
+        raise ImageLoadError(path, "the decoded image holds NaN or infinite values")
     return LoadedImage(pixels, path, kind, bits, digest, dataset, colour)
 
 

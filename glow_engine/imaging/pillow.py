@@ -14,7 +14,9 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from glow_engine.imaging.errors import ImageLoadError, check_size, describe
+from glow_engine.imaging.jpeg import HUFFMAN_LOSSY, check_jpeg
 from glow_engine.imaging.pixels import minmax
+from glow_engine.imaging.png import check_png
 
 _PIL_FORMATS = ("PNG", "JPEG", "TIFF")
 _PIL_KINDS = {"PNG": "png", "JPEG": "jpeg", "MPO": "jpeg", "TIFF": "tiff"}
@@ -32,6 +34,8 @@ def load_pillow(data: bytes, path: Path, max_pixels: int
         if getattr(img, "n_frames", 1) > 1:
             raise ImageLoadError(path, f"multi-frame {img.format} images are not supported")
         check_size(path, img.height, img.width, max_pixels)
+        _check_strictly(data, path, kind)
+        white_is_zero = kind == "tiff" and img.tag_v2.get(262) == 0
         try:
             img.load()
             img = ImageOps.exif_transpose(img)  # show JPEGs from phones the way viewers do
@@ -39,9 +43,19 @@ def load_pillow(data: bytes, path: Path, max_pixels: int
             raise ImageLoadError(
                 path, f"the file is truncated or corrupt ({describe(exc)})"
             ) from None
-        pixels, bits = _pillow_to_gray(img, _png_bit_depth(data))
+        pixels, bits = _pillow_to_gray(img, _png_bit_depth(data), path)
+        if white_is_zero and img.mode not in ("1", "L"):  # Pillow inverts only those itself
+            pixels = 1.0 - pixels
         colour = _has_colour(img)
     return pixels, bits, kind, colour
+
+
+def _check_strictly(data: bytes, path: Path, kind: str) -> None:
+    """What Pillow would decode without a word though pixels are missing or misread."""
+    if kind == "png":
+        check_png(data, path)
+    elif kind == "jpeg":
+        check_jpeg(data, path, HUFFMAN_LOSSY)
 
 
 def _open_pillow(data: bytes, path: Path) -> Image.Image:
@@ -74,7 +88,8 @@ def _png_bit_depth(data: bytes) -> int | None:
     return None
 
 
-def _pillow_to_gray(img: Image.Image, png_bits: int | None) -> tuple[np.ndarray, int]:
+def _pillow_to_gray(img: Image.Image, png_bits: int | None, path: Path
+                    ) -> tuple[np.ndarray, int]:
     """Any Pillow mode -> float32 gray in [0, 1] plus the bits per sample."""
     mode = img.mode
     if mode.startswith("I;16"):
@@ -83,7 +98,7 @@ def _pillow_to_gray(img: Image.Image, png_bits: int | None) -> tuple[np.ndarray,
     elif mode == "I":
         gray, bits = _int32_to_unit(np.asarray(img))
     elif mode == "F":
-        gray, bits = _float_to_unit(np.asarray(img)), 32
+        gray, bits = _float_to_unit(np.asarray(img), path), 32
     elif mode in ("1", "L"):
         bits = 1 if mode == "1" else 8
         gray = np.asarray(img.convert("L")).astype(np.float64) / 255.0
@@ -125,11 +140,11 @@ def _int32_to_unit(arr: np.ndarray) -> tuple[np.ndarray, int]:
     return minmax(arr), 32
 
 
-def _float_to_unit(arr: np.ndarray) -> np.ndarray:
+def _float_to_unit(arr: np.ndarray, path: Path) -> np.ndarray:
     """Mode "F": keep data already in [0, 1], otherwise min-max scale it."""
     arr = arr.astype(np.float64)
     if not np.all(np.isfinite(arr)):
-        arr = np.nan_to_num(arr, nan=0.0, posinf=0.0, neginf=0.0)
+        raise ImageLoadError(path, "the image holds NaN or infinite values")
     if arr.size and arr.min() >= 0.0 and arr.max() <= 1.0:
         return arr
     return minmax(arr)
