@@ -61,11 +61,11 @@ from glow_engine.anomaly import AnomalyScorer
 from glow_engine.atomic import write_text_atomic
 from glow_engine.device import describe, pick_device
 from glow_engine.errors import UserError
-from glow_engine.evaluation.settings import encode_group
 from glow_engine.flow.glow import model_to_pixels
 from glow_engine.imaging import load_image
 from glow_engine.imaging.discovery import find_images
 from glow_engine.imaging.frame import Placement, from_square, to_square
+from glow_engine.mechanism_specs import spec_of
 from glow_engine.mechanisms import Encoded, Mechanism, create_mechanism, preview_noise
 from glow_engine.modelfile import LoadedModel, load_model
 from glow_engine.overlays import (
@@ -231,7 +231,7 @@ class Session:
         """The noise-free part, once per input and clip box: the box depends on alpha, not
         on the sensitivity mode, so switching paper <-> tight only rescales the noise."""
         return self._encodings.get(
-            (prep.key, encode_group(name, p.alpha, p.block)),
+            (prep.key, spec_of(name).encoding_key(p.options_of(name))),
             lambda: self._mechanism(name, p).encode(prep.frame))
 
     def _unit_noise(self, seed: int) -> torch.Tensor:
