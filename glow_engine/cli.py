@@ -20,6 +20,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
                   "release images with DP-GLOW or ID-LDP (PNG or de-identified DICOM)"),
     "ledger": ("glow_engine.commands.ledger", "privacy budget spent per patient and image"),
     "score": ("glow_engine.commands.score", "anomaly scores of chest X-rays (normal vs mixture)"),
+    "pacs": ("glow_engine.commands.pacs",
+             "query a PACS, release its chest X-rays to a research PACS or a folder"),
     "evaluate": ("glow_engine.commands.evaluate",
                  "utility, re-identification, marker and flip checks of the mechanisms"),
 }

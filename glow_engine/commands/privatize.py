@@ -40,6 +40,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("inputs", nargs="+", metavar="INPUT",
                    help="image files (PNG/JPEG/TIFF/DICOM), folders (recursive) or CSV lists "
                         "(columns path[,patient_id])")
+    p.add_argument("--out", type=Path, required=True,
+                   help="output folder (flat, random file names; it is what gets published)")
+    p.add_argument("--format", dest="fmt", choices=sorted(RELEASE_FORMATS), default="png")
+    add_release_arguments(p)
+
+
+def add_release_arguments(p: argparse.ArgumentParser) -> None:
+    """The options `dpglow privatize` shares with `dpglow pacs release`."""
     p.add_argument("--epsilon-per-pixel", "--e-px", dest="e_px", type=_e_px, required=True,
                    help="per-pixel budget e_px; the image's total epsilon is e_px * R * R "
                         "(inf: no noise, clip only)")
@@ -50,9 +58,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--block-size", dest="block", type=int, default=DEFAULT_BLOCK,
                    help=f"DP-Pix block side in pixels, dividing the resolution (default "
                         f"{DEFAULT_BLOCK})")
-    p.add_argument("--out", type=Path, required=True,
-                   help="output folder (flat, random file names; it is what gets published)")
-    p.add_argument("--format", dest="fmt", choices=sorted(RELEASE_FORMATS), default="png")
     p.add_argument("--linkage", choices=sorted(LINKAGES), default=DEFAULT_LINKAGE,
                    help="DICOM output: 'patient' gives a patient's images in this output folder "
                         "one keyed pseudonym and study UID (HMAC under the ledger's secret); "
@@ -95,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
     ledger_path = args.ledger or default_ledger_path()
     check_private_locations(args.out, ledger_path)  # before the ledger file is made
     rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
-    mech = _mechanism(args, world)
+    mech = mechanism_of(args, world)
     opts = ReleaseOptions(e_px=args.e_px, out_dir=args.out, fmt=args.fmt, size=args.size,
                           keep_aspect=args.keep_aspect, force_budget=args.force,
                           patient_budget=args.patient_budget,
@@ -116,13 +121,13 @@ def run(args: argparse.Namespace) -> int:
         summary = release_folder(args.inputs, mech, ledger, opts, on_progress=progress)
         finish_shards(opts)
         report = report_run(mech, args.e_px, summary, ledger) if world == 1 else None
-    _report(summary, mech.describe(args.e_px), ledger.path)
+    report_summary(summary, mech.describe(args.e_px), ledger.path)
     if report is not None:
         print(f"release report:     {report} (no patient data; the operator's)")
     return 0 if summary.complete else 1
 
 
-def _mechanism(args: argparse.Namespace, world: int) -> Mechanism:
+def mechanism_of(args: argparse.Namespace, world: int) -> Mechanism:
     if args.resolution is not None and not MIN_SIDE <= args.resolution <= MAX_SIDE:
         raise UserError(f"--resolution must be between {MIN_SIDE} and {MAX_SIDE}, got "
                         f"{args.resolution}")
@@ -136,7 +141,7 @@ def _mechanism(args: argparse.Namespace, world: int) -> Mechanism:
                             block=args.block, resolution=args.resolution)
 
 
-def _report(summary: Summary, description: str, ledger: Path) -> None:
+def report_summary(summary: Summary, description: str, ledger: Path) -> None:
     for outcome in summary.outcomes:
         if outcome.status in REPORTED:
             print(f"{outcome.status}: {outcome.source}: {outcome.message or 'run stopped'}",
