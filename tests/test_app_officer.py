@@ -17,7 +17,7 @@ pytest.importorskip("pytestqt")
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 from app.core.messages import BatchRequest
-from app.qt.batch_window import BatchWindow
+from app.qt.batch_window import BatchWindow, release_summary
 from app.qt.ledger_window import LedgerWindow
 from app.qt.main_window import ModelPaths
 from glow_engine.modelfile import read_metadata
@@ -55,8 +55,9 @@ def test_a_folder_is_released_from_the_window(qtbot, window, tmp_path) -> None:
     done = window.state.batch_done
     assert done.counts.get("written") == 4 and sum(done.counts.values()) == 5
     assert any("broken.png" in line for line in done.problems)
-    assert "released 4" in batch.summary.text()
-    assert batch.progress.value() == batch.progress.maximum()
+    assert "Released 4 of 5 images" in batch.summary.text()
+    assert "failed: 1" in batch.summary.text().lower()
+    assert batch.progress.text() == "5 of 5 images"
     released = sorted((tmp_path / "out").glob("*.*"))
     assert {p.suffix for p in released} >= {".png", ".csv"}
     assert not any("scan" in p.name or "patient" in p.name for p in released)
@@ -72,9 +73,31 @@ def test_cancel_stops_before_the_next_batch(qtbot, window, tmp_path) -> None:
         lambda r: r.cancel.set() if isinstance(r, BatchRequest) else None)
     batch = release(qtbot, window, a_study(tmp_path), tmp_path)
     assert window.state.batch_done.counts == {"not-started": 5}
-    assert "not started (cancelled) 5" in batch.summary.text()
+    text = batch.summary.text()
+    assert "Released 0 of 5 images" in text and "Not started: 5 (cancelled)" in text
+    assert "nothing was spent" in text
+    assert batch.progress.text() == "0 of 5 images"  # not a full bar: nothing was done
     assert not list((tmp_path / "out").glob("*.png"))
     assert not batch.cancel.isEnabled() and batch.start.isEnabled()
+
+
+def test_the_summary_says_what_was_released_and_what_was_not_started() -> None:
+    cut = release_summary({"written": 8, "not-started": 4}, cancelled=True)
+    assert cut[0] == "<b>Released 8 of 12 images.</b>"
+    assert "Not started: 4 (cancelled)" in cut[1] and "nothing was spent" in cut[1]
+    late = " ".join(release_summary({"written": 12}, cancelled=True))
+    assert "Released 12 of 12" in late and "Cancel came after the last image" in late
+    mixed = " ".join(release_summary({"written": 2, "done-earlier": 1, "refused": 1,
+                                      "skipped": 3}, cancelled=False))
+    assert "Released 2 of 4 images" in mixed and "nothing spent again" in mixed
+    assert "Refused" in mixed or "refused" in mixed
+
+
+def test_progress_counts_images(qtbot, window) -> None:
+    window.show_batch()
+    batch = window.batch_window
+    batch.progressed.emit(8, 12)
+    qtbot.waitUntil(lambda: batch.progress.text() == "8 of 12 images", timeout=TIMEOUT_MS)
 
 
 def test_an_unusable_budget_is_refused_before_anything_runs(qtbot, window) -> None:

@@ -3,8 +3,8 @@
 its noise rule, the budget, the format and the folders; a progress bar with Cancel; then how
 many files were released, skipped, refused or failed, and the release report.
 
-While a folder is released the engine does nothing else: the previews wait for it (or for
-Cancel, which stops after the batch of images in hand).
+Cancel stops between images: the image in hand is finished, the rest are never opened and
+nothing is spent on them; the summary says which is which ("8 of 12").
 """
 
 from __future__ import annotations
@@ -47,9 +47,11 @@ from glow_engine.choices import DPGLOW_MODES, MECHANISM_TITLES, RELEASE_FORMATS
 from glow_engine.privacy_statement import statement
 from glow_engine.release.ledger import default_ledger_path
 
-STATUS_WORDS = {"written": "released", "done-earlier": "released before (nothing spent)",
-                "skipped": "skipped", "refused": "refused (budget or burned-in text)",
-                "failed": "failed", "not-started": "not started (cancelled)"}
+# The summary's words for the statuses that are not "released" (written) or "not started",
+# which have sentences of their own.
+STATUS_WORDS = {"done-earlier": "released into this folder before (nothing spent again)",
+                "skipped": "skipped (not a file)", "refused": "refused (budget or burned-in text)",
+                "failed": "failed"}
 
 
 class BatchWindow(QWidget):
@@ -93,6 +95,7 @@ class BatchWindow(QWidget):
         self.start = QPushButton("Release")
         self.cancel = QPushButton("Cancel")
         self.progress = QProgressBar()
+        self.progress.setFormat("%v of %m images")
         self.summary = QLabel()
         self.summary.setWordWrap(True)
         self.problems = QPlainTextEdit()
@@ -196,7 +199,7 @@ class BatchWindow(QWidget):
         if self.request is not None:
             self.summary.setText("Releasing…")
             self.problems.clear()
-            self.progress.setRange(0, 0)  # until the first batch reports its count
+            self.progress.setRange(0, 0)  # until the first image reports the count
             self._show_running(True)
 
     def _params(self, e_px: float) -> PrivacyParams:
@@ -204,10 +207,11 @@ class BatchWindow(QWidget):
                              block=self.block.currentData())
 
     def stop(self) -> None:
-        """Cancel: the engine stops after the images in hand (they are released)."""
+        """Cancel: the engine finishes the image in hand and starts no other."""
         if self.request is not None:
             self.request.cancel.set()
-            self.summary.setText("Cancelling after the current batch of images…")
+            self.summary.setText("Cancelling: the image in hand is finished, no other is "
+                                 "started…")
 
     def _on_progress(self, done: int, total: int) -> None:
         self.progress.setRange(0, max(total, 1))
@@ -226,9 +230,8 @@ class BatchWindow(QWidget):
             self._show_meaning()
 
     def _show_done(self, done: BatchDone) -> None:
-        counts = ", ".join(f"{STATUS_WORDS.get(status, status)} {n}"
-                           for status, n in sorted(done.counts.items()))
-        lines = [f"<b>Done:</b> {counts or 'no images'}."]
+        cancelled = self.request is not None and self.request.cancel.is_set()
+        lines = release_summary(done.counts, cancelled)
         if done.error:
             lines.append(f"Stopped early: {done.error}")
         if done.manifest is not None:
@@ -242,11 +245,14 @@ class BatchWindow(QWidget):
         self.problems.setPlainText("\n".join(done.problems))
         self.open_report.setVisible(done.report is not None)
         self._finish()
+        images = sum(n for status, n in done.counts.items() if status != "skipped")
+        self._on_progress(images - done.counts.get("not-started", 0), images)
 
     def _finish(self) -> None:
         self.request = None
-        self.progress.setRange(0, 1)
-        self.progress.setValue(1)
+        if self.progress.maximum() == 0:  # still waiting for the first count
+            self.progress.setRange(0, 1)
+            self.progress.setValue(0)
         self._show_running(False)
 
     def _show_running(self, running: bool) -> None:
@@ -266,3 +272,24 @@ class BatchWindow(QWidget):
         done = self.state.batch_done
         if done is not None and done.report is not None:
             QDesktopServices.openUrl(QUrl.fromLocalFile(str(done.report)))
+
+
+def release_summary(counts: dict[str, int], cancelled: bool) -> list[str]:
+    """What a folder release did, in the officer's words: how many of the images were
+    released, which were not started and that nothing was spent on them, the rest by
+    status; and whether a Cancel came too late to stop anything."""
+    images = sum(n for status, n in counts.items() if status != "skipped")
+    written, waiting = counts.get("written", 0), counts.get("not-started", 0)
+    lines = [f"<b>Released {written} of {images} images.</b>"]
+    if waiting:
+        why = "cancelled" if cancelled else "the run stopped early"
+        lines.append(f"Not started: {waiting} ({why}). They were never opened and nothing "
+                     "was spent on them: the ledger has no entry for them.")
+    elif cancelled:
+        lines.append("Cancel came after the last image had started: every image was "
+                     "processed.")
+    others = [f"{STATUS_WORDS.get(status, status)}: {n}" for status, n in sorted(counts.items())
+              if status not in ("written", "not-started")]
+    if others:
+        lines.append("; ".join(others).capitalize() + ".")
+    return lines
