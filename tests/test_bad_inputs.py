@@ -44,7 +44,7 @@ from glow_engine.mechanisms import create_mechanism
 from glow_engine.modelfile import load_model
 from glow_engine.release import records
 from glow_engine.release.batch import ReleaseInput, ReleaseOptions, release_one
-from glow_engine.release.ledger import Ledger
+from glow_engine.release.ledger import Ledger, Release
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 LINE_STARTS = ("error:", "failed:", "refused:", "skipped:", "not-started:", "warning:")
@@ -165,6 +165,17 @@ def corpus(tmp_path_factory: pytest.TempPathFactory, engine_model_dir: Path) -> 
     db = sqlite3.connect(root / "newer.sqlite")
     db.execute("PRAGMA user_version = 99")
     db.close()
+    foreign = sqlite3.connect(root / "foreign.sqlite")  # another program's database
+    foreign.execute("CREATE TABLE patients (name TEXT)")
+    foreign.commit()
+    foreign.close()
+    with Ledger(root / "tampered.sqlite") as led:
+        led.confirm(led.reserve(Release("a" * 64, "P1", "dpglow", "paper", 1, 1024, "m",
+                                        "x.png")).id)
+    tampered = sqlite3.connect(root / "tampered.sqlite")
+    tampered.execute("UPDATE releases SET total_epsilon = 0")
+    tampered.commit()
+    tampered.close()
     hang = root / "hang"
     write_png(hang / "good.png", images[0])
     os.mkfifo(hang / "pipe.png")
@@ -345,6 +356,12 @@ CASES = [
     Case("ledger-under-proc", _privatize(GOOD, "--e-px", "10",
                                          ledger="/proc/dpglow-test/l.sqlite"), 2,
          "cannot use the privacy ledger"),
+    Case("ledger-foreign-sqlite", _privatize(GOOD, "--e-px", "10", ledger=_c("foreign.sqlite")),
+         2, "not a privacy ledger"),
+    Case("ledger-tampered", _privatize(GOOD, "--e-px", "10", ledger=_c("tampered.sqlite")), 2,
+         "does not verify: release 1 was changed (total_epsilon)"),
+    Case("ledger-verify-tampered", lambda c, t: ["ledger", c / "tampered.sqlite", "--verify"],
+         2, "does not verify"),
     Case("set-budget-nan", lambda c, t: ["ledger", t / "l.sqlite", "--set-patient-budget",
                                          "nan"], 2, "positive finite"),
     Case("set-budget-negative", lambda c, t: ["ledger", t / "l.sqlite", "--set-patient-budget",

@@ -11,11 +11,13 @@ from pathlib import Path
 import pytest
 
 from glow_engine.commands import ledger as ledger_cmd
+from glow_engine.release import ledger as ledger_module
 from glow_engine.release.ledger import (
     SCHEMA_VERSION,
     BudgetExceeded,
     Ledger,
     LedgerError,
+    LedgerTampered,
     Release,
     default_ledger_path,
 )
@@ -207,3 +209,186 @@ def test_version_1_ledger_is_migrated_with_its_rows(tmp_path: Path) -> None:
         assert led.spent_on_image("img") == 16384
         led.fail(led.reserve(release(image="img", patient=None)).id, "after the draw")
         assert led.spent_on_image("img") == 16484 and led.budget_changes() == []
+
+
+# --------------------------------------------------------------------------- tamper evidence
+# Each edit an operator could make with a SQL tool to get a release past the per-patient limit
+# (or to hide one); every one must be refused on opening and by `dpglow ledger --verify`.
+
+def _last(table: str) -> str:
+    return f"(SELECT MAX(id) FROM {table})"
+
+
+EDITS = {
+    "spent-set-to-0": "UPDATE releases SET total_epsilon = 0 WHERE id = 1",
+    "spent-negative": "UPDATE releases SET total_epsilon = -100 WHERE id = 1",
+    "e-px-lowered": "UPDATE releases SET e_px = 0, total_epsilon = 1 WHERE id = 2",
+    "row-deleted": "DELETE FROM releases WHERE id = 1",
+    "all-rows-deleted": "DELETE FROM releases",
+    "row-cancelled": "UPDATE releases SET status = 'cancelled' WHERE id = 2",
+    "budget-key-changed": "UPDATE releases SET budget_key = 'patient:0' WHERE id = 1",
+    "patient-key-changed": "UPDATE releases SET patient_key = NULL, budget_key = 'image:x' "
+                           "WHERE id = 2",
+    "budget-raised-without-history": "UPDATE meta SET value = '1e9' WHERE key = "
+                                     "'patient_budget'",
+    "budget-removed": "DELETE FROM meta WHERE key = 'patient_budget'",
+    "salt-changed": "UPDATE meta SET value = '" + "ab" * 32 + "' WHERE key = 'salt'",
+    "budget-history-edited": "UPDATE budget_changes SET new = 1e9",
+    "trigger-deleting-rows": "CREATE TRIGGER hide AFTER INSERT ON releases BEGIN "
+                             "DELETE FROM releases WHERE id = NEW.id; END",
+    "journal-entry-edited": "UPDATE journal SET entry = replace(entry, '100.0', '0.0')",
+    "journal-and-row-cut-off": f"DELETE FROM journal WHERE id = {_last('journal')}; "
+                               f"DELETE FROM releases WHERE id = {_last('releases')}",
+    "journal-row-forged": "INSERT INTO journal (entry, mac) VALUES ('{}', '00')",
+    "journal-dropped-and-downgraded": "DROP TABLE journal; PRAGMA user_version = 2",
+    "tables-dropped": "DROP TABLE releases",
+    "row-added": "INSERT INTO releases SELECT 99, time, image_sha256, patient_key, budget_key, "
+                 "mechanism, mode, e_px, total_epsilon, model_sha256, 'x.png', status, forced, "
+                 "note FROM releases WHERE id = 1",
+}
+
+
+def _ledger_with_history(path: Path) -> None:
+    with Ledger(path) as led:
+        led.set_patient_budget(300)
+        led.confirm(led.reserve(release(total=100)).id)
+        led.confirm(led.reserve(release(image="b" * 64, total=100)).id)
+        led.fail(led.reserve(release(image="c" * 64, patient="OTHER", total=100)).id, "disk")
+
+
+@pytest.mark.parametrize("edit", list(EDITS), ids=list(EDITS))
+def test_a_sql_edit_of_the_ledger_is_refused(edit: str, tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "ledger.sqlite"
+    _ledger_with_history(path)
+    assert run_cli(str(path), "--verify") == 0
+    assert "verified" in capsys.readouterr().out
+    db = sqlite3.connect(path)
+    db.executescript(EDITS[edit])
+    db.close()
+    with pytest.raises(LedgerTampered, match="does not verify"):
+        Ledger(path)
+    with pytest.raises(LedgerTampered, match="does not verify"):
+        run_cli(str(path), "--verify")
+
+
+def test_a_missing_key_file_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.sqlite"
+    _ledger_with_history(path)
+    (tmp_path / "ledger.key.json").unlink()
+    with pytest.raises(LedgerTampered, match=r"key file .* is missing"):
+        Ledger(path)
+    path.unlink()  # the ledger deleted but not its key: refused too
+    _ledger_with_history(tmp_path / "other.sqlite")
+    (tmp_path / "other.sqlite").unlink()
+    for suffix in ("-wal", "-shm"):
+        (tmp_path / f"other.sqlite{suffix}").unlink(missing_ok=True)
+    with pytest.raises(LedgerTampered, match="tables are gone"):
+        Ledger(tmp_path / "other.sqlite")
+
+
+def test_an_edit_while_the_ledger_is_open_is_found_at_the_next_reservation(
+        tmp_path: Path) -> None:
+    path = tmp_path / "ledger.sqlite"
+    _ledger_with_history(path)
+    with Ledger(path) as led:
+        db = sqlite3.connect(path)
+        db.execute("UPDATE releases SET total_epsilon = 0 WHERE id = 1")
+        db.commit()
+        db.close()
+        with pytest.raises(LedgerTampered, match="journal"):
+            led.reserve(release(image="d" * 64, total=150))
+        assert led.spent_on_patient("PAT-001", "") == 100  # nothing was reserved
+
+
+def test_the_chain_survives_other_writers_and_a_crash_before_commit(tmp_path: Path,
+                                                                    monkeypatch) -> None:
+    path = tmp_path / "ledger.sqlite"
+    with Ledger(path) as a, Ledger(path) as b:
+        a.reserve(release(total=1))
+        b.reserve(release(total=1))  # b replays a's entry before chaining its own
+        a.set_patient_budget(10)
+
+        def commit_fails(sql: str, *args: object) -> object:
+            if sql == "COMMIT":
+                raise sqlite3.OperationalError("disk I/O error")
+            return real(sql, *args)
+
+        real = b.db.execute
+        monkeypatch.setattr(b, "db", type("Db", (), {"execute": staticmethod(commit_fails)})())
+        with pytest.raises(sqlite3.OperationalError):
+            b.reserve(release(total=1))  # the key file moved on, the database did not
+        monkeypatch.setattr(b, "db", real.__self__)
+    with Ledger(path) as again:
+        assert again.verify() == 4 and again.spent_on_patient("PAT-001", "") == 2
+
+
+def test_a_foreign_or_damaged_database_is_refused_and_left_as_it_was(tmp_path: Path) -> None:
+    foreign = tmp_path / "foreign.sqlite"
+    db = sqlite3.connect(foreign)
+    db.execute("CREATE TABLE patients (name TEXT)")
+    db.execute("INSERT INTO patients VALUES ('Smith')")
+    db.commit()
+    db.close()
+    before = foreign.read_bytes()
+    with pytest.raises(LedgerError, match="not a privacy ledger"):
+        Ledger(foreign)
+    assert foreign.read_bytes() == before and not (tmp_path / "foreign.key.json").exists()
+
+
+def _v2(path: Path, *, salt: str = "ab" * 32, budget: str | None = None,
+        meta: bool = True, tables: bool = True) -> Path:
+    """A schema-2 ledger as the previous version wrote it, or a damaged one."""
+    db = sqlite3.connect(path)
+    if tables:
+        db.executescript(
+            ("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);" if meta else "")
+            + ledger_module._RELEASES + ledger_module._BUDGET_CHANGES)
+    if meta and tables:
+        db.execute("INSERT INTO meta VALUES ('salt', ?)", (salt,))
+        if budget is not None:
+            db.execute("INSERT INTO meta VALUES ('patient_budget', ?)", (budget,))
+        db.execute("INSERT INTO releases (time, image_sha256, patient_key, budget_key, "
+                   "mechanism, mode, e_px, total_epsilon, model_sha256, output, status) VALUES "
+                   "('t', 'img', NULL, 'image:img', 'dpglow', 'paper', 1, 1024, 'm', 'o.png', "
+                   "'written')")
+    db.execute("PRAGMA user_version = 2")
+    db.commit()
+    db.close()
+    return path
+
+
+@pytest.mark.parametrize("damage, message", [
+    ({"salt": "not hex!"}, "salt is missing or not hexadecimal"),
+    ({"budget": "lots"}, "is not a positive number"),
+    ({"budget": "-5"}, "is not a positive number"),
+    ({"meta": False}, "'meta' missing"),
+    ({"tables": False}, "'releases' missing"),
+])
+def test_a_damaged_schema_2_ledger_is_refused(tmp_path: Path, damage: dict,
+                                              message: str) -> None:
+    with pytest.raises(LedgerError, match=message):
+        Ledger(_v2(tmp_path / "v2.sqlite", **damage))
+
+
+def test_a_schema_2_ledger_is_migrated_into_the_chain(tmp_path: Path) -> None:
+    path = _v2(tmp_path / "v2.sqlite", budget="5000")
+    with Ledger(path) as led:
+        assert led.spent_on_image("img") == 1024 and led.patient_budget == 5000
+        led.reserve(release(image="img", patient=None, total=100))
+    db = sqlite3.connect(path)
+    db.execute("UPDATE releases SET total_epsilon = 0 WHERE id = 1")  # a row from before
+    db.commit()
+    db.close()
+    with pytest.raises(LedgerTampered, match="release 1 was changed"):
+        Ledger(path)
+
+
+def test_malformed_pages_are_one_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.sqlite"
+    _ledger_with_history(path)
+    data = bytearray(path.read_bytes())
+    data[4096:8192] = b"\xa5" * 4096  # the second page
+    path.write_bytes(bytes(data))
+    with pytest.raises(LedgerError, match="ledger"):
+        Ledger(path)

@@ -1,5 +1,6 @@
 """`dpglow ledger [FILE]`: what was spent, per patient and per image; the per-patient budget,
-its history, and every release forced past it."""
+its history, and every release forced past it. `--verify` checks the ledger's MAC chain
+(glow_engine.release.ledger_chain) and says so; every opening checks it too."""
 
 from __future__ import annotations
 
@@ -23,6 +24,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--force", action="store_true",
                    help="allow raising or clearing the budget (recorded in the ledger)")
     p.add_argument("--note", default="", help="why the budget changed (recorded)")
+    p.add_argument("--verify", action="store_true",
+                   help="check that the ledger was not changed outside dpglow (its journal's "
+                        "MAC chain and its tables agree) and say so")
     p.add_argument("--releases", action="store_true", help="also list every release")
     p.add_argument("--limit", type=int, default=50, help="rows per table (0: all)")
     p.add_argument("--json", action="store_true")
@@ -31,6 +35,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     path = args.ledger or default_ledger_path()
     with Ledger(path, create=args.set_patient_budget is not None) as ledger:
+        if args.verify:  # a ledger that does not verify was refused on opening
+            print(f"ledger {path}: verified ({ledger.verify()} journal entries; its tables "
+                  "agree with its MAC chain)")
+            return 0
         if args.set_patient_budget is not None or args.clear_patient_budget:
             ledger.set_patient_budget(args.set_patient_budget, force=args.force,
                                       note=args.note)

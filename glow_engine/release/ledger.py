@@ -18,6 +18,13 @@ Patient ids are never stored: only HMAC-SHA256(per-ledger secret salt, patient i
 without a patient id (a PNG not listed with one, or a DICOM without PatientID) is its own
 patient for the budget. The ledger holds no path: a release's `output` is its file name,
 which carries nothing of the source (glow_engine.release.output).
+
+Every change is also journalled in a MAC chain whose key is kept in a second file beside the
+ledger (glow_engine.release.ledger_chain); a ledger whose tables, journal or schema differ
+from what the chain proves is refused when it is opened and at each reservation. A file that
+is not a ledger (another program's SQLite database) is refused and left as it was. Ledgers of
+schema 1 and 2 (before the chain) are migrated: their rows as found become the chain's first
+entry, and everything after that is chained.
 """
 
 from __future__ import annotations
@@ -36,8 +43,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from glow_engine.errors import UserError
+from glow_engine.release import ledger_chain as chain
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 _RELEASES = """
 CREATE TABLE releases (
     id INTEGER PRIMARY KEY,
@@ -69,10 +77,19 @@ CREATE TABLE budget_changes (
 );
 """
 COUNTED = "status != 'cancelled'"
+_V1 = {("table", "meta"), ("table", "releases"), ("index", "releases_image"),
+       ("index", "releases_budget")}
+LAYOUTS = {1: _V1, 2: _V1 | {("table", "budget_changes")},
+           3: _V1 | {("table", "budget_changes"), ("table", "journal")}}  # schema -> objects
+_SHOWN_DIFFERENCES = 4
 
 
 class LedgerError(UserError):
     """A ledger that cannot be used."""
+
+
+class LedgerTampered(LedgerError):
+    """The ledger's tables, journal or schema differ from what its MAC chain proves."""
 
 
 class BudgetExceeded(UserError):
@@ -127,7 +144,8 @@ def check_budget_value(value: float, what: str = "the per-patient budget") -> fl
 class Ledger:
     def __init__(self, path: str | Path, *, create: bool = True) -> None:
         """Open the ledger at `path`; with create=False a missing file is an error instead of
-        a new, empty ledger (reports must not invent one at a mistyped path)."""
+        a new, empty ledger (reports must not invent one at a mistyped path). LedgerTampered
+        if it does not verify, LedgerError if it cannot be used."""
         self.path = Path(path)
         if not create and not self.path.is_file():
             raise LedgerError(f"there is no ledger at {self.path}" + (
@@ -139,16 +157,114 @@ class Ledger:
         except (sqlite3.Error, OSError) as e:
             raise LedgerError(f"cannot use the privacy ledger {self.path}: "
                               f"{getattr(e, 'strerror', None) or e}") from None
+        self.journal: chain.Journal | None = None
         try:
-            self._check_version()  # before WAL mode: a file we refuse is left as it was
+            self._check_layout()  # before WAL mode: a file we refuse is left as it was
             self.db.execute("PRAGMA journal_mode=WAL")
-            self._migrate()
-        except (sqlite3.Error, LedgerError) as e:
+            self._open()
+        except (sqlite3.Error, OSError, LedgerError, chain.ChainBroken) as e:
             self.db.close()
-            if isinstance(e, LedgerError):
-                raise
-            raise LedgerError(f"cannot use the privacy ledger {self.path}: {e}") from None
+            raise self._error(e) from None
         self._salt = bytes.fromhex(self._meta("salt") or "")
+
+    def _error(self, e: Exception) -> LedgerError:
+        if isinstance(e, chain.ChainBroken):
+            return LedgerTampered(
+                f"the privacy ledger {self.path} does not verify: {e}. It was changed outside "
+                "dpglow or damaged, so no release is made with it; restore it from a backup "
+                "(keep this copy as evidence)")
+        if isinstance(e, LedgerError):
+            return e
+        return LedgerError(f"cannot use the privacy ledger {self.path}: "
+                           f"{getattr(e, 'strerror', None) or e}")
+
+    def _check_layout(self) -> None:
+        """Refuse, before changing anything, a newer ledger, another program's database and
+        a ledger whose tables were dropped or that has objects of its own (a trigger)."""
+        version = self.db.execute("PRAGMA user_version").fetchone()[0]
+        objects = set(self.db.execute("SELECT type, name FROM sqlite_master "
+                                      "WHERE name NOT LIKE 'sqlite_%'").fetchall())
+        if version > SCHEMA_VERSION:
+            raise LedgerError(f"the ledger {self.path} was written by a newer version "
+                              f"(schema {version}); please update the program")
+        if version == 0 and objects:
+            raise LedgerError(f"{self.path} is not a privacy ledger (it is another program's "
+                              "database); it was left as it was")
+        if version and objects != LAYOUTS.get(version):
+            expected = LAYOUTS.get(version, set())
+            odd = [f"{kind} {name!r} missing" for kind, name in sorted(expected - objects)]
+            odd += [f"a {kind} {name!r} added" for kind, name in sorted(objects - expected)]
+            raise chain.ChainBroken(f"its tables are not a ledger's ({'; '.join(odd)})")
+
+    def _open(self) -> None:
+        """Create, migrate or verify, under the write lock."""
+        keys = chain.key_path(self.path)
+        had_keys = keys.exists()
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            self._check_layout()  # again, now under the lock
+            version = self.db.execute("PRAGMA user_version").fetchone()[0]
+            if version == SCHEMA_VERSION:
+                self.journal = chain.Journal(self.db, chain.KeyFile.load(keys))
+                self._verify()
+            else:
+                if keys.exists():  # a chained ledger was dropped or downgraded
+                    raise chain.ChainBroken(
+                        f"its key file {keys} exists, so it was a chained ledger whose "
+                        f"{'tables are gone' if version == 0 else 'schema was downgraded'}")
+                self.journal = chain.Journal(self.db, chain.KeyFile.create(keys))
+                self._create() if version == 0 else self._migrate(version)
+                self.db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                self.journal.seal()
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            if not had_keys:  # a key file for tables that were never committed
+                keys.unlink(missing_ok=True)
+            raise
+
+    def _verify(self) -> None:
+        assert self.journal is not None
+        self.journal.sync()
+        self.journal.check_head()
+        _check_meta(dict(self.db.execute("SELECT key, value FROM meta").fetchall()))
+        found = self.journal.differences()
+        if found:
+            more = len(found) - _SHOWN_DIFFERENCES
+            raise chain.ChainBroken("; ".join(found[:_SHOWN_DIFFERENCES])
+                                    + (f" and {more} more" if more > 0 else ""))
+
+    def verify(self) -> int:
+        """Check the whole chain again (`dpglow ledger --verify`); the number of entries."""
+        with self._transaction():
+            self._verify()
+        assert self.journal is not None
+        return self.journal.state.head[0]
+
+    def _create(self) -> None:
+        self._script("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+                     + _RELEASES + _BUDGET_CHANGES + chain.JOURNAL)
+        meta = {"salt": secrets.token_hex(32), "created": _now()}
+        self.db.executemany("INSERT INTO meta VALUES (?, ?)", meta.items())
+        self._journal().append({"op": "create", "meta": meta})
+
+    def _migrate(self, version: int) -> None:
+        """Schema 1 or 2 to 3: their rows as found become the chain's first entry."""
+        meta = dict(self.db.execute("SELECT key, value FROM meta").fetchall())
+        _check_meta(meta)
+        if version == 1:  # v2 added the 'failed' status and the budget history
+            self._script("ALTER TABLE releases RENAME TO releases_v1;"
+                         "DROP INDEX releases_image; DROP INDEX releases_budget;"
+                         + _RELEASES + "INSERT INTO releases SELECT * FROM releases_v1;"
+                         "DROP TABLE releases_v1;" + _BUDGET_CHANGES)
+        self._script(chain.JOURNAL)
+        self._journal().append({"op": "migrate", "from": version, "meta": meta,
+                                "releases": chain.all_rows(self.db, "releases"),
+                                "budget_changes": chain.all_rows(self.db, "budget_changes")})
+
+    def _journal(self) -> chain.Journal:
+        assert self.journal is not None
+        return self.journal
 
     def __enter__(self) -> Ledger:
         return self
@@ -161,11 +277,19 @@ class Ledger:
 
     @contextmanager
     def _transaction(self) -> Iterator[None]:
+        """A write transaction: the entries other processes chained meanwhile are checked
+        first, and the key file records this one's entries before it commits."""
+        journal = self._journal()
         self.db.execute("BEGIN IMMEDIATE")
         try:
+            journal.sync()
             yield
-        except BaseException:
+            journal.seal()
+        except BaseException as e:
             self.db.execute("ROLLBACK")
+            journal.rollback()
+            if isinstance(e, chain.ChainBroken):
+                raise self._error(e) from None
             raise
         self.db.execute("COMMIT")
 
@@ -176,36 +300,21 @@ class Ledger:
         with self._transaction():
             yield
 
-    def _check_version(self) -> None:
-        version = self.db.execute("PRAGMA user_version").fetchone()[0]
-        if version > SCHEMA_VERSION:
-            raise LedgerError(f"the ledger {self.path} was written by a newer version "
-                              f"(schema {version}); please update the program")
-
-    def _migrate(self) -> None:
-        with self._transaction():
-            self._check_version()  # again, now under the lock
-            version = self.db.execute("PRAGMA user_version").fetchone()[0]
-            if version == 0:
-                self._script("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
-                             + _RELEASES + _BUDGET_CHANGES)
-                self.db.execute("INSERT INTO meta VALUES ('salt', ?)", (secrets.token_hex(32),))
-                self.db.execute("INSERT INTO meta VALUES ('created', ?)", (_now(),))
-            elif version == 1:  # v2 adds the 'failed' status and the budget history
-                self._script("ALTER TABLE releases RENAME TO releases_v1;"
-                             "DROP INDEX releases_image; DROP INDEX releases_budget;"
-                             + _RELEASES + "INSERT INTO releases SELECT * FROM releases_v1;"
-                             "DROP TABLE releases_v1;" + _BUDGET_CHANGES)
-            self.db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-
     def _script(self, sql: str) -> None:
         for statement in sql.split(";"):
             if statement.strip():
                 self.db.execute(statement)
 
     def _meta(self, key: str) -> str | None:
-        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        row = self._query("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return row[0] if row else None
+
+    def _query(self, sql: str, args: tuple = ()) -> sqlite3.Cursor:
+        """A read; a database damaged where the opening checks did not look is one error."""
+        try:
+            return self.db.execute(sql, args)
+        except sqlite3.Error as e:
+            raise self._error(e) from None
 
     # ----------------------------------------------------------------- budget
 
@@ -232,8 +341,12 @@ class Ledger:
             self.db.execute("DELETE FROM meta WHERE key = 'patient_budget'")
             if budget is not None:
                 self.db.execute("INSERT INTO meta VALUES ('patient_budget', ?)", (repr(budget),))
-            self.db.execute("INSERT INTO budget_changes (time, old, new, forced, note) "
-                            "VALUES (?, ?, ?, ?, ?)", (_now(), old, budget, int(raising), note))
+            cur = self.db.execute("INSERT INTO budget_changes (time, old, new, forced, note) "
+                                  "VALUES (?, ?, ?, ?, ?)",
+                                  (_now(), old, budget, int(raising), note))
+            self._journal().append({
+                "op": "budget", "budget": None if budget is None else repr(budget),
+                "change": chain.row(self.db, "budget_changes", int(cur.lastrowid))})
 
     def check_run_limit(self, run_limit: float | None, *, force: bool = False) -> None:
         """A run's own per-patient limit (`--patient-budget`) may only lower the stored one;
@@ -254,13 +367,13 @@ class Ledger:
         return hmac.new(self._salt, patient_id.encode(), hashlib.sha256).hexdigest()
 
     def spent(self, budget_key: str) -> float:
-        row = self.db.execute(f"SELECT SUM(total_epsilon) FROM releases WHERE budget_key = ? "
-                              f"AND {COUNTED}", (budget_key,)).fetchone()
+        row = self._query(f"SELECT SUM(total_epsilon) FROM releases WHERE budget_key = ? "
+                          f"AND {COUNTED}", (budget_key,)).fetchone()
         return float(row[0] or 0.0)
 
     def spent_on_image(self, image_sha256: str) -> float:
-        row = self.db.execute(f"SELECT SUM(total_epsilon) FROM releases WHERE image_sha256 = ? "
-                              f"AND {COUNTED}", (image_sha256,)).fetchone()
+        row = self._query(f"SELECT SUM(total_epsilon) FROM releases WHERE image_sha256 = ? "
+                          f"AND {COUNTED}", (image_sha256,)).fetchone()
         return float(row[0] or 0.0)
 
     def spent_on_patient(self, patient_id: str | None, image_sha256: str) -> float:
@@ -280,7 +393,7 @@ class Ledger:
         past the ledger's stored budget unless `force`; a forced row says so in its note."""
         key = self._budget_key(release.patient_id, release.image_sha256)
         with self._transaction():
-            stored, spent = self.patient_budget, self.spent(key)
+            stored, spent = self.patient_budget, self._checked_spent(key)
             after = spent + release.total_epsilon
             over_stored = stored is not None and after > stored
             over_run = run_limit is not None and after > run_limit
@@ -303,7 +416,18 @@ class Ledger:
                 (_now(), release.image_sha256, self.patient_key(release.patient_id), key,
                  release.mechanism, release.mode, release.e_px, release.total_epsilon,
                  release.model_sha256, release.output, int(over_stored), note))
+            self._journal().append({"op": "reserve",
+                                    "row": chain.row(self.db, "releases", int(cur.lastrowid))})
             return Reservation(int(cur.lastrowid), over_stored, note)
+
+    def _checked_spent(self, budget_key: str) -> float:
+        """What the patient has spent, from the table, which must agree with the chain."""
+        spent = self.spent(budget_key)
+        proven = self._journal().state.spent(budget_key)
+        if not math.isclose(spent, proven, rel_tol=1e-9, abs_tol=1e-9):
+            raise chain.ChainBroken(f"the epsilon spent by one patient reads {spent:g} in its "
+                                    f"table but {proven:g} in its journal")
+        return spent
 
     def confirm(self, release_id: int) -> None:
         """The file is on disk."""
@@ -319,10 +443,17 @@ class Ledger:
         with self._transaction():
             self.db.execute("UPDATE releases SET status = 'failed', note = TRIM(note || ' ' || ?)"
                             " WHERE id = ?", (f"not written: {reason}", release_id))
+            self._journal_status(release_id)
 
     def _set_status(self, release_id: int, status: str) -> None:
         with self._transaction():
             self.db.execute("UPDATE releases SET status = ? WHERE id = ?", (status, release_id))
+            self._journal_status(release_id)
+
+    def _journal_status(self, release_id: int) -> None:
+        row = chain.row(self.db, "releases", release_id)
+        self._journal().append({"op": "status", "id": release_id, "status": row["status"],
+                                "note": row["note"]})
 
     # ----------------------------------------------------------------- reports
 
@@ -347,9 +478,25 @@ class Ledger:
         return self._rows("SELECT * FROM budget_changes ORDER BY id")
 
     def _rows(self, sql: str) -> list[dict]:
-        cur = self.db.execute(sql)
+        cur = self._query(sql)
         names = [d[0] for d in cur.description]
         return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
+
+def _check_meta(meta: dict[str, str]) -> None:
+    """A ledger's settings as this version reads them: a hex salt, a numeric budget."""
+    try:
+        if not bytes.fromhex(meta["salt"]):
+            raise ValueError
+    except (KeyError, ValueError):
+        raise chain.ChainBroken("its secret salt is missing or not hexadecimal") from None
+    if "patient_budget" in meta:
+        try:
+            check_budget_value(float(meta["patient_budget"]))
+        except (ValueError, LedgerError):
+            raise chain.ChainBroken(f"its stored per-patient budget "
+                                    f"{meta['patient_budget']!r} is not a positive number"
+                                    ) from None
 
 
 def _now() -> str:
