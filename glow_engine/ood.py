@@ -46,6 +46,7 @@ TYPICALITY_QUANTILE = 99.5  # percentile of the training images' distances: the 
 # text page's "orientation" is noise, so it is reported within this many limits only.
 ORIENTATION_RANGE = 2.0
 _PREFIX = "ood."
+_MAX_LEVEL_BITS = 1e30  # bits per pixel: its square times a precision stays far below 1e308
 
 
 class OODReason(enum.StrEnum):
@@ -153,6 +154,11 @@ def typicality_features(level_log_p: np.ndarray, pixels: np.ndarray) -> np.ndarr
     (B, L + 1): per-level bits per pixel (negated shares) and the PNG bits per pixel."""
     level_log_p = np.asarray(level_log_p, dtype=np.float64)
     per_level = -bits_per_pixel(level_log_p, np.asarray(pixels)[0].size)
+    # A picture the flow cannot explain has shares of 1e25 nats or more (flow.glow explains
+    # why), or NaN where the flow broke; capped, and NaN counted as unexplained, its distance
+    # stays finite and far above the limit instead of a NaN that no comparison flags.
+    per_level = np.clip(np.where(np.isnan(per_level), _MAX_LEVEL_BITS, per_level),
+                        -_MAX_LEVEL_BITS, _MAX_LEVEL_BITS)
     return np.column_stack([per_level, png_bits_per_pixel(pixels)])
 
 

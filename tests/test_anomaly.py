@@ -4,6 +4,7 @@ on two flows whose densities are known in closed form."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -17,9 +18,12 @@ from glow_engine.calibration import calibrate
 from glow_engine.errors import UserError
 from glow_engine.evaluation.metrics import auc
 from glow_engine.flow import Glow, GlowConfig
+from glow_engine.flow.glow import ESCAPE_BITS
 from glow_engine.flow.layers import ActNorm
 from glow_engine.modelfile import LoadedModel
 from glow_engine.scores import ScoreKind
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
 @pytest.fixture(scope="module")
@@ -111,6 +115,72 @@ def test_out_of_distribution_flag(scorer: AnomalyScorer) -> None:
     flags = [s.out_of_distribution for s in scorer.score(np.concatenate([noise, inside]))]
     assert flags[:2] == [True, True]
     assert not any(flags[2:])
+
+
+def test_a_picture_the_flow_cannot_explain_scores_finite_and_flagged(
+        scorer: AnomalyScorer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The flow's own log-density of an unlike picture can be -1e25 nats (latents of 1e9, the
+    shipped model on privatised images) or NaN: the score is the escape's, at most 8 + 20/D
+    bits/dim, and the picture is flagged; the other images' scores do not move."""
+    pixels = synthetic_cxr(4, False, 11)
+    before = scorer.evaluate(pixels)
+    flow = scorer.mixture.flow
+    encode = flow.encode_with_level_logp
+
+    def breaks_on_two(x, folded=True):
+        z, shares = encode(x, folded)
+        shares = shares.clone()
+        shares[0] = -1e25
+        shares[1] = float("nan")
+        return z, shares
+
+    monkeypatch.setattr(flow, "encode_with_level_logp", breaks_on_two)
+    after = scorer.evaluate(pixels)
+    d = scorer.resolution**2
+    np.testing.assert_allclose(after.bpd_mixture[:2], 8 + ESCAPE_BITS / d, rtol=1e-12)
+    assert after.out_of_distribution[:2].all()
+    assert np.isfinite(after.ratio_nats).all()
+    np.testing.assert_allclose(after.bpd_mixture[2:], before.bpd_mixture[2:], rtol=0, atol=0)
+
+
+@pytest.mark.realdata
+@pytest.mark.slow
+@pytest.mark.skipif(not SHARED_DATA.is_dir(), reason=f"{SHARED_DATA} is absent")
+def test_shipped_pair_scores_every_8bit_picture_finite(one_torch_thread) -> None:
+    """Adversarial pictures and DP-GLOW at every budget, on the shipped pair: finite bits/dim
+    of at most 8 + 20/D (before the escape: up to 2e18 bits/dim, latents of 1e12); training
+    images score what the flow gives them."""
+    from glow_engine.flow.glow import bits_per_dim, pixels_to_model
+    from glow_engine.mechanisms import create_mechanism, preview_noise
+    from glow_engine.modelfile import load_model
+    from glow_engine.resources import default_model_dir
+
+    pair = [load_model(default_model_dir(name)) for name in ("normal", "mixture")]
+    scorer = AnomalyScorer(*pair)
+    r = scorer.resolution
+    with np.load(SHARED_DATA / "nih_cxr14_subset_256.npz") as data:
+        train = data["images"][data["split"] == "train"][:3].astype(np.float32) / 255
+    yy, xx = np.mgrid[:r, :r]
+    rng = np.random.default_rng(0)
+    made = np.stack([rng.integers(0, 256, (r, r)) / 255, np.zeros((r, r)), np.ones((r, r)),
+                     ((yy + xx) % 2).astype(float), (rng.random((r, r)) < 0.5) * 1.0,
+                     np.clip((train[0] - 0.5) * 8 + 0.5, 0, 1)]).astype(np.float32)
+    pictures = [made]
+    for mode in ("paper", "tight"):
+        mech = create_mechanism("dpglow", pair[1], alpha=0.4, mode=mode)
+        enc = mech.encode(train)
+        for e_px in (math.inf, 1000, 100, 10, 3, 1, 0.1):
+            pictures.append(mech.preview(enc, e_px, preview_noise(3, r * r, seed=1)))
+    batch = scorer.evaluate(np.concatenate(pictures))
+    cap = 8 + ESCAPE_BITS / r**2
+    for bpd in (batch.bpd_mixture, batch.bpd_normal):
+        assert np.isfinite(bpd).all() and bpd.max() <= cap + 1e-9
+    assert np.isfinite(batch.ratio_nats).all()
+    plain = scorer.evaluate(train)
+    with torch.inference_mode():
+        flow_own = bits_per_dim(pair[1].flow(pixels_to_model(torch.from_numpy(train)[:, None])),
+                                r * r).double().numpy()
+    np.testing.assert_allclose(plain.bpd_mixture, flow_own, rtol=0, atol=1e-6)
 
 
 def test_rejects_wrong_size_and_uncalibrated_mixture(anomaly_model_pair) -> None:

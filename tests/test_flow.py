@@ -11,12 +11,15 @@ import torch
 from helpers import tiny_images, to_uint8
 from torch.utils.flop_counter import FlopCounterMode
 
+from glow_engine.bits import bits_per_pixel
 from glow_engine.device import pick_device
 from glow_engine.flow import Glow, GlowConfig
 from glow_engine.flow.glow import (
+    ESCAPE_BITS,
     N_BINS,
     bits_per_dim,
     dequantize,
+    log_p_8bit,
     model_to_pixels,
     pixels_to_model,
 )
@@ -180,12 +183,30 @@ def test_level_slices_and_multiply_adds_are_per_level(make_flow):
 
 def test_bits_per_dim_and_quantisation_helpers():
     assert bits_per_dim(torch.tensor([0.0]), 100).item() == pytest.approx(8.0)
+    assert bits_per_dim(torch.tensor([-1e30]), 100).item() > 1e27  # the flow's own, no escape
     k = torch.arange(N_BINS, dtype=torch.float32)
     x = pixels_to_model(k / 255)
     assert torch.equal(model_to_pixels(x) * 255, k)  # every 8-bit value survives
     u8 = torch.arange(N_BINS, dtype=torch.uint8)
     d = dequantize(u8, torch.Generator().manual_seed(0))
     assert ((d - x >= -0.5 / N_BINS) & (d - x < 0.5 / N_BINS)).all()  # inside its own bin
+
+
+def test_scored_log_probability_escapes_to_raw_for_what_the_flow_cannot_explain():
+    d = 65536
+    raw = -d * math.log(N_BINS)
+    explained = np.array([1.4e5, 2.3e5, 3.2e5])  # pictures of about 5, 3 and 1 bits/dim
+    got = log_p_8bit(explained, d)
+    # what the flow explains keeps its log-probability, less log(1 - 2^-20) nats in all
+    np.testing.assert_allclose(got - (explained + raw), math.log1p(-2.0**-ESCAPE_BITS),
+                               rtol=1e-4)
+    assert np.abs(bits_per_pixel(got - (explained + raw), d)).max() < 3e-11
+    # latents of 1e9 (log-densities of -1e18 nats and worse), a broken flow (NaN), -inf
+    unexplained = log_p_8bit(np.array([-1e18, -1e30, np.nan, -np.inf, 0.0]), d)
+    bpd = -bits_per_pixel(unexplained, d)
+    assert np.isfinite(bpd).all()
+    np.testing.assert_allclose(bpd[:4], 8 + ESCAPE_BITS / d, rtol=1e-12)
+    assert bpd[4] == pytest.approx(8.0, abs=1e-12)  # a flow exactly as good as raw
 
 
 # ---------------------------------------------------------------- caches and actnorm state

@@ -71,6 +71,18 @@ def test_typicality_is_two_sided_and_names_the_side(reference):
     assert verdicts[51].distance > verdicts[51].limit == reference.limit
 
 
+def test_a_flow_that_cannot_explain_a_picture_gets_it_flagged(reference):
+    """Level shares of -1e25 nats (the shipped flow on privatised pictures) or NaN (a flow
+    that broke) give a finite distance far above the limit, never a NaN that is not flagged."""
+    pixels = chests(3, seed=6)
+    shares = np.array([[-1e25, -1e25], [np.nan, -10.0], [-np.inf, np.nan]])
+    features = ood.typicality_features(shares, pixels)
+    assert np.isfinite(features).all()
+    verdicts = ood.check(reference, features, ood.thumbnails(pixels))
+    assert all(v.reasons == (OODReason.ATYPICAL,) for v in verdicts)
+    assert all(np.isfinite(v.distance) for v in verdicts)
+
+
 def test_orientation_and_polarity_are_recognised(reference):
     new = chests(20, seed=9)  # not among the fitted images
     feats = np.tile(reference.mean, (20, 1))  # typical in every other respect

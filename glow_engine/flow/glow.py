@@ -10,6 +10,14 @@ exactly that vector back and never resamples anything.
 Input scale: pixels quantised to 8 bits, x = k/256 - 0.5 (+ 1/512 at inference, the bin
 centre; + U(0, 1/256) in training, uniform dequantisation). log p of the discrete image is
 log p(x) - D log 256, and bits/dim = -that / (D ln 2).
+
+Scores use that flow with an escape (log_p_8bit): an image the flow cannot explain is coded
+raw. The coupling shifts and the priors' means are unbounded functions of their input (only
+the scales are soft-clamped), so a picture unlike every training image, such as a privatised
+one at a small budget, grows by orders of magnitude at each flow step, to latents of 1e9 or
+more (float64 gives the same values: it is the flow's function, not an overflow) and bits/dim
+of 1e17. Under the escape no 8-bit image scores more than 8 + ESCAPE_BITS / D bits/dim, and an
+image the flow explains scores exactly what the flow gives it (see log_p_8bit).
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ import contextlib
 import math
 from dataclasses import asdict, dataclass
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -26,6 +35,9 @@ from glow_engine.flow.inference import FoldedSteps, layout
 from glow_engine.flow.layers import FlowStep, ZeroConv2d, soft_clamp
 
 N_BINS = 256
+# The escape's weight is 2^-ESCAPE_BITS: it costs an image the flow explains log2(1/(1 - 2^-20))
+# = 1.4e-6 bits in all (2e-11 bits/dim at 256x256, below float32's resolution of a bits/dim).
+ESCAPE_BITS = 20
 PRIOR_LOG_SCALE_BOUND = 5.0  # sigma_l in (e^-5, e^5): decoding stays finite for any eps
 
 
@@ -291,12 +303,21 @@ def dequantize(pixels_uint8: torch.Tensor,
     return (pixels_uint8.float() + u) / N_BINS - 0.5
 
 
-def log_p_8bit(logp: torch.Tensor, num_pixels: int) -> torch.Tensor:
-    """Continuous log-density at the bin centres (nats) -> log-probability of the 8-bit image:
-    times the bin volume N_BINS^-D."""
-    return logp - num_pixels * math.log(N_BINS)
+def log_p_8bit(logp: np.ndarray, num_pixels: int) -> np.ndarray:
+    """The flow's continuous log-density at the bin centres (nats, float64) -> log-probability
+    of the 8-bit image under the scored model: the flow (density times the bin volume
+    N_BINS^-D) with weight 1 - 2^-ESCAPE_BITS, mixed with the uniform law over 8-bit images
+    (N_BINS^-D each) with weight 2^-ESCAPE_BITS. A sum of two probability laws, so still one;
+    a NaN from a flow that broke on its input counts as probability 0 under the flow."""
+    raw = -num_pixels * math.log(N_BINS)
+    flow = np.asarray(logp, dtype=np.float64) + raw
+    flow = np.where(np.isnan(flow), -np.inf, flow)
+    escape = -ESCAPE_BITS * math.log(2)
+    return np.logaddexp(flow + math.log1p(-math.exp(escape)), raw + escape)
 
 
 def bits_per_dim(logp: torch.Tensor, num_pixels: int) -> torch.Tensor:
-    """Continuous log-density (nats) -> bits/dim of the 8-bit discrete image."""
-    return -bits_per_pixel(log_p_8bit(logp, num_pixels), num_pixels)
+    """Continuous log-density (nats) -> the flow's own bits/dim of the 8-bit discrete image,
+    without the escape: the training objective (under the escape an untrained flow, above 8
+    bits/dim, would get no gradient) and the calibration's statistics of training images."""
+    return -bits_per_pixel(logp - num_pixels * math.log(N_BINS), num_pixels)
