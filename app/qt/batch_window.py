@@ -1,5 +1,5 @@
 """Release a folder from the window, through the same release path as `dpglow privatize`
-(glow_engine.release.batch.release_folder, run on the engine thread): choose the mechanism,
+(glow_engine.release.batch.release_folder, run on the release lane): choose the mechanism,
 its noise rule, the budget, the format and the folders; a progress bar with Cancel; then how
 many files were released, skipped, refused or failed, and the release report.
 
@@ -12,8 +12,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from PySide6.QtCore import QSettings, QSize, Qt, QUrl, Signal
-from PySide6.QtGui import QDesktopServices
+from PySide6.QtCore import QSettings, QSize, Qt
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -30,20 +29,20 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.core.messages import BatchDone, BatchRequest, Kind, PrivacyParams
+from app.core.messages import BatchDone, BatchRequest, FolderRelease, Kind, PrivacyParams
 from app.core.state import MECHANISMS, Aspect, ViewState
 from app.qt.controls import (
     BLOCK_TIP,
     MODE_LABELS,
     BudgetField,
-    format_e_px,
-    parse_e_px,
-    refusal,
     show_blocks,
 )
+from app.qt.dialogs import ReleaseReport
 from app.qt.export import default_release_dir
 from app.qt.widgets import ask_ledger, fit_to_screen, guard_wheel, with_browse
-from glow_engine.choices import DPGLOW_MODES, MECHANISM_TITLES, RELEASE_FORMATS
+from glow_engine.budget import format_e_px, parse_e_px, refusal
+from glow_engine.choices import DPGLOW_MODES, RELEASE_FORMATS
+from glow_engine.mechanism_specs import title_of
 from glow_engine.privacy_statement import statement
 from glow_engine.release.ledger import default_ledger_path
 
@@ -55,20 +54,20 @@ STATUS_WORDS = {"done-earlier": "released into this folder before (nothing spent
 
 
 class BatchWindow(QWidget):
-    progressed = Signal(int, int)  # done, total: emitted on the engine thread, shown here
-
     def __init__(self, state: ViewState, settings: QSettings,
                  parent: QWidget | None = None) -> None:
         super().__init__(parent, Qt.WindowType.Window)
         self.state, self.settings = state, settings
         self.request: BatchRequest | None = None  # the release running, if any
+        self.cancelled = False  # Cancel was pressed during the release running
+        self.report_dialog: ReleaseReport | None = None  # the last report shown
         self.setWindowTitle("Release a folder")
         fit_to_screen(self, QSize(760, 720))
         p = state.params
         self.inputs = QLineEdit(str(settings.value("batch_inputs", "")))
         self.mechanism = QComboBox()
         for name in MECHANISMS:
-            self.mechanism.addItem(MECHANISM_TITLES[name], name)
+            self.mechanism.addItem(title_of(name), name)
         self.mode = QComboBox()
         for mode in DPGLOW_MODES:
             self.mode.addItem(MODE_LABELS[mode], mode)
@@ -101,7 +100,7 @@ class BatchWindow(QWidget):
         self.problems = QPlainTextEdit()
         self.problems.setReadOnly(True)
         self.problems.setPlaceholderText("Files not released, and why, are listed here.")
-        self.open_report = QPushButton("Open the release report")
+        self.open_report = QPushButton("Show the release report")
         self._layout()
         guard_wheel(self)
         self._connect()
@@ -141,7 +140,6 @@ class BatchWindow(QWidget):
         self.no_privacy.toggled.connect(self._show_meaning)
         self.start.clicked.connect(self.release)
         self.cancel.clicked.connect(self.stop)
-        self.progressed.connect(self._on_progress)
         self.open_report.clicked.connect(self._open_report)
         self.state.changed.connect(self._on_changed)
 
@@ -167,7 +165,7 @@ class BatchWindow(QWidget):
         """What the chosen budget means (the privacy statement); Release waits for a usable
         budget, and at ε = ∞ for an explicit yes."""
         why = refusal(self.budget.text())
-        e_px = parse_e_px(self.budget.text())
+        e_px = None if why else parse_e_px(self.budget.text())
         self.no_privacy.setVisible(e_px is not None and math.isinf(e_px))
         models = self.state.models
         if why is not None:
@@ -181,21 +179,21 @@ class BatchWindow(QWidget):
                               and (not math.isinf(e_px or 0) or self.no_privacy.isChecked()))
 
     def release(self) -> None:
-        e_px = parse_e_px(self.budget.text())
-        if e_px is None or refusal(self.budget.text()) is not None:
+        if refusal(self.budget.text()) is not None:
             return
-        params = self._params(e_px)
+        params = self._params(parse_e_px(self.budget.text()))
         self.settings.setValue("batch_inputs", self.inputs.text())
         self.settings.setValue("export_dir", self.out.text())
         self.settings.setValue("ledger", self.ledger.text())
-        self.request = self.state.release_folder(dict(
+        self.cancelled = False
+        self.request = self.state.release_folder(FolderRelease(
             inputs=(Path(self.inputs.text()).expanduser(),),
             mechanism=self.mechanism.currentData(), params=params,
             out_dir=Path(self.out.text()).expanduser(), fmt=self.fmt.currentData(),
             ledger_path=Path(self.ledger.text()).expanduser(),
             keep_aspect=self.keep_aspect.isChecked(),
             force_budget=self.force_budget.isChecked(),
-            allow_burned_in=self.allow_burned_in.isChecked(), progress=self.progressed.emit))
+            allow_burned_in=self.allow_burned_in.isChecked()))
         if self.request is not None:
             self.summary.setText("Releasing…")
             self.problems.clear()
@@ -207,9 +205,10 @@ class BatchWindow(QWidget):
                              block=self.block.currentData())
 
     def stop(self) -> None:
-        """Cancel: the engine finishes the image in hand and starts no other."""
+        """Cancel: the release lane finishes the image in hand and starts no other."""
         if self.request is not None:
-            self.request.cancel.set()
+            self.cancelled = True
+            self.state.cancel_release(self.request.id)
             self.summary.setText("Cancelling: the image in hand is finished, no other is "
                                  "started…")
 
@@ -218,6 +217,9 @@ class BatchWindow(QWidget):
         self.progress.setValue(done)
 
     def _on_changed(self, aspects: frozenset[Aspect]) -> None:
+        progress = self.state.batch_progress
+        if Aspect.BATCH_PROGRESS in aspects and progress is not None and self.request is not None:
+            self._on_progress(*progress)
         done = self.state.batch_done
         if (Aspect.BATCH in aspects and done is not None and self.request is not None
                 and done.request_id == self.request.id):
@@ -230,8 +232,7 @@ class BatchWindow(QWidget):
             self._show_meaning()
 
     def _show_done(self, done: BatchDone) -> None:
-        cancelled = self.request is not None and self.request.cancel.is_set()
-        lines = release_summary(done.counts, cancelled)
+        lines = release_summary(done.counts, self.cancelled)
         if done.error:
             lines.append(f"Stopped early: {done.error}")
         if done.manifest is not None:
@@ -271,7 +272,8 @@ class BatchWindow(QWidget):
     def _open_report(self) -> None:
         done = self.state.batch_done
         if done is not None and done.report is not None:
-            QDesktopServices.openUrl(QUrl.fromLocalFile(str(done.report)))
+            self.report_dialog = ReleaseReport(done.report, self)
+            self.report_dialog.open()
 
 
 def release_summary(counts: dict[str, int], cancelled: bool) -> list[str]:

@@ -1,4 +1,5 @@
-"""Read-only dialogs: the DICOM tag browser, the model information, the documents and About."""
+"""Read-only dialogs: the DICOM tag browser, a release report, the model information, the
+documents and About."""
 
 from __future__ import annotations
 
@@ -8,12 +9,14 @@ from pathlib import Path
 
 import PySide6
 from PySide6.QtCore import QSize, Qt, QUrl, qVersion
-from PySide6.QtGui import QImage, QTextDocument
+from PySide6.QtGui import QDesktopServices, QImage, QTextDocument
 from PySide6.QtWidgets import (
     QDialog,
     QDialogButtonBox,
+    QHBoxLayout,
     QLabel,
     QLineEdit,
+    QPushButton,
     QTextBrowser,
     QTreeWidget,
     QTreeWidgetItem,
@@ -96,6 +99,37 @@ class _Reading(QDialog):
         layout = QVBoxLayout(self)
         layout.addWidget(self.text)
         layout.addWidget(buttons)
+
+
+class ReleaseReport(_Reading):
+    """A release report shown inside the program (it needs no browser: a workstation may have
+    none registered), with its path, a button that opens it in the browser and one that
+    opens its folder; each says so when the system cannot open it."""
+
+    def __init__(self, path: Path, parent: QWidget | None = None) -> None:
+        super().__init__("Release report", (900, 760), parent)
+        self.path = Path(path)
+        try:
+            self.text.setHtml(self.path.read_text(encoding="utf-8"))
+        except OSError as e:
+            self.text.setPlainText(f"The release report cannot be read: {e.strerror or e}.")
+        self.where = QLabel(f"Saved at: {self.path}")
+        self.where.setWordWrap(True)
+        self.where.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.browser_button = QPushButton("Open in the web browser")
+        self.folder_button = QPushButton("Open its folder")
+        self.browser_button.clicked.connect(lambda: self._open(self.path, "the browser"))
+        self.folder_button.clicked.connect(lambda: self._open(self.path.parent, "its folder"))
+        row = QHBoxLayout()
+        row.addWidget(self.where, 1)
+        row.addWidget(self.browser_button)
+        row.addWidget(self.folder_button)
+        self.layout().insertLayout(1, row)
+
+    def _open(self, path: Path, what: str) -> None:
+        if not QDesktopServices.openUrl(QUrl.fromLocalFile(str(path))):
+            self.where.setText(f"This system could not open {what}. The report is saved at: "
+                               f"{self.path}")
 
 
 class ModelInfo(_Reading):

@@ -11,11 +11,10 @@ from functools import partial
 from pathlib import Path
 
 import numpy as np
-from PySide6.QtCore import QPoint, QRect, QSettings, QSignalBlocker, QSize, Qt, QUrl, Signal
+from PySide6.QtCore import QPoint, QRect, QSettings, QSignalBlocker, QSize, Qt, Signal
 from PySide6.QtGui import (
     QAction,
     QCloseEvent,
-    QDesktopServices,
     QDragEnterEvent,
     QDropEvent,
     QIcon,
@@ -41,7 +40,7 @@ from app.core.state import Aspect, ViewState
 from app.qt.batch_window import BatchWindow
 from app.qt.browser import FolderBrowser
 from app.qt.controls import EpsilonControl
-from app.qt.dialogs import About, Document, ModelInfo, TagBrowser
+from app.qt.dialogs import About, Document, ModelInfo, ReleaseReport, TagBrowser
 from app.qt.export import ExportDialog
 from app.qt.ledger_window import LedgerWindow
 from app.qt.panes import ZOOM_STEP, PaneGrid, Tool
@@ -49,7 +48,7 @@ from app.qt.scores import ScoresPanel
 from app.qt.theme import apply_theme
 from app.qt.tools import ReidPanel
 from app.qt.widgets import available_area, guard_wheel
-from app.qt.worker import EngineWorker, new_session
+from app.qt.worker import EngineLanes, new_session
 from glow_engine.imaging.load import SUPPORTED_SUFFIXES
 from glow_engine.resources import USER_DOCUMENTS, document_path, resource_path
 
@@ -92,9 +91,12 @@ class MainWindow(QMainWindow):
         self.settings = settings
         self.model_paths = models
         self.state = ViewState()
-        self.worker = EngineWorker(partial(new_session, device, threads))
-        self.state.requested.connect(self.worker.submit)
-        self.worker.answered.connect(self.state.accept)
+        self.engine = EngineLanes(partial(new_session, device, threads))
+        self.worker = self.engine.preview  # the lane that answers what the window shows
+        self.state.requested.connect(self.engine.submit)
+        self.state.cancelling.connect(self.engine.cancel)
+        self.engine.answered.connect(self.state.accept)
+        self.engine.progressed.connect(self.state.release_progressed)
         self.worker.busy.connect(self._on_busy)
         self.grid = PaneGrid(self.state)
         self.controls = EpsilonControl(self.state)
@@ -113,7 +115,7 @@ class MainWindow(QMainWindow):
         self._build_actions()
         self._build_status()
         self._connect()
-        self.worker.start()
+        self.engine.start()
 
     # ----------------------------------------------------------------- construction
 
@@ -530,9 +532,8 @@ class MainWindow(QMainWindow):
         box = QMessageBox(kind, "DP-GLOW Viewer", message, QMessageBox.StandardButton.Ok, self)
         box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         if report is not None:  # an export's release report: what was released, at what risk
-            button = box.addButton("Open the release report", QMessageBox.ButtonRole.ActionRole)
-            button.clicked.connect(
-                lambda: QDesktopServices.openUrl(QUrl.fromLocalFile(str(report))))
+            button = box.addButton("Show the release report", QMessageBox.ButtonRole.ActionRole)
+            button.clicked.connect(lambda: ReleaseReport(report, self).open())
         box.open()  # not exec(): the window (and the worker's answers) keep running
 
     # ----------------------------------------------------------------- Qt events
@@ -553,9 +554,9 @@ class MainWindow(QMainWindow):
         event.acceptProposedAction()
 
     def closeEvent(self, event: QCloseEvent) -> None:
-        if self.batch_window is not None:
-            self.batch_window.stop()  # a folder release ends after the images in hand
-        self.worker.stop()  # waits for the running request; pending ones are dropped
+        # Waits for the running requests (a folder release ends after the image in hand);
+        # pending ones are dropped.
+        self.engine.stop()
         self.settings.setValue("geometry", self.saveGeometry())
         self.settings.sync()
         event.accept()
