@@ -11,6 +11,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from glow_engine.commands.privatize import add_release_arguments, mechanism_of, report_summary
+from glow_engine.mechanisms import Mechanism
 from glow_engine.pacs.client import open_client
 from glow_engine.pacs.errors import PacsError
 from glow_engine.pacs.nodes import Nodes, default_nodes_path, load_nodes
@@ -134,7 +135,12 @@ def _release(args: argparse.Namespace, nodes: Nodes) -> int:
         force_budget=args.force, patient_budget=args.patient_budget,
         allow_burned_in=args.allow_burned_in,
         allow_unknown_burned_in=args.allow_unknown_burned_in, batch_size=args.batch_size)
-    mech = mechanism_of(args, 1)
+    mechs: list[Mechanism] = []
+
+    def mechanism() -> Mechanism:
+        mechs.append(mechanism_of(args, 1))
+        return mechs[0]
+
     with Ledger(ledger_path) as ledger, tqdm(disable=args.no_progress, unit="img") as bar:
         phase = [""]
 
@@ -146,10 +152,10 @@ def _release(args: argparse.Namespace, nodes: Nodes) -> int:
             bar.total, bar.n = p.total, p.done
             bar.refresh()
 
-        summary = release_from_pacs(request, nodes, mech, ledger, on_progress=progress)
-        report = report_run(mech, args.e_px, summary.release, ledger) \
+        summary = release_from_pacs(request, nodes, mechanism, ledger, on_progress=progress)
+        report = report_run(mechs[0], args.e_px, summary.release, ledger) \
             if summary.release is not None else None
-    _print(summary, mech.describe(args.e_px), ledger.path, args.to)
+    _print(summary, mechs[0].describe(args.e_px) if mechs else "", ledger.path, args.to)
     if report is not None:
         print(f"release report:     {report} (no patient data; the operator's)")
     return 0 if summary.complete else 1

@@ -5,8 +5,11 @@ thread)::
 
     request = PacsReleaseRequest(source="hospital", query=StudyQuery(accessions=("A1",)),
                                  e_px=100, to_node="research", linkage="patient")
-    summary = release_from_pacs(request, load_nodes(path), mech, ledger,
+    summary = release_from_pacs(request, load_nodes(path), lambda: mech, ledger,
                                 on_progress=lambda p: ..., should_stop=lambda: False)
+
+The mechanism is asked for (`mechanism()`, once) only when there are images to privatise, so
+a wrong node or an empty query fails before a model is loaded.
 
 Steps: check the destination answers (nothing is retrieved or spent if it does not) -> C-FIND
 / QIDO-RS the studies -> their CR/DX series -> retrieve them into a private staging folder ->
@@ -100,8 +103,9 @@ def outbox_for(ledger_path: Path, node: str) -> Path:
     return ledger_path.with_name(f"{ledger_path.stem}.outbox-{node}")
 
 
-def release_from_pacs(request: PacsReleaseRequest, nodes: Nodes, mech: Mechanism,
-                      ledger: Ledger, *, on_progress: ProgressCall | None = None,
+def release_from_pacs(request: PacsReleaseRequest, nodes: Nodes,
+                      mechanism: Callable[[], Mechanism], ledger: Ledger, *,
+                      on_progress: ProgressCall | None = None,
                       should_stop: StopCheck | None = None) -> PacsSummary:
     """Run one release (see the module docstring). PacsError/UserError before anything is
     retrieved for an unusable request, node or destination."""
@@ -125,7 +129,7 @@ def release_from_pacs(request: PacsReleaseRequest, nodes: Nodes, mech: Mechanism
         _retrieve(source, series, staging, summary, progress, stop)
         _drop_non_chest(staging, summary)
         summary.release = release_folder(
-            [staging], mech, ledger, _options(request, out),
+            [staging], mechanism(), ledger, _options(request, out),
             on_progress=lambda done, total: progress(PacsProgress("privatising", done, total)),
             should_stop=stop)
         if destination is not None:
