@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import tempfile
 import uuid
@@ -39,6 +40,7 @@ def orthanc():
     servers = harness.start(folder)
     yield servers
     harness.stop(folder)
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def nodes_text(s: harness.Servers, *, ours: str | None = None, port: int | None = None,
