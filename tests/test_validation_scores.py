@@ -126,6 +126,51 @@ def test_evaluate_writes_the_reference_from_the_originals_scores(anomaly_model_d
     meta = {name: json.loads((d / "model.json").read_text())["sha256"]
             for name, d in (("normal", normal_dir), ("mixture", mixture_dir))}
     assert load_validation_scores(ref_path, meta["mixture"], meta["normal"]) is not None
+    # The privatised images' scores too (ID-LDP at inf: one entry), with the run's AUCs.
+    [entry] = ref.privatised
+    run = json.loads((out / "results.json").read_text())["runs"][0]
+    assert (entry.mechanism, entry.mode, math.isinf(entry.e_px)) == ("idldp", "", True)
+    np.testing.assert_allclose(np.sort(entry.values(ScoreKind.BPD_MIXTURE)),
+                               np.sort(run["scores"]["bpd_mixture"]), atol=1e-5)
+    assert entry.auc["bpd_mixture"]["auc"] == pytest.approx(run["auc"]["bpd_mixture"]["auc"])
+
+
+def _entry(mechanism: str, mode: str, e_px, bpd: list[float], options=None) -> dict:
+    half = len(bpd) // 2
+    group = {"label": 0, "bpd_mixture": bpd[:half], "ratio_bits_per_pixel": [0.0] * half}
+    return {"mechanism": mechanism, "mode": mode, "options": options or {}, "e_px": e_px,
+            "auc": {"bpd_mixture": {"auc": 0.7, "ci95": [0.6, 0.8]},
+                    "ratio": {"auc": 0.6, "ci95": [0.5, 0.7]}},
+            "normal": group,
+            "abnormal": {"label": 1, "bpd_mixture": bpd[half:],
+                         "ratio_bits_per_pixel": [0.0] * (len(bpd) - half)}}
+
+
+def test_a_privatised_pane_is_judged_at_its_own_or_the_nearest_measured_budget(tmp_path):
+    path = tmp_path / "ref.json"
+    _write(path, privatised=[
+        _entry("dpglow", "paper", 10.0, [5.0, 5.5, 6.0, 6.5], {"alpha": 0.4}),
+        _entry("dpglow", "paper", 100.0, [3.0, 3.2, 3.4, 3.6], {"alpha": 0.4}),
+        _entry("dpglow", "paper", "inf", [2.0, 2.1, 2.2, 2.3], {"alpha": 0.4}),
+        _entry("idldp", "", 100.0, [4.0, 4.2, 4.4, 4.6])])
+    ref = read_validation_scores(path)
+    match = ref.privatised_reference("dpglow", "paper", {"alpha": 0.4}, 100.0)
+    assert match.exact and match.reference.e_px == 100.0
+    near = ref.privatised_reference("dpglow", "paper", {"alpha": 0.4}, 30.0)
+    assert not near.exact and near.reference.e_px == 10.0  # log scale: 30 is nearer 10
+    assert ref.privatised_reference("dpglow", "paper", {"alpha": 0.4}, 60.0).reference.e_px \
+        == 100.0
+    assert not ref.privatised_reference("dpglow", "paper", {"alpha": 0.3}, 100.0).exact
+    assert math.isinf(ref.privatised_reference("dpglow", "paper", {"alpha": 0.4},
+                                               math.inf).reference.e_px)
+    assert ref.privatised_reference("dpglow", "tight", {"alpha": 0.4}, 100.0) is None
+    assert ref.privatised_reference("dppix", "block 8", {}, 100.0) is None
+    at_100 = match.reference
+    assert at_100.typical(3.3, ScoreKind.BPD_MIXTURE)
+    assert not at_100.typical(5.0, ScoreKind.BPD_MIXTURE)  # typical at 10, not at 100
+    # older files, without privatised entries, still load
+    _write(path)
+    assert read_validation_scores(path).privatised == ()
 
 
 def test_the_shipped_reference_belongs_to_the_shipped_models() -> None:

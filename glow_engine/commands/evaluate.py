@@ -77,7 +77,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="skip the example grid of model samples")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--write-reference", type=Path, default=None, metavar="FILE",
-                   help="also write the originals' scores per label (numbers only) as the "
+                   help="also write the originals' scores per label, and those of their "
+                        "privatised versions per mechanism and budget (numbers only), as the "
                         "models' validation reference for the viewer, e.g. "
                         "resources/models/reference_scores.json, and the measured risk table "
                         f"beside it ({RISK_CARD_NAME})")
@@ -221,22 +222,29 @@ def _print_summary(results: dict, settings: list[Setting]) -> None:
 
 
 def _write_validation_scores(args: argparse.Namespace, orig: Originals, normal: LoadedModel,
-                     mixture: LoadedModel) -> None:
-    """The originals' scores, already computed by the evaluation, as the viewer's reference."""
+                     mixture: LoadedModel, runs: list[dict]) -> None:
+    """The originals' scores and those of their privatised versions (each mechanism and
+    budget), already computed by the evaluation, as the viewer's reference."""
     source = Path(args.data)
     data = {"file": source.name, "split": args.split if source.suffix == ".npz" else None,
             "limit": args.limit}
+    # DP-GLOW's clip width is not in its recorded mode: the viewer compares it.
+    runs = [run | {"options": {"alpha": args.alpha} if run["name"] == "dpglow" else {}}
+            for run in runs]
     try:
         written = write_from_scores(args.write_reference, orig.scores, orig.data.labels, normal,
-                                    mixture, {k: v for k, v in data.items() if v is not None})
+                                    mixture, {k: v for k, v in data.items() if v is not None},
+                                    runs)
     except (OSError, ValueError) as e:
         raise UserError(f"cannot write the reference {args.write_reference}: {e}") from None
-    print(f"wrote the validation reference ({written.description}) to {args.write_reference}")
+    print(f"wrote the validation reference ({written.description}; "
+          f"{len(written.privatised)} privatised settings) to {args.write_reference}")
 
 
 def run(args: argparse.Namespace) -> int:
     cfg, learned = _config(args), _learned_config(args)
-    normal, mixture = load_pair(args)
+    pair = load_pair(args)
+    normal, mixture = pair.normal, pair.mixture
     data = _data(args, mixture.resolution)
     train = _train_data(args, mixture.resolution, data, learned) if learned.active else None
     out: Path = args.out
@@ -250,7 +258,7 @@ def run(args: argparse.Namespace) -> int:
     written = write_outputs(results, orig, mixture, cfg, out, not args.no_synthetic)
     _print_summary(results, cfg.settings)
     if args.write_reference is not None:
-        _write_validation_scores(args, orig, normal, mixture)
+        _write_validation_scores(args, orig, normal, mixture, results["runs"])
         card = args.write_reference.with_name(RISK_CARD_NAME)
         write_risk_card(card, report.clean_json(results))
         print(f"wrote the risk card of these models to {card}")
