@@ -16,9 +16,9 @@ from PySide6.QtCore import QPoint, QPointF, Qt
 from PySide6.QtGui import QWheelEvent
 from PySide6.QtWidgets import QApplication, QWidget
 
-from app.qt.controls import format_e_px, parse_e_px
 from app.qt.export import ExportDialog
 from app.qt.main_window import MainWindow
+from glow_engine.budget import format_e_px, parse_e_px
 
 
 def type_budget(window: MainWindow, text: str) -> None:
@@ -37,7 +37,8 @@ def test_a_typed_budget_is_applied_exactly_and_shown_as_applied(window, text) ->
 
 @pytest.mark.parametrize(("text", "why"), [
     ("1e9", "outside the range"), ("0", "not a budget"), ("-1", "not a budget"),
-    ("abc", "not a budget"), ("1e-7", "outside the range"), ("", "not a budget")])
+    ("abc", "not a budget"), ("1e-7", "outside the range"), ("", "not a budget"),
+    ("1e400", "too large")])
 def test_a_refused_budget_says_why_and_keeps_the_applied_one(window, text, why) -> None:
     before = window.state.params.e_px
     type_budget(window, text)

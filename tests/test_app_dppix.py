@@ -88,7 +88,7 @@ def test_an_export_with_dppix_goes_through_release_one_with_its_mode(qtbot, wind
     window.export_dialog()
     dialog = window.findChildren(ExportDialog)[-1]
     dialog.mechanism.setCurrentIndex(dialog.mechanism.findData("dppix"))
-    assert dialog.mechanism.currentText() == "DP-Pix (blocks 8×8)"
+    assert dialog.mechanism.currentText() == "DP-Pix (b=8)"
     # the risk card's DP-Pix row is found by the mode a release records ("b8")
     assert "42% of DP-Pix images matched" in dialog.meaning.text()
     dialog.accept()

@@ -20,8 +20,9 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from glow_engine.choices import DEFAULT_ALPHA, DEFAULT_BLOCK, dppix_mode
+from glow_engine.choices import DEFAULT_ALPHA, DEFAULT_BLOCK
 from glow_engine.imaging import LoadedImage
+from glow_engine.mechanism_specs import spec_of
 from glow_engine.overlays import BlockMarker
 
 if TYPE_CHECKING:
@@ -55,7 +56,7 @@ class Kind(Enum):
 
 @dataclass(frozen=True)
 class PrivacyParams:
-    e_px: float = 100.0  # per-pixel budget; total epsilon = e_px * R * R; may be math.inf
+    e_px: float = 100.0  # per-pixel budget (glow_engine.budget); may be math.inf
     alpha: float = DEFAULT_ALPHA
     mode: str = "paper"
     block: int = DEFAULT_BLOCK  # DP-Pix's block side in pixels
@@ -63,15 +64,18 @@ class PrivacyParams:
     noise_seed: int = 0  # the preview draw; "new noise draw" bumps it
 
     def options_of(self, mechanism: str) -> dict[str, Any]:
-        """What `mechanism` is built with (glow_engine.mechanisms.create_mechanism): DP-GLOW
-        its clip width and noise rule, DP-Pix its block size, ID-LDP nothing."""
-        return {"dpglow": {"alpha": self.alpha, "mode": self.mode},
-                "dppix": {"block": self.block}}.get(mechanism, {})
+        """What `mechanism` is built with (glow_engine.mechanisms.create_mechanism): the
+        options its description (glow_engine.mechanism_specs) lists, from these fields."""
+        return spec_of(mechanism).chosen(self)
 
     def mode_of(self, mechanism: str) -> str:
         """The variant a release of `mechanism` records (Mechanism.mode: the ledger's and
-        the risk card's): DP-GLOW's noise rule, DP-Pix's block size, none for ID-LDP."""
-        return {"dpglow": self.mode, "dppix": dppix_mode(self.block)}.get(mechanism, "")
+        the risk card's)."""
+        return spec_of(mechanism).mode(self.options_of(mechanism))
+
+    def label_of(self, mechanism: str) -> str:
+        """The mechanism with these options, as its panes and releases name it."""
+        return spec_of(mechanism).label(self.options_of(mechanism))
 
 
 # --------------------------------------------------------------------------- requests

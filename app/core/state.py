@@ -51,15 +51,13 @@ from app.core.messages import (
     Thumb,
     ThumbRequest,
 )
-from glow_engine.choices import DPGLOW_MODES, MECHANISM_TITLES
+from glow_engine.budget import E_PX_MAX, E_PX_MIN, total_epsilon
+from glow_engine.choices import DPGLOW_MODES
+from glow_engine.mechanism_specs import MECHANISM_SPECS
 from glow_engine.overlays import BlockMarker, apply_overlays
 
-# The slider's finite range: down to a total epsilon of about 1 at 512 x 512 (formal
-# protection), up to the point where the noise is invisible at any resolution.
-E_PX_MIN = 1e-6
-E_PX_MAX = 1e4
 STRIP_BUDGETS = (1000.0, 100.0, 10.0)  # the paper's figures
-MECHANISMS = tuple(MECHANISM_TITLES)  # every privatised pane, in the registry's order
+MECHANISMS = tuple(MECHANISM_SPECS)  # every privatised pane, in the registry's order
 
 
 @dataclass(frozen=True)
@@ -134,9 +132,9 @@ class ViewState:
 
     @property
     def total_epsilon(self) -> float | None:
-        """epsilon = e_px * H * W of the model frame (METHOD.md section 4)."""
+        """The whole model frame's budget (glow_engine.budget.total_epsilon)."""
         r = self.resolution
-        return None if r is None else self.params.e_px * r * r
+        return None if r is None else total_epsilon(self.params.e_px, r)
 
     @property
     def original(self) -> np.ndarray | None:

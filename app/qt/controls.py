@@ -27,8 +27,17 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.core.state import E_PX_MAX, E_PX_MIN, MECHANISMS, Aspect, ViewState
-from glow_engine.choices import DEFAULT_ALPHA, DPGLOW_MODES, MECHANISM_TITLES
+from app.core.state import MECHANISMS, Aspect, ViewState
+from glow_engine.budget import (
+    E_PX_MAX,
+    E_PX_MIN,
+    e_px_for_total,
+    format_e_px,
+    parse_e_px,
+    refusal,
+)
+from glow_engine.choices import DEFAULT_ALPHA, DPGLOW_MODES
+from glow_engine.mechanism_specs import spec_of
 from glow_engine.privacy_statement import Statement, measured, scientific, statement
 
 STEPS_PER_DECADE = 100
@@ -44,9 +53,6 @@ BLOCK_SIDES = (2, 4, 8, 16, 32)  # DP-Pix's block sides on offer, where they div
 BLOCK_TIP = ("DP-Pix: the side b (pixels) of the blocks whose means get the noise. The same "
              "ε spread over fewer, larger blocks: less noise on each, a coarser picture "
              "(Fan 2018; PriCheXy-Net used b = 8).")
-# The units of each mechanism's Laplace scale b (Mechanism.noise_scale).
-NOISE_UNITS = {"dpglow": "mean, latent units", "idldp": "pixel units",
-               "dppix": "block means, pixel units"}
 
 
 def position_to_e_px(position: int) -> float:
@@ -60,35 +66,6 @@ def e_px_to_position(e_px: float) -> int:
     if math.isinf(e_px):
         return SLIDER_INF
     return round(STEPS_PER_DECADE * math.log10(min(max(e_px, E_PX_MIN), E_PX_MAX) / E_PX_MIN))
-
-
-def parse_e_px(text: str) -> float | None:
-    """"100", "1e3", "inf", "∞" -> a number; anything else -> None."""
-    text = text.strip().lower()
-    if text in ("inf", "infinity", "∞"):
-        return math.inf
-    try:
-        value = float(text)
-    except ValueError:
-        return None
-    return value if math.isfinite(value) and value > 0 else None
-
-
-def refusal(text: str) -> str | None:
-    """Why a typed budget cannot be applied, or None if it can (parse_e_px gives the value)."""
-    value = parse_e_px(text)
-    allowed = f"type a number from {format_e_px(E_PX_MIN)} to {format_e_px(E_PX_MAX)}, or inf"
-    if value is None:
-        shown = text.strip() or "an empty field"
-        return f"“{shown}” is not a budget: {allowed}."
-    if not math.isinf(value) and not E_PX_MIN <= value <= E_PX_MAX:
-        return f"{format_e_px(value)} is outside the range: {allowed}."
-    return None
-
-
-def format_e_px(e_px: float) -> str:
-    """Every digit that matters: the field shows the budget that is applied, not a rounding."""
-    return "∞" if math.isinf(e_px) else f"{e_px:.15g}"
 
 
 class TickLabels(QWidget):
@@ -303,7 +280,8 @@ class EpsilonControl(QGroupBox):
         models, p = self.state.models, self.state.params
         if models is None:
             return None
-        return statement("dpglow", p.mode, p.e_px, models.resolution, models.risk_card)
+        return statement("dpglow", p.mode_of("dpglow"), p.e_px, models.resolution,
+                         models.risk_card)
 
     def _total_text(self) -> str:
         r = self.state.resolution
@@ -321,7 +299,8 @@ class EpsilonControl(QGroupBox):
                                           else "")
         b = rendered.noise_scale
         return "Laplace scale b: " + " · ".join(
-            f"{MECHANISM_TITLES[n]} {scientific(b[n])} ({NOISE_UNITS[n]})" for n in MECHANISMS)
+            f"{spec_of(n).title} {scientific(b[n])} ({spec_of(n).noise_units})"
+            for n in MECHANISMS)
 
 
 
@@ -340,7 +319,8 @@ def budget_presets(resolution: int | None) -> list[tuple[str, float]]:
     presets = []
     if resolution:
         for total in (1.0, 10.0):
-            presets.append((f"Total ε = {total:g} for the whole image", total / resolution ** 2))
+            presets.append((f"Total ε = {total:g} for the whole image",
+                            e_px_for_total(total, resolution)))
     presets += [(f"ε per pixel = {e_px:g}", e_px) for e_px in (0.1, 1.0, 10.0, 100.0, 1000.0)]
     presets.append(("∞: no noise (no privacy)", math.inf))
     return presets

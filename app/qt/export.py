@@ -21,9 +21,9 @@ from PySide6.QtWidgets import (
 )
 
 from app.core.state import MECHANISMS, Aspect, ViewState
-from app.qt.controls import format_e_px
 from app.qt.widgets import ask_ledger, with_browse
-from glow_engine.choices import MECHANISM_TITLES, RELEASE_FORMATS
+from glow_engine.budget import format_e_px
+from glow_engine.choices import RELEASE_FORMATS
 from glow_engine.privacy_statement import scientific, statement
 from glow_engine.release.ledger import default_ledger_path
 
@@ -69,9 +69,7 @@ class ExportDialog(QDialog):
         self.mechanism = QComboBox()
         p = state.params
         for name in MECHANISMS:  # with the parameters on screen
-            extra = {"dpglow": f" ({p.mode}, α = {p.alpha:g})",
-                     "dppix": f" (blocks {p.block}×{p.block})"}.get(name, "")
-            self.mechanism.addItem(MECHANISM_TITLES[name] + extra, name)
+            self.mechanism.addItem(p.label_of(name), name)
         self.fmt = QComboBox()
         for key, fmt in RELEASE_FORMATS.items():
             self.fmt.addItem(fmt.title, key)

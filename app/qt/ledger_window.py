@@ -31,7 +31,7 @@ from app.core.messages import LedgerTable
 from app.core.state import Aspect, ViewState
 from app.qt.browser import NumberItem
 from app.qt.widgets import fit_to_screen
-from glow_engine.choices import MECHANISM_TITLES
+from glow_engine.mechanism_specs import title_of
 from glow_engine.privacy_statement import scientific
 from glow_engine.release.ledger import default_ledger_path
 
@@ -182,7 +182,7 @@ def _fill(table: QTableWidget, columns, rows: tuple[dict, ...], limit: float | N
 
 def _value(header: str, field: str | None, row: dict, limit: float | None):
     if header == "Mechanism":
-        title = MECHANISM_TITLES.get(row["mechanism"], row["mechanism"])
+        title = title_of(row["mechanism"])
         return f"{title} ({row['mode']})" if row["mode"] else title
     if header == "Of the budget":
         return None if not limit else row["total_epsilon"] / limit

@@ -27,9 +27,9 @@ from PySide6.QtWidgets import (
 
 from app.core.state import MECHANISMS, STRIP_BUDGETS, Aspect, ViewState
 from app.qt.annotations import MARKER_PEN, MarkerHandles, Ruler, marker_rect, pixel_spacing
-from app.qt.controls import format_e_px
 from app.qt.widgets import ElidedLabel
-from glow_engine.choices import MECHANISM_TITLES
+from glow_engine.budget import format_e_px, total_epsilon
+from glow_engine.mechanism_specs import title_of
 from glow_engine.overlays import BlockMarker
 from glow_engine.privacy_statement import scientific
 from glow_engine.scores import DEFAULT_SCORE_KIND, ScoreKind
@@ -266,7 +266,7 @@ class PaneGrid(QWidget):
             main.addWidget(self.panes[key], 1)
         per_group = len(STRIP_BUDGETS)
         for i, name in enumerate(MECHANISMS):
-            title = self.strip_titles[name] = QLabel(MECHANISM_TITLES[name])
+            title = self.strip_titles[name] = QLabel(title_of(name))
             title.setObjectName("paneTitle")
             title.setAlignment(Qt.AlignmentFlag.AlignCenter)
             panes = _row()
@@ -536,7 +536,7 @@ def _short(key: str) -> str:
     if key == "original":
         return "orig"
     name, _, budget = key.partition("@")
-    return MECHANISM_TITLES[name] + (f"@{budget}" if budget else "")
+    return title_of(name) + (f"@{budget}" if budget else "")
 
 
 def _info(content, state: ViewState) -> str:
@@ -545,14 +545,14 @@ def _info(content, state: ViewState) -> str:
     name = content.key.partition("@")[0]
     h, w = content.pixels.shape
     r = state.resolution or 0
-    return (f"{MECHANISM_TITLES[name]} · ε/px {format_e_px(content.e_px)} · total ε "
-            f"{scientific(content.e_px * r * r)}\n{w} × {h} px")
+    return (f"{title_of(name)} · ε/px {format_e_px(content.e_px)} · total ε "
+            f"{scientific(total_epsilon(content.e_px, r))}\n{w} × {h} px")
 
 
 def _pending_title(key: str, state: ViewState) -> str:
     """A main pane's mechanism, a strip pane's budget (its group names the mechanism)."""
     name, _, budget = key.partition("@")
-    title = f"ε/px {budget}" if budget else MECHANISM_TITLES[name]
+    title = f"ε/px {budget}" if budget else title_of(name)
     return f"{title}  (computing…)" if state.models else title
 
 

@@ -23,7 +23,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.core.state import Aspect, ViewState
-from glow_engine.choices import MECHANISM_TITLES
+from glow_engine.mechanism_specs import title_of
 from glow_engine.overlays import BlockMarker
 
 DEFAULT_SIZE = 0.08  # of the long side: about the paper's marker on a 512 image
@@ -39,7 +39,7 @@ def fit_height(table: QTableWidget, max_rows: int = 9) -> None:
 
 def pane_label(key: str) -> str:
     name, _, budget = key.partition("@")
-    title = {**MECHANISM_TITLES, "original": "Original"}[name]
+    title = "Original" if name == "original" else title_of(name)
     return f"{title} · {budget}" if budget else title
 
 
