@@ -204,7 +204,7 @@ def smoke_test(app, window, image: Path | None, screenshot: Path | None) -> int:
               + ", ".join(f"{k} {v:.2f}" for k, v in times.items()))
     else:
         print(f"smoke test FAILED: {problem}", file=sys.stderr)
-    if not window.worker.stop(SMOKE_STOP_S):
+    if not window.engine.stop(SMOKE_STOP_S):
         # the engine is inside a call that cannot be interrupted (say, a read that never
         # returns): a check must still end, so the process goes without its thread
         print(f"smoke test: the engine did not stop within {SMOKE_STOP_S:.0f} s; exiting",

@@ -1,7 +1,9 @@
 """Viewer latency, offscreen: slider change -> repainted privatised pane, and opening a
-1024x1024 PNG -> every pane shown.
+1024x1024 PNG -> every pane shown; with --release-images N, also what a folder release on the
+release lane does to the slider and what the slider does to the release.
 
     python benchmarks/bench_viewer.py [--model-dir DIR | --synthetic] [--changes 60]
+                                      [--release-images N]
 
 "Repainted" means the DP-GLOW pane's viewport received its paint event with the image of the
 newest request, timed by an event filter; both mechanisms are recomputed per change. The
@@ -10,6 +12,12 @@ re-identification metrics) is timed around Session.handle and reported beside it
 are made one after another, each once the previous is on screen (a steady drag). Default
 models are the shipped pair; --synthetic builds an untrained pair of the shipped mixture
 model's architecture (read from its model.json), which costs exactly as much to run.
+
+--release-images N releases a folder of N 1024x1024 PNGs (into a fresh folder and ledger
+each time) three ways: alone, one image per batch (the window's setting, so Cancel is
+honoured between images); alone, eight per batch (`dpglow privatize`'s default); and one per
+batch while the slider moves as above. Reported: images per second of each, and the slider's
+latency during the third.
 """
 
 from __future__ import annotations
@@ -30,8 +38,9 @@ import numpy as np
 from PySide6.QtCore import QEvent, QEventLoop, QObject, QSettings, QTimer
 from PySide6.QtWidgets import QApplication
 
-from app.core.messages import Answer, Kind, Request
+from app.core.messages import Answer, FolderRelease, Kind, Request
 from app.core.state import Aspect
+from app.engine import release as release_job
 from app.engine.session import Session
 from app.qt.collector import collect_on_gui_thread
 from app.qt.controls import e_px_to_position
@@ -149,11 +158,14 @@ def bench_open(app, window, clock, image: Path, repeats: int) -> list[float]:
     return times
 
 
-def bench_slider(app, window, clock, changes: int) -> list[float]:
+def bench_slider(app, window, clock, changes: int, until=lambda: False) -> list[float]:
+    """Latency of each of `changes` slider moves (stopping early once until() holds)."""
     slider = window.controls.slider
     start = e_px_to_position(100.0)
     times = []
     for i in range(changes):
+        if until():
+            break
         # 61 distinct positions around e_px = 100, in steps of 7 (mod 61): no position repeats,
         # so no answer comes from the session's preview cache.
         position = start - 29 + (i * 7) % 61 + (1 if (i * 7) % 61 >= 29 else 0)
@@ -162,6 +174,53 @@ def bench_slider(app, window, clock, changes: int) -> list[float]:
         wait(app, lambda t0=t0: painted_current(window, clock, t0), "a repaint")
         times.append(clock.last - t0)
     return times
+
+
+def release_images(root: Path, n: int) -> Path:
+    from glow_engine.imaging.write import save_png
+
+    folder = root / "release_in"
+    folder.mkdir()
+    y, x = np.mgrid[0:1024, 0:1024] / 1024
+    for i in range(n):
+        pixels = 0.3 + 0.4 * np.exp(-((x - 0.5) ** 2) / 0.05) + 0.05 * np.sin((20 + i) * x * y)
+        save_png(pixels, folder / f"image{i:03d}.png")
+    return folder
+
+
+def start_release(window: MainWindow, folder: Path, out: Path) -> int:
+    """A folder release on the release lane, as the batch window asks for it."""
+    request = window.state.release_folder(FolderRelease(
+        inputs=(folder,), mechanism="dpglow", params=window.state.params,
+        out_dir=out / "released", fmt="png", ledger_path=out / "ledger.sqlite"))
+    return request.id
+
+
+def released(window: MainWindow, request_id: int) -> bool:
+    done = window.state.batch_done
+    return done is not None and done.request_id == request_id
+
+
+def bench_release(app, window, clock, folder: Path, tmp: Path, changes: int) -> dict:
+    """Images per second of a folder release alone (1 and 8 per batch) and while the slider
+    moves, and the slider's latency meanwhile."""
+    out: dict[str, object] = {}
+    for run, batch, slider in (("alone_1_per_batch", 1, False),
+                               ("alone_8_per_batch", 8, False),
+                               ("with_slider_1_per_batch", 1, True)):
+        release_job.WINDOW_BATCH = batch  # read by the release lane for each release
+        t0 = time.perf_counter()
+        rid = start_release(window, folder, tmp / run)
+        if slider:
+            out["slider_during_release"] = summary(
+                bench_slider(app, window, clock, changes, lambda r=rid: released(window, r)))
+        wait(app, lambda r=rid: released(window, r), "the folder release")
+        seconds = time.perf_counter() - t0
+        written = window.state.batch_done.counts.get("written", 0)
+        out[f"release_{run}"] = {"images": written, "seconds": round(seconds, 2),
+                                 "images_per_s": round(written / seconds, 3)}
+    release_job.WINDOW_BATCH = 1
+    return out
 
 
 def summary(times: list[float]) -> dict[str, float]:
@@ -178,6 +237,8 @@ def main() -> int:
     p.add_argument("--image", type=Path, help="a 1024x1024 PNG (default: a synthetic one)")
     p.add_argument("--changes", type=int, default=60, help="at most 61 (all distinct)")
     p.add_argument("--opens", type=int, default=5)
+    p.add_argument("--release-images", type=int, default=0,
+                   help="also time a folder release of this many images (0: skip)")
     args = p.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench_viewer_"))
     if args.synthetic:
@@ -219,6 +280,11 @@ def run(app, window, clock, models, args, tmp) -> dict | None:
     opens = bench_open(app, window, clock, image, args.opens)
     renders.seconds.clear()
     slider = bench_slider(app, window, clock, args.changes)
+    slider_renders = summary(renders.seconds)
+    during = {}
+    if args.release_images:
+        during = bench_release(app, window, clock, release_images(tmp, args.release_images),
+                               tmp, args.changes)
     return {
         "models": str(models.mixture.parent) + (" (synthetic, untrained)" if args.synthetic
                                                  else ""),
@@ -226,9 +292,12 @@ def run(app, window, clock, models, args, tmp) -> dict | None:
         "start_to_first_sample_s": round(load_s, 2),
         "open_1024_png_to_shown": summary(opens),
         "slider_to_repaint": summary(slider),
-        "slider_engine_render": summary(renders.seconds),
+        "slider_engine_render": slider_renders,
         "renders_computed": window.worker.computed[Kind.RENDER],
         "renders_dropped": window.worker.dropped[Kind.RENDER],
+        "cpus": os.cpu_count(),
+        "engine_threads_per_lane": engine_thread_count(),
+        **during,
     }
 
 

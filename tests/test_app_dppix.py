@@ -15,7 +15,7 @@ from test_app_support import TIMEOUT_MS, settle, write_png
 pytest.importorskip("pytestqt")
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-from app.engine import session
+from app.engine import release as release_job
 from app.qt.export import ExportDialog
 from glow_engine.mechanisms import DPPix
 from glow_engine.release.ledger import Ledger
@@ -83,8 +83,8 @@ def test_an_export_with_dppix_goes_through_release_one_with_its_mode(qtbot, wind
         released.append(mech)
         return real(item, mech, ledger, opts)
 
-    real = session.release_one
-    monkeypatch.setattr(session, "release_one", spy)
+    real = release_job.release_one
+    monkeypatch.setattr(release_job, "release_one", spy)
     window.export_dialog()
     dialog = window.findChildren(ExportDialog)[-1]
     dialog.mechanism.setCurrentIndex(dialog.mechanism.findData("dppix"))

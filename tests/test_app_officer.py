@@ -10,13 +10,12 @@ import os
 from pathlib import Path
 
 import pytest
-from test_app_support import TIMEOUT_MS, make_window, settle, write_png
+from test_app_support import TIMEOUT_MS, Gate, make_window, settle, write_png
 from test_app_viewer import write_dicom
 
 pytest.importorskip("pytestqt")
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-from app.core.messages import BatchRequest
 from app.qt.batch_window import BatchWindow, release_summary
 from app.qt.ledger_window import LedgerWindow
 from app.qt.main_window import ModelPaths
@@ -36,7 +35,8 @@ def a_study(root: Path) -> Path:
     return folder
 
 
-def release(qtbot, window, folder: Path, tmp_path: Path, e_px: str = "10") -> BatchWindow:
+def start_release(window, folder: Path, tmp_path: Path, e_px: str = "10") -> BatchWindow:
+    """Start releasing `folder` from the batch window (ledger and output in tmp_path)."""
     window.settings.setValue("ledger", str(tmp_path / "ledger.sqlite"))
     window.settings.setValue("export_dir", str(tmp_path / "out"))
     window.show_batch()
@@ -46,6 +46,18 @@ def release(qtbot, window, folder: Path, tmp_path: Path, e_px: str = "10") -> Ba
     batch.allow_burned_in.setChecked(True)  # the test DICOM does not say (unknown)
     assert batch.start.isEnabled()
     batch.start.click()
+    return batch
+
+
+def release(qtbot, window, folder: Path, tmp_path: Path, e_px: str = "10",
+            cancel_at: Gate | None = None) -> BatchWindow:
+    """Release `folder` and wait for the end; with `cancel_at`, Cancel is clicked while the
+    release is held at that gate."""
+    batch = start_release(window, folder, tmp_path, e_px)
+    if cancel_at is not None:
+        assert cancel_at.reached.wait(TIMEOUT_MS / 1000)
+        batch.cancel.click()
+        cancel_at.open.set()
     qtbot.waitUntil(lambda: batch.request is None, timeout=60_000)
     return batch
 
@@ -71,11 +83,10 @@ def test_a_folder_is_released_from_the_window(qtbot, window, tmp_path) -> None:
         assert len([r for r in ledger.releases() if r["status"] == "written"]) == 4
 
 
-def test_cancel_stops_before_the_next_image(qtbot, window, tmp_path) -> None:
-    # Cancelled as soon as it is asked for: the release lane stops before the first image.
-    window.state.requested.connect(
-        lambda r: window.batch_window.stop() if isinstance(r, BatchRequest) else None)
-    batch = release(qtbot, window, a_study(tmp_path), tmp_path)
+def test_cancel_before_the_first_image_releases_nothing(qtbot, window, tmp_path,
+                                                        monkeypatch) -> None:
+    gate = Gate(monkeypatch, at=0)  # the release is held before its first image
+    batch = release(qtbot, window, a_study(tmp_path), tmp_path, cancel_at=gate)
     assert window.state.batch_done.counts == {"not-started": 5}
     text = batch.summary.text()
     assert "Released 0 of 5 images" in text and "Not started: 5 (cancelled)" in text

@@ -7,6 +7,7 @@ under a second; what the pictures look like is not what these tests check.
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -58,3 +59,26 @@ def settle(qtbot, window) -> None:
     """Until every request has its answer and the main panes are rendered."""
     qtbot.waitUntil(lambda: window.state.settled and window.state.rendered is not None,
                     timeout=TIMEOUT_MS)
+
+
+class Gate:
+    """Wraps the release path's stop check: before image `at` (0-based) the run waits until
+    the test opens the gate, then asks the lane as usual."""
+
+    def __init__(self, monkeypatch, at: int) -> None:
+        self.at, self.asked, self.reached = at, 0, threading.Event()
+        self.open = threading.Event()
+        from app.engine import release as release_job
+
+        real = release_job.release_folder
+
+        def gated(inputs, mech, ledger, opts, *, on_progress, should_stop):
+            def stop() -> bool:
+                if self.asked == self.at:
+                    self.reached.set()
+                    assert self.open.wait(TIMEOUT_MS / 1000), "the test never let it go"
+                self.asked += 1
+                return should_stop()
+            return real(inputs, mech, ledger, opts, on_progress=on_progress, should_stop=stop)
+
+        monkeypatch.setattr(release_job, "release_folder", gated)

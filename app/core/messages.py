@@ -11,8 +11,6 @@ own slot), and its handler in ``app.engine.session`` (``@Session.answer.register
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from enum import Enum
 from pathlib import Path
@@ -43,7 +41,7 @@ class Kind(Enum):
     LEDGER = ("reading the ledger", False)
     LEDGER_TABLE = ("listing the ledger", False)  # the ledger window
     TABLE = ("writing a table", False)  # a CSV the ledger window exports
-    BATCH = ("releasing a folder", False)  # the batch window: holds the engine until done
+    BATCH = ("releasing a folder", False)  # the batch window: on the release lane
     RENDER = ("privatising", False)
     STRIP = ("privatising strip", False)
     SCORES = ("scoring", True)
@@ -192,25 +190,29 @@ class TableRequest(Request):
     rows: tuple[tuple[str, ...], ...]
 
 
-@dataclass(frozen=True, eq=False)
-class BatchRequest(Request):
-    """Release files and folders through the release path of `dpglow privatize`
-    (glow_engine.release.batch.release_folder), then write its release report."""
+@dataclass(frozen=True)
+class FolderRelease:
+    """What the batch window releases, and how: `dpglow privatize`'s choices."""
 
-    kind = Kind.BATCH
     inputs: tuple[Path, ...]
     mechanism: str
-    params: PrivacyParams  # e_px, and DP-GLOW's alpha and mode
+    params: PrivacyParams  # e_px, and the mechanism's options
     out_dir: Path
-    fmt: str
+    fmt: str  # "png" | "dicom"
     ledger_path: Path
     keep_aspect: bool = False
     force_budget: bool = False
     allow_burned_in: bool = False
-    # Called on the engine thread after each batch of images (the window passes a Qt
-    # signal's emit, which queues it to the GUI thread); set `cancel` to stop between batches.
-    progress: Callable[[int, int], None] | None = None
-    cancel: threading.Event = field(default_factory=threading.Event)
+
+
+@dataclass(frozen=True, eq=False)
+class BatchRequest(Request):
+    """Release files and folders through the release path of `dpglow privatize`
+    (glow_engine.release.batch.release_folder), then write its release report. Runs on the
+    release lane; its progress and Cancel go through that lane (app.core.jobs)."""
+
+    kind = Kind.BATCH
+    release: FolderRelease
 
 
 @dataclass(frozen=True, eq=False)

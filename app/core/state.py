@@ -28,6 +28,7 @@ from app.core.messages import (
     ExportRequest,
     Failed,
     FolderListing,
+    FolderRelease,
     FolderRequest,
     Kind,
     LedgerRequest,
@@ -87,6 +88,7 @@ class Aspect(Enum):
     SELECTION = auto()  # which block marker is being edited
     LEDGER_TABLE = auto()  # the ledger window's rows
     BATCH = auto()  # a batch release finished
+    BATCH_PROGRESS = auto()  # a batch release finished one more image
     TABLE = auto()  # a CSV was written
     FOLDER = auto()
     LEDGER = auto()
@@ -118,6 +120,10 @@ class ViewState:
         self.ledger: LedgerSpent | None = None  # what the ledger holds for the open image
         self.ledger_table: LedgerTable | None = None  # the ledger window's
         self.batch_done: BatchDone | None = None  # the last batch release's summary
+        self.batch_progress: tuple[int, int] | None = None  # images (done, total) so far
+        self.cancelling = Event()  # a request id: cancel that folder release
+        # The New-sample seeds' own generator (OS entropy): no other draw shares it.
+        self._sample_seeds = np.random.default_rng()
         self.table_written: TableWritten | None = None
         self._ids = itertools.count(1)  # request ids; an open's id becomes the Source's key
         self._latest: dict[Kind, int] = {}  # kind -> newest request id
@@ -158,7 +164,7 @@ class ViewState:
         if self.models is None:
             self._fail("No model is loaded, so there is nothing to sample from.")
             return
-        self._request(SampleRequest, seed=int.from_bytes(np.random.bytes(4), "little"))
+        self._request(SampleRequest, seed=int(self._sample_seeds.integers(2**32)))
 
     def add_marker(self, marker: BlockMarker) -> None:
         self.selected = len(self.markers)  # a new marker is the one being edited
@@ -270,13 +276,25 @@ class ViewState:
                     rows: tuple[tuple[str, ...], ...]) -> None:
         self._request(TableRequest, path=Path(path), header=header, rows=rows)
 
-    def release_folder(self, request_fields: dict[str, Any]) -> BatchRequest | None:
-        """Start a batch release (BatchRequest's fields); returns the request, whose
-        `cancel` stops it between batches. None without a model."""
+    def release_folder(self, release: FolderRelease) -> BatchRequest | None:
+        """Start a folder release on the release lane; returns its request (None without a
+        model). The previews keep answering meanwhile."""
         if self.models is None:
             self._fail("Load a model before releasing a folder.")
             return None
-        return self._request(BatchRequest, **request_fields)
+        self.batch_progress = None
+        return self._request(BatchRequest, release=release)
+
+    def cancel_release(self, request_id: int) -> None:
+        """Stop the folder release `request_id` before its next image (`cancelling` tells
+        the lane that runs it at once, not behind the queue)."""
+        self.cancelling.emit(request_id)
+
+    def release_progressed(self, request_id: int, done: int, total: int) -> None:
+        """The release lane finished `done` of `total` images of the newest release."""
+        if self.is_current(Kind.BATCH, request_id):
+            self.batch_progress = (done, total)
+            self._emit(Aspect.BATCH_PROGRESS)
 
     # ----------------------------------------------------------------- worker answers
 

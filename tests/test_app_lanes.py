@@ -1,0 +1,75 @@
+"""The two engine lanes: a folder release runs on its own lane while the previews keep
+answering the slider, and the window's Cancel reaches it between images. The release is
+held inside its run (between two images) until the test lets it go, so a release that held
+the only engine thread would leave every slider move unanswered and fail here."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from test_app_officer import release, start_release
+from test_app_support import TIMEOUT_MS, Gate, write_png
+
+pytest.importorskip("pytestqt")
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+from app.core.jobs import JobControl
+from app.core.lanes import Lane, heard_from, lanes_of
+from app.core.messages import Kind
+from app.qt.controls import position_to_e_px
+
+
+def a_folder(root, n: int):
+    folder = root / "many"
+    folder.mkdir()
+    for i in range(n):
+        write_png(folder / f"scan{i}.png", seed=i, height=40, width=36)
+    return folder
+
+
+def test_the_slider_is_answered_while_a_folder_release_runs(qtbot, window, tmp_path,
+                                                           monkeypatch) -> None:
+    gate = Gate(monkeypatch, at=1)  # the release is held after its first image
+    batch = start_release(window, a_folder(tmp_path, 3), tmp_path)
+    assert gate.reached.wait(TIMEOUT_MS / 1000)
+    for position in (120, 160, 200):
+        window.controls.slider.setValue(position)
+        e_px = position_to_e_px(position)
+        qtbot.waitUntil(lambda e=e_px: not window.state.waiting(Kind.RENDER)
+                        and window.state.rendered.panes["dpglow"].e_px == e,
+                        timeout=TIMEOUT_MS)
+    assert window.state.waiting(Kind.BATCH) and batch.request is not None  # still held
+    gate.open.set()
+    qtbot.waitUntil(lambda: batch.request is None, timeout=TIMEOUT_MS)
+    assert window.state.batch_done.counts == {"written": 3}
+    assert "Released 3 of 3 images" in batch.summary.text()
+
+
+def test_cancel_reaches_the_release_between_images(qtbot, window, tmp_path,
+                                                   monkeypatch) -> None:
+    gate = Gate(monkeypatch, at=1)  # held after the first image: Cancel comes then
+    batch = release(qtbot, window, a_folder(tmp_path, 5), tmp_path, cancel_at=gate)
+    assert window.state.batch_done.counts == {"written": 1, "not-started": 4}
+    assert "Not started: 4 (cancelled)" in batch.summary.text()
+
+
+def test_requests_go_to_their_lane_and_the_state_hears_each_answer_once() -> None:
+    assert lanes_of(Kind.BATCH) == (Lane.RELEASE,)
+    assert lanes_of(Kind.MODELS) == (Lane.PREVIEW, Lane.RELEASE)  # each its own instances
+    assert all(lanes_of(k) == (Lane.PREVIEW,) for k in Kind if k not in (Kind.BATCH,
+                                                                           Kind.MODELS))
+    for kind in Kind:  # exactly one lane's answer is heard
+        heard = [lane for lane in lanes_of(kind) if heard_from(lane, kind)]
+        assert len(heard) == 1
+
+
+def test_a_cancel_names_its_release_and_a_stopping_lane_cancels_all() -> None:
+    seen = []
+    control = JobControl(lambda *progress: seen.append(progress))
+    control.cancel(7)
+    assert control.cancelled(7) and not control.cancelled(8)
+    control.progress(8, 1, 3)
+    assert seen == [(8, 1, 3)]
+    control.cancel_all()
+    assert control.cancelled(8)
