@@ -332,9 +332,9 @@ CASES = [
     Case("e-px-1e18-paper-is-representable", _privatize(GOOD, "--e-px", "1e18"), 0, ""),
     Case("e-px-1e308", _privatize(GOOD, "--e-px", "1e308"), 2, "cannot be released"),
     Case("e-px-1e-12", _privatize(GOOD, "--e-px", "1e-12"), 2, "cannot be released"),
-    Case("e-px-nan", _privatize(GOOD, "--e-px", "nan"), 2, "must be positive"),
-    Case("e-px-negative", _privatize(GOOD, "--e-px", "-5"), 2, "must be positive"),
-    Case("e-px-not-a-number", _privatize(GOOD, "--e-px", "lots"), 2, "invalid float value"),
+    Case("e-px-nan", _privatize(GOOD, "--e-px", "nan"), 2, "is not a number"),
+    Case("e-px-negative", _privatize(GOOD, "--e-px", "-5"), 2, "is not positive"),
+    Case("e-px-not-a-number", _privatize(GOOD, "--e-px", "lots"), 2, "is not a number"),
     Case("patient-budget-nan", _privatize(GOOD, "--e-px", "10", "--patient-budget", "nan"), 2,
          "positive finite"),
     Case("patient-budget-negative", _privatize(GOOD, "--e-px", "10", "--patient-budget", "-1"),
@@ -467,9 +467,12 @@ def test_manifest_write_failure_is_reported_after_the_failures(corpus, tmp_path,
                                                  "--batch-size", "4"))
     assert_clean_answer(corpus, tmp_path, code, out, err, 1, "No space left on device")
     lines = err.splitlines()
-    assert lines[0].startswith("failed:") and "empty.png" in lines[0]  # the failure is said
-    assert lines[-1].startswith("error: cannot write the published manifest")
-    assert "are counted in the ledger" in lines[-1]
+    assert all(line.startswith("failed:") for line in lines[:-1]) and "empty.png" in err
+    assert lines[-1].startswith("error: cannot write the operator's record")
+    # the record could not say what was about to be released: nothing was drawn or spent
+    assert err.count("nothing was spent") == 2 and not list((tmp_path / "out").glob("*.png"))
+    with Ledger(tmp_path / "ledger.sqlite") as led:
+        assert {row["status"] for row in led.releases()} == {"cancelled"}
 
 
 def run_isolated(*argv: object) -> subprocess.CompletedProcess[str]:
@@ -734,3 +737,77 @@ def test_a_strictly_refused_image_is_not_released(corpus, tmp_path, capsys) -> N
                                                  "10"))
     assert_clean_answer(corpus, tmp_path, code, out, err, 1, "incomplete")
     assert not list(tmp_path.rglob("*.png"))[1:]  # only the input itself
+
+
+# --------------------------------------------------------------------------- crash consistency
+# A run killed (SIGKILL) at each step of a release; the next run must settle what it left:
+# no hidden temporary file, every file in OUT listed, no reservation left open, and no source
+# released twice.
+
+KILLER = """
+import os, re, signal, sys
+from glow_engine import atomic, cli
+from glow_engine.release import ledger, records
+
+point, argv = sys.argv[1], sys.argv[2:]
+calls = []
+
+
+def die() -> None:
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def on_call(owner, name, when):
+    real = getattr(owner, name)
+
+    def wrapped(*args, **kw):
+        if when(*args, **kw):
+            calls.append(name)
+            if len(calls) == 2:  # the second release: the first one is complete
+                die()
+        return real(*args, **kw)
+    setattr(owner, name, wrapped)
+
+
+if point == "during-write":  # the release's temporary file exists, not yet moved into place
+    on_call(atomic, "_fsync", lambda tmp: re.match(r"\\.[0-9a-f]{16}\\.png\\.", tmp.name))
+elif point == "before-confirm":  # the file is in place, the ledger still says reserved
+    on_call(ledger.Ledger, "confirm", lambda self, release_id: True)
+elif point == "before-listing":  # confirmed, but no manifest or record row yet
+    on_call(records, "append_rows", lambda path, fields, rows, what:
+            what == "published manifest" and rows)
+sys.exit(cli.main(argv))
+"""
+
+
+@pytest.mark.parametrize("point", ["during-write", "before-confirm", "before-listing"])
+def test_a_killed_run_is_settled_by_the_next_one(corpus, tmp_path, capsys, point: str) -> None:
+    sources = tmp_path / "in"
+    for index, pixels in enumerate(tiny_images(3, seed=7)):
+        write_png(sources / f"{index}.png", pixels)
+    argv = privatize_args(corpus, tmp_path, sources, "--e-px", "10", "--batch-size", "1")
+    killed = subprocess.run([sys.executable, "-c", KILLER, point, *map(str, argv)],
+                            capture_output=True, text=True, timeout=DEADLINE_S,
+                            env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert killed.returncode == -9, killed.stderr
+    out = tmp_path / "out"
+    left = sorted(p.name for p in out.iterdir())
+    if point == "during-write":
+        assert any(name.endswith(".tmp") for name in left)  # what the crash left
+    else:
+        assert len(records.read_rows(out / "manifest.csv")) < len(list(out.glob("*.png")))
+    code, stdout, err = cli(capsys, *argv)
+    assert code == 0, err
+    assert "settled 1" in stdout
+    files = sorted(p.name for p in out.iterdir())
+    manifest = records.read_rows(out / "manifest.csv")
+    assert files == sorted([row["file"] for row in manifest] + ["manifest.csv"])  # all listed
+    assert len(manifest) == 3  # one release per source: none twice
+    record = records.read_rows(tmp_path / "ledger.record.csv")
+    written = [row["source_sha256"] for row in record if row["status"] == "written"]
+    assert sorted(written) == sorted(set(written)) and len(written) == 3
+    with Ledger(tmp_path / "ledger.sqlite") as led:
+        statuses = [row["status"] for row in led.releases()]
+    assert "reserved" not in statuses and statuses.count("written") == 3
+    assert statuses.count("failed") == (point == "during-write")  # the draw may have happened
+    assert not list((tmp_path / "ledger.runs").iterdir())  # every run's lock file is gone

@@ -150,6 +150,8 @@ def report_summary(summary: Summary, description: str, ledger: Path) -> None:
                        for status in ("written", "done-earlier", *REPORTED)
                        if status in ("written", "done-earlier", "failed")
                        or summary.count(status))
+    if summary.settled:
+        counts += f"; settled {summary.settled} release(s) an interrupted run left"
     print(f"{description}\n{counts}\n"
           f"published manifest: {summary.manifest} (publish it with the images)\n"
           f"operator's record:  {summary.record} (names the sources: keep it private)\n"

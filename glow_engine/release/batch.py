@@ -12,11 +12,13 @@ Public API::
     outcome = release_one(item, mech, ledger, opts)  # the viewer: one image, maybe encoded
 
 Every release takes the same steps (`_release`, for a batch of one or many):
-burned-in policy -> ledger reservation (per-patient budget) -> the mechanism's release path
-(exact discrete Laplace from the OS CSPRNG) -> the file, under a random name, atomically ->
-ledger confirmation -> a row in the published manifest and in the operator's record
-(glow_engine.release.records). A reservation is cancelled only if the noise was never drawn;
-once it may have been, a failure keeps counting ("failed" in the ledger).
+burned-in policy -> ledger reservation (per-patient budget) -> a "reserved" row in the
+operator's record -> the mechanism's release path (exact discrete Laplace from the OS CSPRNG)
+-> the file, under a random name, atomically -> ledger confirmation -> a row in the published
+manifest and the final row in the operator's record (glow_engine.release.records). A
+reservation is cancelled only if the noise was never drawn; once it may have been, a failure
+keeps counting ("failed" in the ledger). A run killed between these steps is settled by the
+next run into the same folder before it does anything new (glow_engine.release.settle).
 
 Statuses of an Outcome: "written"; "done-earlier" (released into this folder with the same
 settings before, the file checked by its hash: nothing spent); "skipped" (not a regular
@@ -33,6 +35,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import math
 import secrets
 from collections.abc import Callable, Iterator
@@ -51,7 +54,7 @@ from glow_engine.imaging import LoadedImage, load_image
 from glow_engine.imaging.errors import MIN_SIDE
 from glow_engine.imaging.frame import Placement, to_square
 from glow_engine.mechanisms import Encoded, Mechanism
-from glow_engine.release import records
+from glow_engine.release import records, runs
 from glow_engine.release.deid import (
     DEFAULT_LINKAGE,
     LINKAGES,
@@ -61,9 +64,10 @@ from glow_engine.release.deid import (
     check_burned_in,
     link_key,
 )
-from glow_engine.release.inputs import Source, collect_sources
+from glow_engine.release.inputs import Source, Sources, collect_sources
 from glow_engine.release.ledger import BudgetExceeded, Ledger, Release, Reservation
 from glow_engine.release.output import new_release_name, shape_release, write_release
+from glow_engine.release.settle import PENDING, settle
 
 MAX_SIDE = 4096  # --size cap: far above a radiograph, far below a memory error
 MAX_BATCH = 1024
@@ -132,6 +136,7 @@ class Summary:
     record: Path | None = None  # the operator's record beside the ledger
     other_files: int = 0  # files in the input folders that are not images
     error: str | None = None  # why the run stopped early (a record could not be written)
+    settled: int = 0  # unfinished releases of interrupted runs settled before this one
     linkage: str = "none"  # what links the released images (deid.LINKAGES; none for PNG)
 
     def count(self, status: str) -> int:
@@ -176,8 +181,17 @@ def release_folder(inputs: list[str | Path], mech: Mechanism, ledger: Ledger,
         raise UserError(f"no images found in {', '.join(map(str, inputs))}"
                         + (f" ({found.other_files} other files)" if found.other_files else ""))
     run = _Run(mech, ledger, opts)
+    try:
+        return _release_sources(run, found, on_progress, should_stop)
+    finally:
+        run.finish()
+
+
+def _release_sources(run: _Run, found: Sources, on_progress: Progress | None,
+                     should_stop: StopCheck | None) -> Summary:
+    opts = run.opts
     summary = Summary(manifest=run.manifest, record=run.record_file,
-                      other_files=found.other_files, linkage=run.linkage)
+                      other_files=found.other_files, linkage=run.linkage, settled=run.settled)
     if opts.rank == 0 and found.skipped:  # every rank scans the same folders: rank 0 says it
         summary.add(run.record([_Done(Outcome(str(path), "skipped", why))
                                 for path, why in found.skipped]))
@@ -198,7 +212,10 @@ def release_one(item: ReleaseInput, mech: Mechanism, ledger: Ledger,
     unusable options, budgets or output folders, and RecordError if the records cannot be
     written (the file then exists and the ledger counts it)."""
     run = _Run(mech, ledger, opts)
-    [outcome], error = run.record(run.release([item]))
+    try:
+        [outcome], error = run.record(run.release([item]))
+    finally:
+        run.finish()
     if error:
         raise records.RecordError(error)
     return outcome
@@ -246,6 +263,12 @@ class _Run:
         records.check_appendable(self.record_file, records.RECORD_FIELDS, "operator's record")
         self.secret = opts.run_secret or secrets.token_hex(32)
         self.run_id = hmac.new(self.secret.encode(), b"run", hashlib.sha256).hexdigest()[:12]
+        self.locks = runs.hold(ledger.path, self.run_id, opts.rank)
+        try:  # first finish what interrupted runs left in OUT
+            self.settled = settle(self.out, ledger, self.record_file, self.manifest, _sha256)
+        except BaseException:
+            self.finish()
+            raise
         self.linkage = opts.linkage if opts.fmt == "dicom" else "none"  # a PNG has no header
         self.exporter = DicomExporter(
             link_key(ledger.patient_key, self.out) if self.linkage == "patient" else None,
@@ -257,6 +280,10 @@ class _Run:
                          f"size {opts.size or mech.resolution}"
                          + (f" | linkage {self.linkage}" if opts.fmt == "dicom" else ""))
         self.earlier = self._released_before()
+
+    def finish(self) -> None:
+        """The run is over: its lock files go (what it left unfinished is settled later)."""
+        self.locks.release(remove=True)
 
     def _released_before(self) -> dict[str, Path]:
         """Source sha256 -> its release in this folder with these settings, if the file is
@@ -309,7 +336,28 @@ class _Run:
                 done.append(_Done(Outcome(item.source, "failed", str(e)), item))
             else:
                 reserved.append((item, name, reservation))
+        if reserved and (error := self._record_pending(reserved)):
+            for _, _, reservation in reserved:  # nothing was drawn: nothing is spent
+                self.ledger.cancel(reservation.id)
+            return done + [_Done(Outcome(item.source, "failed", f"{error}; nothing was spent"),
+                                 item, r.id) for item, _, r in reserved]
         return done + (self._draw_and_write(reserved) if reserved else [])
+
+    def _record_pending(self, reserved: list[tuple[ReleaseInput, str, Reservation]]
+                        ) -> str | None:
+        """Before the noise is drawn, the operator's record says what is about to be
+        released, with its planned manifest row, so an interrupted run can be settled."""
+        rows = [self._private(_Done(Outcome(item.source, PENDING, json.dumps(self._planned(item)),
+                                            self.out / name), item, reservation.id,
+                                    int(reservation.forced)))
+                for item, name, reservation in reserved]
+        try:
+            with self.ledger.exclusive():
+                records.append_rows(self.record_file, records.RECORD_FIELDS, rows,
+                                    "operator's record")
+        except records.RecordError as e:
+            return str(e)
+        return None
 
     def _draw_and_write(self, reserved: list[tuple[ReleaseInput, str, Reservation]]
                         ) -> list[_Done]:
@@ -319,15 +367,15 @@ class _Run:
         except Exception as e:  # nothing was drawn: the reservations cost nothing
             for _, _, reservation in reserved:
                 self.ledger.cancel(reservation.id)
-            return [_Done(Outcome(i.source, "failed", f"{_text(e)}; nothing was spent"), i)
-                    for i in items]
+            return [_Done(Outcome(i.source, "failed", f"{_text(e)}; nothing was spent"), i, r.id)
+                    for i, _, r in reserved]
         try:
             noisy = self.mech.release(enc, self.opts.e_px)
         except Exception as e:  # the noise may have been drawn: it keeps counting
             for _, _, reservation in reserved:
                 self.ledger.fail(reservation.id, _text(e))
-            return [_Done(Outcome(i.source, "failed", f"{_text(e)}; the budget is counted"), i)
-                    for i in items]
+            return [_Done(Outcome(i.source, "failed", f"{_text(e)}; the budget is counted"), i,
+                          r.id) for i, _, r in reserved]
         frames = noisy if enc.batched else noisy[None]
         return [self._write(item, name, reservation, frame)
                 for (item, name, reservation), frame in zip(reserved, frames, strict=True)]
@@ -344,7 +392,7 @@ class _Run:
         except Exception as e:  # the noise was drawn: it keeps counting
             self.ledger.fail(reservation.id, _text(e))
             return _Done(Outcome(item.source, "failed", f"cannot write {path}: {_text(e)}; the "
-                                 "budget is counted (the noise was drawn)"), item)
+                                 "budget is counted (the noise was drawn)"), item, reservation.id)
         self.ledger.confirm(reservation.id)
         return _Done(Outcome(item.source, "written", reservation.note, path), item,
                      reservation.id, int(reservation.forced), pixels.shape)
@@ -370,14 +418,19 @@ class _Run:
         return [d.outcome for d in done], None
 
     def _published(self, done: _Done) -> dict:
-        mech, file = self.mech, done.outcome.file
+        file = done.outcome.file
         assert file is not None and done.item is not None
-        return {"file": file.name, "sha256": _sha256(file), "format": self.opts.fmt,
-                "width": done.shape[1], "height": done.shape[0], "frame": self.frame,
-                "mechanism": mech.name, "mode": mech.mode, "e_px": _number(self.opts.e_px),
+        return {**self._planned(done.item), "file": file.name, "sha256": _sha256(file),
+                "width": done.shape[1], "height": done.shape[0]}
+
+    def _planned(self, item: ReleaseInput) -> dict:
+        """The manifest row of `item`'s release, less what only its file tells."""
+        mech = self.mech
+        return {"format": self.opts.fmt, "frame": self.frame, "mechanism": mech.name,
+                "mode": mech.mode, "e_px": _number(self.opts.e_px),
                 "total_epsilon": _number(self.total), "description": self.description,
                 "model_sha256": mech.model_sha256,
-                "source_burned_in": burned_in_text(done.item.burned_in), "linkage": self.linkage}
+                "source_burned_in": burned_in_text(item.burned_in), "linkage": self.linkage}
 
     def _private(self, done: _Done) -> dict:
         item, file, o = done.item, done.outcome.file, done.outcome
