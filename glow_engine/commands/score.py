@@ -9,11 +9,10 @@ from pathlib import Path
 
 import numpy as np
 
-from glow_engine.anomaly import AnomalyScorer
 from glow_engine.device import pick_device
 from glow_engine.imaging import ImageLoadError, load_image
 from glow_engine.imaging.frame import to_square
-from glow_engine.modelfile import LoadedModel, load_model
+from glow_engine.model_pair import ModelPair
 from glow_engine.resources import default_model_dir
 from glow_engine.scores import DEFAULT_SCORE_KIND, Score
 
@@ -27,11 +26,9 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, mps")
 
 
-def load_pair(args: argparse.Namespace) -> tuple[LoadedModel, LoadedModel]:
-    device = pick_device(args.device)
-    normal = load_model(args.normal or default_model_dir("normal"), device)
-    mixture = load_model(args.mixture or default_model_dir("mixture"), device)
-    return normal, mixture
+def load_pair(args: argparse.Namespace) -> ModelPair:
+    return ModelPair.load(args.mixture or default_model_dir("mixture"),
+                          args.normal or default_model_dir("normal"), pick_device(args.device))
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -68,8 +65,8 @@ def _line(path: Path, s: Score) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    normal, mixture = load_pair(args)
-    scorer = AnomalyScorer(normal, mixture)
+    pair = load_pair(args)
+    scorer = pair.scorer
     paths, frames, colour, failed = _frames(args.images, scorer.resolution)
     scores = scorer.score(frames, colour) if len(frames) else []
     for f in failed:
@@ -78,7 +75,8 @@ def run(args: argparse.Namespace) -> int:
         records = [{"path": str(p), "abnormality": s.abnormality()} | s.to_dict()
                    for p, s in zip(paths, scores, strict=True)]
         print(json.dumps({"score_kind": DEFAULT_SCORE_KIND.value,
-                          "normal_sha256": normal.sha256, "mixture_sha256": mixture.sha256,
+                          "normal_sha256": pair.normal.sha256,
+                          "mixture_sha256": pair.mixture.sha256,
                           "ood_threshold_bpd": scorer.ood_threshold,
                           "images": records + failed}, indent=1))
     else:
