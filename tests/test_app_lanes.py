@@ -14,8 +14,6 @@ from test_app_support import TIMEOUT_MS, Gate, write_png
 pytest.importorskip("pytestqt")
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-from app.core.jobs import JobControl
-from app.core.lanes import Lane, heard_from, lanes_of
 from app.core.messages import Kind
 from app.qt.controls import position_to_e_px
 
@@ -52,24 +50,3 @@ def test_cancel_reaches_the_release_between_images(qtbot, window, tmp_path,
     batch = release(qtbot, window, a_folder(tmp_path, 5), tmp_path, cancel_at=gate)
     assert window.state.batch_done.counts == {"written": 1, "not-started": 4}
     assert "Not started: 4 (cancelled)" in batch.summary.text()
-
-
-def test_requests_go_to_their_lane_and_the_state_hears_each_answer_once() -> None:
-    assert lanes_of(Kind.BATCH) == (Lane.RELEASE,)
-    assert lanes_of(Kind.MODELS) == (Lane.PREVIEW, Lane.RELEASE)  # each its own instances
-    assert all(lanes_of(k) == (Lane.PREVIEW,) for k in Kind if k not in (Kind.BATCH,
-                                                                           Kind.MODELS))
-    for kind in Kind:  # exactly one lane's answer is heard
-        heard = [lane for lane in lanes_of(kind) if heard_from(lane, kind)]
-        assert len(heard) == 1
-
-
-def test_a_cancel_names_its_release_and_a_stopping_lane_cancels_all() -> None:
-    seen = []
-    control = JobControl(lambda *progress: seen.append(progress))
-    control.cancel(7)
-    assert control.cancelled(7) and not control.cancelled(8)
-    control.progress(8, 1, 3)
-    assert seen == [(8, 1, 3)]
-    control.cancel_all()
-    assert control.cancelled(8)

@@ -16,7 +16,7 @@ from test_app_viewer import write_dicom
 pytest.importorskip("pytestqt")
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-from app.qt.batch_window import BatchWindow, release_summary
+from app.qt.batch_window import BatchWindow
 from app.qt.ledger_window import LedgerWindow
 from app.qt.main_window import ModelPaths
 from glow_engine.modelfile import read_metadata
@@ -94,18 +94,6 @@ def test_cancel_before_the_first_image_releases_nothing(qtbot, window, tmp_path,
     assert batch.progress.text() == "0 of 5 images"  # not a full bar: nothing was done
     assert not list((tmp_path / "out").glob("*.png"))
     assert not batch.cancel.isEnabled() and batch.start.isEnabled()
-
-
-def test_the_summary_says_what_was_released_and_what_was_not_started() -> None:
-    cut = release_summary({"written": 8, "not-started": 4}, cancelled=True)
-    assert cut[0] == "<b>Released 8 of 12 images.</b>"
-    assert "Not started: 4 (cancelled)" in cut[1] and "nothing was spent" in cut[1]
-    late = " ".join(release_summary({"written": 12}, cancelled=True))
-    assert "Released 12 of 12" in late and "Cancel came after the last image" in late
-    mixed = " ".join(release_summary({"written": 2, "done-earlier": 1, "refused": 1,
-                                      "skipped": 3}, cancelled=False))
-    assert "Released 2 of 4 images" in mixed and "nothing spent again" in mixed
-    assert "Refused" in mixed or "refused" in mixed
 
 
 def test_progress_counts_images(qtbot, window, tmp_path) -> None:

@@ -30,6 +30,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.core.messages import BatchDone, BatchRequest, FolderRelease, Kind, PrivacyParams
+from app.core.release_summary import release_summary
 from app.core.state import MECHANISMS, Aspect, ViewState
 from app.qt.controls import (
     BLOCK_TIP,
@@ -45,12 +46,6 @@ from glow_engine.choices import DPGLOW_MODES, RELEASE_FORMATS
 from glow_engine.mechanism_specs import title_of
 from glow_engine.privacy_statement import statement
 from glow_engine.release.ledger import default_ledger_path
-
-# The summary's words for the statuses that are not "released" (written) or "not started",
-# which have sentences of their own.
-STATUS_WORDS = {"done-earlier": "released into this folder before (nothing spent again)",
-                "skipped": "skipped (not a file)", "refused": "refused (budget or burned-in text)",
-                "failed": "failed"}
 
 
 class BatchWindow(QWidget):
@@ -274,24 +269,3 @@ class BatchWindow(QWidget):
         if done is not None and done.report is not None:
             self.report_dialog = ReleaseReport(done.report, self)
             self.report_dialog.open()
-
-
-def release_summary(counts: dict[str, int], cancelled: bool) -> list[str]:
-    """What a folder release did, in the officer's words: how many of the images were
-    released, which were not started and that nothing was spent on them, the rest by
-    status; and whether a Cancel came too late to stop anything."""
-    images = sum(n for status, n in counts.items() if status != "skipped")
-    written, waiting = counts.get("written", 0), counts.get("not-started", 0)
-    lines = [f"<b>Released {written} of {images} images.</b>"]
-    if waiting:
-        why = "cancelled" if cancelled else "the run stopped early"
-        lines.append(f"Not started: {waiting} ({why}). They were never opened and nothing "
-                     "was spent on them: the ledger has no entry for them.")
-    elif cancelled:
-        lines.append("Cancel came after the last image had started: every image was "
-                     "processed.")
-    others = [f"{STATUS_WORDS.get(status, status)}: {n}" for status, n in sorted(counts.items())
-              if status not in ("written", "not-started")]
-    if others:
-        lines.append("; ".join(others).capitalize() + ".")
-    return lines
