@@ -4,6 +4,7 @@ fail in CI (CI=true), where .ci/run installs and starts them."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -15,12 +16,12 @@ from pathlib import Path
 import pydicom
 import pytest
 import requests
+from orthanc import harness  # tests/orthanc/harness.py
 from pacs_helpers import chest_dicom, to_bytes, write_nodes
 
 from glow_engine import cli
 from glow_engine.release.ledger import Ledger
 from glow_engine.release.records import read_rows
-from orthanc import harness  # tests/orthanc/harness.py
 
 pytestmark = pytest.mark.slow
 AUTH = (harness.USER, harness.PASSWORD)
@@ -115,7 +116,7 @@ def at_b(orthanc: harness.Servers) -> list[pydicom.Dataset]:
     """Every instance on the research PACS."""
     base = f"http://127.0.0.1:{orthanc.b_http}"
     ids = requests.get(f"{base}/instances", auth=AUTH, timeout=10).json()
-    return [pydicom.dcmread(__import__("io").BytesIO(
+    return [pydicom.dcmread(io.BytesIO(
         requests.get(f"{base}/instances/{i}/file", auth=AUTH, timeout=10).content))
         for i in ids]
 
@@ -191,7 +192,7 @@ def test_release_by_cget_to_a_dimse_node_then_resume(capsys, orthanc, nodes, tmp
 
 
 def test_release_by_cmove_to_a_dicomweb_node(capsys, orthanc, nodes, tmp_path) -> None:
-    pid, accession = patient(orthanc, "DX")
+    pid, _ = patient(orthanc, "DX")
     code, out, err = release(capsys, nodes, tmp_path, "hospital-move", "--patient-id", pid,
                              "--to", "research-web")
     assert code == 0, err

@@ -42,6 +42,9 @@ class WebClient:
         headers = {"Authorization": f"Bearer {node.token}"} if node.token else None
         self.client = DICOMwebClient(node.url, session=session, headers=headers,
                                      timeout=node.timeout)
+        # Three tries, 0.4 and 0.8 s apart (busy answers 429/503/504, or no connection), not the
+        # library's five over 30 s: a node that is down is reported in about a second.
+        self.client.set_http_retry_params(max_attempts=3, wait_exponential_multiplier=200)
 
     def echo(self) -> None:
         with self._http("search"):
