@@ -162,3 +162,11 @@ def test_a_dicomweb_node_that_is_down_is_reported_quickly() -> None:
     with pytest.raises(PacsError, match="connection refused"):
         WebClient(WebNode("web", f"http://127.0.0.1:{port}/dicom-web", timeout=2)).echo()
     assert time.monotonic() - start < 5  # not the library's 30 s of retries
+
+
+def test_retrieved_originals_are_never_put_inside_the_output(pacs, tmp_path) -> None:
+    out = tmp_path / "out"
+    for where in ({"keep_retrieved": out / "originals"}, {"staging": out}):
+        with pytest.raises(PacsError, match="inside the output folder"):
+            run(tmp_path, outbox=out, **where)
+    assert not list(out.rglob("*.dcm"))

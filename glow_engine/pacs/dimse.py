@@ -79,12 +79,16 @@ class DimseClient:
                     for ds in self._find(assoc, ident) if ds.get("SeriesInstanceUID")]
 
     def present(self, study_uid: str, series_uid: str) -> set[str]:
-        """The SOP Instance UIDs the node holds in this series (C-FIND at IMAGE level)."""
+        """The SOP Instance UIDs the node holds in this series (C-FIND at IMAGE level); none
+        if the node cannot be queried (a plain storage SCP: then everything is sent)."""
         ident = Dataset()
         ident.QueryRetrieveLevel = "IMAGE"
         ident.StudyInstanceUID, ident.SeriesInstanceUID = study_uid, series_uid
         ident.SOPInstanceUID = ""
         with self._associate([StudyRootQueryRetrieveInformationModelFind]) as assoc:
+            if not any(cx.abstract_syntax == StudyRootQueryRetrieveInformationModelFind
+                       for cx in assoc.accepted_contexts):
+                return set()
             return {str(ds.SOPInstanceUID) for ds in self._find(assoc, ident)
                     if ds.get("SOPInstanceUID")}
 

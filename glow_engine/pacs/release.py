@@ -39,7 +39,7 @@ from glow_engine.pacs.client import PacsClient, open_client
 from glow_engine.pacs.errors import PacsError
 from glow_engine.pacs.nodes import Nodes
 from glow_engine.pacs.query import Series, StudyQuery, chest_problem, select_series
-from glow_engine.pacs.staging import finish_staging, make_staging
+from glow_engine.pacs.staging import check_outside, finish_staging, make_staging
 from glow_engine.release.batch import ReleaseOptions, Summary, release_folder
 from glow_engine.release.deid import DEFAULT_LINKAGE
 from glow_engine.release.ledger import Ledger
@@ -124,7 +124,9 @@ def release_from_pacs(request: PacsReleaseRequest, nodes: Nodes,
     out = request.out_dir or request.outbox or outbox_for(ledger.path, request.to_node or "")
     summary = PacsSummary(destination=request.to_node or str(out))
     series = _chest_series(source, request.query, summary)
-    staging = make_staging(request.staging or ledger.path.parent, [out])
+    if request.keep_retrieved is not None:
+        check_outside(request.keep_retrieved, out, "folder for the retrieved originals")
+    staging = make_staging(request.staging or ledger.path.parent, out)
     try:
         _retrieve(source, series, staging, summary, progress, stop)
         _drop_non_chest(staging, summary)
@@ -137,6 +139,24 @@ def release_from_pacs(request: PacsReleaseRequest, nodes: Nodes,
     finally:
         summary.staging = finish_staging(staging, request.keep_retrieved)
     return summary
+
+
+def stage_study(nodes: Nodes, source: str, study_uid: str,
+                parent: Path) -> tuple[Path, PacsSummary]:
+    """Retrieve one study's chest radiographs into a new staging folder in `parent` for a
+    look in the viewer: nothing is privatised, spent or sent. The caller deletes the folder
+    (`finish_staging`); it is deleted here if the retrieval fails."""
+    client = open_client(nodes.get(source), nodes.local)
+    summary = PacsSummary()
+    series = _chest_series(client, StudyQuery(study_uids=(study_uid,)), summary)
+    staging = make_staging(parent, [])
+    try:
+        _retrieve(client, series, staging, summary, lambda p: None, lambda: False)
+        _drop_non_chest(staging, summary)
+    except BaseException:
+        finish_staging(staging, None)
+        raise
+    return staging, summary
 
 
 def _options(request: PacsReleaseRequest, out: Path) -> ReleaseOptions:

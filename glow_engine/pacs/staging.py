@@ -15,14 +15,18 @@ from glow_engine.pacs.errors import PacsError
 _UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 
 
-def make_staging(parent: Path, outputs: list[Path]) -> Path:
-    """A fresh folder `parent/.dpglow-retrieved-<random>`, mode 0700, outside `outputs`."""
+def check_outside(private: Path, out: Path, what: str) -> None:
+    """Refuse a private folder (retrieved originals) inside the output folder, links resolved:
+    the output is what gets published."""
+    if Path(os.path.realpath(private)).is_relative_to(Path(os.path.realpath(out))):
+        raise PacsError(f"the {what} {private} would be inside the output folder {out}, which "
+                        "is what gets published: choose a folder outside it")
+
+
+def make_staging(parent: Path, out: Path) -> Path:
+    """A fresh folder `parent/.dpglow-retrieved-<random>`, mode 0700, outside `out`."""
     folder = (parent / f".dpglow-retrieved-{secrets.token_hex(6)}").resolve()
-    for out in outputs:
-        real = Path(os.path.realpath(out))
-        if folder.is_relative_to(real):
-            raise PacsError(f"the staging folder for retrieved originals would be inside the "
-                            f"output folder {out}: keep the ledger (or --staging) outside it")
+    check_outside(folder, out, "staging folder for retrieved originals (--staging)")
     try:
         parent.mkdir(parents=True, exist_ok=True)
         folder.mkdir(mode=0o700)
