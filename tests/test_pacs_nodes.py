@@ -9,7 +9,13 @@ from pacs_helpers import write_nodes
 
 from glow_engine import cli
 from glow_engine.pacs.errors import PacsError
-from glow_engine.pacs.nodes import DimseNode, WebNode, default_nodes_path, load_nodes
+from glow_engine.pacs.nodes import (
+    DimseNode,
+    WebNode,
+    default_nodes_path,
+    load_nodes,
+    save_nodes,
+)
 
 GOOD = """
 [local]
@@ -40,7 +46,19 @@ def test_a_good_file(tmp_path, monkeypatch) -> None:
     assert isinstance(hospital, DimseNode) and hospital.retrieve == "move"
     assert hospital.timeout == 60 and hospital.address == "PACS@pacs.example.org:104"
     assert isinstance(research, WebNode) and research.url.endswith("/dicom-web")
-    assert research.password == "pw" and research.username == "officer"
+    assert research.secrets() == ("pw", "") and research.username == "officer"
+
+
+def test_saved_nodes_read_back_the_same(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("RESEARCH_PASSWORD", "pw")
+    (tmp_path / "ca.pem").write_text("x")
+    nodes = load_nodes(write_nodes(tmp_path / "n.toml", GOOD.replace(
+        "timeout = 60", 'timeout = 60\ntls = { ca_file = "ca.pem" }')))
+    assert nodes.get("hospital").tls.ca_file == tmp_path / "ca.pem"
+    copy = save_nodes(nodes, tmp_path / "sub" / "copy.toml")
+    again = load_nodes(copy)
+    assert again.local == nodes.local and again.nodes == nodes.nodes
+    assert "pw" not in copy.read_text()  # the environment variable's name, not its value
 
 
 @pytest.mark.parametrize(("change", "expected"), [
@@ -54,8 +72,8 @@ def test_a_good_file(tmp_path, monkeypatch) -> None:
     (('host = "pacs.example.org"\n', ""), "line 5): nodes.hospital.host is missing"),
     (('url = "https://', 'url = "ftp://'), "line 15): nodes.research.url must be an http"),
     (("port = 11112", "port = 11112 11"), "not valid TOML"),
-    (('password_env = "RESEARCH_PASSWORD"', 'password_env = "NOT_SET_ANYWHERE"'),
-     "line 17): nodes.research.password_env names $NOT_SET_ANYWHERE, which is not set"),
+    (('password_env = "RESEARCH_PASSWORD"', "password_env = 3"),
+     "line 17): nodes.research.password_env must be a non-empty string"),
 ])
 def test_each_mistake_names_key_and_line(tmp_path, monkeypatch, change, expected) -> None:
     monkeypatch.setenv("RESEARCH_PASSWORD", "pw")
@@ -76,6 +94,9 @@ def test_missing_file_unknown_node_and_default_location(tmp_path, monkeypatch, c
     assert cli.main(["pacs", "echo", "elsewhere", "--nodes", str(path)]) == 2
     err = capsys.readouterr().err
     assert "no node named 'elsewhere'" in err and "hospital, research" in err
+    monkeypatch.delenv("RESEARCH_PASSWORD")
+    assert cli.main(["pacs", "echo", "research", "--nodes", str(path)]) == 2
+    assert "$RESEARCH_PASSWORD (named by its password_env" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("argv", [

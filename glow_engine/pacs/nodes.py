@@ -20,7 +20,9 @@
     password_env = "RESEARCH_PASSWORD"  # ...its password from this environment variable
     # or: token_env = "RESEARCH_TOKEN" (a bearer token); ca_file = "ca.pem"
 
-Every mistake is one `PacsError` naming the file, the key and its line.
+Every mistake is one `PacsError` naming the file, the key and its line. `save_nodes` writes
+the file back (the window's node editor; comments are not kept). Environment variables named
+by `password_env` / `token_env` are read only when a client is made (`WebNode.secrets`).
 """
 
 from __future__ import annotations
@@ -28,11 +30,12 @@ from __future__ import annotations
 import os
 import re
 import tomllib
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import NoReturn
 
 from glow_engine.pacs.errors import PacsError
+from glow_engine.reading import MiB, ReadError, read_text
 
 DEFAULT_TIMEOUT = 30.0
 RETRIEVE_MODES = ("get", "move")
@@ -71,15 +74,27 @@ class DimseNode:
 class WebNode:
     name: str
     url: str
-    username: str | None = None
-    password: str | None = None
-    token: str | None = None
+    username: str = ""
+    password: str = ""  # written in the file itself (password_env is the better place)
+    password_env: str = ""  # the environment variable holding the password
+    token_env: str = ""  # the environment variable holding a bearer token
     ca_file: Path | None = None
     timeout: float = DEFAULT_TIMEOUT
 
     @property
     def address(self) -> str:
         return self.url
+
+    def secrets(self) -> tuple[str, str]:
+        """(password, token) from the file and the environment; PacsError if a variable the
+        node names is not set."""
+        for var in (self.password_env, self.token_env):
+            if var and var not in os.environ:
+                raise PacsError(f"node {self.name}: the environment variable ${var} (named by "
+                                "its password_env or token_env) is not set: set it, or change "
+                                "the nodes file")
+        return (os.environ[self.password_env] if self.password_env else self.password,
+                os.environ[self.token_env] if self.token_env else "")
 
 
 Node = DimseNode | WebNode
@@ -107,19 +122,50 @@ def default_nodes_path() -> Path:
     return base / "dp-glow" / "nodes.toml"
 
 
+def save_nodes(nodes: Nodes, path: Path | None = None) -> Path:
+    """Write `nodes` as a nodes file (atomically; only the keys that differ from defaults)."""
+    import tomli_w
+
+    from glow_engine.atomic import write_text_atomic
+
+    tables: dict = {"local": asdict(nodes.local), "nodes": {}}
+    for name, node in nodes.nodes.items():
+        kind = "dimse" if isinstance(node, DimseNode) else "dicomweb"
+        fields = _plain({k: v for k, v in asdict(node).items() if k != "name"})
+        tables["nodes"][name] = {"kind": kind, **fields}
+    path = path or nodes.path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(path, tomli_w.dumps(tables), overwrite=True)
+    return path
+
+
+def _plain(table: dict) -> dict:
+    """TOML values: paths as strings, unset values left out."""
+    return {k: _plain(v) if isinstance(v, dict) else str(v) if isinstance(v, Path) else v
+            for k, v in table.items() if v not in (None, "")}
+
+
 def load_nodes(path: Path | None = None) -> Nodes:
     path = path or default_nodes_path()
     try:
         if not path.is_file():
             raise PacsError(f"no nodes file at {path}: write one (README: 'PACS') or give "
                             "--nodes FILE")
-        text = path.read_text(encoding="utf-8")
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        raise PacsError(f"{path}: not valid TOML: {e}") from None
+        text = read_text(path, what="nodes file", limit=MiB)  # guarded: never a named pipe
+    except ReadError as e:
+        raise PacsError(str(e)) from None
     except (OSError, UnicodeDecodeError) as e:
         raise PacsError(f"cannot read the nodes file {path}: "
                         f"{getattr(e, 'strerror', None) or e}") from None
+    return read_nodes_text(path, text)
+
+
+def read_nodes_text(path: Path, text: str) -> Nodes:
+    """Check `text` as the nodes file `path` (also a new text before it is written)."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise PacsError(f"{path}: not valid TOML: {e}") from None
     return _Reader(path, text).nodes(data)
 
 
@@ -162,9 +208,9 @@ class _Reader:
             url = self._str(t, where, "url", None)
             if not re.match(r"^https?://[^/\s]+", url):
                 self._fail(where, "url", f"must be an http:// or https:// address, not {url!r}")
-            return WebNode(name, url.rstrip("/"), self._str(t, where, "username", ""),
-                           self._secret(t, where, "password"), self._secret(t, where, "token"),
-                           self._file(t, where, "ca_file"), timeout)
+            return WebNode(name, url.rstrip("/"), *(self._str(t, where, key, "") for key in (
+                "username", "password", "password_env", "token_env")),
+                self._file(t, where, "ca_file"), timeout)
         self._fail(where, "kind", f"must be \"dimse\" or \"dicomweb\", not {kind!r}")
 
     def _tls(self, t: dict, where: str) -> Tls | None:
@@ -226,15 +272,6 @@ class _Reader:
         if not path.is_file():
             self._fail(where, key, f"names {path}, which is not a file")
         return path
-
-    def _secret(self, t: dict, where: str, key: str) -> str | None:
-        """`key` itself (password only) or `key_env`, the environment variable holding it."""
-        if f"{key}_env" in t:
-            var = self._str(t, where, f"{key}_env", None)
-            if var not in os.environ:
-                self._fail(where, f"{key}_env", f"names ${var}, which is not set")
-            return os.environ[var]
-        return self._str(t, where, key, "") or None if key in t else None
 
     def _fail(self, where: str, key: str | None, problem: str, *,
               missing: bool = False) -> NoReturn:

@@ -33,13 +33,14 @@ STUDY_IMAGES, SERIES_IMAGES = "00201208", "00201209"
 class WebClient:
     def __init__(self, node: WebNode) -> None:
         self.node = node
+        password, token = node.secrets()
         if node.username:
-            session = create_session_from_user_pass(node.username, node.password or "")
+            session = create_session_from_user_pass(node.username, password)
         else:
             session = create_session()
         if node.ca_file:
             session.verify = str(node.ca_file)
-        headers = {"Authorization": f"Bearer {node.token}"} if node.token else None
+        headers = {"Authorization": f"Bearer {token}"} if token else None
         self.client = DICOMwebClient(node.url, session=session, headers=headers,
                                      timeout=node.timeout)
         # Three tries, 0.4 and 0.8 s apart (busy answers 429/503/504, or no connection), not the
