@@ -20,9 +20,10 @@
     password_env = "RESEARCH_PASSWORD"  # ...its password from this environment variable
     # or: token_env = "RESEARCH_TOKEN" (a bearer token); ca_file = "ca.pem"
 
-Every mistake is one `PacsError` naming the file, the key and its line. `save_nodes` writes
-the file back (the window's node editor; comments are not kept). Environment variables named
-by `password_env` / `token_env` are read only when a client is made (`WebNode.secrets`).
+Every mistake is one `PacsError` naming the file, the key and its line (`read_nodes_text`
+checks a text the same way, e.g. an edit before it is saved). Environment variables named by
+`password_env` / `token_env` are read only when a client is made (`WebNode.secrets`), so the
+file holds their names, not the secrets.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from __future__ import annotations
 import os
 import re
 import tomllib
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
 
@@ -120,29 +121,6 @@ def default_nodes_path() -> Path:
         return Path(env)
     base = Path(os.environ.get("XDG_CONFIG_HOME", Path.home() / ".config"))
     return base / "dp-glow" / "nodes.toml"
-
-
-def save_nodes(nodes: Nodes, path: Path | None = None) -> Path:
-    """Write `nodes` as a nodes file (atomically; only the keys that differ from defaults)."""
-    import tomli_w
-
-    from glow_engine.atomic import write_text_atomic
-
-    tables: dict = {"local": asdict(nodes.local), "nodes": {}}
-    for name, node in nodes.nodes.items():
-        kind = "dimse" if isinstance(node, DimseNode) else "dicomweb"
-        fields = _plain({k: v for k, v in asdict(node).items() if k != "name"})
-        tables["nodes"][name] = {"kind": kind, **fields}
-    path = path or nodes.path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(path, tomli_w.dumps(tables), overwrite=True)
-    return path
-
-
-def _plain(table: dict) -> dict:
-    """TOML values: paths as strings, unset values left out."""
-    return {k: _plain(v) if isinstance(v, dict) else str(v) if isinstance(v, Path) else v
-            for k, v in table.items() if v not in (None, "")}
 
 
 def load_nodes(path: Path | None = None) -> Nodes:
