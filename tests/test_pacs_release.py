@@ -170,3 +170,13 @@ def test_retrieved_originals_are_never_put_inside_the_output(pacs, tmp_path) -> 
         with pytest.raises(PacsError, match="inside the output folder"):
             run(tmp_path, outbox=out, **where)
     assert not list(out.rglob("*.dcm"))
+
+
+def test_unlinked_by_default(pacs, tmp_path) -> None:
+    from glow_engine.release.records import read_rows
+
+    summary, _ = run(tmp_path)
+    released = [pydicom.dcmread(p) for p in pacs.stored.values()]
+    assert len(released) == 3 and len({ds.PatientID for ds in released}) == 3
+    assert len({ds.StudyInstanceUID for ds in released}) == 3
+    assert {row["linkage"] for row in read_rows(summary.release.manifest)} == {"none"}
