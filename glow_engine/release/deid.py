@@ -6,16 +6,17 @@ from an allow-list, so no attribute of the source can slip through by being over
 (private tags, free text, sequences, overlays, dates and UIDs are simply never copied).
 What the profile would "replace" is filled in as follows:
 
-* PatientName, PatientID, StudyInstanceUID, SeriesInstanceUID: keyed pseudonyms, or none of
-  the source's at all, as the officer chooses (`LINKAGES`, recorded in the manifest and the
+* PatientName, PatientID, StudyInstanceUID: keyed pseudonyms, or nothing of the source's
+  at all, as the officer chooses (`LINKAGES`, recorded in the manifest and the
   report). With linkage "patient" they are HMAC-SHA256 values under a key the caller derives
   from the privacy ledger's secret salt and the release's destination (`link_key`): the
   images of one patient (one study) released to one destination share a pseudonym (a study
   UID), which nobody without the ledger can recompute from a PatientID or a UID. With "none"
   every image gets fresh random values: nothing in the header links two images. The
   pseudonym is the same string for PatientName and PatientID, "ANON-" and 16 hex digits: no
-  name list, nothing of the source's sex, age, name or format. The series is new for each
-  study in each run; the SOP Instance UID (also MediaStorageSOPInstanceUID) is random.
+  name list, nothing of the source's sex, age, name or format. The SeriesInstanceUID is new
+  for each study in each run (keyed by the run's secret); the SOP Instance UID (also
+  MediaStorageSOPInstanceUID) is random.
 * Dates, times, accession number, study id, referring physician, sex: zero-length (type 2);
   age and everything else: absent.
 * Kept from the source only when the value is one of DICOM's defined terms listed in
