@@ -27,6 +27,7 @@ from glow_engine.atomic import write_atomic, write_text_atomic
 from glow_engine.errors import UserError
 from glow_engine.flow import Glow, GlowConfig
 from glow_engine.ood import OODReference
+from glow_engine.reading import MiB, ReadError, check_file, read_text
 
 FORMAT = "dp-glow-model"
 FORMAT_VERSION = 1
@@ -34,6 +35,7 @@ WEIGHTS_NAME = "weights.safetensors"
 META_NAME = "model.json"
 META_KEY = "dpglow"
 DEGENERATE_SHARE = 0.01  # of latent elements with zero range; trained models have none
+MAX_MODEL_BYTES = 4096 * MiB  # the shipped 256x256 models are tens of MiB
 
 
 class ModelFileError(UserError, ValueError):
@@ -139,14 +141,16 @@ def _read(path: Path) -> tuple[dict[str, np.ndarray], dict]:
         raise ModelFileError(f"Model not found: {path}")
     weights = path / WEIGHTS_NAME if path.is_dir() else path
     if path.is_dir():
-        missing = [n for n in (WEIGHTS_NAME, META_NAME) if not (path / n).is_file()]
+        missing = [n for n in (WEIGHTS_NAME, META_NAME) if not (path / n).exists()]
         if missing:
             raise ModelFileError(f"Model {path.name} is incomplete: {' and '.join(missing)} "
                                  f"{'is' if len(missing) == 1 else 'are'} missing")
     try:
+        check_file(weights, what="model weights", limit=MAX_MODEL_BYTES)  # not a named pipe
         tensors = load_file(str(weights))
         if path.is_dir():
-            meta = json.loads((path / META_NAME).read_text())
+            meta = json.loads(read_text(path / META_NAME, what="model metadata",
+                                        limit=MAX_MODEL_BYTES))
         else:
             with safe_open(str(weights), framework="np") as f:
                 header = f.metadata() or {}
@@ -156,6 +160,8 @@ def _read(path: Path) -> tuple[dict[str, np.ndarray], dict]:
             meta = json.loads(header[META_KEY])
     except ModelFileError:
         raise
+    except ReadError as e:
+        raise ModelFileError(str(e)) from None
     except (SafetensorError, OSError, ValueError, json.JSONDecodeError) as e:
         raise ModelFileError(f"Model {path.name} is damaged or truncated ({e})") from None
     if not isinstance(meta, dict):

@@ -811,3 +811,79 @@ def test_a_killed_run_is_settled_by_the_next_one(corpus, tmp_path, capsys, point
     assert "reserved" not in statuses and statuses.count("written") == 3
     assert statuses.count("failed") == (point == "during-write")  # the draw may have happened
     assert not list((tmp_path / "ledger.runs").iterdir())  # every run's lock file is gone
+
+
+# --------------------------------------------------------------------------- names and lists
+
+
+def test_file_and_folder_names_that_are_not_utf8(corpus, tmp_path, capsys) -> None:
+    if sys.platform == "win32" or sys.getfilesystemencoding() != "utf-8":
+        pytest.skip("needs a POSIX file system that takes any bytes as a name")
+    folder = Path(os.fsdecode(bytes(tmp_path) + b"/in\xff\xfe"))
+    write_png(folder / os.fsdecode(b"r\xe9sum\xe9.png"), tiny_images(1, seed=3)[0])
+    shutil.copy(corpus / "good" / "a.png", folder / "plain.png")
+    code, out, err = cli(capsys, *privatize_args(corpus, tmp_path, folder, "--e-px", "10"))
+    assert_clean_answer(corpus, tmp_path, code, out, err, 0, "")
+    assert "written 2" in out
+    rows = records.read_rows(tmp_path / "ledger.record.csv")
+    assert sum(row["status"] == "written" for row in rows) == 2  # the record stays readable
+    code, out, err = cli(capsys, *privatize_args(corpus, tmp_path, folder, "--e-px", "10"))
+    assert code == 0 and "done earlier 2" in out  # and a re-run finds both
+
+
+@pytest.mark.parametrize("content", [b"path\ngood/a.png\nbad\x00name.png\n",
+                                     b"path,patient_id\ngood/a.png,P\x001\n",
+                                     b"\x00\x00\x00\x00"])
+def test_a_csv_list_with_a_nul_byte_is_one_clear_error(corpus, tmp_path, capsys,
+                                                       content: bytes) -> None:
+    listing = tmp_path / "list.csv"
+    listing.write_bytes(content)
+    shutil.copytree(corpus / "good", tmp_path / "good")
+    code, out, err = cli(capsys, *privatize_args(corpus, tmp_path, listing, "--e-px", "10"))
+    assert_clean_answer(corpus, tmp_path, code, out, err, 2, "NUL")
+
+
+# --------------------------------------------------------------------------- guarded reads
+# Every file the program reads goes through one guarded open (glow_engine.reading): a named
+# pipe in place of any of them is one clear error, never a hang.
+
+
+def _fifo(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.mkfifo(path)
+    return path
+
+
+def test_a_named_pipe_in_place_of_any_input_file_is_refused(corpus, tmp_path) -> None:
+    pipes = tmp_path / "pipes"
+    model_dir = Path(shutil.copytree(corpus / "model", pipes / "model_dir"))
+    (model_dir / "weights.safetensors").unlink()
+    _fifo(model_dir / "weights.safetensors")
+    ledger_with_pipe_key = pipes / "keyed" / "ledger.sqlite"
+    Ledger(ledger_with_pipe_key).close()
+    (pipes / "keyed" / "ledger.key.json").unlink()
+    _fifo(pipes / "keyed" / "ledger.key.json")
+    good = corpus / "good"
+    private = tmp_path / "private"
+    runs = {
+        "csv list": ["privatize", _fifo(pipes / "list.csv"), "--e-px", "10", "--out",
+                     tmp_path / "out", "--ledger", private / "l.sqlite", "--no-progress"],
+        "model file": ["info", _fifo(pipes / "model.safetensors")],
+        "model folder": ["info", model_dir],
+        "privatize --model": ["privatize", good, "--e-px", "10", "--model",
+                              pipes / "model.safetensors", "--out", tmp_path / "out",
+                              "--ledger", private / "l.sqlite", "--no-progress"],
+        "ledger": ["ledger", _fifo(pipes / "ledger.sqlite")],
+        "ledger key file": ["ledger", ledger_with_pipe_key],
+    }
+    for what, argv in runs.items():
+        done = run_isolated(*argv)
+        assert done.returncode == 2, (what, done.stderr)
+        assert len(done.stderr.splitlines()) == 1, (what, done.stderr)
+        assert "not a regular file" in done.stderr and "Traceback" not in done.stderr, what
+    nodes = subprocess.run(
+        [sys.executable, "-c", "import sys; from glow_engine.pacs.nodes import load_nodes; "
+         "from pathlib import Path\ntry: load_nodes(Path(sys.argv[1]))\n"
+         "except Exception as e: print(type(e).__name__, e)", _fifo(pipes / "nodes.toml")],
+        capture_output=True, text=True, timeout=DEADLINE_S)
+    assert nodes.stdout.startswith("PacsError") and "not a regular file" in nodes.stdout

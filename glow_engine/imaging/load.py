@@ -3,10 +3,7 @@ the Pillow or the DICOM decoder. The input file is only ever read."""
 
 from __future__ import annotations
 
-import errno
 import hashlib
-import os
-import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -16,6 +13,7 @@ import numpy as np
 from glow_engine.imaging.dicom import DICOM_SUFFIXES, load_dicom, looks_like_dicom
 from glow_engine.imaging.errors import ImageLoadError, describe
 from glow_engine.imaging.pillow import load_pillow
+from glow_engine.reading import ReadError, read_bytes
 
 if TYPE_CHECKING:
     import pydicom
@@ -83,35 +81,12 @@ def load_image(path: str | Path, *, max_pixels: int = 100_000_000) -> LoadedImag
 
 
 def _read_bytes(path: Path) -> bytes:
-    """Read the whole file once: the hash and the decoder then see the very same bytes.
-
-    Opened without blocking and checked before reading: only a regular file of at most
-    MAX_FILE_BYTES is read (a named pipe would block forever, /dev/zero never ends)."""
-    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+    """Read the whole file once, guarded (glow_engine.reading): the hash and the decoder then
+    see the very same bytes."""
     try:
-        fd = os.open(path, flags)
-    except OSError as exc:
-        raise ImageLoadError(path, _open_failure(exc)) from None
-    info = os.fstat(fd)
-    if not stat.S_ISREG(info.st_mode):
-        os.close(fd)
-        raise ImageLoadError(path, "is a folder, not a file" if stat.S_ISDIR(info.st_mode) else
-                             "not a regular file (a named pipe, device or socket); nothing "
-                             "was read")
-    with os.fdopen(fd, "rb") as fh:
-        try:
-            data = fh.read(MAX_FILE_BYTES + 1)
-        except OSError as exc:
-            raise ImageLoadError(path, f"cannot read the file ({exc.strerror or exc})") from None
-    if max(info.st_size, len(data)) > MAX_FILE_BYTES:
-        raise ImageLoadError(path, f"the file is larger than {MAX_FILE_BYTES >> 20:,} MiB")
+        data = read_bytes(path, what="image", limit=MAX_FILE_BYTES)
+    except ReadError as e:
+        raise ImageLoadError(path, e.reason) from None
     if not data:
         raise ImageLoadError(path, "the file is empty (0 bytes)")
     return data
-
-
-def _open_failure(exc: OSError) -> str:
-    reasons = {errno.ENOENT: "file not found", errno.EISDIR: "is a folder, not a file",
-               errno.EACCES: "permission denied", errno.ELOOP: "a symbolic link loop",
-               errno.ENAMETOOLONG: "the file name is too long"}
-    return reasons.get(exc.errno or 0, f"cannot read the file ({exc.strerror or exc})")

@@ -126,7 +126,7 @@ def default_nodes_path() -> Path:
 def load_nodes(path: Path | None = None) -> Nodes:
     path = path or default_nodes_path()
     try:
-        if not path.is_file():
+        if not path.exists():
             raise PacsError(f"no nodes file at {path}: write one (README: 'PACS') or give "
                             "--nodes FILE")
         text = read_text(path, what="nodes file", limit=MiB)  # guarded: never a named pipe

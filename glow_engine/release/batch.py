@@ -37,6 +37,7 @@ import hashlib
 import hmac
 import json
 import math
+import os
 import secrets
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -482,7 +483,8 @@ def _prepare_out(out_dir: Path) -> Path:
 def _ordered(sources: list[Source], secret: str) -> list[Source]:
     """A secret, deterministic order: the same on every rank, unrelated to the names."""
     def key(source: Source) -> str:
-        return hmac.new(secret.encode(), str(source.path).encode(), hashlib.sha256).hexdigest()
+        # fsencode: a name need not be valid UTF-8 (any bytes on POSIX)
+        return hmac.new(secret.encode(), os.fsencode(source.path), hashlib.sha256).hexdigest()
     return sorted(sources, key=key)
 
 

@@ -4,14 +4,17 @@ a CSV list may give, and what was skipped on the way (with why)."""
 from __future__ import annotations
 
 import csv
+import io
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from glow_engine.errors import UserError
 from glow_engine.imaging.discovery import scan_images
+from glow_engine.reading import MiB, read_text
 
 PATIENT_COLUMN = "patient_id"
+MAX_LIST_BYTES = 64 * MiB  # a list of a million paths is far smaller
 
 
 @dataclass(frozen=True)
@@ -62,12 +65,15 @@ def read_csv_list(path: Path) -> list[Source]:
     """Image paths from a CSV: the column "path" (or the first column), and the patient id
     from a "patient_id" column where there is one; relative paths are relative to the CSV's
     folder."""
+    text = read_text(path, what="input list", limit=MAX_LIST_BYTES, encoding="utf-8-sig")
+    if "\x00" in text:  # no path or patient id holds one: a binary file, not a list
+        raise UserError(f"cannot read the input list {path}: it holds a NUL character (it is "
+                        "not a text list)")
     try:
-        with path.open(newline="", encoding="utf-8-sig") as fh:
-            rows = [row for row in csv.reader(fh) if row and any(cell.strip() for cell in row)]
-    except (OSError, UnicodeDecodeError, csv.Error) as e:
-        raise UserError(f"cannot read the input list {path}: {getattr(e, 'strerror', None) or e}"
-                        ) from None
+        rows = [row for row in csv.reader(io.StringIO(text, newline=""))
+                if row and any(cell.strip() for cell in row)]
+    except csv.Error as e:
+        raise UserError(f"cannot read the input list {path}: {e}") from None
     if not rows:
         return []
     header = [cell.strip().lower() for cell in rows[0]]

@@ -43,6 +43,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from glow_engine.errors import UserError
+from glow_engine.reading import ReadError, check_file
 from glow_engine.release import ledger_chain as chain
 
 SCHEMA_VERSION = 3
@@ -147,16 +148,17 @@ class Ledger:
         a new, empty ledger (reports must not invent one at a mistyped path). LedgerTampered
         if it does not verify, LedgerError if it cannot be used."""
         self.path = Path(path)
-        if not create and not self.path.is_file():
-            raise LedgerError(f"there is no ledger at {self.path}" + (
-                " (it is a folder)" if self.path.is_dir() else ""))
+        if not create and not os.path.lexists(self.path):
+            raise LedgerError(f"there is no ledger at {self.path}")
         try:
+            if os.path.lexists(self.path):  # SQLite would open a named pipe and wait
+                check_file(self.path, what="privacy ledger")
             self.path.parent.mkdir(parents=True, exist_ok=True)
             # autocommit mode: transactions are explicit (BEGIN IMMEDIATE) where they matter
             self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-        except (sqlite3.Error, OSError) as e:
-            raise LedgerError(f"cannot use the privacy ledger {self.path}: "
-                              f"{getattr(e, 'strerror', None) or e}") from None
+        except (sqlite3.Error, OSError, ReadError) as e:
+            reason = e.reason if isinstance(e, ReadError) else getattr(e, 'strerror', None) or e
+            raise LedgerError(f"cannot use the privacy ledger {self.path}: {reason}") from None
         self.journal: chain.Journal | None = None
         try:
             self._check_layout()  # before WAL mode: a file we refuse is left as it was

@@ -24,12 +24,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import os
 import secrets
 import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from glow_engine.atomic import write_text_atomic
+from glow_engine.reading import MiB, ReadError, read_text
 
 JOURNAL = "CREATE TABLE journal (id INTEGER PRIMARY KEY, entry TEXT NOT NULL, mac TEXT NOT NULL)"
 GENESIS = "0" * 64  # the MAC "before" the first entry
@@ -58,15 +60,17 @@ class KeyFile:
 
     @classmethod
     def load(cls, path: Path) -> KeyFile:
+        if not os.path.lexists(path):
+            raise ChainBroken(f"its key file {path} is missing, so its history cannot be "
+                              "verified")
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
+            data = json.loads(read_text(path, what="ledger key file", limit=MiB))
             return cls(path, bytes.fromhex(data["key"]), tuple(data["head"]),  # type: ignore[arg-type]
                        tuple(data["before"]))  # type: ignore[arg-type]
-        except FileNotFoundError:
-            raise ChainBroken(f"its key file {path} is missing, so its history cannot be "
-                              "verified") from None
-        except (OSError, ValueError, KeyError, TypeError) as e:
-            raise ChainBroken(f"its key file {path} is unreadable or damaged ({e})") from None
+        except ReadError as e:
+            raise ChainBroken(f"its key file {path} cannot be read ({e.reason})") from None
+        except (ValueError, KeyError, TypeError) as e:
+            raise ChainBroken(f"its key file {path} is damaged ({e})") from None
 
     def save(self, head: Head, before: Head) -> None:
         self.head, self.before = head, before

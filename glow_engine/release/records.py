@@ -103,7 +103,8 @@ def append_rows(path: Path, fields: tuple[str, ...], rows: Iterable[dict], what:
             elif os.lseek(fd, -1, os.SEEK_END) >= 0 and os.read(fd, 1) != b"\n":
                 text.write("\n")  # end a row a crash cut short, so ours start on a new line
             writer.writerows(rows)
-            data = text.getvalue().encode("utf-8")
+            # a source's name need not be valid UTF-8: its odd bytes are written as \udcXX
+            data = text.getvalue().encode("utf-8", "backslashreplace")
             while data:
                 data = data[os.write(fd, data):]
             os.fsync(fd)
