@@ -14,10 +14,10 @@ models are the shipped pair; --synthetic builds an untrained pair of the shipped
 model's architecture (read from its model.json), which costs exactly as much to run.
 
 --release-images N releases a folder of N 1024x1024 PNGs (into a fresh folder and ledger
-each time) three ways: alone, one image per batch (the window's setting, so Cancel is
-honoured between images); alone, eight per batch (`dpglow privatize`'s default); and one per
-batch while the slider moves as above. Reported: images per second of each, and the slider's
-latency during the third.
+each time, after one warm-up release) three ways: alone, one image per batch (the window's
+setting, so Cancel is honoured between images); alone, eight per batch (`dpglow privatize`'s
+default); and one per batch while the slider moves as above (on a fresh preview draw).
+Reported: images per second of each, and the slider's latency during the third.
 """
 
 from __future__ import annotations
@@ -38,12 +38,12 @@ import numpy as np
 from PySide6.QtCore import QEvent, QEventLoop, QObject, QSettings, QTimer
 from PySide6.QtWidgets import QApplication
 
+from app.core.budget_scale import e_px_to_position
 from app.core.messages import Answer, FolderRelease, Kind, Request
 from app.core.state import Aspect
 from app.engine import release as release_job
 from app.engine.session import Session
 from app.qt.collector import collect_on_gui_thread
-from app.qt.controls import e_px_to_position
 from app.qt.main_window import MainWindow, ModelPaths
 from app.qt.theme import configure_plots
 from app.qt.worker import engine_thread_count
@@ -176,6 +176,13 @@ def bench_slider(app, window, clock, changes: int, until=lambda: False) -> list[
     return times
 
 
+def fresh_draw(app, window: MainWindow) -> None:
+    """A new preview draw: the slider's positions repeat from run to run, and its previews
+    would otherwise come from the session's cache."""
+    window.state.new_noise()
+    wait(app, lambda: not window.state.waiting(Kind.RENDER), "the new draw")
+
+
 def release_images(root: Path, n: int) -> Path:
     from glow_engine.imaging.write import save_png
 
@@ -205,6 +212,8 @@ def bench_release(app, window, clock, folder: Path, tmp: Path, changes: int) -> 
     """Images per second of a folder release alone (1 and 8 per batch) and while the slider
     moves, and the slider's latency meanwhile."""
     out: dict[str, object] = {}
+    warm = start_release(window, folder, tmp / "warm-up")  # the release lane's first run
+    wait(app, lambda: released(window, warm), "the warm-up release")
     for run, batch, slider in (("alone_1_per_batch", 1, False),
                                ("alone_8_per_batch", 8, False),
                                ("with_slider_1_per_batch", 1, True)):
@@ -212,6 +221,7 @@ def bench_release(app, window, clock, folder: Path, tmp: Path, changes: int) -> 
         t0 = time.perf_counter()
         rid = start_release(window, folder, tmp / run)
         if slider:
+            fresh_draw(app, window)
             out["slider_during_release"] = summary(
                 bench_slider(app, window, clock, changes, lambda r=rid: released(window, r)))
         wait(app, lambda r=rid: released(window, r), "the folder release")

@@ -1,8 +1,18 @@
 """The viewer's Qt-free view logic (app.core), without Qt: which lane runs which request,
-a long job's progress and Cancel, what a folder release did in the officer's words."""
+a long job's progress and Cancel, what a folder release did in the officer's words, the
+budget slider's scale and presets, the panes' keys and labels."""
 
 from __future__ import annotations
 
+import math
+
+from app.core.budget_scale import (
+    SLIDER_INF,
+    block_sides,
+    budget_presets,
+    e_px_to_position,
+    position_to_e_px,
+)
 from app.core.jobs import JobControl
 from app.core.lanes import Lane, heard_from, lanes_of
 from app.core.messages import Kind
@@ -40,3 +50,18 @@ def test_the_summary_says_what_was_released_and_what_was_not_started() -> None:
                                       "skipped": 3}, cancelled=False))
     assert "Released 2 of 4 images" in mixed and "nothing spent again" in mixed
     assert "Refused" in mixed or "refused" in mixed
+
+
+def test_slider_axis() -> None:
+    assert position_to_e_px(0) == 1e-6 and position_to_e_px(400) == 0.01
+    assert position_to_e_px(1000) == 10_000 and math.isinf(position_to_e_px(SLIDER_INF))
+    for e_px in (1e-6, 1e-4, 0.1, 1, 10, 100, 1000, 10_000, math.inf):
+        assert position_to_e_px(e_px_to_position(e_px)) == e_px
+
+
+def test_presets_and_block_sides_follow_the_resolution() -> None:
+    at_256 = dict((text, e_px) for text, e_px in budget_presets(256))
+    assert at_256["Total ε = 1 for the whole image"] * 256 * 256 == 1.0
+    assert math.isinf(at_256["∞: no noise (no privacy)"])
+    assert not any(text.startswith("Total") for text, _ in budget_presets(None))
+    assert block_sides(256) == [2, 4, 8, 16, 32] and block_sides(48) == [2, 4, 8, 16]

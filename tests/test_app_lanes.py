@@ -14,8 +14,8 @@ from test_app_support import TIMEOUT_MS, Gate, write_png
 pytest.importorskip("pytestqt")
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
+from app.core.budget_scale import position_to_e_px
 from app.core.messages import Kind
-from app.qt.controls import position_to_e_px
 
 
 def a_folder(root, n: int):

@@ -27,11 +27,20 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.core.budget_scale import (
+    SLIDER_INF,
+    SLIDER_MAX,
+    STEPS_PER_DECADE,
+    TICKS,
+    block_sides,
+    budget_presets,
+    e_px_to_position,
+    position_to_e_px,
+)
 from app.core.state import MECHANISMS, Aspect, ViewState
 from glow_engine.budget import (
     E_PX_MAX,
     E_PX_MIN,
-    e_px_for_total,
     format_e_px,
     parse_e_px,
     refusal,
@@ -40,32 +49,17 @@ from glow_engine.choices import DEFAULT_ALPHA, DPGLOW_MODES
 from glow_engine.mechanism_specs import spec_of
 from glow_engine.privacy_statement import Statement, measured, scientific, statement
 
-STEPS_PER_DECADE = 100
-SLIDER_MAX = round(STEPS_PER_DECADE * math.log10(E_PX_MAX / E_PX_MIN))  # e_px = 10^4
-SLIDER_INF = SLIDER_MAX + 45  # the infinity end stop, set apart from the finite axis
-TICKS = {0: "10⁻⁶", 200: "10⁻⁴", 400: "0.01", 600: "1", 800: "100", SLIDER_INF: "∞"}
 MODE_LABELS = {"paper": "as published (paper)", "tight": "tight: less noise, same ε"}
 MODE_TIP = ("Sensitivity S of the Laplace noise b = S / e_px in the latent space.\n"
             "paper: S = Δ, the calibrated latent range, as published.\n"
             "tight: S = w = α·Δ, the clip box's width: a valid sensitivity bound that uses "
             "1/α times less noise for the same ε.")
-BLOCK_SIDES = (2, 4, 8, 16, 32)  # DP-Pix's block sides on offer, where they divide R
 BLOCK_TIP = ("DP-Pix: the side b (pixels) of the blocks whose means get the noise. The same "
              "ε spread over fewer, larger blocks: less noise on each, a coarser picture "
              "(Fan 2018; PriCheXy-Net used b = 8).")
 
 
-def position_to_e_px(position: int) -> float:
-    """Slider position -> e_px, rounded to 3 significant digits so the field reads well."""
-    if position > SLIDER_MAX:
-        return math.inf
-    return float(f"{E_PX_MIN * 10 ** (position / STEPS_PER_DECADE):.3g}")
 
-
-def e_px_to_position(e_px: float) -> int:
-    if math.isinf(e_px):
-        return SLIDER_INF
-    return round(STEPS_PER_DECADE * math.log10(min(max(e_px, E_PX_MIN), E_PX_MAX) / E_PX_MIN))
 
 
 class TickLabels(QWidget):
@@ -306,21 +300,9 @@ class EpsilonControl(QGroupBox):
 
 def show_blocks(box: QComboBox, resolution: int | None, block: int) -> None:
     """DP-Pix's block sides that divide the model's resolution, `block` chosen."""
-    sides = [b for b in BLOCK_SIDES if resolution is None or resolution % b == 0]
+    sides = block_sides(resolution)
     if [box.itemData(i) for i in range(box.count())] != sides:
         box.clear()
         for side in sides:
             box.addItem(f"{side}×{side}", side)
     box.setCurrentIndex(box.findData(block))
-
-
-def budget_presets(resolution: int | None) -> list[tuple[str, float]]:
-    """The budgets a privacy review asks about, as (menu text, e_px)."""
-    presets = []
-    if resolution:
-        for total in (1.0, 10.0):
-            presets.append((f"Total ε = {total:g} for the whole image",
-                            e_px_for_total(total, resolution)))
-    presets += [(f"ε per pixel = {e_px:g}", e_px) for e_px in (0.1, 1.0, 10.0, 100.0, 1000.0)]
-    presets.append(("∞: no noise (no privacy)", math.inf))
-    return presets
