@@ -887,3 +887,32 @@ def test_a_named_pipe_in_place_of_any_input_file_is_refused(corpus, tmp_path) ->
          "except Exception as e: print(type(e).__name__, e)", _fifo(pipes / "nodes.toml")],
         capture_output=True, text=True, timeout=DEADLINE_S)
     assert nodes.stdout.startswith("PacsError") and "not a regular file" in nodes.stdout
+
+
+# --------------------------------------------------------------------------- torchrun
+
+
+def test_a_stray_rank_never_skips_inputs(corpus, tmp_path) -> None:
+    env = {"RANK": "1", "WORLD_SIZE": "2"}  # left in a shell; torchrun did not start us
+    done = subprocess.run([sys.executable, "-m", "glow_engine.cli",
+                           *map(str, privatize_args(corpus, tmp_path, corpus / "good",
+                                                    "--e-px", "10"))],
+                          capture_output=True, text=True, timeout=DEADLINE_S,
+                          env=dict(os.environ, OMP_NUM_THREADS="1", **env))
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.startswith("warning: ignoring RANK=1 WORLD_SIZE=2")
+    assert "written 2" in done.stdout  # both inputs, not every other one
+
+
+def test_a_torchrun_rank_whose_partners_never_come_gets_a_deadline(corpus, tmp_path) -> None:
+    env = {"RANK": "0", "WORLD_SIZE": "2", "LOCAL_RANK": "0", "LOCAL_WORLD_SIZE": "2",
+           "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29517", "TORCHELASTIC_RUN_ID": "t",
+           "DPGLOW_RENDEZVOUS_TIMEOUT": "5"}
+    done = subprocess.run([sys.executable, "-m", "glow_engine.cli",
+                           *map(str, privatize_args(corpus, tmp_path, corpus / "good",
+                                                    "--e-px", "10"))],
+                          capture_output=True, text=True, timeout=DEADLINE_S,
+                          env=dict(os.environ, OMP_NUM_THREADS="1", **env))
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert done.stderr.startswith("error: the torchrun ranks did not all join within 5 s")
+    assert_untouched(corpus, tmp_path)

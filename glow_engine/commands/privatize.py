@@ -13,7 +13,7 @@ from tqdm import tqdm
 
 from glow_engine.budget import BudgetError, parse_e_px
 from glow_engine.choices import DEFAULT_ALPHA, DEFAULT_BLOCK, DPGLOW_MODES, RELEASE_FORMATS
-from glow_engine.device import pick_device
+from glow_engine.device import pick_device, torchrun_ranks
 from glow_engine.errors import UserError
 from glow_engine.imaging.errors import MIN_SIDE
 from glow_engine.mechanism_specs import MECHANISM_SPECS, spec_of
@@ -99,7 +99,8 @@ def _e_px(text: str) -> float:
 def run(args: argparse.Namespace) -> int:
     ledger_path = args.ledger or default_ledger_path()
     check_private_locations(args.out, ledger_path)  # before the ledger file is made
-    rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    ranks = torchrun_ranks()  # a stray RANK outside torchrun is ignored, with a warning
+    rank, world = ranks.rank, ranks.world
     mech = mechanism_of(args, world)
     opts = ReleaseOptions(e_px=args.e_px, out_dir=args.out, fmt=args.fmt, size=args.size,
                           keep_aspect=args.keep_aspect, force_budget=args.force,

@@ -50,6 +50,7 @@ from pydicom.dataset import Dataset
 
 from glow_engine.budget import total_epsilon
 from glow_engine.choices import RELEASE_FORMATS
+from glow_engine.device import rendezvous_timeout
 from glow_engine.errors import UserError
 from glow_engine.imaging import LoadedImage, load_image
 from glow_engine.imaging.errors import MIN_SIDE
@@ -242,7 +243,13 @@ def _process_group() -> ModuleType:
     import torch.distributed as dist
 
     if not dist.is_initialized():
-        dist.init_process_group("gloo")  # CPU collectives: work with or without GPUs
+        timeout = rendezvous_timeout()
+        try:  # CPU collectives: work with or without GPUs
+            dist.init_process_group("gloo", timeout=timeout)
+        except Exception as e:  # a rank that never came, an address nobody listens on
+            raise UserError(f"the torchrun ranks did not all join within "
+                            f"{timeout.total_seconds():g} s (DPGLOW_RENDEZVOUS_TIMEOUT): "
+                            f"{_text(e)}") from None
     return dist
 
 
