@@ -37,7 +37,7 @@ T = TypeVar("T")
 
 # The viewer's "New sample" draws at this temperature: lower ones give pictures far simpler
 # than any chest X-ray, and 1 now and then a broken one (the shipped mixture model's card,
-# "Samples", has the counts).
+# "Synthetic samples", has the counts).
 SAMPLE_TEMPERATURE = 0.9
 # Bins of the score histograms over the validation scores' range: about 0.1 bits/dim with
 # the shipped models.

@@ -16,7 +16,6 @@ import sys
 from pathlib import Path
 
 ENV_VAR = "DPGLOW_RESOURCES"
-DEFAULT_MODELS = ("mixture", "normal")
 VALIDATION_SCORES_NAME = "reference_scores.json"  # the default models' validation scores
 RISK_CARD_NAME = "risk_card.json"  # their measured risk table (glow_engine.risk_card)
 # The documents a privacy officer or radiologist reads in the app (Help menu), by title.

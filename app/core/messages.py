@@ -260,6 +260,7 @@ class ModelsInfo:
     mixture_sha: str
     resolution: int
     device: str
+    histogram_bins: int  # of the validation scores' histograms (ModelPair.histogram_bins)
     normal_path: Path | None = None  # without it there is no anomaly ratio, only bits/dim
     mixture_meta: dict = field(default_factory=dict)
     normal_meta: dict = field(default_factory=dict)
@@ -267,8 +268,9 @@ class ModelsInfo:
     # The validation normals' and abnormals' scores made with exactly these two models
     # (glow_engine.validation_scores), or None: no such file, or one made with other models.
     reference: ValidationScores | None = None
-    # The re-identification and utility measured with exactly these two models (the risk
-    # card, glow_engine.risk_card), or None: what the privacy statement quotes.
+    # The re-identification and utility measured with this mixture model (the risk card,
+    # glow_engine.risk_card, found by glow_engine.model_pair's rule), or None: what the
+    # privacy statement quotes.
     risk_card: RiskCard | None = None
 
 

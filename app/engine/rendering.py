@@ -35,11 +35,8 @@ from glow_engine.anomaly import AnomalyScorer
 from glow_engine.flow.glow import model_to_pixels
 from glow_engine.imaging.frame import from_square
 from glow_engine.mechanisms import preview_noise
-from glow_engine.modelfile import LoadedModel
+from glow_engine.model_pair import ModelPair
 from glow_engine.overlays import contrast_kept, similarity
-
-# The temperature of a synthetic sample: why 0.9 for the shipped pair is in its model card.
-SAMPLE_TEMPERATURE = 0.9
 
 # How many of each are kept (least recently used evicted first).
 _CACHE_NOISE = 2 * len(MECHANISMS)  # each mechanism's current draw and the one before
@@ -50,9 +47,9 @@ _CACHE_PREVIEWS = 128  # 256 KB each at 256x256 (float32): 32 MB
 class Rendering:
     """Previews, preview noise and scores; cleared with the models."""
 
-    def __init__(self, inputs: Inputs, model: Callable[[], LoadedModel],
+    def __init__(self, inputs: Inputs, pair: Callable[[], ModelPair],
                  scorer: Callable[[], AnomalyScorer | None]) -> None:
-        self._inputs, self._model, self._scorer = inputs, model, scorer
+        self._inputs, self._pair, self._scorer = inputs, pair, scorer
         self._noise: LRU[tuple, torch.Tensor] = LRU(_CACHE_NOISE)  # mechanism, draw, size
         self._scores: LRU[str, Any] = LRU(_CACHE_SCORES)  # frame digest -> Score
         # input, mechanism, budget, draw, clip -> preview frame
@@ -68,9 +65,10 @@ class Rendering:
 
     @torch.inference_mode()
     def sample(self, request: SampleRequest) -> Source:
-        flow = self._model().flow
+        pair = self._pair()
         generator = torch.Generator().manual_seed(request.seed)
-        x = flow.sample(1, temperature=SAMPLE_TEMPERATURE, generator=generator)
+        x = pair.mixture.flow.sample(1, temperature=pair.sample_temperature,
+                                     generator=generator)
         pixels = model_to_pixels(x)[0, 0].float().cpu().numpy()
         return Source(pixels, "Synthetic sample", request.id,
                       note="drawn from the model: no patient data")
@@ -111,7 +109,7 @@ class Rendering:
     def _unit_noise(self, name: str, seed: int) -> torch.Tensor:
         """`name`'s preview draw of one image, from its own stream: drawn once, rescaled by
         every slider position."""
-        n = self._model().resolution ** 2
+        n = self._pair().resolution ** 2
         return self._noise.get((name, seed, n),
                                lambda: preview_noise(1, n, self._streams[name] + seed))
 

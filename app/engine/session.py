@@ -11,10 +11,7 @@ had before.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from functools import singledispatchmethod
-from pathlib import Path
-from typing import Any
 
 import torch
 
@@ -51,13 +48,10 @@ from app.engine import files, ledger
 from app.engine.inputs import Inputs
 from app.engine.release import Releases
 from app.engine.rendering import Rendering
-from glow_engine.anomaly import AnomalyScorer
 from glow_engine.device import describe, pick_device
 from glow_engine.errors import UserError
+from glow_engine.model_pair import ModelPair
 from glow_engine.modelfile import LoadedModel, load_model
-from glow_engine.resources import VALIDATION_SCORES_NAME, resource_path
-from glow_engine.risk_card import RISK_CARD_NAME, load_risk_card
-from glow_engine.validation_scores import load_validation_scores
 
 
 class Session:
@@ -66,11 +60,10 @@ class Session:
     def __init__(self, device: str = "auto", control: JobControl | None = None) -> None:
         self._device_pref = device
         self.device: torch.device | None = None
-        self.mixture: LoadedModel | None = None
-        self.normal: LoadedModel | None = None
-        self.scorer: AnomalyScorer | None = None
+        self.pair: ModelPair | None = None
         self.inputs = Inputs(self._model)
-        self.rendering = Rendering(self.inputs, self._model, lambda: self.scorer)
+        self.rendering = Rendering(self.inputs, self._pair,
+                                   lambda: None if self.pair is None else self.pair.scorer)
         self.releases = Releases(self.inputs, control or JobControl())
 
     # ----------------------------------------------------------------- dispatch
@@ -108,7 +101,7 @@ class Session:
 
     @answer.register
     def _thumb(self, request: ThumbRequest) -> Thumb:
-        return files.thumb(request, self.scorer)
+        return files.thumb(request, None if self.pair is None else self.pair.scorer)
 
     @answer.register
     def _list_folder(self, request: FolderRequest) -> FolderListing:
@@ -144,41 +137,25 @@ class Session:
         if mixture.calibration is None:
             raise UserError(f"Model {request.mixture.name} has no latent calibration, so "
                             "DP-GLOW cannot privatise with it (run `dpglow calibrate` on it).")
-        normal = scorer = None
-        if request.normal is not None:
-            normal = load_model(request.normal, device)
-            scorer = AnomalyScorer(normal, mixture)
-        self.device, self.mixture, self.normal, self.scorer = device, mixture, normal, scorer
+        pair = ModelPair(mixture, None if request.normal is None
+                         else load_model(request.normal, device))
+        self.device, self.pair = device, pair
         self.inputs.clear()
         self.rendering.clear()
+        normal = pair.normal
         return ModelsInfo(
             request_id=request.id, mixture_path=request.mixture, mixture_sha=mixture.sha256,
             resolution=mixture.resolution, device=describe(device),
             normal_path=request.normal, mixture_meta=dict(mixture.meta),
             normal_meta={} if normal is None else dict(normal.meta),
             normal_sha=None if normal is None else normal.sha256,
-            reference=None if normal is None else _beside_models(
-                request.mixture, VALIDATION_SCORES_NAME,
-                lambda path: load_validation_scores(path, mixture.sha256, normal.sha256)),
-            risk_card=None if normal is None else _beside_models(
-                request.mixture, RISK_CARD_NAME,
-                lambda path: load_risk_card(path, mixture.sha256, normal.sha256)),
-        )
+            reference=pair.validation_scores, risk_card=pair.risk_card,
+            histogram_bins=pair.histogram_bins)
+
+    def _pair(self) -> ModelPair:
+        if self.pair is None:
+            raise UserError("No model is loaded.")
+        return self.pair
 
     def _model(self) -> LoadedModel:
-        if self.mixture is None:
-            raise UserError("No model is loaded.")
-        return self.mixture
-
-
-def _beside_models(mixture_path: Path, name: str, load: Callable[[Path], Any]) -> Any:
-    """A file `dpglow evaluate --write-reference` made for the loaded pair (the validation
-    scores, the risk card): beside the mixture model's folder, else the shipped one beside
-    the default models. `load` returns None for a file made with other models (each loader
-    checks both models' hashes)."""
-    candidates = [Path(mixture_path).parent / name, resource_path("models", name)]
-    for path in dict.fromkeys(p.resolve() for p in candidates):
-        found = load(path)
-        if found is not None:
-            return found
-    return None
+        return self._pair().mixture

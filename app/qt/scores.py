@@ -36,7 +36,6 @@ PANE_COLOURS = {"original": "", "dpglow": "#29b6f6", "idldp": "#ec407a", "dppix"
 # The validation images' histograms (glow_engine.validation_scores), apart from the panes'
 # colours.
 REFERENCE_COLOURS = {"normal": "#66bb6a", "abnormal": "#ffa726"}
-HIST_BINS = 18  # over the validation scores' range: ~0.1 bits/dim with the shipped models
 
 
 def ood_warning(scores: list[tuple[str, Score]]) -> str:
@@ -201,7 +200,8 @@ class ScoresPanel(QGroupBox):
         histograms on common bins, each normalised to its own count (the groups differ in
         size), behind the images' markers."""
         groups = {g: getattr(reference, g).values(DEFAULT_SCORE_KIND) for g in REFERENCE_COLOURS}
-        edges = np.histogram_bin_edges(np.concatenate(list(groups.values())), bins=HIST_BINS)
+        edges = np.histogram_bin_edges(np.concatenate(list(groups.values())),
+                                       bins=self.state.models.histogram_bins)
         for name, values in groups.items():
             share = np.histogram(values, edges)[0] / len(values)
             colour = QColor(REFERENCE_COLOURS[name])

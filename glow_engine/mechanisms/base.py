@@ -17,6 +17,7 @@ import torch
 
 from glow_engine.budget import check_e_px
 from glow_engine.mechanism_specs import MechanismSpec, spec_of
+from glow_engine.modelfile import LoadedModel
 
 
 @dataclass(frozen=True, eq=False)
@@ -45,6 +46,9 @@ class Mechanism(ABC):
     resolution: int
     mode: str = ""  # a variant name where the mechanism has several (DP-GLOW: paper/tight)
     model_sha256: str = ""  # the model the output depends on, if any
+    # The mixture model it works with (DP-GLOW) or was sized by (None: a resolution alone):
+    # its pair's risk card describes the releases (glow_engine.model_pair).
+    model: LoadedModel | None = None
     registry: ClassVar[dict[str, type[Mechanism]]] = {}
 
     @property

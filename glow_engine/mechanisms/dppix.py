@@ -61,7 +61,9 @@ class DPPix(BoxMechanism):
         resolution = options.get("resolution") or (model.resolution if model else None)
         if resolution is None:
             raise ValueError("DP-Pix needs a resolution (or a model to take it from)")
-        return cls(resolution, **spec_of(cls.name).resolve(options))
+        mech = cls(resolution, **spec_of(cls.name).resolve(options))
+        mech.model = model
+        return mech
 
     def to_latent(self, pixels: torch.Tensor) -> torch.Tensor:
         s, b = self.side, self.block

@@ -32,7 +32,9 @@ class IDLDP(BoxMechanism):
         resolution = options.get("resolution") or (model.resolution if model else None)
         if resolution is None:
             raise ValueError("ID-LDP needs a resolution (or a model to take it from)")
-        return cls(resolution)
+        mech = cls(resolution)
+        mech.model = model
+        return mech
 
     def to_latent(self, pixels: torch.Tensor) -> torch.Tensor:
         return pixels.flatten(1)

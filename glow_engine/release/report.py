@@ -29,12 +29,12 @@ from matplotlib.figure import Figure
 from glow_engine.atomic import write_text_atomic
 from glow_engine.budget import format_number, total_epsilon
 from glow_engine.mechanisms import Mechanism
+from glow_engine.model_pair import find_risk_card
 from glow_engine.privacy_statement import formal_meaning
 from glow_engine.release.batch import Summary
 from glow_engine.release.deid import LINKAGES
 from glow_engine.release.ledger import Ledger
-from glow_engine.resources import default_risk_card_path
-from glow_engine.risk_card import RiskCard, load_risk_card
+from glow_engine.risk_card import RiskCard
 
 __all__ = ["ReleaseFacts", "facts_of", "release_report", "report_run", "write_release_report"]
 
@@ -259,11 +259,11 @@ def write_release_report(path: str | Path, f: ReleaseFacts, card: RiskCard | Non
 def report_run(mech: Mechanism, e_px: float, summary: Summary, ledger: Ledger) -> Path | None:
     """`dpglow privatize`'s report of a finished run, beside the operator's record (its
     per-patient totals come from the ledger: it is the operator's, like the record), with the
-    shipped risk card if that was measured with this mechanism's model. None without a
-    record (nothing was attempted)."""
+    risk card of the mechanism's model (glow_engine.model_pair's rule: the same card the
+    viewer quotes for these models). None without a record (nothing was attempted)."""
     if summary.record is None:
         return None
-    card = load_risk_card(default_risk_card_path(), mech.model_sha256 or None, None)
+    card = find_risk_card(mech.model)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     path = summary.record.with_name(f"release-report-{stamp}-{secrets.token_hex(3)}.html")
     return write_release_report(path, facts_of(mech, e_px, summary, ledger), card)
