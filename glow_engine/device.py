@@ -17,6 +17,7 @@ from glow_engine.errors import UserError
 TORCHRUN_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR",
                       "MASTER_PORT", "TORCHELASTIC_RUN_ID")
 RENDEZVOUS_TIMEOUT_S = 300  # how long rank 0 waits for the others (DPGLOW_RENDEZVOUS_TIMEOUT)
+_WARNED: set[str] = set()
 
 
 @dataclass(frozen=True)
@@ -37,11 +38,13 @@ def torchrun_ranks() -> Ranks:
     if len(present) < len(TORCHRUN_VARIABLES):
         stray = [f"{name}={os.environ[name]}" for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK")
                  if os.environ.get(name)]
-        if stray:
-            missing = sorted(set(TORCHRUN_VARIABLES) - set(present))
-            print(f"warning: ignoring {' '.join(stray)}: this process was not started by "
-                  f"torchrun ({', '.join(missing)} not set); running as one process on every "
-                  "input", file=sys.stderr)
+        missing = sorted(set(TORCHRUN_VARIABLES) - set(present))
+        warning = (f"warning: ignoring {' '.join(stray)}: this process was not started by "
+                   f"torchrun ({', '.join(missing)} not set); running as one process on "
+                   "every input")
+        if stray and warning not in _WARNED:  # once per process
+            _WARNED.add(warning)
+            print(warning, file=sys.stderr)
         return Ranks()
     try:
         ranks = Ranks(*(int(os.environ[n]) for n in ("RANK", "WORLD_SIZE", "LOCAL_RANK")))

@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from glow_engine.atomic import write_atomic, write_text_atomic
 from glow_engine.data import ImageSet, augment, load_image_set
-from glow_engine.device import pick_device
+from glow_engine.device import pick_device, rendezvous_timeout, torchrun_ranks
 from glow_engine.errors import UserError
 from glow_engine.flow import Glow, GlowConfig
 from glow_engine.flow.glow import N_BINS, bits_per_dim, dequantize, pixels_to_model
@@ -76,10 +76,10 @@ class Dist:
 
 
 def _setup_distributed(device_pref: str) -> tuple[Dist, torch.device]:
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+    if torchrun_ranks().world <= 1:  # a stray WORLD_SIZE outside torchrun: one process
         return Dist(), pick_device(device_pref)
     use_cuda = device_pref in ("auto", "cuda") and torch.cuda.is_available()
-    dist.init_process_group("nccl" if use_cuda else "gloo")
+    dist.init_process_group("nccl" if use_cuda else "gloo", timeout=rendezvous_timeout())
     rank, world = dist.get_rank(), dist.get_world_size()
     if use_cuda:
         local = int(os.environ.get("LOCAL_RANK", "0"))
@@ -341,7 +341,7 @@ def options_from_args(a: argparse.Namespace) -> TrainOptions:
 
 def run(args: argparse.Namespace) -> int:
     path = train(options_from_args(args))
-    if int(os.environ.get("RANK", "0")) == 0:
+    if torchrun_ranks().rank == 0:
         print(f"model written to {path}")
     return 0
 
