@@ -35,7 +35,8 @@ class MemoryPacs:
 
     def find_studies(self, query: StudyQuery) -> list[Study]:
         return [Study(uid) for uid in {ds.StudyInstanceUID for ds in self.datasets
-                                       if ds.AccessionNumber in query.accessions}]
+                                       if ds.AccessionNumber in query.accessions
+                                       or ds.StudyInstanceUID in query.study_uids}]
 
     def find_series(self, study_uid: str) -> list[Series]:
         return [Series(study_uid, ds.SeriesInstanceUID, ds.Modality, 1) for ds in self.datasets
@@ -180,3 +181,14 @@ def test_unlinked_by_default(pacs, tmp_path) -> None:
     assert len(released) == 3 and len({ds.PatientID for ds in released}) == 3
     assert len({ds.StudyInstanceUID for ds in released}) == 3
     assert {row["linkage"] for row in read_rows(summary.release.manifest)} == {"none"}
+
+
+def test_a_study_retrieved_for_a_look_is_private_and_removable(pacs, tmp_path) -> None:
+    from glow_engine.pacs.release import retrieve_for_viewing
+    from glow_engine.pacs.staging import finish_staging
+
+    study = pacs.datasets[0].StudyInstanceUID
+    folder, files = retrieve_for_viewing(NODES, "src", study, tmp_path)
+    assert (folder.stat().st_mode & 0o777) == 0o700
+    assert len(files) == 1 and pydicom.dcmread(files[0]).Modality == "CR"  # CT, SKULL: out
+    assert "deleted" in finish_staging(folder, None) and staging_folders(tmp_path) == []

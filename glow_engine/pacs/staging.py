@@ -23,10 +23,11 @@ def check_outside(private: Path, out: Path, what: str) -> None:
                         "is what gets published: choose a folder outside it")
 
 
-def make_staging(parent: Path, out: Path) -> Path:
+def make_staging(parent: Path, out: Path | None = None) -> Path:
     """A fresh folder `parent/.dpglow-retrieved-<random>`, mode 0700, outside `out`."""
     folder = (parent / f".dpglow-retrieved-{secrets.token_hex(6)}").resolve()
-    check_outside(folder, out, "staging folder for retrieved originals (--staging)")
+    if out is not None:
+        check_outside(folder, out, "staging folder for retrieved originals (--staging)")
     try:
         parent.mkdir(parents=True, exist_ok=True)
         folder.mkdir(mode=0o700)
