@@ -155,3 +155,10 @@ def test_storage_port_in_use(pacs, tmp_path) -> None:
         series = Series(pacs.ds.StudyInstanceUID, pacs.ds.SeriesInstanceUID, "CR")
         with pytest.raises(PacsError, match=r"our storage port \d+ \(for C-MOVE\) is not free"):
             client.retrieve(series, tmp_path, lambda p: None)
+
+
+def test_a_destination_that_refuses_secondary_capture(pacs, tmp_path) -> None:
+    with pytest.raises(PacsError, match=r"none of what we asked for \(Secondary Capture Image "
+                                         r"Storage\): allow it"):
+        DimseClient(pacs.node(), Local("DPGLOW", 1)).store([tmp_path / "x.dcm"],
+                                                           lambda p: None, lambda: False)

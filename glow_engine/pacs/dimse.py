@@ -172,6 +172,11 @@ class DimseClient:
                                   "check both AE titles and the PACS's list of known nodes")
             return (f"{where} rejected the association: "
                     + fix.format(ours=self.local.ae_title, theirs=node.ae_title, name=node.name))
+        if assoc.rejected_contexts and not assoc.accepted_contexts:
+            names = ", ".join(sorted({str(cx.abstract_syntax.name)
+                                      for cx in assoc.rejected_contexts}))
+            return (f"{where} accepted the association but none of what we asked for "
+                    f"({names}): allow it on that node, or choose another node")
         connected = _tcp_problem(node.host, node.port, node.timeout)
         if connected:
             return f"cannot connect to {where}: {connected}"
@@ -193,8 +198,9 @@ class DimseClient:
         where = f"node {self.node.name} ({self.node.address})"
         if not status:  # no answer: pynetdicom aborted on the DIMSE timeout
             raise PacsError(f"{where} did not answer the {what} within {self.node.timeout:g} "
-                            "s (DIMSE timeout): raise timeout for this node in the nodes file "
-                            "or --timeout (a large study can take long)")
+                            "s (DIMSE timeout) or dropped the connection: raise timeout for "
+                            "this node in the nodes file or --timeout (a large study can take "
+                            "long)")
         code = int(status.Status)
         if code == 0 or 0xB000 <= code <= 0xBFFF or code in (0x0001, 0x0107, 0x0116):
             return
