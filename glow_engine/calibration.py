@@ -1,4 +1,4 @@
-"""Latent calibration (METHOD.md section 2): per-element min/max over the training images.
+"""Latent calibration (docs/method.md section 2): per-element min/max over the training images.
 
 Streams over the images in batches, so memory does not grow with their number (beyond the
 few numbers and the 32x32 thumbnail the out-of-distribution check keeps of each). Also records

@@ -44,7 +44,7 @@ class ModelFileError(UserError, ValueError):
 
 @dataclass
 class Calibration:
-    """Per-element latent range (METHOD.md section 2) and derived vectors."""
+    """Per-element latent range (docs/method.md section 2) and derived vectors."""
 
     lo: np.ndarray  # min_k
     hi: np.ndarray  # max_k

@@ -24,7 +24,7 @@ $PY -m glow_engine.train --data "$SUBSET" --data "$EXTRA" --val-data "$SUBSET" -
     --batch-size 16 --lr 2e-4 --warmup-steps 50 --epochs 1000 --max-steps 400 \
     --device "$DEVICE"
 
-# Calibrate M on its own training images (METHOD.md section 2).
+# Calibrate M on its own training images (docs/method.md section 2).
 $PY -m glow_engine.cli calibrate "$RUNS/mixture/model" --data "$SUBSET" --data "$EXTRA" \
     --device "$DEVICE"
 

@@ -1,4 +1,4 @@
-"""Latent calibration (METHOD.md section 2): streamed per-element min/max over images."""
+"""Latent calibration (docs/method.md section 2): streamed per-element min/max over images."""
 
 from __future__ import annotations
 

@@ -297,7 +297,7 @@ def test_decoding_inside_the_clip_box_and_far_outside_is_finite(make_flow):
     u = torch.rand(64, z.shape[1], generator=gen)
     corners = torch.randint(0, 2, (16, z.shape[1]), generator=gen) - 0.5
     points = torch.cat([
-        centre + (u[:32] - 0.5) * width,  # the clip box of METHOD.md section 3
+        centre + (u[:32] - 0.5) * width,  # the clip box of docs/method.md section 3
         lo + u[32:] * (hi - lo),  # the whole calibrated range
         centre + corners * width,  # corners of the box
         torch.full((2, z.shape[1]), 50.0), torch.full((2, z.shape[1]), -50.0),

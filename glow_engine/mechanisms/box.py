@@ -1,4 +1,4 @@
-"""The clip-box Laplace core shared by DP-GLOW and ID-LDP (METHOD.md sections 3 and 5).
+"""The clip-box Laplace core shared by DP-GLOW and ID-LDP (docs/method.md sections 3 and 5).
 
 Each element k of a representation (a flow latent, or pixels) has a box [lo_k, lo_k + w_k].
 Privatising clips into the box, adds Laplace noise of scale b_k = S_k / e_px and clips again.

@@ -1,4 +1,4 @@
-"""DP-GLOW (METHOD.md section 3): the clip-box Laplace mechanism in a GLOW model's latent.
+"""DP-GLOW (docs/method.md section 3): the clip-box Laplace mechanism in a GLOW model's latent.
 
 Box: c_k +- w_k / 2 with w_k = alpha * Delta_k from the model's calibration. Sensitivity
 S_k = Delta_k ("paper", as published) or S_k = w_k ("tight": after the first clip two

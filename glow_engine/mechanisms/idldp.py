@@ -1,4 +1,4 @@
-"""Image-domain LDP baseline (METHOD.md section 5): Laplace noise on [0, 1] pixels.
+"""Image-domain LDP baseline (docs/method.md section 5): Laplace noise on [0, 1] pixels.
 
 The box is [0, 1] for every pixel and the sensitivity is 1 = the box width, so it is the
 clip-box core with ratio 1 and the identity as representation.
