@@ -916,3 +916,67 @@ def test_a_torchrun_rank_whose_partners_never_come_gets_a_deadline(corpus, tmp_p
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
     assert done.stderr.startswith("error: the torchrun ranks did not all join within 5 s")
     assert_untouched(corpus, tmp_path)
+
+
+# --------------------------------------------------------------------------- smaller things
+
+
+@pytest.mark.parametrize("why", ["every-input-fails", "record-unwritable", "budget-refused"])
+def test_a_failing_run_leaves_no_output_folder_it_made(corpus, tmp_path, capsys,
+                                                       why: str) -> None:
+    out = tmp_path / "new" / "deeper" / "out"
+    inputs = corpus / "good"
+    if why == "every-input-fails":
+        inputs = corpus / "bad" / "empty.png"
+    elif why == "record-unwritable":
+        (tmp_path / "ledger.record.csv").mkdir()
+    else:
+        with Ledger(tmp_path / "ledger.sqlite") as led:
+            led.set_patient_budget(1)
+    code, _, err = cli(capsys, *privatize_args(corpus, tmp_path, inputs, "--e-px", "10",
+                                               out=out))
+    assert code in (1, 2) and "Traceback" not in err
+    assert not (tmp_path / "new").exists()  # neither OUT nor the folders made for it
+
+
+def test_an_existing_output_folder_is_kept_when_a_run_fails(corpus, tmp_path, capsys) -> None:
+    (tmp_path / "out").mkdir()
+    code, _, _ = cli(capsys, *privatize_args(corpus, tmp_path, corpus / "bad" / "empty.png",
+                                             "--e-px", "10"))
+    assert code == 1 and (tmp_path / "out").is_dir()
+
+
+def test_an_empty_out_and_a_resolution_dpglow_ignores_are_refused(corpus, tmp_path, capsys,
+                                                                  monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    code, out, err = cli(capsys, *privatize_args(corpus, tmp_path, corpus / "good", "--e-px",
+                                                 "10", out=" "))
+    assert_clean_answer(corpus, tmp_path, code, out, err, 2, "not an output folder")
+    argv = privatize_args(corpus, tmp_path, corpus / "good", "--e-px", "10")
+    argv[argv.index("--out") + 1] = ""  # privatize_args would read "" as its default
+    code, out, err = cli(capsys, *argv)
+    assert_clean_answer(corpus, tmp_path, code, out, err, 2, "not an output folder")
+    assert not list(tmp_path.glob("*.png"))  # nothing in the current folder
+    code, out, err = cli(capsys, *privatize_args(corpus, tmp_path, corpus / "good", "--e-px",
+                                                 "10", "--resolution", "64"))
+    assert_clean_answer(corpus, tmp_path, code, out, err, 2, "--resolution applies to")
+
+
+def test_a_library_warning_is_a_refusal_or_one_line(corpus, tmp_path, capsys) -> None:
+    """Pillow warns (twice, in two lines each) about an EXIF block it cannot read, skipping
+    the orientation: the image is refused with the reason in one line."""
+    jpeg = _jpeg(_image())
+    exif = b"Exif\x00\x00II*\x00\x08\x00\x00\x00\xff\xff" + b"\x12\x01\x03\x00" * 3
+    segment = b"\xff\xe1" + (len(exif) + 2).to_bytes(2, "big") + exif
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "exif.jpg").write_bytes(jpeg[:2] + segment + jpeg[2:])
+    code, out, err = cli(capsys, *privatize_args(corpus, tmp_path, tmp_path / "in", "--e-px",
+                                                 "10"))
+    assert_clean_answer(corpus, tmp_path, code, out, err, 1, "cannot be read faithfully")
+    net = subprocess.run(  # the CLI's safety net for a warning no check turned into an error
+        [sys.executable, "-c", "import sys, warnings; from glow_engine import cli; "
+         "from glow_engine.commands import info; "
+         "info.run = lambda args: warnings.warn('a library\\'s\\nwarning') or 0; "
+         "sys.exit(cli.main(['info', 'x']))"], capture_output=True, text=True,
+        timeout=DEADLINE_S)
+    assert net.returncode == 0 and net.stderr == "warning: a library's warning\n"

@@ -40,7 +40,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("inputs", nargs="+", metavar="INPUT",
                    help="image files (PNG/JPEG/TIFF/DICOM), folders (recursive) or CSV lists "
                         "(columns path[,patient_id])")
-    p.add_argument("--out", type=Path, required=True,
+    p.add_argument("--out", type=_folder, required=True,
                    help="output folder (flat, random file names; it is what gets published)")
     p.add_argument("--format", dest="fmt", choices=sorted(RELEASE_FORMATS), default="png")
     add_release_arguments(p)
@@ -96,6 +96,13 @@ def _e_px(text: str) -> float:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _folder(text: str) -> Path:
+    """A named folder: an empty --out would be the current folder, published by mistake."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty name is not an output folder (name one)")
+    return Path(text)
+
+
 def run(args: argparse.Namespace) -> int:
     ledger_path = args.ledger or default_ledger_path()
     check_private_locations(args.out, ledger_path)  # before the ledger file is made
@@ -135,6 +142,9 @@ def mechanism_of(args: argparse.Namespace, world: int) -> Mechanism:
     device = pick_device(args.device)
     if device.type == "cuda" and world > 1:
         device = pick_device(f"cuda:{os.environ.get('LOCAL_RANK', 0)}")
+    if args.resolution is not None and spec_of(args.mechanism).needs_model:
+        raise UserError(f"--resolution applies to ID-LDP and DP-Pix only: "
+                        f"{spec_of(args.mechanism).title} works at its model's resolution")
     needs_model = spec_of(args.mechanism).needs_model or args.resolution is None
     model = load_model(args.model or default_model_dir("mixture"), device) if needs_model \
         else None

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import io
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -26,28 +28,42 @@ _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float64)
 
 def load_pillow(data: bytes, path: Path, max_pixels: int
                 ) -> tuple[np.ndarray, int, str, bool]:
-    img = _open_pillow(data, path)
-    with img:
-        kind = _PIL_KINDS.get(img.format or "")
-        if kind is None:
-            raise ImageLoadError(path, f"unsupported image format {img.format}")
-        if getattr(img, "n_frames", 1) > 1:
-            raise ImageLoadError(path, f"multi-frame {img.format} images are not supported")
-        check_size(path, img.height, img.width, max_pixels)
-        _check_strictly(data, path, kind)
-        white_is_zero = kind == "tiff" and img.tag_v2.get(262) == 0
-        try:
-            img.load()
-            img = ImageOps.exif_transpose(img)  # show JPEGs from phones the way viewers do
-        except (OSError, SyntaxError, ValueError, EOFError) as exc:
-            raise ImageLoadError(
-                path, f"the file is truncated or corrupt ({describe(exc)})"
-            ) from None
-        pixels, bits = _pillow_to_gray(img, _png_bit_depth(data), path)
-        if white_is_zero and img.mode not in ("1", "L"):  # Pillow inverts only those itself
-            pixels = 1.0 - pixels
-        colour = _has_colour(img)
+    with _refusing_warnings(path):
+        img = _open_pillow(data, path)
+        with img:
+            kind = _PIL_KINDS.get(img.format or "")
+            if kind is None:
+                raise ImageLoadError(path, f"unsupported image format {img.format}")
+            if getattr(img, "n_frames", 1) > 1:
+                raise ImageLoadError(path, f"multi-frame {img.format} images are not supported")
+            check_size(path, img.height, img.width, max_pixels)
+            _check_strictly(data, path, kind)
+            white_is_zero = kind == "tiff" and img.tag_v2.get(262) == 0
+            try:
+                img.load()
+                img = ImageOps.exif_transpose(img)  # show JPEGs from phones as viewers do
+            except (OSError, SyntaxError, ValueError, EOFError) as exc:
+                raise ImageLoadError(
+                    path, f"the file is truncated or corrupt ({describe(exc)})"
+                ) from None
+            pixels, bits = _pillow_to_gray(img, _png_bit_depth(data), path)
+            if white_is_zero and img.mode not in ("1", "L"):  # Pillow inverts those itself
+                pixels = 1.0 - pixels
+            colour = _has_colour(img)
     return pixels, bits, kind, colour
+
+
+@contextmanager
+def _refusing_warnings(path: Path) -> Iterator[None]:
+    """A warning from Pillow while it reads a file (corrupt EXIF, so an orientation it
+    skipped; data it could not place) is a refusal: the picture may not be the file's."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+    meant = [w for w in caught if not issubclass(w.category, Image.DecompressionBombWarning)]
+    if meant:
+        said = " ".join(str(meant[0].message).split())
+        raise ImageLoadError(path, f"it cannot be read faithfully (Pillow: {said})")
 
 
 def _check_strictly(data: bytes, path: Path, kind: str) -> None:

@@ -33,6 +33,7 @@ instance numbers follow the source's file or folder names.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import json
@@ -264,7 +265,16 @@ class _Run:
         ledger.check_run_limit(opts.patient_budget, force=opts.force_budget)
         self.mech, self.ledger, self.opts = mech, ledger, opts
         records.check_private_locations(opts.out_dir, ledger.path)
-        self.out = _prepare_out(opts.out_dir)
+        self.out, self.created = _prepare_out(opts.out_dir)
+        self.locks: runs.RunLocks | None = None
+        try:
+            self._start(ledger)
+        except BaseException:
+            self.finish()
+            raise
+
+    def _start(self, ledger: Ledger) -> None:
+        mech, opts = self.mech, self.opts
         self.manifest = records.manifest_path(self.out)
         self.record_file = records.record_path(ledger.path)
         records.check_appendable(self.manifest, records.MANIFEST_FIELDS, "published manifest")
@@ -272,11 +282,8 @@ class _Run:
         self.secret = opts.run_secret or secrets.token_hex(32)
         self.run_id = hmac.new(self.secret.encode(), b"run", hashlib.sha256).hexdigest()[:12]
         self.locks = runs.hold(ledger.path, self.run_id, opts.rank)
-        try:  # first finish what interrupted runs left in OUT
-            self.settled = settle(self.out, ledger, self.record_file, self.manifest, _sha256)
-        except BaseException:
-            self.finish()
-            raise
+        # first finish what interrupted runs left in OUT
+        self.settled = settle(self.out, ledger, self.record_file, self.manifest, _sha256)
         self.linkage = opts.linkage if opts.fmt == "dicom" else "none"  # a PNG has no header
         self.exporter = DicomExporter(
             link_key(ledger.patient_key, self.out) if self.linkage == "patient" else None,
@@ -290,8 +297,16 @@ class _Run:
         self.earlier = self._released_before()
 
     def finish(self) -> None:
-        """The run is over: its lock files go (what it left unfinished is settled later)."""
-        self.locks.release(remove=True)
+        """The run is over: its lock files go (what it left unfinished is settled later),
+        and so do the folders it made for OUT if it put nothing in them."""
+        if self.locks is not None:
+            self.locks.release(remove=True)
+        if self.opts.world == 1:  # another rank may still be writing into a shared OUT
+            for folder in self.created:
+                try:
+                    folder.rmdir()  # only an empty one
+                except OSError:
+                    break
 
     def _released_before(self) -> dict[str, Path]:
         """Source sha256 -> its release in this folder with these settings, if the file is
@@ -469,8 +484,10 @@ def _check_options(mech: Mechanism, opts: ReleaseOptions) -> None:
     mech.check_budget(opts.e_px)
 
 
-def _prepare_out(out_dir: Path) -> Path:
-    """Create the output folder and check that files can be written into it."""
+def _prepare_out(out_dir: Path) -> tuple[Path, list[Path]]:
+    """Create the output folder and check that files can be written into it; the folder and
+    the folders that were made for it (deepest first)."""
+    made = [folder for folder in (out_dir, *out_dir.parents) if not folder.exists()]
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         if not out_dir.is_dir():
@@ -478,13 +495,16 @@ def _prepare_out(out_dir: Path) -> Path:
         probe = out_dir / f".dpglow-write-test-{secrets.token_hex(4)}"
         probe.touch(exist_ok=False)
         probe.unlink()
-    except FileExistsError:
-        raise UserError(f"cannot use {out_dir} as the output folder: it exists and is not "
-                        "a folder") from None
     except OSError as e:
+        for folder in made:  # leave nothing behind
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        if isinstance(e, FileExistsError):
+            raise UserError(f"cannot use {out_dir} as the output folder: it exists and is "
+                            "not a folder") from None
         raise UserError(f"cannot write into the output folder {out_dir}: "
                         f"{e.strerror or e}") from None
-    return out_dir.resolve()
+    return out_dir.resolve(), [folder.resolve() for folder in made]
 
 
 def _ordered(sources: list[Source], secret: str) -> list[Source]:
