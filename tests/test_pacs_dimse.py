@@ -38,6 +38,7 @@ class FakePacs:
 
     def __init__(self, *, calling: list[str] | None = None, find_delay: float = 0) -> None:
         self.ds = chest_dicom(PID, accession="ACC1")
+        self.series = [self.ds]
         self.find_delay = find_delay
         self.ae = AE(ae_title="FAKEPACS")
         for uid in (Verification, StudyRootQueryRetrieveInformationModelFind,
@@ -69,8 +70,13 @@ class FakePacs:
         yield 0xFF00, answer
 
     def get(self, event: evt.Event) -> Iterator:
-        yield 1
-        yield 0xFF00, self.ds
+        yield len(self.series)
+        for ds in self.series:
+            if event.is_cancelled:
+                yield 0xFE00, None
+                return
+            yield 0xFF00, ds
+            time.sleep(0.2)  # time for a C-CANCEL to arrive, as from a real PACS
 
     def move(self, event: evt.Event) -> Iterator:
         yield None, None  # the destination AE is unknown: pynetdicom answers 0xA801
@@ -96,7 +102,7 @@ def test_echo_find_and_cget_into_a_folder(pacs, tmp_path: Path) -> None:
     (series,) = client.find_series(study.study_uid)
     assert series.modality == "CR" and series.images == 1
     received: list[Path] = []
-    client.retrieve(series, tmp_path, received.append)
+    client.retrieve(series, tmp_path, received.append, lambda: False)
     (path,) = received
     assert path.parent.parent == tmp_path and path.name == f"{pacs.ds.SOPInstanceUID}.dcm"
     assert pydicom.dcmread(path).PatientID == PID
@@ -141,7 +147,7 @@ def test_cmove_refused_names_both_causes(pacs, tmp_path) -> None:
     client = DimseClient(pacs.node(retrieve="move"), Local("DPGLOW", free_port()))
     series = Series(pacs.ds.StudyInstanceUID, pacs.ds.SeriesInstanceUID, "CR")
     with pytest.raises(PacsError) as e:
-        client.retrieve(series, tmp_path, lambda p: None)
+        client.retrieve(series, tmp_path, lambda p: None, lambda: False)
     message = str(e.value)
     assert "0xA801, move destination unknown" in message and "not registered" in message
     assert "could not reach our storage SCP" in message and "retrieve = \"get\"" in message
@@ -154,7 +160,7 @@ def test_storage_port_in_use(pacs, tmp_path) -> None:
         client = DimseClient(pacs.node(retrieve="move"), Local("DPGLOW", busy.getsockname()[1]))
         series = Series(pacs.ds.StudyInstanceUID, pacs.ds.SeriesInstanceUID, "CR")
         with pytest.raises(PacsError, match=r"our storage port \d+ \(for C-MOVE\) is not free"):
-            client.retrieve(series, tmp_path, lambda p: None)
+            client.retrieve(series, tmp_path, lambda p: None, lambda: False)
 
 
 def test_a_destination_that_refuses_secondary_capture(pacs, tmp_path) -> None:
@@ -162,3 +168,15 @@ def test_a_destination_that_refuses_secondary_capture(pacs, tmp_path) -> None:
                                          r"Storage\): allow it"):
         DimseClient(pacs.node(), Local("DPGLOW", 1)).store([tmp_path / "x.dcm"],
                                                            lambda p: None, lambda: False)
+
+
+def test_a_stop_after_an_image_cancels_the_rest(pacs, tmp_path) -> None:
+    for i in (1, 2):
+        ds = chest_dicom(PID, study_uid=pacs.ds.StudyInstanceUID, seed=i)
+        ds.SeriesInstanceUID = pacs.ds.SeriesInstanceUID
+        pacs.series.append(ds)
+    client = DimseClient(pacs.node(), Local("DPGLOW", 1))
+    series = Series(pacs.ds.StudyInstanceUID, pacs.ds.SeriesInstanceUID, "CR")
+    received: list[Path] = []
+    client.retrieve(series, tmp_path, received.append, lambda: True)  # C-CANCEL, no error
+    assert len(received) == 1 and len(list(tmp_path.rglob("*.dcm"))) == 1

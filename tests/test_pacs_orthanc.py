@@ -300,3 +300,25 @@ def test_dicomweb_401_is_named(capsys, orthanc, tmp_path) -> None:
     assert "HTTP 401" in err and "password_env" in err
     assert not (tmp_path / "led" / "ledger.sqlite").exists() or \
         not Ledger(tmp_path / "led" / "ledger.sqlite").releases()
+
+
+@pytest.mark.parametrize("node", ["hospital", "hospital-move"])
+def test_a_stop_cancels_the_retrieval_between_images(orthanc, nodes, tmp_path, node) -> None:
+    from glow_engine.pacs.client import open_client
+    from glow_engine.pacs.nodes import load_nodes
+    from glow_engine.pacs.query import StudyQuery
+
+    pid, accession = f"MRN-{uuid.uuid4().hex[:10]}", f"ACC{uuid.uuid4().hex[:8]}"
+    first = chest_dicom(pid, accession=accession)
+    others = [chest_dicom(pid, accession=accession, study_uid=first.StudyInstanceUID, seed=i)
+              for i in (1, 2, 3)]
+    for ds in others:
+        ds.SeriesInstanceUID = first.SeriesInstanceUID
+    upload(orthanc.a_http, first, *others)
+    loaded = load_nodes(nodes)
+    client = open_client(loaded.get(node), loaded.local)
+    (study,) = client.find_studies(StudyQuery(accessions=(accession,)))
+    (series,) = client.find_series(study.study_uid)
+    received: list[Path] = []
+    client.retrieve(series, tmp_path, received.append, lambda: True)
+    assert 1 <= len(received) < 4 and len(list(tmp_path.rglob("*.dcm"))) == len(received)

@@ -42,7 +42,8 @@ class MemoryPacs:
         return [Series(study_uid, ds.SeriesInstanceUID, ds.Modality, 1) for ds in self.datasets
                 if ds.StudyInstanceUID == study_uid]
 
-    def retrieve(self, series: Series, folder: Path, on_received: Callable) -> None:
+    def retrieve(self, series: Series, folder: Path, on_received: Callable,
+                 should_stop: Callable) -> None:
         self.staging_modes.append(folder.stat().st_mode & 0o777)
         for ds in self.datasets:
             if ds.SeriesInstanceUID == series.series_uid:
@@ -184,11 +185,12 @@ def test_unlinked_by_default(pacs, tmp_path) -> None:
 
 
 def test_a_study_retrieved_for_a_look_is_private_and_removable(pacs, tmp_path) -> None:
-    from glow_engine.pacs.release import retrieve_for_viewing
+    from glow_engine.pacs.release import stage_study
     from glow_engine.pacs.staging import finish_staging
 
     study = pacs.datasets[0].StudyInstanceUID
-    folder, files = retrieve_for_viewing(NODES, "src", study, tmp_path)
+    folder, _ = stage_study(NODES, "src", study, tmp_path)
+    files = sorted(folder.rglob("*.dcm"))
     assert (folder.stat().st_mode & 0o777) == 0o700
     assert len(files) == 1 and pydicom.dcmread(files[0]).Modality == "CR"  # CT, SKULL: out
     assert "deleted" in finish_staging(folder, None) and staging_folders(tmp_path) == []

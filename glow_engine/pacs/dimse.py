@@ -46,6 +46,7 @@ _REJECTIONS = {
 }
 Received = Callable[[Path], None]
 StopCheck = Callable[[], bool]
+_MSG_ID = 1  # our C-GET/C-MOVE's message id, which a C-CANCEL names
 
 
 class DimseClient:
@@ -92,23 +93,29 @@ class DimseClient:
             return {str(ds.SOPInstanceUID) for ds in self._find(assoc, ident)
                     if ds.get("SOPInstanceUID")}
 
-    def retrieve(self, series: Series, folder: Path, on_received: Received) -> None:
-        """The series' chest radiographs into `folder` (C-GET or C-MOVE, as the node says)."""
+    def retrieve(self, series: Series, folder: Path, on_received: Received,
+                 should_stop: StopCheck) -> None:
+        """The series' chest radiographs into `folder` (C-GET or C-MOVE, as the node says);
+        `should_stop()` is asked after each image and cancels the rest (C-CANCEL)."""
         ident = _series_identifier(series)
-        handler = _Storing(folder, on_received)
+        handler = _Storing(folder, on_received, should_stop)
         if self.node.retrieve == "get":
             roles = [build_role(uid, scp_role=True) for uid in RETRIEVED_CLASSES]
             with self._associate([StudyRootQueryRetrieveInformationModelGet],
                                  storage=RETRIEVED_CLASSES, ext_neg=roles,
                                  handlers=[(evt.EVT_C_STORE, handler)]) as assoc:
-                status = _last(assoc.send_c_get(ident, StudyRootQueryRetrieveInformationModelGet))
+                handler.cancel_on(assoc, StudyRootQueryRetrieveInformationModelGet)
+                status = _last(assoc.send_c_get(
+                    ident, StudyRootQueryRetrieveInformationModelGet, msg_id=_MSG_ID))
             handler.check()
             self._final(status, "C-GET")
             return
         with self._storage_scp(handler), \
                 self._associate([StudyRootQueryRetrieveInformationModelMove]) as assoc:
+            handler.cancel_on(assoc, StudyRootQueryRetrieveInformationModelMove)
             status = _last(assoc.send_c_move(ident, self.local.ae_title,
-                                             StudyRootQueryRetrieveInformationModelMove))
+                                             StudyRootQueryRetrieveInformationModelMove,
+                                             msg_id=_MSG_ID))
         handler.check()
         self._final(status, "C-MOVE")
 
@@ -202,7 +209,8 @@ class DimseClient:
                             "this node in the nodes file or --timeout (a large study can take "
                             "long)")
         code = int(status.Status)
-        if code == 0 or 0xB000 <= code <= 0xBFFF or code in (0x0001, 0x0107, 0x0116):
+        if code in (0x0000, 0xFE00) or 0xB000 <= code <= 0xBFFF or code in (0x0001, 0x0107,
+                                                                            0x0116):
             return
         if what == "C-MOVE" and code in (0xA801, 0xC000):
             raise PacsError(self._move_refused(code))
@@ -246,18 +254,31 @@ class DimseClient:
 class _Storing:
     """The C-STORE handler (on pynetdicom's thread): each instance into
     folder/<study>/<instance>.dcm, atomically. A failure is answered to the PACS (out of
-    resources) and raised on our side once the retrieval is over (`check`)."""
+    resources) and raised on our side once the retrieval is over (`check`). When
+    `should_stop()` says so after an image, the C-GET/C-MOVE is cancelled (C-CANCEL on the
+    association that asked for it, `cancel_on`)."""
 
-    def __init__(self, folder: Path, on_received: Received) -> None:
-        self.folder, self.on_received = folder, on_received
+    def __init__(self, folder: Path, on_received: Received, should_stop: StopCheck) -> None:
+        self.folder, self.on_received, self.should_stop = folder, on_received, should_stop
         self.error: Exception | None = None
+        self.request: tuple[Association, int] | None = None  # (association, context id)
+        self.cancelled = False
+
+    def cancel_on(self, assoc: Association, model: str) -> None:
+        self.request = assoc, next(cx.context_id for cx in assoc.accepted_contexts
+                                   if cx.abstract_syntax == model)
 
     def __call__(self, event: evt.Event) -> int:
+        if self.cancelled:
+            return 0xA700  # sent before the PACS saw the cancel: not kept
         try:
             path = staged_path(self.folder, str(event.dataset.get("StudyInstanceUID", "")),
                                str(event.request.AffectedSOPInstanceUID))
             write_bytes_atomic(path, event.encoded_dataset(), overwrite=True)
             self.on_received(path)
+            if self.should_stop() and self.request is not None:
+                self.cancelled = True
+                self.request[0].send_c_cancel(_MSG_ID, self.request[1])
         except Exception as e:
             self.error = self.error or e
             return 0xA700

@@ -149,7 +149,7 @@ def stage_study(nodes: Nodes, source: str, study_uid: str,
     client = open_client(nodes.get(source), nodes.local)
     summary = PacsSummary()
     series = _chest_series(client, StudyQuery(study_uids=(study_uid,)), summary)
-    staging = make_staging(parent, [])
+    staging = make_staging(parent)
     try:
         _retrieve(client, series, staging, summary, lambda p: None, lambda: False)
         _drop_non_chest(staging, summary)
@@ -157,28 +157,6 @@ def stage_study(nodes: Nodes, source: str, study_uid: str,
         finish_staging(staging, None)
         raise
     return staging, summary
-
-
-def retrieve_for_viewing(nodes: Nodes, node: str, study_uid: str, parent: Path, *,
-                         on_progress: ProgressCall | None = None,
-                         should_stop: StopCheck | None = None,
-                         timeout: float | None = None) -> tuple[Path, list[Path]]:
-    """A study's chest radiographs in a fresh private staging folder under `parent`, for a
-    look in the viewer: (the folder, its files). The caller deletes the folder with
-    `staging.finish_staging(folder, None)` when the study is closed; on an error nothing is
-    left behind."""
-    source = open_client(nodes.get(node), nodes.local, timeout)
-    summary = PacsSummary()
-    series = _chest_series(source, StudyQuery(study_uids=(study_uid,)), summary)
-    staging = make_staging(parent)
-    try:
-        _retrieve(source, series, staging, summary, on_progress or (lambda p: None),
-                  should_stop or (lambda: False))
-        _drop_non_chest(staging, summary)
-    except BaseException:
-        finish_staging(staging, None)
-        raise
-    return staging, sorted(staging.rglob("*.dcm"))
 
 
 def _options(request: PacsReleaseRequest, out: Path) -> ReleaseOptions:
@@ -218,7 +196,7 @@ def _retrieve(source: PacsClient, series: list[Series], staging: Path, summary: 
     for s in series:
         if stop():
             return
-        source.retrieve(s, staging, received)
+        source.retrieve(s, staging, received, stop)
 
 
 def _drop_non_chest(staging: Path, summary: PacsSummary) -> None:

@@ -88,12 +88,16 @@ class WebClient:
                 get_remaining=True)
         return {_value(r, SOP_UID) for r in rows} - {""}
 
-    def retrieve(self, series: Series, folder: Path, on_received: Received) -> None:
+    def retrieve(self, series: Series, folder: Path, on_received: Received,
+                 should_stop: StopCheck) -> None:
+        """WADO-RS, instance by instance; `should_stop()` after each ends the download."""
         with self._http("retrieve"):
             for ds in self.client.iter_series(series.study_uid, series.series_uid):
                 path = staged_path(folder, series.study_uid, str(ds.get("SOPInstanceUID", "")))
                 write_bytes_atomic(path, _part10(ds), overwrite=True)
                 on_received(path)
+                if should_stop():
+                    return
 
     def store(self, paths: list[Path], on_sent: Received, should_stop: StopCheck) -> None:
         for path in paths:
