@@ -3,9 +3,13 @@ one line naming the cause and the fix (no Orthanc needed)."""
 
 from __future__ import annotations
 
+import shutil
 import socket
+import ssl
+import subprocess
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pydicom
@@ -21,7 +25,7 @@ from pynetdicom.sop_class import (
 
 from glow_engine.pacs.dimse import DimseClient
 from glow_engine.pacs.errors import PacsError
-from glow_engine.pacs.nodes import DimseNode, Local
+from glow_engine.pacs.nodes import DimseNode, Local, Tls
 from glow_engine.pacs.query import Series, StudyQuery
 
 PID = "MRN-0042"
@@ -180,3 +184,26 @@ def test_a_stop_after_an_image_cancels_the_rest(pacs, tmp_path) -> None:
     received: list[Path] = []
     client.retrieve(series, tmp_path, received.append, lambda: True)  # C-CANCEL, no error
     assert len(received) == 1 and len(list(tmp_path.rglob("*.dcm"))) == 1
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
+def test_echo_over_tls(tmp_path) -> None:
+    """The node's tls table (CA file) reaches pynetdicom's tls_args; the server checks it."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", str(key), "-out",
+                    str(cert), "-days", "1", "-subj", "/CN=localhost", "-addext",
+                    "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_context.load_cert_chain(cert, key)
+    ae = AE(ae_title="TLSPACS")
+    ae.add_supported_context(Verification)
+    port = free_port()
+    server = ae.start_server(("127.0.0.1", port), block=False, ssl_context=server_context)
+    try:
+        node = DimseNode("tls", "TLSPACS", "127.0.0.1", port, timeout=5, tls=Tls(ca_file=cert))
+        DimseClient(node, Local("DPGLOW", 1)).echo()
+        with pytest.raises(PacsError, match="cannot use its TLS files"):
+            DimseClient(replace(node, tls=Tls(ca_file=key)), Local("DPGLOW", 1)).echo()
+    finally:
+        server.shutdown()
