@@ -199,7 +199,12 @@ def test_release_by_cmove_to_a_dicomweb_node(capsys, orthanc, nodes, tmp_path) -
     assert "written 1" in out and "sent to research-web: 1" in out and "linkage:" in out
     assert no_staging_left(tmp_path)
     uids = _outbox_uids(tmp_path)
-    assert len([ds for ds in at_b(orthanc) if ds.SOPInstanceUID in uids]) == 1
+    (released,) = [ds for ds in at_b(orthanc) if ds.SOPInstanceUID in uids]
+    code, out, _ = dpglow(capsys, "find", "research-web", "--nodes", str(nodes),
+                          "--patient-id", released.PatientID, "--json")  # QIDO-RS
+    (study,) = json.loads(out)
+    assert code == 0 and study["study_uid"] == released.StudyInstanceUID
+    assert study["modalities"] == ["DX"] and study["images"] == 1
 
 
 def test_release_to_a_folder_keeping_the_retrieved(capsys, orthanc, nodes, tmp_path) -> None:
