@@ -11,6 +11,13 @@ thread)::
 The mechanism is asked for (`mechanism()`, once) only when there are images to privatise, so
 a wrong node or an empty query fails before a model is loaded.
 
+`on_progress(PacsProgress(phase, done, total))` comes once per image while retrieving and
+sending and once per batch while privatising (`batch_size=1`: per image); while retrieving it
+is called on pynetdicom's network thread, so a window should only emit a signal from it.
+`should_stop()` is asked after each retrieved image (the rest of the C-GET/C-MOVE is
+cancelled), before each batch, and before each file sent; a stopped run still deletes the
+staging folder and reports what was not started or not sent.
+
 Steps: check the destination answers (nothing is retrieved or spent if it does not) -> C-FIND
 / QIDO-RS the studies -> their CR/DX series -> retrieve them into a private staging folder ->
 drop what is not a chest radiograph (our own check of every header) ->
