@@ -10,12 +10,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["DEFAULT_ALPHA", "DEFAULT_BLOCK", "DPGLOW_MODES", "RELEASE_FORMATS",
-           "ReleaseFormat"]
+__all__ = ["DEFAULT_ALPHA", "DEFAULT_BLOCK", "DEFAULT_ESTIMATE", "DPGLOW_ESTIMATES",
+           "DPGLOW_MODES", "RELEASE_FORMATS", "ReleaseFormat"]
 
 # DP-GLOW's sensitivity: S = Delta as published ("paper"), or S = w ("tight"; docs/method.md).
 DPGLOW_MODES = ("paper", "tight")
 DEFAULT_ALPHA = 0.4  # the clip width w = alpha * Delta of the paper
+# What DP-GLOW decodes: the released latent as published ("plain"), or the posterior mean of
+# the original latent given it (mechanisms/posterior.py; post-processing, no privacy cost).
+DPGLOW_ESTIMATES = ("plain", "posterior-mean")
+DEFAULT_ESTIMATE = "plain"
 DEFAULT_BLOCK = 8  # DP-Pix's block side b in pixels: Fan's and PriCheXy-Net's choice
 
 

@@ -18,7 +18,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from glow_engine.choices import DEFAULT_ALPHA, DEFAULT_BLOCK, DPGLOW_MODES
+from glow_engine.choices import (
+    DEFAULT_ALPHA,
+    DEFAULT_BLOCK,
+    DEFAULT_ESTIMATE,
+    DPGLOW_ESTIMATES,
+    DPGLOW_MODES,
+)
 from glow_engine.errors import UserError
 
 __all__ = ["MECHANISM_SPECS", "MechanismSpec", "Option", "spec_of", "title_of"]
@@ -98,7 +104,9 @@ MECHANISM_SPECS: dict[str, MechanismSpec] = {spec.name: spec for spec in (
     MechanismSpec(
         "dpglow", "DP-GLOW",
         (Option("alpha", DEFAULT_ALPHA, encodes=True),  # the clip box's width w = alpha * Delta
-         Option("mode", "paper", encodes=False, choices=DPGLOW_MODES)),  # the sensitivity rule
+         Option("mode", "paper", encodes=False, choices=DPGLOW_MODES),  # the sensitivity rule
+         # what is decoded from the noisy latent (post-processing, no privacy cost)
+         Option("estimate", DEFAULT_ESTIMATE, encodes=False, choices=DPGLOW_ESTIMATES)),
         needs_model=True, noise_units="mean, latent units",
         _mode=lambda o: o["mode"],
         _label=lambda o: f"DP-GLOW ({o['mode']}, α={float(o['alpha']):g})"),

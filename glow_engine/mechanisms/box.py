@@ -172,12 +172,20 @@ class BoxMechanism(Mechanism):
             out = self.quantise(image).float().cpu().numpy()
         return out if batched else out[0]
 
+    def estimate(self, noisy: torch.Tensor, e_px: float, clip: bool = True) -> torch.Tensor:
+        """What is decoded from a noisy latent: the latent itself here; a subclass may return
+        an estimate of the original from it and public facts (post-processing: it costs no
+        privacy). Preview and release both go through it."""
+        return noisy
+
     def preview(self, enc: Encoded, e_px: float, unit_noise: torch.Tensor, *,
                 clip: bool = True) -> np.ndarray:
-        return self.decode(self.perturb_preview(enc, e_px, unit_noise, clip=clip), enc.batched)
+        noisy = self.perturb_preview(enc, e_px, unit_noise, clip=clip)
+        return self.decode(self.estimate(noisy, e_px, clip), enc.batched)
 
     def release(self, enc: Encoded, e_px: float, *, clip: bool = True) -> np.ndarray:
-        return self.decode(self.perturb_release(enc, e_px, clip=clip), enc.batched)
+        noisy = self.perturb_release(enc, e_px, clip=clip)
+        return self.decode(self.estimate(noisy, e_px, clip), enc.batched)
 
     def noise_scale(self, e_px: float) -> float:
         return float(self.ratio) * float(np.mean(self.width)) / check_e_px(e_px)

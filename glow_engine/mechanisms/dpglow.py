@@ -4,21 +4,28 @@ Box: c_k +- w_k / 2 with w_k = alpha * Delta_k from the model's calibration. Sen
 S_k = Delta_k ("paper", as published) or S_k = w_k ("tight": after the first clip two
 inputs' latents differ by at most w_k in element k, so this is also epsilon-LDP, with
 1/alpha times less noise).
+
+Decoding ("estimate"): the released latent as published ("plain"), or the posterior mean of
+the original latent given it under the model's N(0, 1) prior, with the box and the noise scale
+(mechanisms/posterior.py): computed from the release and public facts only, so the privacy
+guarantee and its accounting are the same; preview and release both decode through it.
 """
 
 from __future__ import annotations
 
+import math
 from fractions import Fraction
 from typing import Any
 
 import torch
 
 from glow_engine.budget import format_number, total_epsilon
-from glow_engine.choices import DEFAULT_ALPHA, DPGLOW_MODES
+from glow_engine.choices import DEFAULT_ALPHA, DEFAULT_ESTIMATE, DPGLOW_ESTIMATES, DPGLOW_MODES
 from glow_engine.errors import UserError
 from glow_engine.flow.glow import model_to_pixels, pixels_to_model
 from glow_engine.mechanism_specs import spec_of
 from glow_engine.mechanisms.box import BoxMechanism
+from glow_engine.mechanisms.posterior import posterior_mean
 from glow_engine.modelfile import LoadedModel
 
 
@@ -26,7 +33,7 @@ class DPGlow(BoxMechanism):
     name = "dpglow"
 
     def __init__(self, model: LoadedModel, alpha: float = DEFAULT_ALPHA,
-                 mode: str = "paper") -> None:
+                 mode: str = "paper", estimate: str = DEFAULT_ESTIMATE) -> None:
         if model.calibration is None:
             raise UserError("this model has no latent calibration; run `dpglow calibrate` "
                             "on its training images first")
@@ -34,7 +41,11 @@ class DPGlow(BoxMechanism):
             raise UserError(f"mode must be one of {', '.join(DPGLOW_MODES)}, got {mode!r}")
         if not 0 < alpha <= 1:
             raise UserError(f"alpha must be in (0, 1], got {alpha}")
+        if estimate not in DPGLOW_ESTIMATES:
+            raise UserError(f"estimate must be one of {', '.join(DPGLOW_ESTIMATES)}, "
+                            f"got {estimate!r}")
         self.model, self.alpha, self.mode = model, float(alpha), mode
+        self.estimate_rule = estimate
         self.model_sha256 = model.sha256
         self.resolution = model.resolution
         self.device = next(model.flow.parameters()).device
@@ -60,9 +71,16 @@ class DPGlow(BoxMechanism):
     def quantise(self, image: torch.Tensor) -> torch.Tensor:
         return model_to_pixels(image)
 
+    def estimate(self, noisy: torch.Tensor, e_px: float, clip: bool = True) -> torch.Tensor:
+        if self.estimate_rule == "plain" or not clip:  # without the clip there is no box
+            return noisy
+        lo, hi, _ = self._box_tensors()
+        scale = self.scale_vector(e_px) if math.isfinite(e_px) else 0.0
+        return posterior_mean(noisy, lo, hi, scale)
+
     def describe(self, e_px: float, clip: bool = True) -> str:
         budget = (f"e_px={format_number(e_px)} "
                   f"(total epsilon {format_number(total_epsilon(e_px, self.resolution))})")
         clipping = "" if clip else " without clip (no privacy guarantee)"
         return (f"{self.title} {self.mode} alpha={self.alpha:g} {budget}{clipping} "
-                f"model sha256:{self.model.short_hash}")
+                f"decoding {self.estimate_rule} model sha256:{self.model.short_hash}")
