@@ -95,7 +95,8 @@ def inputs(tmp_path: Path) -> Path:
 def run(capsys: pytest.CaptureFixture[str], model_dir: Path, tmp_path: Path,
         *argv: str) -> tuple[int, str, str]:
     code = cli.main(["privatize", *argv, "--model", str(model_dir), "--ledger",
-                     str(tmp_path / "ledger.sqlite"), "--no-progress"])
+                     str(tmp_path / "ledger.sqlite"), "--no-progress",
+                     "--confirm-one-patient-per-image"])  # the PNGs have no patient id
     out = capsys.readouterr()
     return code, out.out, out.err
 
@@ -355,7 +356,8 @@ def test_release_api_progress_stop_and_release_one(tiny_model, inputs, tmp_path)
     mech = DPGlow(tiny_model, mode="tight")
     calls: list[tuple[int, int]] = []
     with Ledger(tmp_path / "l.sqlite") as led:
-        opts = ReleaseOptions(e_px=100, out_dir=tmp_path / "out", batch_size=2)
+        opts = ReleaseOptions(e_px=100, out_dir=tmp_path / "out", batch_size=2,
+                              one_patient_per_image=True)
         summary = release_folder([inputs], mech, led, opts, on_progress=lambda *a:
                                  calls.append(a), should_stop=lambda: len(calls) >= 2)
         assert calls == [(2, 6), (4, 6)] and summary.count("not-started") == 2
@@ -412,7 +414,7 @@ def test_default_model_comes_from_dpglow_resources(capsys, model_dir, inputs, tm
     monkeypatch.setenv("DPGLOW_RESOURCES", str(resources))
     code = cli.main(["privatize", str(inputs / "p0.png"), "--e-px", "100", "--out",
                      str(tmp_path / "out"), "--ledger", str(tmp_path / "l.sqlite"),
-                     "--no-progress"])
+                     "--no-progress", "--confirm-one-patient-per-image"])
     assert code == 0 and "model sha256:" in capsys.readouterr().out
     with Ledger(tmp_path / "l.sqlite") as led:
         (row,) = led.releases()

@@ -40,7 +40,8 @@ def test_real_pngs_and_dicoms_as_png_and_dicom(tiny_model: LoadedModel,
         args = parser.parse_args([str(DATA / "png1024"), str(DATA / "dicom"), "--e-px", "100",
                                   "--format", fmt, "--out", str(tmp_path / fmt), "--model",
                                   str(model), "--ledger", str(ledger), "--no-progress",
-                                  "--allow-unknown-burned-in"])
+                                  "--allow-unknown-burned-in",
+                                  "--confirm-one-patient-per-image"])
         assert privatize_cmd.run(args) == 0
         assert len(read_rows(tmp_path / fmt / "manifest.csv")) == len(sources)
     rows = [r for r in read_rows(ledger.with_name("ledger.record.csv"))

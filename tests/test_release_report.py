@@ -103,7 +103,7 @@ def test_privatize_writes_the_report_beside_the_operators_record(tmp_path: Path,
     ledger = tmp_path / "private" / "ledger.sqlite"
     assert main(["privatize", str(folder), "--mechanism", "dppix", "--resolution", "32",
                  "--e-px", "2", "--out", str(tmp_path / "out"), "--ledger", str(ledger),
-                 "--no-progress"]) == 0
+                 "--no-progress", "--confirm-one-patient-per-image"]) == 0
     (report,) = ledger.parent.glob("release-report-*.html")
     assert f"release report:     {report}" in capsys.readouterr().out
     assert not list((tmp_path / "out").glob("*.html"))  # not published with the images

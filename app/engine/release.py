@@ -47,7 +47,9 @@ class Releases:
         mech = self._inputs.mechanism(job.mechanism, p)
         opts = ReleaseOptions(e_px=p.e_px, out_dir=job.out_dir, fmt=job.fmt,
                               keep_aspect=job.keep_aspect, force_budget=job.force_budget,
-                              allow_burned_in=job.allow_burned_in, batch_size=WINDOW_BATCH)
+                              allow_burned_in=job.allow_burned_in, batch_size=WINDOW_BATCH,
+                              one_patient_per_image=True)  # as before: the window's own
+                              # confirmation and pattern come with the batch window's fields
         with Ledger(job.ledger_path) as ledger:
             summary = release_folder(
                 list(job.inputs), mech, ledger, opts,
@@ -80,7 +82,8 @@ class Releases:
         opts = ReleaseOptions(e_px=p.e_px, out_dir=request.out_dir, fmt=request.fmt,
                               keep_aspect=request.keep_aspect,
                               force_budget=request.force_budget,
-                              allow_burned_in=request.allow_burned_in, note="; ".join(notes))
+                              allow_burned_in=request.allow_burned_in, note="; ".join(notes),
+                              one_patient_per_image=True)  # as before (see folder())
         with Ledger(request.ledger_path) as ledger:
             outcome = release_one(item, mech, ledger, opts)
             if outcome.status != "written" or outcome.file is None:

@@ -12,7 +12,14 @@ from pathlib import Path
 from tqdm import tqdm
 
 from glow_engine.budget import BudgetError, parse_e_px
-from glow_engine.choices import DEFAULT_ALPHA, DEFAULT_BLOCK, DPGLOW_MODES, RELEASE_FORMATS
+from glow_engine.choices import (
+    DEFAULT_ALPHA,
+    DEFAULT_BLOCK,
+    DEFAULT_ESTIMATE,
+    DPGLOW_ESTIMATES,
+    DPGLOW_MODES,
+    RELEASE_FORMATS,
+)
 from glow_engine.device import pick_device, torchrun_ranks
 from glow_engine.errors import UserError
 from glow_engine.imaging.errors import MIN_SIDE
@@ -28,6 +35,7 @@ from glow_engine.release.batch import (
     shared_run_secret,
 )
 from glow_engine.release.deid import DEFAULT_LINKAGE, LINKAGES
+from glow_engine.release.inputs import patient_pattern
 from glow_engine.release.ledger import Ledger, default_ledger_path
 from glow_engine.release.records import check_private_locations
 from glow_engine.release.report import report_run
@@ -55,6 +63,10 @@ def add_release_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mode", choices=DPGLOW_MODES, default="paper",
                    help="DP-GLOW sensitivity: paper (Delta_k, as published) or tight (w_k)")
     p.add_argument("--alpha", type=float, default=DEFAULT_ALPHA, help="DP-GLOW clip width")
+    p.add_argument("--estimate", choices=DPGLOW_ESTIMATES, default=DEFAULT_ESTIMATE,
+                   help="what DP-GLOW decodes: the released latent (plain, as published) or "
+                        "the posterior mean of the original given it (post-processing: no "
+                        "privacy cost)")
     p.add_argument("--block-size", dest="block", type=int, default=DEFAULT_BLOCK,
                    help=f"DP-Pix block side in pixels, dividing the resolution (default "
                         f"{DEFAULT_BLOCK})")
@@ -84,6 +96,16 @@ def add_release_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--allow-unknown-burned-in", action="store_true",
                    help="release DICOM sources that do not say whether text is burned in "
                         "(BurnedInAnnotation absent), after checking their pixels")
+    p.add_argument("--patient-id-pattern", metavar="REGEX", default=None, type=_pattern,
+                   help="a regular expression whose first group is the patient id, searched "
+                        "in each file's path relative to the folder given (or its name), "
+                        r"e.g. '^(\d+)_' for 00001389_001.png; a CSV list's patient_id and a "
+                        "DICOM's PatientID must agree with it")
+    p.add_argument("--confirm-one-patient-per-image", dest="one_patient_per_image",
+                   action="store_true",
+                   help="release images that have no patient id (none in the list, none "
+                        "matched by the pattern, no DICOM PatientID), each counted as a patient "
+                        "of its own; without it they are refused and nothing is spent on them")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--device", default="auto")
     p.add_argument("--no-progress", action="store_true")
@@ -94,6 +116,15 @@ def _e_px(text: str) -> float:
         return parse_e_px(text)
     except BudgetError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _pattern(text: str) -> str:
+    """Checked before anything is opened or made."""
+    try:
+        patient_pattern(text)
+    except UserError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
 
 
 def _folder(text: str) -> Path:
@@ -114,6 +145,8 @@ def run(args: argparse.Namespace) -> int:
                           patient_budget=args.patient_budget,
                           allow_burned_in=args.allow_burned_in,
                           allow_unknown_burned_in=args.allow_unknown_burned_in,
+                          patient_id_pattern=args.patient_id_pattern,
+                          one_patient_per_image=args.one_patient_per_image,
                           batch_size=args.batch_size, rank=rank, world=world,
                           run_secret=shared_run_secret(world), linkage=args.linkage)
     if math.isinf(args.e_px):
@@ -149,7 +182,8 @@ def mechanism_of(args: argparse.Namespace, world: int) -> Mechanism:
     model = load_model(args.model or default_model_dir("mixture"), device) if needs_model \
         else None
     return create_mechanism(args.mechanism, model, mode=args.mode, alpha=args.alpha,
-                            block=args.block, resolution=args.resolution)
+                            estimate=args.estimate, block=args.block,
+                            resolution=args.resolution)
 
 
 def report_summary(summary: Summary, description: str, ledger: Path) -> None:
@@ -167,5 +201,13 @@ def report_summary(summary: Summary, description: str, ledger: Path) -> None:
           f"published manifest: {summary.manifest} (publish it with the images)\n"
           f"operator's record:  {summary.record} (names the sources: keep it private)\n"
           f"ledger:             {ledger}")
+    if summary.own_patients:
+        print(f"warning: {summary.own_patients} image(s) had no patient id and were each "
+              "counted as a patient of its own, as confirmed: several images of one patient "
+              "among them do not add up against the per-patient budget", file=sys.stderr)
+    if summary.without_patient:
+        print(f"warning: {summary.without_patient} image(s) had no patient id and were not "
+              "released: give --patient-id-pattern REGEX or a CSV list with a patient_id "
+              "column, or --confirm-one-patient-per-image", file=sys.stderr)
     if summary.error:
         print(f"error: {summary.error}", file=sys.stderr)

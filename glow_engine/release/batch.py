@@ -73,6 +73,10 @@ from glow_engine.release.output import new_release_name, shape_release, write_re
 from glow_engine.release.settle import PENDING, settle
 
 MAX_SIDE = 4096  # --size cap: far above a radiograph, far below a memory error
+NO_PATIENT = ("no patient id (none in its list, none matched by the pattern, no DICOM "
+              "PatientID), so its epsilon cannot be counted for its patient; it is released "
+              "only once it is confirmed that each image without a patient id is a patient of "
+              "its own. Nothing was spent")
 MAX_BATCH = 1024
 StopCheck = Callable[[], bool]
 Progress = Callable[[int, int], None]
@@ -89,6 +93,10 @@ class ReleaseOptions:
     patient_budget: float | None = None  # this run's own, lower per-patient limit
     allow_burned_in: bool = False  # release sources declaring BurnedInAnnotation = YES
     allow_unknown_burned_in: bool = False  # release DICOM sources that do not declare it
+    patient_id_pattern: str | None = None  # regex, group 1 the patient id (release.inputs)
+    # An image without a patient id is refused unless the officer confirmed that each such
+    # image is a patient of its own (its budget is then counted for it alone).
+    one_patient_per_image: bool = False
     batch_size: int = 8
     rank: int = 0
     world: int = 1
@@ -140,6 +148,13 @@ class Summary:
     other_files: int = 0  # files in the input folders that are not images
     error: str | None = None  # why the run stopped early (a record could not be written)
     settled: int = 0  # unfinished releases of interrupted runs settled before this one
+
+    own_patients: int = 0  # released without a patient id, each its own patient (confirmed)
+
+    @property
+    def without_patient(self) -> int:
+        """Inputs refused for want of a patient id."""
+        return sum(o.status == "refused" and o.message == NO_PATIENT for o in self.outcomes)
     linkage: str = "none"  # what links the released images (deid.LINKAGES; none for PNG)
 
     def count(self, status: str) -> int:
@@ -179,7 +194,8 @@ def release_folder(inputs: list[str | Path], mech: Mechanism, ledger: Ledger,
     UserError (before anything is read or spent) for unusable options, budgets or output
     folders, and for inputs that hold no image. `on_progress(done, total)` is called after
     each batch; `should_stop()` is asked before each batch."""
-    found = collect_sources(inputs, opts.out_dir)  # before OUT is made: it may be an input
+    # before OUT is made: it may be an input
+    found = collect_sources(inputs, opts.out_dir, opts.patient_id_pattern)
     if not found.sources and not found.skipped:
         raise UserError(f"no images found in {', '.join(map(str, inputs))}"
                         + (f" ({found.other_files} other files)" if found.other_files else ""))
@@ -206,6 +222,7 @@ def _release_sources(run: _Run, found: Sources, on_progress: Progress | None,
         summary.add(run.record(run.batch(chunk)))
         if on_progress:
             on_progress(done, len(mine))
+    summary.own_patients = run.own_patients
     return summary
 
 
@@ -267,6 +284,7 @@ class _Run:
         records.check_private_locations(opts.out_dir, ledger.path)
         self.out, self.created = _prepare_out(opts.out_dir)
         self.locks: runs.RunLocks | None = None
+        self.own_patients = 0  # images released without a patient id
         try:
             self._start(ledger)
         except BaseException:
@@ -345,6 +363,9 @@ class _Run:
         done: list[_Done] = []
         reserved: list[tuple[ReleaseInput, str, Reservation]] = []
         for item in items:
+            if item.patient_id is None and not self.opts.one_patient_per_image:
+                done.append(_Done(Outcome(item.source, "refused", NO_PATIENT), item))
+                continue
             try:
                 check_burned_in(item.burned_in, item.dataset is not None,
                                 allow=self.opts.allow_burned_in,
@@ -417,6 +438,7 @@ class _Run:
             return _Done(Outcome(item.source, "failed", f"cannot write {path}: {_text(e)}; the "
                                  "budget is counted (the noise was drawn)"), item, reservation.id)
         self.ledger.confirm(reservation.id)
+        self.own_patients += item.patient_id is None
         return _Done(Outcome(item.source, "written", reservation.note, path), item,
                      reservation.id, int(reservation.forced), pixels.shape)
 

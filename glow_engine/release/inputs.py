@@ -1,11 +1,22 @@
 """What a release works on: image files from files, folders and CSV lists, with the patient id
-a CSV list may give, and what was skipped on the way (with why)."""
+a CSV list gives or the officer's file-name pattern extracts, and what was skipped on the way
+(with why).
+
+A patient id pattern is a regular expression whose first group is the patient id, searched
+in each file's path relative to the folder given (its name for a file given directly, or
+listed in a CSV), with '/' between folders: `^(\\d+)_` takes 00001389 from
+00001389_001.png, `^([^/]+)/` a folder per patient. `preview_patient_ids` shows what it
+extracts before anything is released. A CSV list's patient_id, where there is one, comes
+first; a DICOM file's own PatientID must agree with either.
+"""
 
 from __future__ import annotations
 
 import csv
 import io
 import os
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,10 +41,47 @@ class Sources:
     other_files: int = 0  # files in the folders that are not images
 
 
-def collect_sources(args: list[str | Path], out_dir: Path) -> Sources:
+def patient_pattern(text: str) -> re.Pattern[str]:
+    """The officer's pattern, checked: a regular expression with a group for the patient id."""
+    try:
+        pattern = re.compile(text)
+    except re.error as e:
+        raise UserError(f"the patient id pattern {text!r} is not a valid regular expression "
+                        f"({e})") from None
+    if pattern.groups < 1:
+        raise UserError(f"the patient id pattern {text!r} has no group: put the part that is "
+                        r"the patient id in parentheses, as in ^(\d+)_")
+    return pattern
+
+
+def patient_id_in(pattern: re.Pattern[str], name: str) -> str | None:
+    """The first group of `pattern`'s first match in `name`; None if it does not match."""
+    match = pattern.search(name)
+    return ((match.group(1) or "").strip() or None) if match else None
+
+
+def preview_patient_ids(pattern: str, paths: Iterable[str | Path],
+                        root: str | Path | None = None) -> list[tuple[str, str | None]]:
+    """What `pattern` extracts from each file: (the name it is searched in, the patient id or
+    None), for the window to show before a release. UserError for an unusable pattern."""
+    compiled = patient_pattern(pattern)
+    names = [_pattern_name(Path(path), Path(root) if root else None) for path in paths]
+    return [(name, patient_id_in(compiled, name)) for name in names]
+
+
+def _pattern_name(path: Path, root: Path | None) -> str:
+    if root is not None and path.is_relative_to(root):
+        return path.relative_to(root).as_posix()
+    return path.name
+
+
+def collect_sources(args: list[str | Path], out_dir: Path,
+                    pattern: str | None = None) -> Sources:
     """The sources named by `args` (files, folders searched recursively, CSV lists), each once,
-    in order. Files under `out_dir` (earlier releases) are never sources; an input that is
-    `out_dir` or lies inside it is refused, since publishing OUT would publish it."""
+    in order, with the patient ids their list gives or `pattern` extracts. Files under
+    `out_dir` (earlier releases) are never sources; an input that is `out_dir` or lies inside
+    it is refused, since publishing OUT would publish it."""
+    compiled = patient_pattern(pattern) if pattern is not None else None
     out = _real(out_dir)
     found = Sources()
     for arg in map(Path, args):
@@ -43,13 +91,14 @@ def collect_sources(args: list[str | Path], out_dir: Path) -> Sources:
                             "must go to a folder of their own (it is what gets published)")
         if _is_dir(arg):
             scan = scan_images(arg)
-            found.sources += [Source(p) for p in scan.images if not _real(p).is_relative_to(out)]
+            found.sources += [_with_pattern(Source(p), compiled, arg) for p in scan.images
+                              if not _real(p).is_relative_to(out)]
             found.skipped += scan.skipped
             found.other_files += scan.other_files
         elif arg.suffix.lower() == ".csv":
-            found.sources += read_csv_list(arg)
+            found.sources += [_with_pattern(s, compiled) for s in read_csv_list(arg)]
         else:  # a missing or unreadable file is kept: loading it says why it fails
-            found.sources.append(Source(arg))
+            found.sources.append(_with_pattern(Source(arg), compiled))
     seen: set[Path] = set()
     unique = []
     for source in found.sources:
@@ -59,6 +108,13 @@ def collect_sources(args: list[str | Path], out_dir: Path) -> Sources:
             unique.append(source)
     found.sources = unique
     return found
+
+
+def _with_pattern(source: Source, pattern: re.Pattern[str] | None,
+                  root: Path | None = None) -> Source:
+    if pattern is None or source.patient_id:
+        return source
+    return Source(source.path, patient_id_in(pattern, _pattern_name(source.path, root)))
 
 
 def read_csv_list(path: Path) -> list[Source]:
