@@ -43,6 +43,7 @@ from app.core.messages import Answer, FolderRelease, Kind, Request
 from app.core.state import Aspect
 from app.engine import release as release_job
 from app.engine.session import Session
+from app.qt import worker
 from app.qt.collector import collect_on_gui_thread
 from app.qt.main_window import MainWindow, ModelPaths
 from app.qt.theme import configure_plots
@@ -249,7 +250,10 @@ def main() -> int:
     p.add_argument("--opens", type=int, default=5)
     p.add_argument("--release-images", type=int, default=0,
                    help="also time a folder release of this many images (0: skip)")
+    p.add_argument("--release-nice", type=int, default=worker.BACKGROUND_NICE,
+                   help="how far the release lane yields the cores (0: not at all)")
     args = p.parse_args()
+    worker.BACKGROUND_NICE = args.release_nice  # read when the release lane starts
     tmp = Path(tempfile.mkdtemp(prefix="bench_viewer_"))
     if args.synthetic:
         models = synthetic_models(tmp)
@@ -307,6 +311,7 @@ def run(app, window, clock, models, args, tmp) -> dict | None:
         "renders_dropped": window.worker.dropped[Kind.RENDER],
         "cpus": os.cpu_count(),
         "engine_threads_per_lane": engine_thread_count(),
+        "release_lane_nice": worker.BACKGROUND_NICE,
         **during,
     }
 

@@ -6,6 +6,8 @@ the only engine thread would leave every slider move unanswered and fail here.""
 from __future__ import annotations
 
 import os
+import sys
+import threading
 
 import pytest
 from test_app_officer import release, start_release
@@ -16,6 +18,7 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 from app.core.budget_scale import position_to_e_px
 from app.core.messages import Kind
+from app.qt.worker import BACKGROUND_NICE, yield_cores
 
 
 def a_folder(root, n: int):
@@ -50,3 +53,22 @@ def test_cancel_reaches_the_release_between_images(qtbot, window, tmp_path,
     batch = release(qtbot, window, a_folder(tmp_path, 5), tmp_path, cancel_at=gate)
     assert window.state.batch_done.counts == {"written": 1, "not-started": 4}
     assert "Not started: 4 (cancelled)" in batch.summary.text()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread nice is Linux's")
+def test_the_release_lane_yields_the_cores_to_the_previews(window) -> None:
+    assert not window.engine.preview.background and window.engine.release.background
+    seen = {}
+
+    def lane() -> None:
+        tid = threading.get_native_id()
+        before = os.getpriority(os.PRIO_PROCESS, tid)
+        yield_cores(BACKGROUND_NICE)
+        seen["raised"] = os.getpriority(os.PRIO_PROCESS, tid) - before
+
+    before = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    thread = threading.Thread(target=lane)
+    thread.start()
+    thread.join()
+    assert seen["raised"] == BACKGROUND_NICE
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == before  # only its own

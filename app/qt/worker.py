@@ -4,14 +4,15 @@ runs torch.
 Each lane's requests wait in an ``app.core.schedule.Schedule`` (newest wins per kind, by
 priority, background kinds held back while the user is busy). Answers (results or
 ``Failed``) go back through the queued ``answered`` signal; the state then ignores answers to
-outdated requests. ``EngineLanes`` runs two of them, the preview lane and the release lane
-(``app.core.lanes`` says which request goes where): a folder release never holds the
-previews back.
+outdated requests. ``EngineLanes`` runs one per lane, the preview lane, the release lane
+and the PACS lane (``app.core.lanes`` says which request goes where): a folder release never
+holds the previews back, nor a PACS that does not answer.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import time
 from collections import Counter
@@ -29,6 +30,8 @@ from app.core.schedule import Schedule
 if TYPE_CHECKING:
     from app.engine.session import Session
 
+BACKGROUND_NICE = 10  # a background lane's priority below the previews' (Linux nice steps)
+
 
 def engine_thread_count() -> int:
     """Torch threads for the engine: every core but one, which the GUI needs to paint.
@@ -37,6 +40,16 @@ def engine_thread_count() -> int:
     other, which was measured to make a decode 2-4x slower.
     """
     return max(1, (os.cpu_count() or 2) - 1)
+
+
+def yield_cores(nice: int) -> None:
+    """Lower the calling thread's priority, and with it the torch threads it starts. Linux
+    gives each thread its own nice value; elsewhere Qt's low priority is the nearest."""
+    if sys.platform.startswith("linux"):
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + nice)
+    else:
+        QThread.currentThread().setPriority(QThread.Priority.LowPriority)
 
 
 def new_session(device: str = "auto", threads: int | None = None,
@@ -59,9 +72,12 @@ class EngineWorker(QThread):
     busy = Signal(str)  # what the engine is doing; "" when idle
     progressed = Signal(int, int, int)  # request id, done, total: a long job's progress
 
-    def __init__(self, session_factory: Callable[[JobControl], Session] = new_session) -> None:
+    def __init__(self, session_factory: Callable[[JobControl], Session] = new_session,
+                 background: bool = False) -> None:
+        """`background`: this lane yields the cores to the others (see yield_cores)."""
         super().__init__()
         self._factory = session_factory
+        self.background = background
         self.control = JobControl(self.progressed.emit)
         self._cond = threading.Condition()
         self._schedule = Schedule()
@@ -99,6 +115,8 @@ class EngineWorker(QThread):
             self._cond.notify()
 
     def run(self) -> None:
+        if self.background:
+            yield_cores(BACKGROUND_NICE)
         # built here: the session's torch state lives on this thread
         session = self._factory(self.control)
         while (request := self._next()) is not None:
@@ -132,7 +150,10 @@ class EngineLanes(QObject):
 
     def __init__(self, session_factory: Callable[[JobControl], Session] = new_session) -> None:
         super().__init__()
-        self.lanes = {lane: EngineWorker(session_factory) for lane in Lane}
+        # Every lane but the previews' yields the cores: the slider stays as quick as the
+        # machine allows while a release runs (docs/benchmarks.md).
+        self.lanes = {lane: EngineWorker(session_factory, background=lane is not Lane.PREVIEW)
+                      for lane in Lane}
         for lane, worker in self.lanes.items():
             worker.answered.connect(partial(self._answered, lane))
         self.release.progressed.connect(self.progressed)
