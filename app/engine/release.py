@@ -26,7 +26,7 @@ from glow_engine.release.batch import (
     release_one,
 )
 from glow_engine.release.ledger import Ledger
-from glow_engine.release.records import manifest_path, record_path
+from glow_engine.release.records import check_private_locations, manifest_path, record_path
 from glow_engine.release.report import report_run
 
 # One image per batch: the release path asks whether to stop before each batch, so the
@@ -50,6 +50,7 @@ class Releases:
                               allow_burned_in=job.allow_burned_in, batch_size=WINDOW_BATCH,
                               one_patient_per_image=True)  # as before: the window's own
                               # confirmation and pattern come with the batch window's fields
+        check_private_locations(job.out_dir, job.ledger_path)  # before the ledger is made
         with Ledger(job.ledger_path) as ledger:
             summary = release_folder(
                 list(job.inputs), mech, ledger, opts,
@@ -84,6 +85,7 @@ class Releases:
                               force_budget=request.force_budget,
                               allow_burned_in=request.allow_burned_in, note="; ".join(notes),
                               one_patient_per_image=True)  # as before (see folder())
+        check_private_locations(request.out_dir, request.ledger_path)
         with Ledger(request.ledger_path) as ledger:
             outcome = release_one(item, mech, ledger, opts)
             if outcome.status != "written" or outcome.file is None:
