@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import io
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from glow_engine.imaging import load_image
 from glow_engine.imaging.discovery import find_images
 from glow_engine.imaging.frame import to_square
 from glow_engine.imaging.pixels import to_uint8
+from glow_engine.reading import MiB, check_file, read_text
 
 
 @dataclass
@@ -64,6 +66,7 @@ def resize_uint8(images: np.ndarray, resolution: int) -> np.ndarray:
 
 
 def _from_npz(path: Path, resolution: int, split: str | None) -> ImageSet:
+    check_file(path, what="image set")  # a named pipe would block np.load for ever
     with np.load(path, allow_pickle=False) as z:
         n = len(z["images"])
 
@@ -89,8 +92,8 @@ def _load_files(paths: list[Path], resolution: int) -> np.ndarray:
 
 
 def _csv_rows(path: Path) -> tuple[list[Path], list[dict]]:
-    with path.open(newline="") as f:
-        rows = list(csv.DictReader(f))
+    text = read_text(path, what="image list", limit=64 * MiB)  # guarded: never a named pipe
+    rows = list(csv.DictReader(io.StringIO(text, newline="")))
     if not rows or "path" not in rows[0]:
         raise ValueError(f"{path.name}: a CSV needs a 'path' column (and usually 'label')")
     return [(path.parent / r["path"]).resolve() for r in rows], rows

@@ -877,6 +877,10 @@ def test_a_named_pipe_in_place_of_any_input_file_is_refused(corpus, tmp_path) ->
                               "--ledger", private / "l.sqlite", "--no-progress"],
         "ledger": ["ledger", _fifo(pipes / "ledger.sqlite")],
         "ledger key file": ["ledger", ledger_with_pipe_key],
+        "calibration image set": ["calibrate", corpus / "model", "--out", pipes / "m2",
+                                  "--data", _fifo(pipes / "set.npz")],
+        "calibration image list": ["calibrate", corpus / "model", "--out", pipes / "m3",
+                                   "--data", _fifo(pipes / "set.csv")],
     }
     for what, argv in runs.items():
         done = run_isolated(*argv)
