@@ -1,17 +1,21 @@
 """Choose DP-GLOW's post-processing on the training split (issue 22): the plain decode of the
 released latent against estimates of the original latent from it and public facts.
 
-Each training image is encoded once (the mixture model, the clip box of --alpha); per budget
-one standard-Laplace draw per image (preview_noise, --seed) is scaled by the mechanism's own
-b_k, as the preview does, and every estimator decodes the same noisy latent. Measured per
-image against the original: PSNR and SSIM of the 8-bit picture, and the mixture model's
-bits/dim of the picture, whose AUC (normal vs pneumonia) is the anomaly score's. Results per
-(budget, estimator) are cached under OUT, so an interrupted run resumes.
+Each image is encoded once (the mixture model, the clip box of --alpha); per budget one
+standard-Laplace draw per image (preview_noise, --seed) is scaled by the mechanism's own b_k,
+as the preview does, and every estimator decodes the same noisy latent. Measured per image
+against the original: PSNR and SSIM of the 8-bit picture, the mixture model's bits/dim of the
+picture, whose AUC (normal vs pneumonia) is the anomaly score's, and the out-of-distribution
+check's flag; and the share re-identified (top-1 among the same images' originals) by the
+pixel and the adaptive latent attacker (glow_engine.evaluation.reid). Results per (split,
+budget, estimator) are cached under OUT, so an interrupted run resumes; the table goes to
+OUT/table.json.
 
-    .venv/bin/python scripts/select_postprocessing.py OUT [--images 60] [--mode paper]
+    .venv/bin/python scripts/select_postprocessing.py OUT --images 60            # choose
+    .venv/bin/python scripts/select_postprocessing.py OUT --split val --images 0  # report once
 
-Training images only (nih_cxr14_subset_256.npz split == "train", balanced by label): the
-choice is made here, and the val split is reported once by `dpglow evaluate`.
+The choice is made on the training split (nih_cxr14_subset_256.npz split == "train", balanced
+by label); the val split is reported once, for the choice made.
 """
 
 from __future__ import annotations
@@ -27,14 +31,16 @@ import numpy as np
 import torch
 
 from glow_engine.evaluation.metrics import auc_with_ci, psnr, ssim
+from glow_engine.evaluation.reid import latent_features, pixel_features, reid_ranks
 from glow_engine.flow.glow import log_p_8bit, pixels_to_model
 from glow_engine.mechanisms import create_mechanism, preview_noise
 from glow_engine.mechanisms.posterior import posterior_mean
 from glow_engine.modelfile import load_model
+from glow_engine.ood import check, thumbnails, typicality_features
 from glow_engine.resources import default_model_dir
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "nih_cxr14_subset_256.npz"
-BUDGETS = (math.inf, 1000.0, 100.0, 30.0, 10.0, 3.0, 1.0, 0.1)
+BUDGETS = "inf,1000,100,10,1,0.1"  # issue 22's budgets
 Estimator = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
@@ -44,49 +50,69 @@ ESTIMATORS: dict[str, Estimator] = {
 }
 
 
-def training_images(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def images(split: str, n: int | None, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The split's images and labels; n (balanced by label) or all of them (n None)."""
     with np.load(DATA) as data:
-        train = np.flatnonzero(data["split"] == "train")
-        labels = data["labels"][train]
-        rng = np.random.default_rng(seed)
-        pick = np.concatenate([rng.choice(train[labels == c], n // 2, replace=False)
-                               for c in (0, 1)])
-        return data["images"][pick].astype(np.float32) / 255, data["labels"][pick]
+        rows = np.flatnonzero(data["split"] == split)
+        labels = data["labels"][rows]
+        if n is not None:
+            rng = np.random.default_rng(seed)
+            rows = np.concatenate([rng.choice(rows[labels == c], n // 2, replace=False)
+                                   for c in (0, 1)])
+        return data["images"][rows].astype(np.float32) / 255, data["labels"][rows]
 
 
-def bits_per_dim(flow, pixels: np.ndarray, batch: int) -> np.ndarray:
-    out = []
+def scores(model, pixels: np.ndarray, batch: int
+           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The mixture model's bits/dim (flow.glow.log_p_8bit), out-of-distribution flags and
+    latents (what the adaptive attacker matches)."""
+    bpd, flagged, latents = [], [], []
     for s in range(0, len(pixels), batch):
-        x = pixels_to_model(torch.from_numpy(pixels[s:s + batch])[:, None])
-        with torch.inference_mode():
-            logp = flow(x).double().numpy()
+        chunk = pixels[s:s + batch]
+        x = pixels_to_model(torch.from_numpy(chunk)[:, None])
+        z, shares = model.flow.encode_with_level_logp(x)
+        shares = shares.double().numpy()
         d = x[0].numel()
-        out.append(-log_p_8bit(logp, d) / (d * math.log(2)))
-    return np.concatenate(out)
+        bpd.append(-log_p_8bit(shares.sum(axis=1), d) / (d * math.log(2)))
+        verdicts = check(model.calibration.ood, typicality_features(shares, chunk),
+                         thumbnails(chunk))
+        flagged.append([v.flagged for v in verdicts])
+        latents.append(z.numpy())
+    return np.concatenate(bpd), np.concatenate(flagged), np.concatenate(latents)
+
+
+def top1(queries: np.ndarray, gallery: np.ndarray) -> float:
+    """Share of privatised images whose own original ranks first in the gallery."""
+    return float((reid_ranks(queries, gallery, np.arange(len(queries))) == 1).mean())
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("out", type=Path)
-    ap.add_argument("--images", type=int, default=60)
+    ap.add_argument("--images", type=int, default=60, help="0: every image of the split")
+    ap.add_argument("--split", default="train", choices=("train", "val"))
     ap.add_argument("--mode", default="paper")
     ap.add_argument("--alpha", type=float, default=0.4)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--batch", type=int, default=20)
+    ap.add_argument("--budgets", default=BUDGETS, help="e_px, comma-separated")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     model = load_model(default_model_dir("mixture"))
     mech = create_mechanism("dpglow", model, alpha=args.alpha, mode=args.mode)
-    pixels, labels = training_images(args.images, args.seed)
+    pixels, labels = images(args.split, args.images or None, args.seed)
     enc = mech.encode(pixels)
     lo, hi, _ = mech._box_tensors()
+    centre, width = mech.lo + mech.width / 2, mech.width
+    pixel_gallery = pixel_features(pixels)
+    latent_gallery = latent_features(enc.raw.numpy(), centre, width)
     noise = preview_noise(len(pixels), pixels[0].size, seed=args.seed)
     table = {}
-    for e_px in BUDGETS:
+    for e_px in (float(t) for t in args.budgets.split(",")):
         y = mech.perturb_preview(enc, e_px, noise)
         b = mech.scale_vector(e_px) if math.isfinite(e_px) else torch.zeros_like(lo)
         for name, estimate in ESTIMATORS.items():
-            key = f"{args.mode}-a{args.alpha:g}-e{e_px:g}-{name}"
+            key = f"{args.split}-{args.mode}-a{args.alpha:g}-e{e_px:g}-{name}"
             path = args.out / f"{key}.npz"
             if not path.exists():
                 t0 = time.perf_counter()
@@ -94,14 +120,20 @@ def main() -> None:
                 ms = (time.perf_counter() - t0) * 1000 / len(pixels)
                 out = np.concatenate([mech.decode(z[s:s + args.batch])
                                       for s in range(0, len(z), args.batch)])
-                np.savez(path, psnr=psnr(pixels, out), ssim=ssim(pixels, out),
-                         bpd=bits_per_dim(model.flow, out, args.batch), ms=ms)
+                bpd, flagged, latents = scores(model, out, args.batch)
+                np.savez(path, psnr=psnr(pixels, out), ssim=ssim(pixels, out), bpd=bpd,
+                         ood=flagged, ms=ms,
+                         reid_pixel=top1(pixel_features(out), pixel_gallery),
+                         reid_latent=top1(latent_features(latents, centre, width),
+                                          latent_gallery))
             r = np.load(path)
             a = auc_with_ci(r["bpd"], labels, n_boot=1000)
             table[key] = {"psnr_median": float(np.median(r["psnr"])),
                           "ssim_mean": float(r["ssim"].mean()),
                           "auc": a.auc, "auc_lo": a.lo, "auc_hi": a.hi,
-                          "ms_per_image": float(r["ms"])}
+                          "ms_per_image": float(r["ms"]),
+                          **{k: float(r[k].mean()) for k in ("ood", "reid_pixel", "reid_latent")
+                             if k in r}}
             print(key, {k: round(v, 4) for k, v in table[key].items()}, flush=True)
             (args.out / "table.json").write_text(json.dumps(table, indent=1))
 
