@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import shutil
 import sys
 import tempfile
 import time
@@ -131,6 +132,7 @@ def main() -> None:
     finally:
         if not env:
             harness.stop(folder / "orthanc")
+        shutil.rmtree(folder, ignore_errors=True)  # ledgers, outboxes, the servers' storage
 
 
 if __name__ == "__main__":
