@@ -25,7 +25,7 @@ from glow_engine.imaging import load_image
 from glow_engine.imaging.discovery import find_images
 from glow_engine.imaging.frame import to_square
 from glow_engine.imaging.pixels import to_uint8
-from glow_engine.reading import MiB, check_file, read_text
+from glow_engine.reading import MiB, ReadError, check_file, read_text
 
 
 @dataclass
@@ -132,6 +132,8 @@ def _reading(source: Path) -> Iterator[None]:
     """Any failure to read a source becomes one user-facing error naming it."""
     try:
         yield
+    except ReadError as e:  # the guarded read's refusal, in this error's words
+        raise DataSourceError(f"cannot read images from {source}: {e.reason}") from None
     except UserError:
         raise
     except (OSError, ValueError, KeyError) as e:
