@@ -42,6 +42,7 @@ def settle(out: Path, ledger: Ledger, record_file: Path, manifest: Path,
     pending = [r for r in rows if r["status"] == PENDING and r["ledger_id"] not in finished
                and r["out_dir"] == str(out)]
     live: set[str] = set()
+    listed = {r["file"] for r in records.read_rows(manifest)} if pending else set()
     settled = 0
     for run in sorted({r["run"] for r in pending}):
         locks = runs.claim_finished(ledger.path, run)
@@ -50,7 +51,7 @@ def settle(out: Path, ledger: Ledger, record_file: Path, manifest: Path,
             continue
         try:
             for row in (r for r in pending if r["run"] == run):
-                _settle_one(row, out, ledger, record_file, manifest, sha256)
+                _settle_one(row, out, ledger, record_file, manifest, sha256, listed)
                 settled += 1
         finally:
             locks.release(remove=True)
@@ -59,7 +60,7 @@ def settle(out: Path, ledger: Ledger, record_file: Path, manifest: Path,
 
 
 def _settle_one(row: dict, out: Path, ledger: Ledger, record_file: Path, manifest: Path,
-                sha256: Callable[[Path], str]) -> None:
+                sha256: Callable[[Path], str], listed: set[str]) -> None:
     path, release_id = out / row["file"], int(row["ledger_id"])
     status = next((r["status"] for r in ledger.releases() if r["id"] == release_id), None)
     final = dict(row, time=datetime.now(UTC).isoformat(timespec="seconds"))
@@ -72,8 +73,9 @@ def _settle_one(row: dict, out: Path, ledger: Ledger, record_file: Path, manifes
                          width=width, height=height)
         if status == PENDING:
             ledger.confirm(release_id)
-        with ledger.exclusive():
-            records.append_rows(manifest, records.MANIFEST_FIELDS, [published],
+        with ledger.exclusive():  # listed already if the run died between its two rows
+            records.append_rows(manifest, records.MANIFEST_FIELDS,
+                                [] if path.name in listed else [published],
                                 "published manifest")
             records.append_rows(record_file, records.RECORD_FIELDS, [dict(
                 final, status="written", sha256=published["sha256"],
