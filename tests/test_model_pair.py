@@ -70,7 +70,7 @@ def test_viewer_and_release_report_quote_the_same_card(own_pair, tmp_path: Path,
         folder / "a.png")
     assert cli.main(["privatize", str(folder), "--e-px", "100", "--out", str(tmp_path / "out"),
                      "--model", str(mixture), "--ledger", str(tmp_path / "ledger.sqlite"),
-                     "--no-progress"]) == 0
+                     "--no-progress", "--confirm-one-patient-per-image"]) == 0
     capsys.readouterr()
     [report] = tmp_path.glob("release-report-*.html")
     page = report.read_text()
