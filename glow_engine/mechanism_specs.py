@@ -7,7 +7,8 @@ options its noise-free encoding depends on (the key under which the viewer and t
 keep an encoding) and its label. The mechanism classes (glow_engine.mechanisms), the viewer's
 PrivacyParams and caches, the evaluation's mechanism keys, the CLI and the viewer's labels all
 read it. A new mechanism is a description here and a class registered under the same name; a
-new option is one `Option` here (and the keyword its class accepts).
+new option is one `Option` here, the keyword its class accepts and, unless it is
+evaluation-only, a field of the same name in the viewer's PrivacyParams (which `chosen` reads).
 
 Torch-free and Qt-free: the viewer's window reads it before torch is loaded.
 """
