@@ -20,8 +20,9 @@ MiB = 1 << 20
 _FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
 
 
-class ReadError(UserError):
-    """A file that is not read; `reason` says why in words a user can act on."""
+class ReadError(UserError, OSError):
+    """A file that is not read; `reason` says why in words a user can act on. An OSError too,
+    so every caller that already handles a file it cannot read handles this one."""
 
     def __init__(self, path: Path, what: str, reason: str) -> None:
         self.path, self.what, self.reason = path, what, reason

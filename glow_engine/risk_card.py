@@ -33,6 +33,7 @@ from pathlib import Path
 from glow_engine.atomic import write_text_atomic
 from glow_engine.budget import total_epsilon
 from glow_engine.model_pair_files import load_for_models
+from glow_engine.reading import MiB, read_text
 from glow_engine.resources import RISK_CARD_NAME
 
 __all__ = ["FIELDS", "FORMAT", "RISK_CARD_NAME", "RiskCard", "from_results", "load_risk_card",
@@ -221,7 +222,7 @@ def write_risk_card(path: str | Path, results: dict) -> RiskCard:
 def read_risk_card(path: str | Path) -> RiskCard:
     """The card in `path`, whichever models it belongs to. Raises OSError, or ValueError for
     a malformed file."""
-    body = json.loads(Path(path).read_text(encoding="utf-8"))
+    body = json.loads(read_text(path, what="risk card", limit=16 * MiB))  # guarded
     if not isinstance(body, dict) or body.get("format") != FORMAT:
         raise ValueError(f"not a {FORMAT} file")
     if body.get("format_version") != FORMAT_VERSION:

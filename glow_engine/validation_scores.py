@@ -42,6 +42,7 @@ import numpy as np
 from glow_engine.atomic import write_text_atomic
 from glow_engine.bits import bits_per_pixel
 from glow_engine.model_pair_files import load_for_models
+from glow_engine.reading import MiB, read_text
 from glow_engine.resources import VALIDATION_SCORES_NAME
 from glow_engine.scores import ScoreBatch, ScoreKind
 
@@ -240,7 +241,7 @@ def privatised_entries(runs: list[dict], labels: np.ndarray, num_pixels: int) ->
 def read_validation_scores(path: str | Path) -> ValidationScores:
     """The validation scores in `path`, whichever models it belongs to. Raises OSError, or
     ValueError for a malformed file (json.JSONDecodeError is one)."""
-    return _parse(json.loads(Path(path).read_text()))
+    return _parse(json.loads(read_text(path, what="validation scores", limit=64 * MiB)))
 
 
 def load_validation_scores(path: str | Path | None, mixture_sha256: str,

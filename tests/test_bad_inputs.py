@@ -902,6 +902,13 @@ def test_a_named_pipe_in_place_of_any_input_file_is_refused(corpus, tmp_path) ->
          "except Exception as e: print(type(e).__name__, e)", _fifo(pipes / "nodes.toml")],
         capture_output=True, text=True, timeout=DEADLINE_S)
     assert nodes.stdout.startswith("PacsError") and "not a regular file" in nodes.stdout
+    shipped = subprocess.run(  # the risk card and validation scores beside a model pair
+        [sys.executable, "-c", "import sys\nfrom glow_engine.risk_card import read_risk_card\n"
+         "from glow_engine.validation_scores import read_validation_scores\n"
+         "for read in (read_risk_card, read_validation_scores):\n"
+         "    try: read(sys.argv[1])\n    except OSError as e: print(e)",
+         _fifo(pipes / "risk_card.json")], capture_output=True, text=True, timeout=DEADLINE_S)
+    assert shipped.stdout.count("not a regular file") == 2, shipped.stderr
 
 
 # --------------------------------------------------------------------------- torchrun
