@@ -790,6 +790,7 @@ sys.exit(cli.main(argv))
 """
 
 
+@pytest.mark.slow  # a child process killed, then a run, for each point
 @pytest.mark.parametrize("point", ["during-write", "before-confirm", "before-listing",
                                    "between-listings"])
 def test_a_killed_run_is_settled_by_the_next_one(corpus, tmp_path, capsys, point: str) -> None:
@@ -865,6 +866,7 @@ def _fifo(path: Path) -> Path:
     return path
 
 
+@pytest.mark.slow  # nine child processes, each importing torch
 def test_a_named_pipe_in_place_of_any_input_file_is_refused(corpus, tmp_path) -> None:
     pipes = tmp_path / "pipes"
     model_dir = Path(shutil.copytree(corpus / "model", pipes / "model_dir"))
