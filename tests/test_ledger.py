@@ -272,6 +272,14 @@ def test_a_sql_edit_of_the_ledger_is_refused(edit: str, tmp_path: Path,
         run_cli(str(path), "--verify")
 
 
+def test_verify_sees_what_other_connections_chained(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.sqlite"
+    with Ledger(path) as first, Ledger(path) as second:
+        second.reserve(release(total=1))
+        second.set_patient_budget(5)
+        assert first.verify() == 3 and first.patient_budget == 5
+
+
 def test_a_missing_key_file_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "ledger.sqlite"
     _ledger_with_history(path)

@@ -227,6 +227,8 @@ class Ledger:
 
     def _verify(self) -> None:
         assert self.journal is not None
+        # read again: other connections may have moved the chain's head since this one opened
+        self.journal.keys = chain.KeyFile.load(chain.key_path(self.path))
         self.journal.sync()
         self.journal.check_head()
         _check_meta(dict(self.db.execute("SELECT key, value FROM meta").fetchall()))
