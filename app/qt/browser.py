@@ -82,6 +82,7 @@ class FolderBrowser(QWidget):
         for row, path in enumerate(paths):
             name = QTableWidgetItem(str(path.relative_to(folder)))
             name.setData(PATH_ROLE, str(path))
+            name.setToolTip(str(path.relative_to(folder)))  # whole, where the column cuts it
             self.table.setItem(row, 0, name)
             self.table.setItem(row, 1, NumberItem(None, "…"))
             self.table.setItem(row, 2, QTableWidgetItem(""))
@@ -113,7 +114,7 @@ class FolderBrowser(QWidget):
         if thumb.pixels is not None:
             name.setIcon(QIcon(_pixmap(thumb.pixels)))
         if thumb.error:
-            name.setToolTip(thumb.error)
+            name.setToolTip(f"{name.text()}\n{thumb.error}")
             self.table.item(row, 2).setText("unreadable")
         elif thumb.score is not None:
             self.table.setItem(row, 1, NumberItem(thumb.score.bpd_mixture,

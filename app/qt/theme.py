@@ -15,8 +15,9 @@ QLabel#paneTitle { font-size: 13px; font-weight: bold; padding: 2px 4px; }
 QLabel#paneCaption { font-size: 12px; padding: 0px 4px; }
 QLabel#paneOverlay { font-size: 12px; color: #f0f0f0; background: rgba(0, 0, 0, 150);
                      padding: 1px 3px; }
-QLabel#hint { color: %(hint)s; }
-QLabel#warning { font-weight: bold; color: %(warning)s; }
+QLabel#hint, QTextBrowser#hint { color: %(hint)s; }
+QLabel#warning, QTextBrowser#warning { font-weight: bold; color: %(warning)s; }
+QTextBrowser#hint, QTextBrowser#warning { background: transparent; border: none; }
 QLabel#statement { font-weight: bold; }
 QLabel#statement[level="NONE"], QLabel#statement[level="NO_FORMAL"] { color: %(warning)s; }
 QLabel#statement[level="FORMAL"], QLabel#statement[level="STRONG"] { color: %(good)s; }

@@ -10,11 +10,14 @@ from PySide6.QtWidgets import (
     QAbstractSpinBox,
     QComboBox,
     QFileDialog,
+    QFrame,
     QHBoxLayout,
     QLabel,
     QLineEdit,
     QPushButton,
+    QSizePolicy,
     QSlider,
+    QTextBrowser,
     QWidget,
 )
 
@@ -59,6 +62,31 @@ class ElidedLabel(QLabel):
         rect = self.contentsRect()
         painter.drawText(rect, int(self.alignment()),
                          self.fontMetrics().elidedText(self.text(), self.mode, rect.width()))
+
+
+class FixedText(QTextBrowser):
+    """Read-only text of a fixed number of lines that scrolls when it holds more: a longer
+    explanation or warning never pushes the controls under it (a label would grow and move
+    them under the pointer)."""
+
+    def __init__(self, lines: int) -> None:
+        super().__init__()
+        self._shown = ""
+        self.setFrameShape(QFrame.Shape.NoFrame)
+        self.setOpenExternalLinks(True)
+        self.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        margin = 2 * int(self.document().documentMargin())
+        self.setFixedHeight(lines * self.fontMetrics().lineSpacing() + margin + 2)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+
+    def setText(self, text: str) -> None:
+        if text != self._shown:  # the same text again keeps where it was scrolled to
+            self._shown = text
+            super().setText(text)
+
+    def text(self) -> str:
+        return self.toPlainText()
 
 
 def available_area(widget: QWidget) -> QRect:
