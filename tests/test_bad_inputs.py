@@ -638,6 +638,14 @@ def _jpeg_dicom(codestream: Callable[[bytes], bytes], syntax: str = JPEGBaseline
     return build
 
 
+def _tiff_jpeg(folder: Path) -> Path:
+    """A JPEG-compressed TIFF whose scan has a run of 0xFF: libtiff decodes it to garbage."""
+    buffer = io.BytesIO()
+    Image.fromarray(to_uint8(_image())).save(buffer, format="TIFF", compression="jpeg")
+    (folder / "case.tif").write_bytes(_damage_scan(buffer.getvalue(), "ff-run"))
+    return folder / "case.tif"
+
+
 def _tiff_float(folder: Path) -> Path:
     arr = _image().copy()
     arr[3, 3] = np.nan
@@ -662,6 +670,7 @@ STRICT = {
     "jpeg-cut-and-closed": (_bytes_file(_damage_scan(_jpeg(_image()), "cut-closed"), ".jpg"),
                             "damaged"),
     "tiff-float-nan": (_tiff_float, "NaN"),
+    "tiff-jpeg-damaged": (_tiff_jpeg, "JPEG-compressed TIFF is not supported"),
     "dicom-rows-smaller-than-data": (_dicom(Rows=48), "does not match"),
     "dicom-columns-smaller-than-data": (_dicom(Columns=40), "does not match"),
     "dicom-rows-larger-than-data": (_dicom(Rows=80), "truncated"),

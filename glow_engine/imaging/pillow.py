@@ -21,6 +21,7 @@ from glow_engine.imaging.pixels import minmax
 from glow_engine.imaging.png import check_png
 
 _PIL_FORMATS = ("PNG", "JPEG", "TIFF")
+_TIFF_JPEG = (6, 7)  # TIFF Compression: old-style and new-style JPEG
 _PIL_KINDS = {"PNG": "png", "JPEG": "jpeg", "MPO": "jpeg", "TIFF": "tiff"}
 # ITU-R BT.601 luma weights, the same as Pillow's convert("L").
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float64)
@@ -37,7 +38,7 @@ def load_pillow(data: bytes, path: Path, max_pixels: int
             if getattr(img, "n_frames", 1) > 1:
                 raise ImageLoadError(path, f"multi-frame {img.format} images are not supported")
             check_size(path, img.height, img.width, max_pixels)
-            _check_strictly(data, path, kind)
+            _check_strictly(data, path, kind, img)
             white_is_zero = kind == "tiff" and img.tag_v2.get(262) == 0
             try:
                 img.load()
@@ -66,12 +67,17 @@ def _refusing_warnings(path: Path) -> Iterator[None]:
         raise ImageLoadError(path, f"it cannot be read faithfully (Pillow: {said})")
 
 
-def _check_strictly(data: bytes, path: Path, kind: str) -> None:
+def _check_strictly(data: bytes, path: Path, kind: str, img: Image.Image) -> None:
     """What Pillow would decode without a word though pixels are missing or misread."""
     if kind == "png":
         check_png(data, path)
     elif kind == "jpeg":
         check_jpeg(data, path, HUFFMAN_LOSSY)
+    elif kind == "tiff" and img.tag_v2.get(259) in _TIFF_JPEG:
+        # libtiff decodes a damaged JPEG strip to garbage with only a message on stderr
+        raise ImageLoadError(path, "JPEG-compressed TIFF is not supported (damage to it "
+                             "cannot be detected): use PNG, JPEG, uncompressed or losslessly "
+                             "compressed TIFF, or DICOM")
 
 
 def _open_pillow(data: bytes, path: Path) -> Image.Image:
