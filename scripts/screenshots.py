@@ -5,7 +5,9 @@
 
 Writes viewer-SIZE.png (the main window as it opens on that screen, strip and a marker on),
 and with 1920x1080 also ledger.png and batch.png: three samples drawn from the shipped model,
-released from the batch window into a scratch folder with a scratch ledger.
+released from the batch window into a scratch folder with a scratch ledger. Where Orthanc is
+installed, also pacs-SIZE.png: the PACS window querying the test harness's hospital server
+(tests/orthanc), which holds made-up radiographs of made-up patients only.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from PySide6.QtCore import QSettings
+from PySide6.QtCore import QSettings, Qt
 from PySide6.QtWidgets import QApplication
 
 from app.__main__ import build_parser as viewer_arguments
@@ -62,6 +64,7 @@ def main(out: Path, size: str) -> None:
     window.grab().save(str(out / f"viewer-{size}.png"))
     if size == "1920x1080":
         officer_windows(app, window, scratch, out)
+    pacs_window(app, window, scratch, out, size)
     window.close()
 
 
@@ -84,6 +87,65 @@ def officer_windows(app: QApplication, window: MainWindow, scratch: Path, out: P
     ledger = window.ledger_window
     wait(app, lambda: ledger.tables["Releases"].rowCount() == 3, "the ledger")
     ledger.grab().save(str(out / "ledger.png"))
+
+
+def pacs_window(app: QApplication, window: MainWindow, scratch: Path, out: Path,
+                size: str) -> None:
+    """The PACS window with a query's answer, two studies ticked (made-up patients on the
+    test harness's Orthanc servers, started here and stopped after)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+    import requests
+    from orthanc import harness
+    from pacs_helpers import chest_dicom, to_bytes
+
+    if not harness.installed():
+        print("Orthanc is not installed: no pacs screenshot", file=sys.stderr)
+        return
+    folder = Path(tempfile.mkdtemp(prefix="dpglow-shots-orthanc-"))
+    servers = harness.start(folder)
+    try:
+        for i, (modalities, date) in enumerate((("CR", "20240607"), ("DX", "20240611"),
+                                                ("CR", "20240702"))):
+            ds = chest_dicom(f"MRN-10{i}7", modality=modalities, accession=f"ACC24{i}31",
+                             seed=i)
+            ds.StudyDate = date
+            requests.post(f"http://127.0.0.1:{servers.a_http}/instances", data=to_bytes(ds),
+                          auth=(harness.USER, harness.PASSWORD), timeout=10).raise_for_status()
+        nodes = scratch / "nodes.toml"
+        nodes.write_text(f"""[local]
+ae_title = "{servers.our_aet}"
+port = {servers.our_port}
+
+[nodes.hospital]
+kind = "dimse"
+ae_title = "{servers.a_aet}"
+host = "127.0.0.1"
+port = {servers.a_dicom}
+
+[nodes.research]
+kind = "dimse"
+ae_title = "{servers.b_aet}"
+host = "127.0.0.1"
+port = {servers.b_dicom}
+""", encoding="utf-8")
+        window.settings.setValue("pacs_nodes", str(nodes))
+        window.show_pacs()
+        pacs = window.pacs_window
+        wait(app, lambda: pacs.node_list.count() == 2, "the nodes")
+        pacs.source.setCurrentText("hospital")
+        pacs.destination.setCurrentText("research")
+        pacs.date_from.setText("20240601")
+        pacs.date_to.setText("20240731")
+        pacs.find.click()
+        wait(app, lambda: pacs.results.rowCount() == 3, "the query")
+        for row in (0, 1):
+            pacs.results.item(row, 0).setCheckState(Qt.CheckState.Checked)
+        pacs.results.selectRow(2)
+        pacs.node_list.setCurrentRow(0)
+        pacs.grab().save(str(out / f"pacs-{size}.png"))
+        pacs.close()
+    finally:
+        harness.stop(folder)
 
 
 if __name__ == "__main__":

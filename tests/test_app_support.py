@@ -65,10 +65,12 @@ class Gate:
     """Wraps the release path's stop check: before image `at` (0-based) the run waits until
     the test opens the gate, then asks the lane as usual."""
 
-    def __init__(self, monkeypatch, at: int) -> None:
+    def __init__(self, monkeypatch, at: int, release_job=None) -> None:
+        """`release_job`: the module whose release_folder is gated (app.engine.release)."""
         self.at, self.asked, self.reached = at, 0, threading.Event()
         self.open = threading.Event()
-        from app.engine import release as release_job
+        if release_job is None:
+            from app.engine import release as release_job
 
         real = release_job.release_folder
 

@@ -18,18 +18,22 @@ from app.core.messages import Kind
 class Lane(Enum):
     PREVIEW = "preview"
     RELEASE = "release"
+    PACS = "pacs"  # the PACS window's network waits: nodes, echo, find, a look
 
 
-RELEASE_KINDS = frozenset({Kind.BATCH})
+RELEASE_KINDS = frozenset({Kind.BATCH, Kind.PACS_RELEASE})
+PACS_KINDS = frozenset({Kind.PACS_NODES, Kind.PACS_ECHO, Kind.PACS_FIND, Kind.PACS_LOOK})
 
 
 def lanes_of(kind: Kind) -> tuple[Lane, ...]:
     """The lanes a request of `kind` goes to."""
     if kind is Kind.MODELS:
         return (Lane.PREVIEW, Lane.RELEASE)
+    if kind in PACS_KINDS:
+        return (Lane.PACS,)
     return (Lane.RELEASE,) if kind in RELEASE_KINDS else (Lane.PREVIEW,)
 
 
 def heard_from(lane: Lane, kind: Kind) -> bool:
     """Whether the state takes `lane`'s answer of `kind`."""
-    return (kind in RELEASE_KINDS) == (lane is Lane.RELEASE)
+    return lane is lanes_of(kind)[0]

@@ -22,6 +22,7 @@ from glow_engine.choices import DEFAULT_ALPHA, DEFAULT_BLOCK
 from glow_engine.imaging import LoadedImage
 from glow_engine.mechanism_specs import spec_of
 from glow_engine.overlays import BlockMarker
+from glow_engine.pacs.query import Study, StudyQuery
 
 if TYPE_CHECKING:
     from glow_engine.risk_card import RiskCard
@@ -42,6 +43,11 @@ class Kind(Enum):
     LEDGER_TABLE = ("listing the ledger", False)  # the ledger window
     TABLE = ("writing a table", False)  # a CSV the ledger window exports
     BATCH = ("releasing a folder", False)  # the batch window: on the release lane
+    PACS_RELEASE = ("releasing from a PACS", False)  # the PACS window: on the release lane
+    PACS_NODES = ("reading the PACS nodes", False)  # the PACS window: on the PACS lane
+    PACS_ECHO = ("asking a PACS node", False)
+    PACS_FIND = ("querying a PACS", False)
+    PACS_LOOK = ("retrieving a study to look at", False)
     RENDER = ("privatising", False)
     STRIP = ("privatising strip", False)
     SCORES = ("scoring", True)
@@ -387,6 +393,138 @@ class BatchDone:
     error: str = ""  # why the run stopped early, if it did
 
 
+# --------------------------------------------------------------------------- the PACS window
+# Nodes, echo, find and a look run on the PACS lane (a node that does not answer never holds
+# a preview or a release back); a release from a PACS runs on the release lane.
+
+
+@dataclass(frozen=True, eq=False)
+class PacsNodesRequest(Request):
+    """Read the nodes file; with a `name`, first set that node's TOML keys (None removes a
+    key; `old_name`: the node renamed) and [local]'s (glow_engine.pacs.nodes_edit)."""
+
+    kind = Kind.PACS_NODES
+    nodes_path: Path
+    name: str = ""
+    values: dict[str, Any] = field(default_factory=dict)
+    old_name: str | None = None
+    local: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, eq=False)
+class PacsEchoRequest(Request):
+    kind = Kind.PACS_ECHO
+    nodes_path: Path
+    node: str
+
+
+@dataclass(frozen=True, eq=False)
+class PacsFindRequest(Request):
+    kind = Kind.PACS_FIND
+    nodes_path: Path
+    node: str
+    query: StudyQuery
+
+
+@dataclass(frozen=True, eq=False)
+class PacsLookRequest(Request):
+    """Retrieve one study's chest radiographs into a private staging folder (mode 0700,
+    beside the ledger) for the viewer, deleting the previous look's first; an empty
+    `study_uid` only deletes it."""
+
+    kind = Kind.PACS_LOOK
+    nodes_path: Path
+    node: str = ""
+    study_uid: str = ""
+    ledger_path: Path | None = None  # None: the default ledger's folder
+
+
+@dataclass(frozen=True)
+class PacsRelease:
+    """What the PACS window releases: studies of a source node, privatised with the batch
+    window's choices, sent to a destination node."""
+
+    nodes_path: Path
+    source: str
+    study_uids: tuple[str, ...]
+    to_node: str
+    mechanism: str
+    params: PrivacyParams
+    ledger_path: Path
+    linkage: str
+    keep_aspect: bool = False
+    force_budget: bool = False
+    allow_burned_in: bool = False
+
+
+@dataclass(frozen=True, eq=False)
+class PacsBatchRequest(Request):
+    """glow_engine.pacs.release.release_from_pacs on the release lane, one image per batch;
+    Cancel through the lane under `id`, progress under one id per phase (`phase_ids`:
+    retrieving, privatising, sending), so the window can say which."""
+
+    kind = Kind.PACS_RELEASE
+    release: PacsRelease
+    phase_ids: tuple[int, int, int]
+
+
+@dataclass(frozen=True, eq=False)
+class PacsNodesInfo:
+    kind: ClassVar[Kind] = Kind.PACS_NODES
+    request_id: int
+    nodes_path: Path
+    exists: bool
+    local: dict[str, Any] = field(default_factory=dict)  # [local]'s keys
+    nodes: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> keys, no secrets
+    saved: str = ""  # the node the request saved
+
+
+@dataclass(frozen=True, eq=False)
+class PacsEchoed:
+    kind: ClassVar[Kind] = Kind.PACS_ECHO
+    request_id: int
+    node: str
+    address: str
+
+
+@dataclass(frozen=True, eq=False)
+class PacsStudies:
+    kind: ClassVar[Kind] = Kind.PACS_FIND
+    request_id: int
+    node: str
+    studies: tuple[Study, ...]
+
+
+@dataclass(frozen=True, eq=False)
+class PacsLooked:
+    kind: ClassVar[Kind] = Kind.PACS_LOOK
+    request_id: int
+    folder: Path | None  # the staged copy (None: the look was closed)
+    images: int = 0
+    skipped: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, eq=False)
+class PacsReleased:
+    """What a release from a PACS did: the batch release's own summary, then what was
+    retrieved, skipped, sent, and what became of the staging folder."""
+
+    kind: ClassVar[Kind] = Kind.PACS_RELEASE
+    request_id: int
+    batch: BatchDone | None  # None: stopped before anything was privatised
+    studies: int
+    retrieved: int
+    skipped: tuple[str, ...]
+    destination: str
+    sent: int
+    already_there: int
+    not_sent: int
+    staging: str
+
+
+PacsAnswer = PacsNodesInfo | PacsEchoed | PacsStudies | PacsLooked | PacsReleased
+
+
 @dataclass(frozen=True, eq=False)
 class Failed:
     request_id: int
@@ -395,4 +533,4 @@ class Failed:
 
 
 Answer = (ModelsInfo | Source | FolderListing | Rendered | Scores | Exported | LedgerSpent
-          | LedgerTable | TableWritten | BatchDone | Thumb | Failed)
+          | LedgerTable | TableWritten | BatchDone | Thumb | Failed | PacsAnswer)

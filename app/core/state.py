@@ -276,6 +276,11 @@ class ViewState:
                     rows: tuple[tuple[str, ...], ...]) -> None:
         self._request(TableRequest, path=Path(path), header=header, rows=rows)
 
+    def new_id(self) -> int:
+        """A request id no other request of this state has (the PACS window's state draws
+        its ids here: the release lane cancels by id)."""
+        return next(self._ids)
+
     def release_folder(self, release: FolderRelease) -> BatchRequest | None:
         """Start a folder release on the release lane; returns its request (None without a
         model). The previews keep answering meanwhile."""

@@ -57,10 +57,7 @@ class Releases:
                 on_progress=lambda done, total: self._control.progress(rid, done, total),
                 should_stop=lambda: self._control.cancelled(rid))
             report = report_run(mech, p.e_px, summary, ledger)
-        problems = tuple(f"{Path(o.source).name}: {o.status} — {o.message}"
-                         for o in summary.outcomes if o.status not in ("written",))
-        return BatchDone(rid, dict(Counter(o.status for o in summary.outcomes)), problems,
-                         summary.manifest, summary.record, report, summary.error or "")
+        return batch_done(rid, summary, report)
 
     @torch.inference_mode()
     def export(self, request: ExportRequest) -> Exported:
@@ -106,3 +103,11 @@ class Releases:
                         f"{drawn} ({mech.describe(p.e_px)}). Ledger: total ε spent on this "
                         f"image {scientific(on_image)}; on this {who} {scientific(on_patient)}.",
                         report)
+
+
+def batch_done(request_id: int, summary: Summary, report: Path | None) -> BatchDone:
+    """The window's account of a release_folder run (the batch and the PACS windows')."""
+    problems = tuple(f"{Path(o.source).name}: {o.status} — {o.message}"
+                     for o in summary.outcomes if o.status not in ("written",))
+    return BatchDone(request_id, dict(Counter(o.status for o in summary.outcomes)), problems,
+                     summary.manifest, summary.record, report, summary.error or "")

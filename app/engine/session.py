@@ -32,6 +32,12 @@ from app.core.messages import (
     LoadModelsRequest,
     ModelsInfo,
     OpenRequest,
+    PacsAnswer,
+    PacsBatchRequest,
+    PacsEchoRequest,
+    PacsFindRequest,
+    PacsLookRequest,
+    PacsNodesRequest,
     Rendered,
     RenderRequest,
     Request,
@@ -46,6 +52,7 @@ from app.core.messages import (
 )
 from app.engine import files, ledger
 from app.engine.inputs import Inputs
+from app.engine.pacs import Pacs
 from app.engine.release import Releases
 from app.engine.rendering import Rendering
 from glow_engine.device import describe, pick_device
@@ -64,7 +71,9 @@ class Session:
         self.inputs = Inputs(self._model)
         self.rendering = Rendering(self.inputs, self._pair,
                                    lambda: None if self.pair is None else self.pair.scorer)
-        self.releases = Releases(self.inputs, control or JobControl())
+        control = control or JobControl()
+        self.releases = Releases(self.inputs, control)
+        self.pacs = Pacs(self.inputs, control)
 
     # ----------------------------------------------------------------- dispatch
 
@@ -126,6 +135,11 @@ class Session:
     @answer.register
     def _batch(self, request: BatchRequest) -> BatchDone:
         return self.releases.folder(request)
+
+    @answer.register
+    def _pacs(self, request: PacsNodesRequest | PacsEchoRequest | PacsFindRequest
+              | PacsLookRequest | PacsBatchRequest) -> PacsAnswer:
+        return self.pacs.answer(request)
 
     # ----------------------------------------------------------------- models
 

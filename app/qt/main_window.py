@@ -36,6 +36,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.core.pacs_state import PacsState
 from app.core.state import Aspect, ViewState
 from app.qt.batch_window import BatchWindow
 from app.qt.browser import FolderBrowser
@@ -43,6 +44,7 @@ from app.qt.controls import EpsilonControl
 from app.qt.dialogs import About, Document, ModelInfo, ReleaseReport, TagBrowser
 from app.qt.export import ExportDialog
 from app.qt.ledger_window import LedgerWindow
+from app.qt.pacs_window import PacsWindow
 from app.qt.panes import ZOOM_STEP, PaneGrid, Tool
 from app.qt.scores import ScoresPanel
 from app.qt.theme import apply_theme
@@ -106,6 +108,7 @@ class MainWindow(QMainWindow):
         self.pending_image: Path | None = None
         self.ledger_window: LedgerWindow | None = None  # made when first asked for
         self.batch_window: BatchWindow | None = None
+        self.pacs_window: PacsWindow | None = None
         self.messages: list[str] = []  # every error shown, newest last (tests read it)
         self.setWindowTitle("DP-GLOW Viewer")
         self.setWindowIcon(icon("app"))
@@ -211,6 +214,7 @@ class MainWindow(QMainWindow):
             "about": a("About DP-GLOW Viewer…", self.show_about),
             "ledger": a("Privacy ledger…", self.show_ledger, "Ctrl+L"),
             "batch": a("Release a folder…", self.show_batch, "Ctrl+B"),
+            "pacs": a("Release from a PACS…", self.show_pacs, "Ctrl+Shift+P"),
         }
         self.act["outlines"].setChecked(True)
         self._build_menus()
@@ -238,7 +242,7 @@ class MainWindow(QMainWindow):
         model = bar.addMenu("&Model")
         model.addActions([self.act["mixture"], self.act["normal"], self.act["info"]])
         privacy = bar.addMenu("&Privacy")
-        privacy.addActions([self.act["ledger"], self.act["batch"]])
+        privacy.addActions([self.act["ledger"], self.act["batch"], self.act["pacs"]])
         help_menu = bar.addMenu("&Help")
         for title in USER_DOCUMENTS:
             help_menu.addAction(f"{title}…", lambda title=title: self.show_document(title))
@@ -430,6 +434,19 @@ class MainWindow(QMainWindow):
             self.batch_window = BatchWindow(self.state, self.settings, self)
         self.batch_window.show()
         self.batch_window.raise_()
+
+    def show_pacs(self) -> None:
+        """The PACS window (query, look, release to a node); its state is wired to the
+        engine lanes here, like the viewer's."""
+        if self.pacs_window is None:
+            pacs = PacsState(self.state.new_id)
+            pacs.requested.connect(self.engine.submit)
+            self.engine.answered.connect(pacs.accept)
+            self.engine.progressed.connect(pacs.release_progressed)
+            self.pacs_window = PacsWindow(pacs, self.state, self.settings, self.open_folder,
+                                          self)
+        self.pacs_window.show()
+        self.pacs_window.raise_()
 
     def set_window_preset(self, levels: tuple[float, float] | None) -> None:
         original = self.state.original
