@@ -19,7 +19,9 @@ from app.qt.dialogs import ReleaseReport
 from glow_engine.budget import parse_e_px, refusal
 from glow_engine.release.deid import DEFAULT_LINKAGE, LINKAGES
 
-HIDDEN_ROWS = ("Images (folder)", "Format", "Release folder")  # the batch window's, not ours
+# The batch window's rows about a folder: a PACS release has studies, a destination node,
+# DICOM output and the PatientID of each retrieved header instead.
+HIDDEN_ROWS = ("Images (folder)", "Format", "Release folder", "Patient IDs", "Pattern")
 
 
 class PacsReleaseWindow(BatchWindow):
@@ -41,12 +43,16 @@ class PacsReleaseWindow(BatchWindow):
         pacs.changed.connect(self._on_pacs)
 
     def _target_rows(self) -> None:
-        form = self.layout().itemAt(0).layout()
-        assert isinstance(form, QFormLayout)
+        form = next(f for f in self.findChildren(QFormLayout)
+                    if f.getWidgetPosition(self.mechanism)[0] >= 0)
         for row in range(form.rowCount()):
             label = form.itemAt(row, QFormLayout.ItemRole.LabelRole)
             if label is not None and label.widget().text() in HIDDEN_ROWS:
                 form.setRowVisible(row, False)
+        if (preview := getattr(self, "patient_preview", None)) is not None:
+            form.setRowVisible(preview, False)  # the folder's patient IDs
+        if (per_image := getattr(self, "one_patient", None)) is not None:
+            per_image.hide()  # the folder release's choice; release_from_pacs has its own
         form.insertRow(0, "Studies", self.studies)
         form.addRow("Destination node", self.destination)
         form.addRow("Linkage", self.linkage)
