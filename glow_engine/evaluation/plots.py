@@ -18,7 +18,8 @@ __all__ = ["auc_plot", "baselines_plot", "example_grid", "learned_plot", "marker
            "reid_plot", "tradeoff_plot"]
 
 COLOURS = {"dpglow-paper": "tab:blue", "dpglow-tight": "tab:green", "idldp": "tab:red",
-           "dppix": "tab:purple", "dppix-m1": "tab:pink"}
+           "dppix": "tab:purple", "dppix-m1": "tab:pink", "dpglow-paper-posterior": "tab:cyan",
+           "dpglow-tight-posterior": "tab:olive"}
 DPI = 110
 SHAPES = ("o", "s", "^", "v", "D", "P", "X", "*", "h")
 

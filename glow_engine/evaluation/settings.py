@@ -21,14 +21,22 @@ DEFAULT_SETTINGS = "inf-noclip,inf,1000,100,10"
 # the options that set the variant apart (DP-GLOW once per sensitivity mode), and the label
 # the tables and plots give it. dppix-m1 is DP-Pix calibrated to Fan's 1-pixel neighbourhood:
 # a comparison, not local DP.
+# dpglow-MODE decodes the released latent as published; dpglow-MODE-posterior decodes the
+# posterior mean of the original latent given it (post-processing, the same release).
 VARIANTS: dict[str, tuple[str, dict]] = {
-    **{f"dpglow-{mode}": ("dpglow", {"mode": mode}) for mode in DPGLOW_MODES},
+    **{f"dpglow-{mode}": ("dpglow", {"mode": mode, "estimate": "plain"})
+       for mode in DPGLOW_MODES},
+    **{f"dpglow-{mode}-posterior": ("dpglow", {"mode": mode, "estimate": "posterior-mean"})
+       for mode in DPGLOW_MODES},
     "idldp": ("idldp", {}), "dppix": ("dppix", {}), "dppix-m1": ("dppix", {"m": 1})}
 _SUFFIXES = {**{f"dpglow-{mode}": f" ({mode})" for mode in DPGLOW_MODES},
+             **{f"dpglow-{mode}-posterior": f" ({mode}, posterior mean)"
+                for mode in DPGLOW_MODES},
              "dppix-m1": " (m = 1, not local DP)"}
 MECHANISMS = {key: spec_of(name).title + _SUFFIXES.get(key, "")
               for key, (name, _) in VARIANTS.items()}
-DEFAULT_MECHANISMS = ",".join(k for k in MECHANISMS if k != "dppix-m1")
+DEFAULT_MECHANISMS = ",".join(k for k in MECHANISMS if k != "dppix-m1" and
+                               not k.endswith("-posterior"))
 NOCLIP = "-noclip"
 
 
