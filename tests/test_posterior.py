@@ -93,9 +93,9 @@ def test_preview_and_release_decode_through_the_same_estimate(tiny_model, monkey
 
     monkeypatch.setattr(mech, "estimate", spy)
     r = mech.resolution
-    mech.preview(enc, 10, preview_noise(2, r * r, seed=0))
-    mech.release(enc, 10)
-    assert seen == [(10, True), (10, True)]
+    mech.preview(enc, 100, preview_noise(2, r * r, seed=0))
+    mech.release(enc, 100)
+    assert seen == [(100, True), (100, True)]
     # without noise both are the same picture, and it is the estimate's, not the plain one's
     preview, release = (mech.preview(enc, math.inf, preview_noise(2, r * r)),
                         mech.release(enc, math.inf))
@@ -103,6 +103,20 @@ def test_preview_and_release_decode_through_the_same_estimate(tiny_model, monkey
     lo, hi, _ = mech._box_tensors()
     np.testing.assert_array_equal(release, mech.decode(posterior_mean(enc.clipped, lo, hi, 0.0)))
     assert not np.array_equal(release, mechanisms(tiny_model)[0].release(enc, math.inf))
+
+
+@pytest.mark.parametrize(("mode", "e_px", "posterior"), [
+    ("paper", 100, True), ("paper", 99, False), ("paper", 10, False),
+    ("tight", 40, True), ("tight", 39, False), ("tight", 1, False)])
+def test_posterior_mean_only_where_the_noise_is_small(tiny_model, mode, e_px, posterior):
+    plain, mech = mechanisms(tiny_model, mode)
+    enc = mech.encode(tiny_images(2, seed=5))
+    r = mech.resolution
+    noisy = mech.perturb_preview(enc, e_px, preview_noise(2, r * r, seed=2))
+    lo, hi, _ = mech._box_tensors()
+    want = posterior_mean(noisy, lo, hi, mech.scale_vector(e_px)) if posterior else noisy
+    assert torch.equal(mech.estimate(noisy, e_px), want)
+    assert torch.equal(plain.estimate(noisy, e_px), noisy)
 
 
 def test_post_processing_changes_nothing_without_the_clip(tiny_model) -> None:

@@ -8,7 +8,11 @@ inputs' latents differ by at most w_k in element k, so this is also epsilon-LDP,
 Decoding ("estimate"): the released latent as published ("plain"), or the posterior mean of
 the original latent given it under the model's N(0, 1) prior, with the box and the noise scale
 (mechanisms/posterior.py): computed from the release and public facts only, so the privacy
-guarantee and its accounting are the same; preview and release both decode through it.
+guarantee and its accounting are the same; preview and release both decode through it. The
+posterior mean is used where the noise is small against the box (b_k <= w_k / 40: paper mode
+at alpha 0.4 from e_px 100, tight from 40); with more noise the shrunk latent decodes to an
+over-smooth picture (lower PSNR, every release flagged too simple on the training split at
+e_px 10, docs/evaluation.md), so the released latent is decoded there.
 """
 
 from __future__ import annotations
@@ -27,6 +31,9 @@ from glow_engine.mechanism_specs import spec_of
 from glow_engine.mechanisms.box import BoxMechanism
 from glow_engine.mechanisms.posterior import posterior_mean
 from glow_engine.modelfile import LoadedModel
+
+# The largest noise scale, in box widths (b_k / w_k), at which the posterior mean is decoded.
+POSTERIOR_MAX_NOISE = Fraction(1, 40)
 
 
 class DPGlow(BoxMechanism):
@@ -73,6 +80,8 @@ class DPGlow(BoxMechanism):
 
     def estimate(self, noisy: torch.Tensor, e_px: float, clip: bool = True) -> torch.Tensor:
         if self.estimate_rule == "plain" or not clip:  # without the clip there is no box
+            return noisy
+        if math.isfinite(e_px) and self.ratio / Fraction(e_px) > POSTERIOR_MAX_NOISE:
             return noisy
         lo, hi, _ = self._box_tensors()
         scale = self.scale_vector(e_px) if math.isfinite(e_px) else 0.0
