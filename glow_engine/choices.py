@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 __all__ = ["DEFAULT_ALPHA", "DEFAULT_BLOCK", "DEFAULT_ESTIMATE", "DPGLOW_ESTIMATES",
-           "DPGLOW_MODES", "RELEASE_FORMATS", "ReleaseFormat"]
+           "DPGLOW_MODES", "RELEASE_FORMATS", "ReleaseFormat", "dpglow_variant"]
 
 # DP-GLOW's sensitivity: S = Delta as published ("paper"), or S = w ("tight"; docs/method.md).
 DPGLOW_MODES = ("paper", "tight")
@@ -20,6 +20,13 @@ DEFAULT_ALPHA = 0.4  # the clip width w = alpha * Delta of the paper
 # the original latent given it (mechanisms/posterior.py; post-processing, no privacy cost).
 DPGLOW_ESTIMATES = ("plain", "posterior-mean")
 DEFAULT_ESTIMATE = "plain"
+
+
+def dpglow_variant(mode: str, estimate: str) -> str:
+    """What a DP-GLOW release records as its mode (the ledger's, the risk card's and the
+    validation references' key): the sensitivity rule, "-posterior" added for the posterior
+    decode, whose figures are its own."""
+    return mode if estimate == "plain" else f"{mode}-posterior"
 DEFAULT_BLOCK = 8  # DP-Pix's block side b in pixels: Fan's and PriCheXy-Net's choice
 
 

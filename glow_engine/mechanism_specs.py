@@ -25,6 +25,7 @@ from glow_engine.choices import (
     DEFAULT_ESTIMATE,
     DPGLOW_ESTIMATES,
     DPGLOW_MODES,
+    dpglow_variant,
 )
 from glow_engine.errors import UserError
 
@@ -109,8 +110,9 @@ MECHANISM_SPECS: dict[str, MechanismSpec] = {spec.name: spec for spec in (
          # what is decoded from the noisy latent (post-processing, no privacy cost)
          Option("estimate", DEFAULT_ESTIMATE, encodes=False, choices=DPGLOW_ESTIMATES)),
         needs_model=True, noise_units="mean, latent units",
-        _mode=lambda o: o["mode"],
-        _label=lambda o: f"DP-GLOW ({o['mode']}, α={float(o['alpha']):g})"),
+        _mode=lambda o: dpglow_variant(o["mode"], o["estimate"]),
+        _label=lambda o: f"DP-GLOW ({o['mode']}, α={float(o['alpha']):g}"
+                         + ("" if o["estimate"] == "plain" else ", posterior mean") + ")"),
     MechanismSpec(
         "idldp", "ID-LDP", (), needs_model=False, noise_units="pixel units",
         _mode=lambda o: "", _label=lambda o: "ID-LDP"),

@@ -77,8 +77,14 @@ def test_post_processing_leaves_the_privacy_accounting_unchanged(tiny_model, mod
         assert release_scale(e_px, posterior.ratio) == release_scale(e_px, plain.ratio)
         assert torch.equal(posterior.scale_vector(e_px), plain.scale_vector(e_px))
         assert posterior.noise_scale(e_px) == plain.noise_scale(e_px)
-    assert "decoding posterior-mean" in posterior.describe(10)
-    assert "decoding plain" in plain.describe(10)
+    # its releases are recorded, and their measured figures looked up, as a variant of their own
+    assert (plain.mode, posterior.mode) == (mode, f"{mode}-posterior")
+    assert f"DP-GLOW {mode}-posterior alpha=0.4" in posterior.describe(10)
+    assert posterior.label == f"DP-GLOW ({mode}, α=0.4, posterior mean)"
+    assert plain.label == f"DP-GLOW ({mode}, α=0.4)"
+    spec_options = {"mode": mode, "estimate": "posterior-mean"}
+    assert posterior.spec.mode(spec_options) == posterior.mode
+    assert posterior.spec.label(spec_options) == posterior.label
 
 
 def test_preview_and_release_decode_through_the_same_estimate(tiny_model, monkeypatch) -> None:

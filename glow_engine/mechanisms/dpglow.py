@@ -24,7 +24,13 @@ from typing import Any
 import torch
 
 from glow_engine.budget import format_number, total_epsilon
-from glow_engine.choices import DEFAULT_ALPHA, DEFAULT_ESTIMATE, DPGLOW_ESTIMATES, DPGLOW_MODES
+from glow_engine.choices import (
+    DEFAULT_ALPHA,
+    DEFAULT_ESTIMATE,
+    DPGLOW_ESTIMATES,
+    DPGLOW_MODES,
+    dpglow_variant,
+)
 from glow_engine.errors import UserError
 from glow_engine.flow.glow import model_to_pixels, pixels_to_model
 from glow_engine.mechanism_specs import spec_of
@@ -51,7 +57,8 @@ class DPGlow(BoxMechanism):
         if estimate not in DPGLOW_ESTIMATES:
             raise UserError(f"estimate must be one of {', '.join(DPGLOW_ESTIMATES)}, "
                             f"got {estimate!r}")
-        self.model, self.alpha, self.mode = model, float(alpha), mode
+        self.model, self.alpha = model, float(alpha)
+        self.mode = dpglow_variant(mode, estimate)
         self.estimate_rule = estimate
         self.model_sha256 = model.sha256
         self.resolution = model.resolution
@@ -61,7 +68,7 @@ class DPGlow(BoxMechanism):
         self.lo = cal.centre - self.width / 2
         # S_k / w_k: exact rationals, so the release scale is rounded in the safe direction
         self.ratio = Fraction(1) if mode == "tight" else 1 / Fraction(self.alpha)
-        self.label = self.spec.label({"alpha": self.alpha, "mode": mode})
+        self.label = self.spec.label({"alpha": self.alpha, "mode": mode, "estimate": estimate})
 
     @classmethod
     def from_options(cls, model: Any, **options: Any) -> DPGlow:
@@ -92,4 +99,4 @@ class DPGlow(BoxMechanism):
                   f"(total epsilon {format_number(total_epsilon(e_px, self.resolution))})")
         clipping = "" if clip else " without clip (no privacy guarantee)"
         return (f"{self.title} {self.mode} alpha={self.alpha:g} {budget}{clipping} "
-                f"decoding {self.estimate_rule} model sha256:{self.model.short_hash}")
+                f"model sha256:{self.model.short_hash}")
