@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from glow_engine.choices import DEFAULT_ALPHA, DEFAULT_BLOCK
+from glow_engine.choices import DEFAULT_ALPHA, DEFAULT_BLOCK, DEFAULT_ESTIMATE
 from glow_engine.imaging import LoadedImage
 from glow_engine.mechanism_specs import spec_of
 from glow_engine.overlays import BlockMarker
@@ -63,6 +63,7 @@ class PrivacyParams:
     e_px: float = 100.0  # per-pixel budget (glow_engine.budget); may be math.inf
     alpha: float = DEFAULT_ALPHA
     mode: str = "paper"
+    estimate: str = DEFAULT_ESTIMATE  # what DP-GLOW decodes (post-processing, no privacy cost)
     block: int = DEFAULT_BLOCK  # DP-Pix's block side in pixels
     clip: bool = True  # False only matters at e_px = inf: the plain reconstruction
     noise_seed: int = 0  # the preview draw; "new noise draw" bumps it
