@@ -230,6 +230,7 @@ def seconds_since_process_start() -> float:
 
 def smoke_done(window, image: Path | None) -> bool:
     from app.core.messages import Kind
+    from app.core.pane_keys import ORIGINAL
 
     s = window.state
     if s.models is None or s.source is None or s.rendered is None or s.strip is None:
@@ -239,7 +240,7 @@ def smoke_done(window, image: Path | None) -> bool:
     if s.params.e_px != SMOKE_E_PX or not s.is_current(Kind.RENDER, s.rendered.request_id):
         return False
     needs_scores = s.models.normal_path is not None
-    return not needs_scores or {"original", *s.rendered.panes, *s.strip.panes} <= set(s.scores)
+    return not needs_scores or {ORIGINAL, *s.rendered.panes, *s.strip.panes} <= set(s.scores)
 
 
 if __name__ == "__main__":

@@ -40,6 +40,7 @@ from PySide6.QtWidgets import QApplication
 
 from app.core.budget_scale import e_px_to_position
 from app.core.messages import Answer, FolderRelease, Kind, Request
+from app.core.pane_keys import PaneKey
 from app.core.state import Aspect
 from app.engine import release as release_job
 from app.engine.session import Session
@@ -270,7 +271,7 @@ def main() -> int:
     window.resize(1680, 1000)
     window.show()
     clock = PaintClock()
-    window.grid.panes["dpglow"].graphics.viewport().installEventFilter(clock)
+    window.grid.panes[PaneKey("dpglow")].graphics.viewport().installEventFilter(clock)
     window.state.changed.connect(clock.on_changed)
     try:
         result = run(app, window, clock, models, args, tmp)

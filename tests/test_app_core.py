@@ -14,16 +14,18 @@ from app.core.budget_scale import (
     position_to_e_px,
 )
 from app.core.jobs import JobControl
-from app.core.lanes import Lane, heard_from, lanes_of
+from app.core.lanes import PACS_KINDS, RELEASE_KINDS, Lane, heard_from, lanes_of
 from app.core.messages import Kind
+from app.core.pane_keys import MAIN_KEYS, ORIGINAL, STRIP_KEYS, PaneKey
 from app.core.release_summary import release_summary
 
 
 def test_requests_go_to_their_lane_and_the_state_hears_each_answer_once() -> None:
-    assert lanes_of(Kind.BATCH) == (Lane.RELEASE,)
+    assert lanes_of(Kind.BATCH) == lanes_of(Kind.PACS_RELEASE) == (Lane.RELEASE,)
     assert lanes_of(Kind.MODELS) == (Lane.PREVIEW, Lane.RELEASE)  # each its own instances
-    assert all(lanes_of(k) == (Lane.PREVIEW,) for k in Kind if k not in (Kind.BATCH,
-                                                                           Kind.MODELS))
+    assert all(lanes_of(k) == (Lane.PACS,) for k in PACS_KINDS)  # network waits
+    others = set(Kind) - RELEASE_KINDS - PACS_KINDS - {Kind.MODELS}
+    assert all(lanes_of(k) == (Lane.PREVIEW,) for k in others)
     for kind in Kind:  # exactly one lane's answer is heard
         heard = [lane for lane in lanes_of(kind) if heard_from(lane, kind)]
         assert len(heard) == 1
@@ -65,3 +67,14 @@ def test_presets_and_block_sides_follow_the_resolution() -> None:
     assert math.isinf(at_256["∞: no noise (no privacy)"])
     assert not any(text.startswith("Total") for text, _ in budget_presets(None))
     assert block_sides(256) == [2, 4, 8, 16, 32] and block_sides(48) == [2, 4, 8, 16]
+
+
+def test_pane_keys_name_each_pane_once_and_say_its_labels() -> None:
+    dppix_10 = PaneKey("dppix", 10.0)
+    assert dppix_10 in STRIP_KEYS and PaneKey("dppix", 10) == dppix_10  # one value, any spelling
+    assert MAIN_KEYS[0] is ORIGINAL and ORIGINAL.original and not ORIGINAL.in_strip
+    assert len(set(MAIN_KEYS + STRIP_KEYS)) == 1 + 3 + 3 * 3
+    assert (ORIGINAL.label, ORIGINAL.short) == ("Original", "orig")
+    assert (dppix_10.label, dppix_10.short) == ("DP-Pix · 10", "DP-Pix@10")
+    assert PaneKey("dpglow").pending_title(True) == "DP-GLOW  (computing…)"
+    assert dppix_10.pending_title(False) == "ε/px 10"  # its group's title names DP-Pix

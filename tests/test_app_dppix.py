@@ -15,6 +15,7 @@ from test_app_support import TIMEOUT_MS, settle, write_png
 pytest.importorskip("pytestqt")
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
+from app.core.pane_keys import PaneKey
 from app.engine import release as release_job
 from app.qt.export import ExportDialog
 from glow_engine.mechanisms import DPPix
@@ -23,9 +24,9 @@ from glow_engine.risk_card import RiskCard
 
 
 def test_the_dppix_pane_follows_the_slider_and_the_block_size(qtbot, window) -> None:
-    pane = window.grid.panes["dppix"]
+    pane = window.grid.panes[PaneKey("dppix")]
     assert pane.isVisible() and pane.title.text() == "DP-Pix (b=8)   ε/px = 100"
-    assert (pane.image.image == window.state.rendered.panes["dppix"].pixels).all()
+    assert (pane.image.image == window.state.rendered.panes[PaneKey("dppix")].pixels).all()
     assert pane.info.text().startswith("DP-Pix · ε/px 100 · total ε")
     assert "Anomaly score" in pane.caption.text()
     before = pane.image.image.copy()
@@ -45,17 +46,18 @@ def test_the_dppix_pane_follows_the_slider_and_the_block_size(qtbot, window) -> 
 def test_the_strip_and_the_score_table_hold_dppix(qtbot, window) -> None:
     window.act["strip"].trigger()
     qtbot.waitUntil(lambda: window.state.settled and window.state.strip is not None
-                    and "dppix@10" in window.state.scores, timeout=TIMEOUT_MS)
+                    and PaneKey("dppix", 10.0) in window.state.scores, timeout=TIMEOUT_MS)
     grid = window.grid
     assert grid.strip_titles["dppix"].isVisible() and grid.strip_titles["dppix"].text() == "DP-Pix"
     for budget in ("1000", "100", "10"):
-        pane = grid.panes[f"dppix@{budget}"]
+        pane = grid.panes[PaneKey("dppix", float(budget))]
         assert pane.isVisible() and pane.title.text() == f"ε/px {budget}"
         assert "DP-Pix block 8" in pane.title.toolTip()
-    grid.enlarge("dppix@100")  # alone: only its own group's title stays
+    grid.enlarge(PaneKey("dppix", 100.0))  # alone: only its own group's title stays
     assert grid.strip_titles["dppix"].isVisible()
-    assert not grid.strip_titles["dpglow"].isVisible() and not grid.panes["dppix@10"].isVisible()
-    grid.enlarge("dppix@100")
+    assert not grid.strip_titles["dpglow"].isVisible()
+    assert not grid.panes[PaneKey("dppix", 10.0)].isVisible()
+    grid.enlarge(PaneKey("dppix", 100.0))
     table = window.scores.table
     rows = [table.verticalHeaderItem(r).text() for r in range(table.rowCount())]
     assert rows[:4] == ["Original", "DP-GLOW", "ID-LDP", "DP-Pix"] and "DP-Pix · 10" in rows

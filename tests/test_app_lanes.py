@@ -18,6 +18,7 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 from app.core.budget_scale import position_to_e_px
 from app.core.messages import Kind
+from app.core.pane_keys import PaneKey
 from app.qt.worker import BACKGROUND_NICE, yield_cores
 
 
@@ -38,7 +39,7 @@ def test_the_slider_is_answered_while_a_folder_release_runs(qtbot, window, tmp_p
         window.controls.slider.setValue(position)
         e_px = position_to_e_px(position)
         qtbot.waitUntil(lambda e=e_px: not window.state.waiting(Kind.RENDER)
-                        and window.state.rendered.panes["dpglow"].e_px == e,
+                        and window.state.rendered.panes[PaneKey("dpglow")].e_px == e,
                         timeout=TIMEOUT_MS)
     assert window.state.waiting(Kind.BATCH) and batch.request is not None  # still held
     gate.open.set()

@@ -22,6 +22,7 @@ from app.core.messages import (
     RenderRequest,
     StripRequest,
 )
+from app.core.pane_keys import MAIN_KEYS, MECHANISM_KEYS, ORIGINAL, PaneKey
 from app.core.state import Aspect, ViewState
 from app.engine.session import Session
 from glow_engine.overlays import BlockMarker
@@ -61,8 +62,8 @@ def test_sample_renders_every_mechanism_and_scores(h: Harness) -> None:
     h.state.new_sample()
     s = h.state
     assert s.source is not None and s.source.image is None and "no patient" in s.source.note
-    assert set(s.rendered.panes) == {"dpglow", "idldp", "dppix"}
-    assert set(s.scores) == {"original", "dpglow", "idldp", "dppix"}
+    assert set(s.rendered.panes) == set(MECHANISM_KEYS)
+    assert set(s.scores) == set(MAIN_KEYS)
     for pane in s.rendered.panes.values():
         assert pane.pixels.shape == (32, 32) and pane.pixels.dtype == np.float32
         assert pane.pixels.min() >= 0.0 and pane.pixels.max() <= 1.0
@@ -73,7 +74,7 @@ def test_open_keeps_the_aspect_ratio(h: Harness, tmp_path: Path) -> None:
     h.state.open(write_png(tmp_path / "a.png", height=96, width=48))
     s = h.state
     assert s.source.pixels.shape == (96, 48)
-    assert s.rendered.panes["dpglow"].pixels.shape == (32, 16)  # cropped, not stretched
+    assert s.rendered.panes[PaneKey("dpglow")].pixels.shape == (32, 16)  # cropped, not stretched
     assert s.rendered.original.shape == (32, 16)
     assert s.total_epsilon == 100 * 32 * 32
 
@@ -88,12 +89,13 @@ def test_marker_and_flip_change_the_input_and_report_metrics(h: Harness, tmp_pat
     original = h.state.original
     assert original[48, 40] == 1.0  # the marker is painted on the displayed input
     metrics = h.state.rendered.metrics
-    assert set(metrics["dpglow"]) == {"similarity", "marker1", "marker2"}
-    assert metrics["idldp"]["marker1"] > 0.5  # light ID-LDP noise leaves the marker
+    assert set(metrics[PaneKey("dpglow")]) == {"similarity", "marker1", "marker2"}
+    assert metrics[PaneKey("idldp")]["marker1"] > 0.5  # light ID-LDP noise leaves the marker
     h.state.remove_marker(0)
     assert h.state.markers == (BlockMarker(0.2, 0.3, 0.1, 0.0),)
     h.state.clear_markers()
-    assert h.state.markers == () and set(h.state.rendered.metrics["dpglow"]) == {"similarity"}
+    assert h.state.markers == ()
+    assert set(h.state.rendered.metrics[PaneKey("dpglow")]) == {"similarity"}
 
 
 def test_outdated_results_are_ignored(h: Harness) -> None:
@@ -106,27 +108,27 @@ def test_outdated_results_are_ignored(h: Harness) -> None:
     assert h.state.rendered.request_id == new.id
     assert h.state.accept(h.session.handle(old)) is False  # late answer to an old position
     assert h.state.rendered.request_id == new.id
-    assert "1000" in h.state.rendered.panes["dpglow"].title
+    assert "1000" in h.state.rendered.panes[PaneKey("dpglow")].title
 
 
 def test_a_new_noise_draw_changes_the_preview_and_the_same_seed_repeats(h: Harness) -> None:
     h.state.new_sample()
-    first = h.state.rendered.panes["idldp"].pixels
+    first = h.state.rendered.panes[PaneKey("idldp")].pixels
     h.state.new_noise()
-    second = h.state.rendered.panes["idldp"].pixels
+    second = h.state.rendered.panes[PaneKey("idldp")].pixels
     assert not np.array_equal(first, second)
     h.state.set_e_px(10)
     h.state.set_e_px(100)
-    np.testing.assert_array_equal(h.state.rendered.panes["idldp"].pixels, second)
+    np.testing.assert_array_equal(h.state.rendered.panes[PaneKey("idldp")].pixels, second)
 
 
 def test_infinity_with_and_without_clip(h: Harness) -> None:
     h.state.new_sample()
     h.state.set_e_px(math.inf)
-    clipped = h.state.rendered.panes["dpglow"]
+    clipped = h.state.rendered.panes[PaneKey("dpglow")]
     assert "inf" in clipped.caption and h.state.rendered.noise_scale["dpglow"] == 0
     h.state.set_clip(False)
-    plain = h.state.rendered.panes["dpglow"]
+    plain = h.state.rendered.panes[PaneKey("dpglow")]
     assert "without clip" in plain.caption
     # The plain reconstruction is the input itself (to within 8-bit quantisation).
     assert np.abs(plain.pixels - h.state.rendered.original).max() <= 1 / 255 + 1e-6
@@ -135,9 +137,10 @@ def test_infinity_with_and_without_clip(h: Harness) -> None:
 def test_fixed_budget_strip(h: Harness) -> None:
     h.state.new_sample()
     h.state.set_display(strip=True)
-    assert set(h.state.strip.panes) == {f"{m}@{e}" for m in ("dpglow", "idldp", "dppix")
-                                        for e in ("1000", "100", "10")}
-    assert {"dpglow@10", "idldp@1000", "dppix@10"} <= set(h.state.scores)
+    assert set(h.state.strip.panes) == {PaneKey(m, e) for m in ("dpglow", "idldp", "dppix")
+                                        for e in (1000.0, 100.0, 10.0)}
+    assert {PaneKey("dpglow", 10.0), PaneKey("idldp", 1000.0),
+            PaneKey("dppix", 10.0)} <= set(h.state.scores)
     renders = len(h.requests)
     h.state.set_e_px(300)  # the slider does not recompute the fixed budgets
     assert not any(isinstance(r, StripRequest) for r in h.requests[renders:])
@@ -174,7 +177,7 @@ def test_huge_image_is_refused_and_a_colour_photo_is_flagged(h: Harness, tmp_pat
     Image.fromarray(rng.integers(0, 255, (60, 90, 3), dtype=np.uint8)).save(tmp_path / "c.jpg")
     h.state.open(tmp_path / "c.jpg")
     assert h.state.source.name == "c.jpg" and h.state.source.pixels.shape == (60, 90)
-    assert h.state.scores["original"].out_of_distribution  # noise is no chest X-ray
+    assert h.state.scores[ORIGINAL].out_of_distribution  # noise is no chest X-ray
 
 
 def test_bad_model_keeps_the_previous_models(h: Harness, tmp_path: Path) -> None:
@@ -193,7 +196,7 @@ def test_bad_model_keeps_the_previous_models(h: Harness, tmp_path: Path) -> None
     h.state.load_models(before.mixture_path, other)
     assert h.state.models is before and "64x64" in h.state.message
     h.state.set_e_px(10)  # the old models still work
-    assert "10" in h.state.rendered.panes["dpglow"].title
+    assert "10" in h.state.rendered.panes[PaneKey("dpglow")].title
 
 
 def test_sampling_without_a_model_is_a_message() -> None:
@@ -234,7 +237,7 @@ def test_switching_the_sensitivity_mode_does_not_re_encode(h: Harness, monkeypat
     h.state.set_mode("tight")
     tight = h.state.rendered
     assert encodes == []  # the clip box is the same: only the noise scale changes
-    assert "tight" in tight.panes["dpglow"].caption
+    assert "tight" in tight.panes[PaneKey("dpglow")].caption
     assert tight.noise_scale["dpglow"] < paper.noise_scale["dpglow"]
     h.state.set_alpha(0.5)
     assert encodes == ["dpglow"]  # a new clip box: DP-GLOW encodes again, ID-LDP does not
@@ -330,18 +333,18 @@ def test_preview_draw_is_seeded_at_random_in_each_session(models, tmp_path: Path
         harness = Harness()
         harness.state.load_models(*models)
         harness.state.open(image)
-        panes.append(harness.state.rendered.panes["dpglow"].pixels)
+        panes.append(harness.state.rendered.panes[PaneKey("dpglow")].pixels)
     assert not np.array_equal(panes[0], panes[1])
 
 
 def test_the_dppix_pane_shows_noisy_block_means_that_follow_the_slider(h: Harness) -> None:
     h.state.new_sample()
     h.state.set_e_px(math.inf)  # no noise: exactly the 8 x 8 block means, in 8-bit steps
-    frame = h.state.rendered.panes["dppix"].frame
+    frame = h.state.rendered.panes[PaneKey("dppix")].frame
     means = h.state.rendered.original.reshape(4, 8, 4, 8).mean(axis=(1, 3))
     np.testing.assert_allclose(frame, np.kron(means, np.ones((8, 8))), atol=0.5 / 255 + 1e-6)
     h.state.set_e_px(0.1)
-    pane, scale = h.state.rendered.panes["dppix"], h.state.rendered.noise_scale["dppix"]
+    pane, scale = h.state.rendered.panes[PaneKey("dppix")], h.state.rendered.noise_scale["dppix"]
     assert pane.title == "DP-Pix (b=8)   ε/px = 0.1" and "block 8 e_px=0.1 " in pane.caption
     assert scale == pytest.approx(1 / (64 * 0.1))  # sensitivity 1 per block mean, e_px * b^2
     blocks = pane.frame.reshape(4, 8, 4, 8)
@@ -358,11 +361,11 @@ def test_the_dppix_block_size_re_encodes_dppix_alone_and_redraws_the_strip(
     encodes = count_calls(monkeypatch, "encode")
     h.state.set_block(4)
     assert encodes == ["dppix"]  # DP-GLOW's and ID-LDP's encodings do not depend on it
-    pane = h.state.rendered.panes["dppix"]
+    pane = h.state.rendered.panes[PaneKey("dppix")]
     assert "block 4" in pane.caption and h.state.rendered.noise_scale["dppix"] == \
         pytest.approx(1 / (16 * 100))
     assert np.ptp(pane.frame.reshape(8, 4, 8, 4), axis=(1, 3)).max() == 0
-    assert "block 4" in h.state.strip.panes["dppix@10"].caption
+    assert "block 4" in h.state.strip.panes[PaneKey("dppix", 10.0)].caption
     with pytest.raises(ValueError, match="divide the resolution 32"):
         h.state.set_block(5)
     assert h.state.params.block == 4

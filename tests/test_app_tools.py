@@ -17,6 +17,7 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 import pydicom
 from PySide6.QtCore import QPointF, Qt
 
+from app.core.pane_keys import ORIGINAL, PaneKey
 from app.qt.panes import Tool
 from app.qt.scores import ood_warning
 from glow_engine.ood import OODReason
@@ -52,11 +53,11 @@ def test_escape_ends_the_tool_and_resets_the_view(window) -> None:
     window.act["ruler"].trigger()  # one tool at a time
     assert window.grid.tool is Tool.RULER and not window.act["marker"].isChecked()
     window.grid.zoom(2.0)
-    window.grid.enlarge("dpglow")
+    window.grid.enlarge(PaneKey("dpglow"))
     window.act["escape"].trigger()
     assert window.grid.tool is None and not window.act["ruler"].isChecked()
     assert not window.reid.place.isChecked() and window.grid.enlarged is None
-    (x0, x1), _ = window.grid.panes["original"].view.viewRange()
+    (x0, x1), _ = window.grid.panes[ORIGINAL].view.viewRange()
     assert x1 - x0 >= 100  # the whole image again
 
 
@@ -82,22 +83,22 @@ def test_window_presets_on_number_keys_show_in_every_corner(window) -> None:
     presets = {a.shortcut().toString(): a for a in window.actions()}
     presets["3"].trigger()  # lungs: the dark range
     assert window.state.display.levels == (0.0, 0.6)
-    for key in ("original", "dpglow", "idldp"):
+    for key in (ORIGINAL, PaneKey("dpglow"), PaneKey("idldp")):
         assert window.grid.panes[key].levels.text() == "W 0.60  L 0.30"
     presets["1"].trigger()
-    assert window.grid.panes["dpglow"].levels.text() == "W 1.00  L 0.50"
+    assert window.grid.panes[PaneKey("dpglow")].levels.text() == "W 1.00  L 0.50"
 
 
 def test_each_pane_names_its_mechanism_budget_and_size(window) -> None:
     grid = window.grid
-    assert grid.panes["original"].info.text() == "Original · 100 × 120 px"
-    info = grid.panes["dpglow"].info.text()
+    assert grid.panes[ORIGINAL].info.text() == "Original · 100 × 120 px"
+    info = grid.panes[PaneKey("dpglow")].info.text()
     assert info.startswith("DP-GLOW · ε/px 100 · total ε 1.02 × 10⁵") and "27 × 32 px" in info
-    assert grid.panes["idldp"].info.text().startswith("ID-LDP · ε/px 100")
+    assert grid.panes[PaneKey("idldp")].info.text().startswith("ID-LDP · ε/px 100")
 
 
 def test_zoom_keys_and_double_click_to_enlarge(window) -> None:
-    view = window.grid.panes["idldp"].view
+    view = window.grid.panes[PaneKey("idldp")].view
     width = lambda: view.viewRange()[0][1] - view.viewRange()[0][0]  # noqa: E731
     full = width()
     window.act["zoom_in"].trigger()
@@ -107,24 +108,26 @@ def test_zoom_keys_and_double_click_to_enlarge(window) -> None:
     assert width() > full
     window.act["fit"].trigger()
     assert width() == pytest.approx(full, rel=0.05)
-    window.grid.panes["dpglow"].view.doubleClicked.emit()
+    window.grid.panes[PaneKey("dpglow")].view.doubleClicked.emit()
     shown = [k for k, p in window.grid.panes.items() if p.isVisible()]
-    assert shown == ["dpglow"]
-    window.grid.panes["dpglow"].view.doubleClicked.emit()
-    assert all(window.grid.panes[k].isVisible() for k in ("original", "dpglow", "idldp"))
+    assert shown == [PaneKey("dpglow")]
+    window.grid.panes[PaneKey("dpglow")].view.doubleClicked.emit()
+    assert all(window.grid.panes[k].isVisible()
+               for k in (ORIGINAL, PaneKey("dpglow"), PaneKey("idldp")))
 
 
 def test_the_ruler_measures_mm_from_the_pixel_spacing(qtbot, window, tmp_path) -> None:
     window.act["ruler"].trigger()
-    window.grid.panes["dpglow"].view.rulerDragged.emit(QPointF(0, 0), QPointF(30, 40))
-    assert window.grid.rulers["dpglow"].label.textItem.toPlainText() == "50 px"  # a PNG
+    window.grid.panes[PaneKey("dpglow")].view.rulerDragged.emit(QPointF(0, 0), QPointF(30, 40))
+    assert window.grid.rulers[PaneKey("dpglow")].label.textItem.toPlainText() == "50 px"  # a PNG
     path = write_dicom(tmp_path / "spaced.dcm")
     ds = pydicom.dcmread(path)
     ds.ImagerPixelSpacing = [0.5, 0.2]  # row, column (mm)
     ds.save_as(path)
     window.open_path(path)
     qtbot.waitUntil(lambda: window.state.source.name == "spaced.dcm", timeout=TIMEOUT_MS)
-    for key in ("original", "idldp"):  # the same anatomy on the original and a privatised pane
+    # the same anatomy on the original and a privatised pane
+    for key in (ORIGINAL, PaneKey("idldp")):
         window.grid.panes[key].view.rulerDragged.emit(QPointF(0, 0), QPointF(30, 40))
         assert window.grid.rulers[key].label.textItem.toPlainText() == "20.9 mm"
     assert "20.9 mm" in window.statusBar().currentMessage()
@@ -145,7 +148,7 @@ def test_arrow_keys_step_through_the_folder_from_the_image(qtbot, window, tmp_pa
     window.open_folder(folder)
     qtbot.waitUntil(lambda: window.browser.table.rowCount() == 2
                     and window.browser.table.currentRow() == 0, timeout=TIMEOUT_MS)
-    graphics = window.grid.panes["original"].graphics
+    graphics = window.grid.panes[ORIGINAL].graphics
     window.activateWindow()
     qtbot.waitUntil(window.isActiveWindow)
     graphics.setFocus()
@@ -168,24 +171,24 @@ def _score(*reasons: OODReason) -> Score:
 
 
 def test_the_ood_warning_tells_the_input_from_what_privatisation_did() -> None:
-    assert ood_warning([("original", _score()), ("dpglow", _score())]) == ""
+    assert ood_warning([(ORIGINAL, _score()), (PaneKey("dpglow"), _score())]) == ""
     # an in-distribution input: the flagged privatised panes are the mechanism's doing, and
     # the input's guesses (a gradient, a drawing...) are not offered for them
-    only_private = ood_warning([("original", _score()),
-                                ("dpglow", _score(OODReason.TOO_SIMPLE)),
-                                ("idldp", _score(OODReason.ATYPICAL))])
+    only_private = ood_warning([(ORIGINAL, _score()),
+                                (PaneKey("dpglow"), _score(OODReason.TOO_SIMPLE)),
+                                (PaneKey("idldp"), _score(OODReason.ATYPICAL))])
     assert "The input is" not in only_private
     assert "(by privatisation)" in only_private
     assert "far simpler than the training X-rays: DP-GLOW;" in only_private
     assert "unlike the training X-rays: ID-LDP." in only_private
     assert "a gradient" not in only_private and "a photo" not in only_private
     # a flagged input: its finding in full, and no claim that privatisation caused the rest
-    both = ood_warning([("original", _score(OODReason.INVERTED)),
-                        ("dpglow", _score(OODReason.INVERTED))])
+    both = ood_warning([(ORIGINAL, _score(OODReason.INVERTED)),
+                        (PaneKey("dpglow"), _score(OODReason.INVERTED))])
     assert both.startswith("⚠ The input is outside the model's distribution: looks inverted")
     assert "MONOCHROME1" in both.splitlines()[0]
     assert "by privatisation" not in both
     assert "looks inverted: DP-GLOW." in both.splitlines()[1]
     # the input not scored (yet): nothing is claimed about the cause
-    unknown = ood_warning([("dpglow", _score(OODReason.ATYPICAL))])
+    unknown = ood_warning([(PaneKey("dpglow"), _score(OODReason.ATYPICAL))])
     assert "by privatisation" not in unknown and "The input is" not in unknown

@@ -29,6 +29,7 @@ from PySide6.QtWidgets import QApplication, QLabel, QMessageBox, QTextBrowser
 
 import glow_engine
 from app.core.messages import Kind
+from app.core.pane_keys import ORIGINAL, PaneKey
 from app.qt.controls import SLIDER_INF, e_px_to_position, position_to_e_px
 from app.qt.dialogs import About, Document, ModelInfo, ReleaseReport, TagBrowser
 from app.qt.export import ExportDialog
@@ -46,17 +47,17 @@ def shown(window: MainWindow, key: str) -> np.ndarray:
 def test_open_shows_original_and_both_mechanisms(window: MainWindow) -> None:
     s = window.state
     assert s.source.name == "chest.png" and "chest.png" in window.windowTitle()
-    assert shown(window, "original").shape == (120, 100)
-    assert shown(window, "dpglow").shape == (32, 27)  # model resolution, image aspect
-    for key in ("original", "dpglow", "idldp"):
+    assert shown(window, ORIGINAL).shape == (120, 100)
+    assert shown(window, PaneKey("dpglow")).shape == (32, 27)  # model resolution, image aspect
+    for key in (ORIGINAL, PaneKey("dpglow"), PaneKey("idldp")):
         assert "Anomaly" in window.grid.panes[key].caption.text()
-    assert "100" in window.grid.panes["dpglow"].title.text()
+    assert "100" in window.grid.panes[PaneKey("dpglow")].title.text()
     assert "Device: CPU" in window.device_label.text()
     assert window.controls.total.text().startswith(f"Total ε = {100 * 32 * 32 / 1e5:.3g} × 10⁵")
 
 
 def test_slider_burst_computes_only_the_newest(qtbot, window: MainWindow) -> None:
-    before = shown(window, "dpglow").copy()
+    before = shown(window, PaneKey("dpglow")).copy()
     ran = window.worker.computed[Kind.RENDER]
     positions = [110 + 5 * i for i in range(50)]
     for position in positions:  # 50 moves faster than the engine can decode
@@ -66,10 +67,10 @@ def test_slider_burst_computes_only_the_newest(qtbot, window: MainWindow) -> Non
     assert window.state.params.e_px == last
     assert window.worker.computed[Kind.RENDER] - ran < 50
     assert window.worker.dropped[Kind.RENDER] > 0
-    assert f"{last:g}" in window.grid.panes["dpglow"].title.text()
-    np.testing.assert_array_equal(shown(window, "dpglow"),
-                                  window.state.rendered.panes["dpglow"].pixels)
-    assert not np.array_equal(shown(window, "dpglow"), before)
+    assert f"{last:g}" in window.grid.panes[PaneKey("dpglow")].title.text()
+    np.testing.assert_array_equal(shown(window, PaneKey("dpglow")),
+                                  window.state.rendered.panes[PaneKey("dpglow")].pixels)
+    assert not np.array_equal(shown(window, PaneKey("dpglow")), before)
 
 
 def test_typed_budget_and_infinity(qtbot, window: MainWindow) -> None:
@@ -82,7 +83,7 @@ def test_typed_budget_and_infinity(qtbot, window: MainWindow) -> None:
     window.controls.clip.setChecked(True)
     settle(qtbot, window)
     assert not window.state.params.clip
-    assert "without clip" in window.grid.panes["dpglow"].title.toolTip()
+    assert "without clip" in window.grid.panes[PaneKey("dpglow")].title.toolTip()
     window.controls.field.setText("banana")
     window.controls.field.editingFinished.emit()
     assert window.controls.field.text() == "∞"  # rejected, shows the current value
@@ -90,7 +91,7 @@ def test_typed_budget_and_infinity(qtbot, window: MainWindow) -> None:
 
 def test_marker_by_click_and_flip(qtbot, window: MainWindow) -> None:
     window.act["marker"].trigger()
-    pane = window.grid.panes["original"]
+    pane = window.grid.panes[ORIGINAL]
     centre = pane.view.mapViewToScene(pane.view.viewRect().center())
     point = pane.graphics.mapFromScene(centre)
     qtbot.mouseClick(pane.graphics.viewport(), Qt.MouseButton.LeftButton,
@@ -100,12 +101,12 @@ def test_marker_by_click_and_flip(qtbot, window: MainWindow) -> None:
     assert abs(marker.row - 0.5) < 0.05 and abs(marker.col - 0.5) < 0.05
     assert marker.size == pytest.approx(0.08)
     settle(qtbot, window)
-    assert shown(window, "original")[60, 50] == 1.0
+    assert shown(window, ORIGINAL)[60, 50] == 1.0
     assert window.reid.table.columnCount() == 2  # similarity + marker 1 kept
     assert window.reid.table.item(0, 1).text() not in ("", "…")
     window.act["flip"].trigger()
     settle(qtbot, window)
-    assert window.state.flip and "flipped" in window.grid.panes["original"].title.text()
+    assert window.state.flip and "flipped" in window.grid.panes[ORIGINAL].title.text()
     window.reid.markers.setCurrentRow(0)
     window.reid.remove.click()
     assert window.state.markers == ()
@@ -113,21 +114,22 @@ def test_marker_by_click_and_flip(qtbot, window: MainWindow) -> None:
 
 def test_view_options_reach_every_pane(qtbot, window: MainWindow) -> None:
     window.act["diff"].trigger()
-    assert window.grid.panes["dpglow"].image.lut is DIFF_LUT
-    assert window.grid.panes["original"].image.lut is not DIFF_LUT
+    assert window.grid.panes[PaneKey("dpglow")].image.lut is DIFF_LUT
+    assert window.grid.panes[ORIGINAL].image.lut is not DIFF_LUT
     window.act["invert"].trigger()
-    assert window.grid.panes["original"].image.lut[0, 0] == 255
-    window.grid.panes["idldp"].view.windowDragged.emit(0.0, 0.0, True)
-    window.grid.panes["idldp"].view.windowDragged.emit(-200.0, -60.0, False)  # narrower, up
+    assert window.grid.panes[ORIGINAL].image.lut[0, 0] == 255
+    window.grid.panes[PaneKey("idldp")].view.windowDragged.emit(0.0, 0.0, True)
+    # narrower, up
+    window.grid.panes[PaneKey("idldp")].view.windowDragged.emit(-200.0, -60.0, False)
     lo, hi = window.state.display.levels
     assert hi - lo < 0.6 and (lo + hi) / 2 > 0.5
-    assert tuple(window.grid.panes["original"].image.levels) == pytest.approx((lo, hi))
+    assert tuple(window.grid.panes[ORIGINAL].image.levels) == pytest.approx((lo, hi))
     window.act["window"].trigger()  # auto window from the original's percentiles
     assert window.state.display.levels != (lo, hi)
     window.act["strip"].trigger()
     settle(qtbot, window)
-    assert window.grid.panes["dpglow@10"].isVisible()
-    assert shown(window, "idldp@1000").shape == (32, 27)
+    assert window.grid.panes[PaneKey("dpglow", 10.0)].isVisible()
+    assert shown(window, PaneKey("idldp", 1000.0)).shape == (32, 27)
 
 
 def test_bad_file_shows_a_message_and_keeps_the_image(qtbot, window, tmp_path) -> None:
@@ -230,7 +232,7 @@ def test_export_png_is_a_new_draw_recorded_in_the_ledger(qtbot, window, tmp_path
     out = window.state.last_export.path
     assert out.parent == tmp_path / "out" and "new draw" in window.state.last_export.summary
     written = load_image(out).pixels
-    preview = window.state.rendered.panes["dpglow"].frame
+    preview = window.state.rendered.panes[PaneKey("dpglow")].frame
     assert written.shape == preview.shape == (32, 32)  # the whole frame, whatever the source
     assert not np.array_equal(written, preview)  # fresh secure noise, not the preview draw
     assert len(out.stem) == 16 and "image" not in out.name  # a random name

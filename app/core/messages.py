@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
+from app.core.pane_keys import PaneKey
 from glow_engine.choices import DEFAULT_ALPHA, DEFAULT_BLOCK, DEFAULT_ESTIMATE
 from glow_engine.imaging import LoadedImage
 from glow_engine.mechanism_specs import spec_of
@@ -145,8 +146,8 @@ class StripRequest(RenderRequest):
 @dataclass(frozen=True, eq=False)
 class ScoreRequest(Request):
     kind = Kind.SCORES
-    frames: dict[str, np.ndarray]  # pane key -> model-resolution square frame
-    colour: frozenset[str] = frozenset()  # pane keys whose source held colour (the OOD check)
+    frames: dict[PaneKey, np.ndarray]  # the model-resolution square frame of each pane
+    colour: frozenset[PaneKey] = frozenset()  # the panes whose source held colour (the OOD check)
 
 
 @dataclass(frozen=True, eq=False)
@@ -285,7 +286,7 @@ class ModelsInfo:
 class PaneContent:
     """One privatised image as a pane shows it."""
 
-    key: str  # "dpglow", "idldp", "dpglow@100", ...
+    key: PaneKey
     title: str
     pixels: np.ndarray  # cropped back to the source's aspect, at model resolution
     frame: np.ndarray  # the square model frame (what is scored)
@@ -297,10 +298,10 @@ class PaneContent:
 class Rendered:
     request_id: int
     kind: Kind  # RENDER (the main panes) or STRIP
-    panes: dict[str, PaneContent]
+    panes: dict[PaneKey, PaneContent]
     original_frame: np.ndarray  # the overlaid input as the model saw it (square)
     original: np.ndarray  # the same cropped to the image's aspect, like PaneContent.pixels
-    metrics: dict[str, dict[str, float]]  # pane key -> {"similarity", "marker_kept", ...}
+    metrics: dict[PaneKey, dict[str, float]]  # {"similarity", "marker1", ...} of each pane
     noise_scale: dict[str, float]  # mechanism -> mean Laplace scale at the request's e_px
 
     @property
@@ -312,7 +313,7 @@ class Rendered:
 class Scores:
     kind: ClassVar[Kind] = Kind.SCORES
     request_id: int
-    scores: dict[str, Any]  # pane key -> glow_engine.scores.Score
+    scores: dict[PaneKey, Any]  # glow_engine.scores.Score of each pane
 
 
 @dataclass(frozen=True, eq=False)

@@ -52,13 +52,10 @@ from app.core.messages import (
     Thumb,
     ThumbRequest,
 )
+from app.core.pane_keys import ORIGINAL, STRIP_BUDGETS, PaneKey
 from glow_engine.budget import E_PX_MAX, E_PX_MIN, total_epsilon
 from glow_engine.choices import DPGLOW_MODES
-from glow_engine.mechanism_specs import MECHANISM_SPECS
 from glow_engine.overlays import BlockMarker, apply_overlays
-
-STRIP_BUDGETS = (1000.0, 100.0, 10.0)  # the paper's figures
-MECHANISMS = tuple(MECHANISM_SPECS)  # every privatised pane, in the registry's order
 
 
 @dataclass(frozen=True)
@@ -112,7 +109,7 @@ class ViewState:
         self.display = Display()
         self.rendered: Rendered | None = None
         self.strip: Rendered | None = None
-        self.scores: dict[str, Any] = {}
+        self.scores: dict[PaneKey, Any] = {}
         self.message = ""  # the last error, for the window to show
         self.last_export: Exported | None = None
         self.thumbs: dict[Path, Thumb] = {}
@@ -441,12 +438,12 @@ class ViewState:
     def _request_scores(self) -> None:
         if self.rendered is None:
             return
-        frames = {"original": self.rendered.original_frame}
+        frames = {ORIGINAL: self.rendered.original_frame}
         for result in (self.rendered, self.strip if self.display.strip else None):
             if result is not None:
                 frames.update({k: p.frame for k, p in result.panes.items()})
         image = self.source.image if self.source is not None else None
-        colour = frozenset({"original"}) if image is not None and image.colour else frozenset()
+        colour = frozenset({ORIGINAL}) if image is not None and image.colour else frozenset()
         self._request(ScoreRequest, frames=frames, colour=colour)
 
     def _request(self, cls: type[Request], **fields: Any) -> Request:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from app.core.messages import PrivacyParams, Source
-from app.core.state import MECHANISMS
+from app.core.pane_keys import MECHANISMS
 from app.engine.lru import LRU
 from glow_engine.imaging.frame import Placement, from_square, to_square
 from glow_engine.mechanism_specs import spec_of

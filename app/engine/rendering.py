@@ -28,7 +28,7 @@ from app.core.messages import (
     Scores,
     Source,
 )
-from app.core.state import MECHANISMS
+from app.core.pane_keys import MECHANISMS, PaneKey
 from app.engine.inputs import Inputs, Prepared, mechanism_key
 from app.engine.lru import LRU
 from glow_engine.anomaly import AnomalyScorer
@@ -78,11 +78,11 @@ class Rendering:
         """The main panes (RenderRequest) or the strip (its subclass StripRequest)."""
         p, strip = request.params, request.kind is Kind.STRIP
         prep = self._inputs.prepare(request.source, request.markers, request.flip)
-        panes: dict[str, PaneContent] = {}
+        panes: dict[PaneKey, PaneContent] = {}
         for name in MECHANISMS:
             mech = self._inputs.mechanism(name, p)
             for e_px in request.budgets:
-                key = f"{name}@{e_px:g}" if strip else name
+                key = PaneKey(name, e_px if strip else None)
                 frame = self._preview(prep, name, e_px, p)
                 # a strip pane's group in the window names the mechanism
                 title = f"ε/px {e_px:g}" if strip else _title(mech.label, e_px)
@@ -137,12 +137,13 @@ def _title(label: str, e_px: float) -> str:
     return f"{label}   ε/px = {budget}"
 
 
-def _metrics(prep: Prepared, panes: dict[str, PaneContent]) -> dict[str, dict[str, float]]:
+def _metrics(prep: Prepared,
+             panes: dict[PaneKey, PaneContent]) -> dict[PaneKey, dict[str, float]]:
     """Re-identification evidence per pane: similarity to the original, marker contrast kept.
 
     Computed on the cropped model-resolution images, where the markers' fractions still hold.
     """
-    out: dict[str, dict[str, float]] = {}
+    out: dict[PaneKey, dict[str, float]] = {}
     for key, pane in panes.items():
         row = {"similarity": similarity(prep.crop, pane.pixels)}
         for i, marker in enumerate(prep.markers):

@@ -30,8 +30,9 @@ from PySide6.QtWidgets import (
 )
 
 from app.core.messages import BatchDone, BatchRequest, FolderRelease, Kind, PrivacyParams
+from app.core.pane_keys import MECHANISMS
 from app.core.release_summary import release_summary
-from app.core.state import MECHANISMS, Aspect, ViewState
+from app.core.state import Aspect, ViewState
 from app.qt.controls import (
     BLOCK_TIP,
     MODE_LABELS,

@@ -37,7 +37,8 @@ from app.core.budget_scale import (
     e_px_to_position,
     position_to_e_px,
 )
-from app.core.state import MECHANISMS, Aspect, ViewState
+from app.core.pane_keys import MECHANISMS
+from app.core.state import Aspect, ViewState
 from glow_engine.budget import (
     E_PX_MAX,
     E_PX_MIN,

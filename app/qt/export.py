@@ -20,7 +20,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.core.state import MECHANISMS, Aspect, ViewState
+from app.core.pane_keys import MECHANISMS, PaneKey
+from app.core.state import Aspect, ViewState
 from app.qt.widgets import ask_ledger, with_browse
 from glow_engine.budget import format_e_px
 from glow_engine.choices import RELEASE_FORMATS
@@ -169,7 +170,7 @@ class ExportDialog(QDialog):
             return "the model's resolution"
         h, w = src.pixels.shape
         if self.keep_aspect.isChecked() and rendered is not None:
-            ph, pw = rendered.panes["dpglow"].pixels.shape
+            ph, pw = rendered.panes[PaneKey("dpglow")].pixels.shape
             return f"{pw} × {ph} pixels (the source's aspect) from a {w} × {h} source"
         return f"{r} × {r} pixels (the whole model frame) from a {w} × {h} source"
 

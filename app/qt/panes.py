@@ -25,7 +25,16 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.core.state import MECHANISMS, STRIP_BUDGETS, Aspect, ViewState
+from app.core.pane_keys import (
+    MAIN_KEYS,
+    MECHANISM_KEYS,
+    MECHANISMS,
+    ORIGINAL,
+    STRIP_BUDGETS,
+    STRIP_KEYS,
+    PaneKey,
+)
+from app.core.state import Aspect, ViewState
 from app.qt.annotations import MARKER_PEN, MarkerHandles, Ruler, marker_rect, pixel_spacing
 from app.qt.widgets import ElidedLabel
 from glow_engine.budget import format_e_px, total_epsilon
@@ -34,8 +43,6 @@ from glow_engine.overlays import BlockMarker
 from glow_engine.privacy_statement import scientific
 from glow_engine.scores import DEFAULT_SCORE_KIND, ScoreKind
 
-MAIN_KEYS = ("original", *MECHANISMS)
-STRIP_KEYS = tuple(f"{m}@{e:g}" for m in MECHANISMS for e in STRIP_BUDGETS)
 DIFF_RANGE = 0.35  # difference maps show -0.35 .. +0.35 (beyond that saturates)
 PANE_BACKGROUND = "#000000"  # radiographs are read on black, whatever the theme
 ZOOM_STEP = 1.25  # + and - zoom by this factor
@@ -113,7 +120,7 @@ class Pane(QFrame):
     """Title, image with corner overlays, caption. Knows nothing about privacy: it shows what
     it is given."""
 
-    def __init__(self, key: str, compact: bool = False) -> None:
+    def __init__(self, key: PaneKey, compact: bool = False) -> None:
         super().__init__()
         self.key = key
         self.setObjectName("pane")
@@ -229,10 +236,10 @@ class PaneGrid(QWidget):
         self.state = state
         self.panes = {k: Pane(k) for k in MAIN_KEYS}
         self.panes.update({k: Pane(k, compact=True) for k in STRIP_KEYS})
-        self.handles = MarkerHandles(self.panes["original"].view, state.select_marker,
+        self.handles = MarkerHandles(self.panes[ORIGINAL].view, state.select_marker,
                                      state.replace_marker)
         self.rulers = {k: Ruler(p.view) for k, p in self.panes.items()}
-        self.enlarged: str | None = None  # the pane shown alone (double click), if any
+        self.enlarged: PaneKey | None = None  # the pane shown alone (double click), if any
         self.strip_titles: dict[str, QLabel] = {}  # mechanism -> over its strip panes
         self.tool: Tool | None = None
         self._drag_levels = (0.0, 1.0)
@@ -302,7 +309,7 @@ class PaneGrid(QWidget):
             pane.view.rulerDragged.connect(
                 lambda start, end, key=pane.key: self._on_ruler(key, start, end))
             pane.view.doubleClicked.connect(lambda key=pane.key: self.enlarge(key))
-        self.panes["original"].view.markerDrawn.connect(self._on_marker_drawn)
+        self.panes[ORIGINAL].view.markerDrawn.connect(self._on_marker_drawn)
 
     # ----------------------------------------------------------------- public
 
@@ -315,7 +322,7 @@ class PaneGrid(QWidget):
         """Markers are placed on the original; distances are measured on any pane."""
         self.tool = tool
         for key, pane in self.panes.items():
-            on = tool is Tool.RULER or (tool is Tool.MARKER and key == "original")
+            on = tool is Tool.RULER or (tool is Tool.MARKER and key.original)
             pane.view.tool = tool if on else None
             pane.graphics.setCursor(Qt.CursorShape.CrossCursor if on
                                     else Qt.CursorShape.ArrowCursor)
@@ -330,11 +337,11 @@ class PaneGrid(QWidget):
 
     def zoom(self, factor: float) -> None:
         """Zoom every pane about its centre (factor > 1 zooms in)."""
-        view = self.panes["original"].view
+        view = self.panes[ORIGINAL].view
         view.scaleBy((1 / factor, 1 / factor))
         self._on_user_range(view)
 
-    def enlarge(self, key: str | None) -> None:
+    def enlarge(self, key: PaneKey | None) -> None:
         """Show one pane alone in the grid (again: all of them), as a double click does."""
         self.enlarged = None if key == self.enlarged else key
         self._show_visibility()
@@ -371,7 +378,7 @@ class PaneGrid(QWidget):
         if original is None:
             return
         w, h = self._image_size()
-        pane = self.panes["original"]
+        pane = self.panes[ORIGINAL]
         pane.show_pixels(original, w, h)
         note = f" ({self.state.source.note})" if self.state.source.note else ""
         flip = "  · flipped L-R" if self.state.flip else ""
@@ -389,7 +396,7 @@ class PaneGrid(QWidget):
         for key, pane in self.panes.items():
             pane.setVisible(key in shown)
         for name, title in self.strip_titles.items():  # over its shown strip panes only
-            title.setVisible(any(key.partition("@")[0] == name for key in shown - set(MAIN_KEYS)))
+            title.setVisible(any(key.in_strip and key.mechanism == name for key in shown))
         main_row = self.enlarged is None or self.enlarged in MAIN_KEYS
         strip_row = strip and (self.enlarged is None or self.enlarged in STRIP_KEYS)
         self.grid_layout.setStretch(0, 3 if main_row else 0)
@@ -401,13 +408,13 @@ class PaneGrid(QWidget):
         self._show_visibility()
         if size is None:
             return
-        for result, keys in ((self.state.rendered, MECHANISMS), (self.state.strip, STRIP_KEYS)):
+        for result, keys in ((self.state.rendered, MECHANISM_KEYS), (self.state.strip, STRIP_KEYS)):
             for key in keys:
                 pane = self.panes[key]
                 p = None if result is None else result.panes.get(key)
                 if p is None:
                     pane.show_pixels(None, *size)
-                    pane.title.setText(_pending_title(key, self.state))
+                    pane.title.setText(key.pending_title(self.state.models is not None))
                     continue
                 pixels = p.pixels - result.original if shown.difference else p.pixels
                 pane.show_pixels(pixels, *size)
@@ -419,7 +426,7 @@ class PaneGrid(QWidget):
         d = self.state.display
         lut = gray_lut(d.invert)
         for key, pane in self.panes.items():
-            if d.difference and key != "original":
+            if d.difference and not key.original:
                 pane.image.setLookupTable(DIFF_LUT)
                 pane.image.setLevels((-DIFF_RANGE, DIFF_RANGE))
             else:
@@ -434,7 +441,7 @@ class PaneGrid(QWidget):
         if size is None:
             return
         for key, pane in self.panes.items():  # the original's markers are handles instead
-            pane.show_markers(self.state.markers if key != "original" else (), *size,
+            pane.show_markers(self.state.markers if not key.original else (), *size,
                               self.state.display.outlines)
 
     def _show_handles(self) -> None:
@@ -451,9 +458,9 @@ class PaneGrid(QWidget):
         h, w = src.pixels.shape
         lo, hi = d.levels
         window = f"W {hi - lo:.2f}  L {(lo + hi) / 2:.2f}"
-        self.panes["original"].show_overlay(f"Original · {w} × {h} px", window)
-        for key in (*MECHANISMS, *STRIP_KEYS):
-            result = self.state.strip if "@" in key else self.state.rendered
+        self.panes[ORIGINAL].show_overlay(f"Original · {w} × {h} px", window)
+        for key in (*MECHANISM_KEYS, *STRIP_KEYS):
+            result = self.state.strip if key.in_strip else self.state.rendered
             content = None if result is None else result.panes.get(key)
             levels = f"difference ±{DIFF_RANGE:g}" if d.difference else window
             self.panes[key].show_overlay("" if content is None else _info(content,
@@ -487,7 +494,7 @@ class PaneGrid(QWidget):
             if pane.view is not view:
                 pane.view.setRange(xRange=(x0, x1), yRange=(y0, y1), padding=0)
 
-    def _on_ruler(self, key: str, start: QPointF, end: QPointF) -> None:
+    def _on_ruler(self, key: PaneKey, start: QPointF, end: QPointF) -> None:
         self._clear_rulers()
         image = self.state.source.image if self.state.source is not None else None
         spacing = pixel_spacing(image.dataset if image is not None else None)
@@ -507,7 +514,7 @@ class PaneGrid(QWidget):
         for key in (*MAIN_KEYS, *(STRIP_KEYS if self.state.display.strip else ())):
             value = self.panes[key].value_at(x, y, *size)
             if value is not None:
-                parts.append(f"{_short(key)} {value:.3f}")
+                parts.append(f"{key.short} {value:.3f}")
         if parts:
             self.hovered.emit(f"x {int(x)}, y {int(y)}:  " + "   ".join(parts))
 
@@ -532,31 +539,16 @@ def _histogram(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return edges[:-1], np.log1p(counts)  # log: the black background would flatten the rest
 
 
-def _short(key: str) -> str:
-    if key == "original":
-        return "orig"
-    name, _, budget = key.partition("@")
-    return title_of(name) + (f"@{budget}" if budget else "")
-
-
 def _info(content, state: ViewState) -> str:
     """"DP-GLOW · ε/px 100 · total ε 1.64 × 10⁶ · 27 × 32 px": the privatised image's size is
     the model's resolution (its aspect kept), whatever the source's."""
-    name = content.key.partition("@")[0]
     h, w = content.pixels.shape
     r = state.resolution or 0
-    return (f"{title_of(name)} · ε/px {format_e_px(content.e_px)} · total ε "
+    return (f"{content.key.title} · ε/px {format_e_px(content.e_px)} · total ε "
             f"{scientific(total_epsilon(content.e_px, r))}\n{w} × {h} px")
 
 
-def _pending_title(key: str, state: ViewState) -> str:
-    """A main pane's mechanism, a strip pane's budget (its group names the mechanism)."""
-    name, _, budget = key.partition("@")
-    title = f"ε/px {budget}" if budget else title_of(name)
-    return f"{title}  (computing…)" if state.models else title
-
-
-def _caption(state: ViewState, key: str) -> str:
+def _caption(state: ViewState, key: PaneKey) -> str:
     """Under each pane: the anomaly score the viewer shows, and an out-of-distribution flag."""
     score = state.scores.get(key)
     if score is None:

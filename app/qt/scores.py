@@ -20,9 +20,9 @@ from PySide6.QtWidgets import (
 )
 
 from app.core.messages import Kind
+from app.core.pane_keys import MAIN_KEYS, ORIGINAL, PaneKey
 from app.core.state import Aspect, ViewState
-from app.qt.panes import MAIN_KEYS
-from app.qt.tools import fit_height, pane_label
+from app.qt.tools import fit_height
 from glow_engine.scores import DEFAULT_SCORE_KIND, Score, ScoreKind
 from glow_engine.validation_scores import ValidationScores
 
@@ -38,13 +38,13 @@ PANE_COLOURS = {"original": "", "dpglow": "#29b6f6", "idldp": "#ec407a", "dppix"
 REFERENCE_COLOURS = {"normal": "#66bb6a", "abnormal": "#ffa726"}
 
 
-def ood_warning(scores: list[tuple[str, Score]]) -> str:
+def ood_warning(scores: list[tuple[PaneKey, Score]]) -> str:
     """The panel's warning, "" when nothing is flagged. The input and the privatised images
     are flagged for different reasons: the input's finding comes with guesses at what it is;
     a privatised image's cause is known when its input was scored in distribution (the
     mechanism)."""
-    original = dict(scores).get("original")
-    flagged = {k: s for k, s in scores if s.out_of_distribution and k != "original"}
+    original = dict(scores).get(ORIGINAL)
+    flagged = {k: s for k, s in scores if s.out_of_distribution and not k.original}
     lines = []
     if original is not None and original.out_of_distribution:
         lines.append(f"⚠ The input is outside the model's distribution: "
@@ -54,7 +54,7 @@ def ood_warning(scores: list[tuple[str, Score]]) -> str:
     if flagged:
         by_finding: dict[str, list[str]] = {}
         for key, score in flagged.items():
-            by_finding.setdefault(score.ood_summary, []).append(pane_label(key))
+            by_finding.setdefault(score.ood_summary, []).append(key.label)
         findings = "; ".join(f"{finding}: {', '.join(panes)}"
                              for finding, panes in by_finding.items())
         in_distribution = original is not None and not original.out_of_distribution
@@ -140,16 +140,16 @@ class ScoresPanel(QGroupBox):
         self.warning.setText(warning)
         self.warning.setVisible(bool(warning))
 
-    def _scores(self) -> list[tuple[str, Score]]:
+    def _scores(self) -> list[tuple[PaneKey, Score]]:
         keys = list(MAIN_KEYS)
         if self.state.display.strip and self.state.strip is not None:
             keys += list(self.state.strip.panes)
         return [(k, self.state.scores[k]) for k in keys if k in self.state.scores]
 
-    def _fill_table(self, scores: list[tuple[str, Score]]) -> None:
+    def _fill_table(self, scores: list[tuple[PaneKey, Score]]) -> None:
         self.table.setRowCount(len(scores))
         for r, (key, s) in enumerate(scores):
-            self.table.setVerticalHeaderItem(r, QTableWidgetItem(pane_label(key)))
+            self.table.setVerticalHeaderItem(r, QTableWidgetItem(key.label))
             cells = (f"{s.bpd_mixture:.3f}", f"{s.bpd_normal:.3f}",
                      f"{s.ratio_bits_per_pixel:+.4f}", "⚠ OOD" if s.out_of_distribution else "")
             for c, text in enumerate(cells):
@@ -160,18 +160,18 @@ class ScoresPanel(QGroupBox):
                 self.table.setItem(r, c, item)
         fit_height(self.table, max_rows=6)
 
-    def _colour(self, key: str) -> str:
+    def _colour(self, key: PaneKey) -> str:
         """The pane's legend colour; the original in the theme's text colour (white on dark,
         black on light)."""
-        return PANE_COLOURS.get(key) or self.palette().windowText().color().name()
+        return PANE_COLOURS.get(key.mechanism) or self.palette().windowText().color().name()
 
-    def _draw(self, scores: list[tuple[str, Score]]) -> None:
+    def _draw(self, scores: list[tuple[PaneKey, Score]]) -> None:
         self.plot.clear()
         self.histograms = {}
         reference = self.state.models.reference if self.state.models is not None else None
         gap = "&nbsp;&nbsp;&nbsp;"
-        legend = [f'<span style="color:{self._colour(k)}">━</span> {pane_label(k)}'
-                  for k in PANE_COLOURS]
+        legend = [f'<span style="color:{self._colour(k)}">━</span> {k.label}'
+                  for k in MAIN_KEYS]
         legend.append('<span style="color:#9e9e9e">│</span> strip')
         if reference is not None:
             self._draw_histograms(reference)

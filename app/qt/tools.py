@@ -22,8 +22,8 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
 )
 
+from app.core.pane_keys import PaneKey
 from app.core.state import Aspect, ViewState
-from glow_engine.mechanism_specs import title_of
 from glow_engine.overlays import BlockMarker
 
 DEFAULT_SIZE = 0.08  # of the long side: about the paper's marker on a 512 image
@@ -35,12 +35,6 @@ def fit_height(table: QTableWidget, max_rows: int = 9) -> None:
     rows = min(table.rowCount(), max_rows)
     table.setFixedHeight(table.horizontalHeader().height() + rows
                          * table.verticalHeader().defaultSectionSize() + 2 * table.frameWidth())
-
-
-def pane_label(key: str) -> str:
-    name, _, budget = key.partition("@")
-    title = "Original" if name == "original" else title_of(name)
-    return f"{title} · {budget}" if budget else title
 
 
 KEPT_TIP = ("Marker kept: how much of the block marker's added contrast survives "
@@ -170,14 +164,14 @@ class ReidPanel(QGroupBox):
         self.table.setRowCount(len(rows))
         keys = ["similarity"] + [f"marker{i}" for i in range(1, n + 1)]
         for r, (key, metrics) in enumerate(rows):
-            self.table.setVerticalHeaderItem(r, QTableWidgetItem(pane_label(key)))
+            self.table.setVerticalHeaderItem(r, QTableWidgetItem(key.label))
             for c, name in enumerate(keys):
                 item = QTableWidgetItem(_format(metrics.get(name)))
                 item.setTextAlignment(Qt.AlignmentFlag.AlignCenter)
                 self.table.setItem(r, c, item)
         fit_height(self.table, max_rows=6)  # the panel fits a 768-pixel screen (risk text too)
 
-    def _metric_rows(self) -> list[tuple[str, dict[str, float]]]:
+    def _metric_rows(self) -> list[tuple[PaneKey, dict[str, float]]]:
         rows = []
         for result in (self.state.rendered, self.state.strip if self.state.display.strip
                        else None):
