@@ -30,8 +30,8 @@ from glow_engine.release.records import check_private_locations, manifest_path, 
 from glow_engine.release.report import report_run
 
 # One image per batch: the release path asks whether to stop before each batch, so the
-# window's Cancel is honoured between images (on the CPU a batch of 8 is no faster per image:
-# docs/benchmarks.md).
+# window's Cancel is honoured between images (what that costs against `dpglow privatize`'s 8
+# per batch: docs/benchmarks.md).
 WINDOW_BATCH = 1
 
 
