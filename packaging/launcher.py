@@ -133,7 +133,7 @@ def selfcheck() -> int:
 
     def import_all() -> str:
         # Every module of the engine and the viewer: catches hidden imports and package data
-        # read at import time (e.g. dicognito's release_notes.md) that the build missed.
+        # read at import time that the build missed.
         import importlib
         import pkgutil
 
