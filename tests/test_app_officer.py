@@ -44,6 +44,7 @@ def start_release(window, folder: Path, tmp_path: Path, e_px: str = "10") -> Bat
     batch.inputs.setText(str(folder))
     batch.budget.setText(e_px)
     batch.allow_burned_in.setChecked(True)  # the test DICOM does not say (unknown)
+    batch.one_patient.setChecked(True)  # the PNGs carry no patient ID: each its own patient
     assert batch.start.isEnabled()
     batch.start.click()
     return batch
@@ -104,6 +105,7 @@ def test_progress_counts_images(qtbot, window, tmp_path) -> None:
     window.state.requested.disconnect(window.engine.submit)
     batch.inputs.setText(str(tmp_path))
     batch.budget.setText("10")
+    batch.one_patient.setChecked(True)  # no wait for the patient-ID preview (held back too)
     batch.start.click()
     window.engine.release.progressed.emit(batch.request.id, 8, 12)
     qtbot.waitUntil(lambda: batch.progress.text() == "8 of 12 images", timeout=TIMEOUT_MS)

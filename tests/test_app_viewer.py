@@ -28,9 +28,10 @@ from PySide6.QtGui import QDropEvent, QTextDocument
 from PySide6.QtWidgets import QApplication, QLabel, QMessageBox, QTextBrowser
 
 import glow_engine
+from app.core.budget_scale import SLIDER_INF, position_to_e_px
 from app.core.messages import Kind
+from app.core.option_words import BURNED_IN_BOX, FORCE_BOX
 from app.core.pane_keys import ORIGINAL, PaneKey
-from app.qt.controls import SLIDER_INF, e_px_to_position, position_to_e_px
 from app.qt.dialogs import About, Document, ModelInfo, ReleaseReport, TagBrowser
 from app.qt.export import ExportDialog
 from app.qt.main_window import MainWindow, ModelPaths
@@ -50,7 +51,7 @@ def test_open_shows_original_and_both_mechanisms(window: MainWindow) -> None:
     assert shown(window, ORIGINAL).shape == (120, 100)
     assert shown(window, PaneKey("dpglow")).shape == (32, 27)  # model resolution, image aspect
     for key in (ORIGINAL, PaneKey("dpglow"), PaneKey("idldp")):
-        assert "Anomaly" in window.grid.panes[key].caption.text()
+        assert "Score: " in window.grid.panes[key].caption.text()  # bits/dim under M
     assert "100" in window.grid.panes[PaneKey("dpglow")].title.text()
     assert "Device: CPU" in window.device_label.text()
     assert window.controls.total.text().startswith(f"Total ε = {100 * 32 * 32 / 1e5:.3g} × 10⁵")
@@ -211,6 +212,7 @@ def export_with_dialog(qtbot, window: MainWindow, fmt: str = "png", **checks: bo
     window.export_dialog()
     dialog = window.findChildren(ExportDialog)[-1]
     dialog.fmt.setCurrentIndex(dialog.fmt.findData(fmt))
+    dialog.one_patient.setChecked(dialog.needs_patient)  # a PNG: a patient of its own
     for name, on in checks.items():
         getattr(dialog, name).setChecked(on)
     dialog.accept()
@@ -264,16 +266,52 @@ def test_export_dicom_is_deidentified_and_burned_in_needs_consent(qtbot, window,
     window.open_path(write_dicom(tmp_path / "study.dcm", burned_in=True))
     qtbot.waitUntil(lambda: window.state.source.name == "study.dcm", timeout=TIMEOUT_MS)
     settle(qtbot, window)
-    export_with_dialog(qtbot, window, "dicom")
-    assert "BurnedInAnnotation" in window.messages[-1]
+    window.export_dialog()
+    dialog = window.findChildren(ExportDialog)[-1]
+    dialog.fmt.setCurrentIndex(dialog.fmt.findData("dicom"))
+    dialog.keep_aspect.setChecked(True)
+    dialog.accept()  # refused inside the dialog, which stays open with the choices made
+    assert dialog.isVisible() and not dialog.refusal.isHidden()
+    assert f"Tick “{BURNED_IN_BOX}”" in dialog.refusal.text() and "--" not in dialog.refusal.text()
+    assert dialog.burned_in.text() == BURNED_IN_BOX and dialog.burned_in.isVisibleTo(dialog)
+    assert dialog.fmt.currentData() == "dicom" and dialog.keep_aspect.isChecked()
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
-    export_with_dialog(qtbot, window, "dicom", burned_in=True)
+    dialog.burned_in.setChecked(True)
+    dialog.keep_aspect.setChecked(False)
+    dialog.accept()
+    qtbot.waitUntil(lambda: not dialog.isVisible(), timeout=TIMEOUT_MS)  # closed once written
     out = window.state.last_export.path
     data = out.read_bytes()
     assert b"Doe^Jane" not in data and b"PAT-123" not in data
     ds = pydicom.dcmread(out)
     assert ds.PatientIdentityRemoved == "YES"
     assert any("DP-GLOW" in line for line in ds.DeidentificationMethod)
+
+
+def test_a_refused_export_names_the_dialogs_box_and_keeps_it_open(qtbot, window, tmp_path,
+                                                                   settings) -> None:
+    """The engine's refusal (here the per-patient budget) is said inside the dialog, in the
+    window's words; the choices stay; ticking the box it names exports."""
+    ledger_path = tmp_path / "ledger.sqlite"
+    settings.setValue("export_dir", str(tmp_path / "out"))
+    settings.setValue("ledger", str(ledger_path))
+    with Ledger(ledger_path) as ledger:
+        ledger.set_patient_budget(10.0)  # far below one export at e_px 100
+    window.export_dialog()
+    dialog = window.findChildren(ExportDialog)[-1]
+    dialog.fmt.setCurrentIndex(dialog.fmt.findData("png"))
+    dialog.patient_id.setText("00001389")  # a PNG: its patient typed in
+    dialog.accept()
+    qtbot.waitUntil(lambda: not dialog.exporting, timeout=TIMEOUT_MS)
+    said = dialog.refusal.text()
+    assert dialog.isVisible() and said.startswith("Not exported:")
+    assert f"tick “{FORCE_BOX}”" in said and "--force" not in said
+    assert dialog.force_budget.text() == FORCE_BOX
+    assert not [b for b in window.findChildren(QMessageBox) if b.isVisible()]  # no 2nd box
+    dialog.force_budget.setChecked(True)
+    dialog.accept()
+    qtbot.waitUntil(lambda: not dialog.isVisible(), timeout=TIMEOUT_MS)
+    assert window.state.last_export.path.parent == tmp_path / "out"
 
 
 def test_drop_a_file_and_model_information(qtbot, window, tmp_path) -> None:
@@ -370,7 +408,7 @@ def test_score_plot_draws_the_validation_histograms_of_these_models(
         x, y = hist.getData()
         assert len(x) == len(y) + 1 and y.sum() == pytest.approx(1.0)  # share of n images
         assert f"val. {name} ({n})" in panel.legend.text()
-    assert panel.reference_info.isHidden()
+    assert "the validation X-rays' scores" in panel.reference_info.text()
     labels = [line.label.format for line in lines if getattr(line, "label", None) is not None]
     assert labels == ["OOD limit"]  # the histograms replace the median and mean lines
 
@@ -379,16 +417,9 @@ def test_score_plot_draws_the_validation_histograms_of_these_models(
     w.load_models(models)
     qtbot.waitUntil(lambda: w.state.models is not None and w.state.settled
                     and w.state.models.reference is None, timeout=TIMEOUT_MS)
-    assert panel.histograms == {} and not panel.reference_info.isHidden()
-    assert panel.reference_info.text() == "no validation reference for this model"
+    assert panel.histograms == {}
+    assert panel.reference_info.text().startswith("No validation reference for these models")
     assert not any(isinstance(i, pg.PlotCurveItem) for i in panel.plot.getPlotItem().items)
-
-
-def test_slider_axis() -> None:
-    assert position_to_e_px(0) == 1e-6 and position_to_e_px(400) == 0.01
-    assert position_to_e_px(1000) == 10_000 and math.isinf(position_to_e_px(SLIDER_INF))
-    for e_px in (1e-6, 1e-4, 0.1, 1, 10, 100, 1000, 10_000, math.inf):
-        assert position_to_e_px(e_px_to_position(e_px)) == e_px
 
 
 def test_smoke_test_exits_zero_and_writes_a_screenshot(models, tmp_path) -> None:

@@ -43,6 +43,7 @@ class Kind(Enum):
     LEDGER = ("reading the ledger", False)
     LEDGER_TABLE = ("listing the ledger", False)  # the ledger window
     TABLE = ("writing a table", False)  # a CSV the ledger window exports
+    PATIENTS = ("reading patient IDs", False)  # the batch window's preview of whose is whose
     BATCH = ("releasing a folder", False)  # the batch window: on the release lane
     PACS_RELEASE = ("releasing from a PACS", False)  # the PACS window: on the release lane
     PACS_NODES = ("reading the PACS nodes", False)  # the PACS window: on the PACS lane
@@ -160,6 +161,19 @@ class ExportRequest(InputRequest):
     allow_burned_in: bool = False  # the user confirmed the pixels hold no identifying text
     force_budget: bool = False  # release past the ledger's per-patient budget (recorded)
     keep_aspect: bool = False  # crop the padding: publishes the aspect ratio unprotected
+    patient_id: str | None = None  # typed by the officer for a source without one
+    one_patient_per_image: bool = False  # no patient id: confirmed as a patient of its own
+
+
+@dataclass(frozen=True, eq=False)
+class PatientsRequest(Request):
+    """Whose image is whose before a folder release: the patient ID each input gets from a
+    CSV list or the officer's file-name pattern (glow_engine.release.inputs)."""
+
+    kind = Kind.PATIENTS
+    inputs: tuple[Path, ...]
+    out_dir: Path  # its files are never inputs
+    pattern: str | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -182,10 +196,23 @@ class LedgerRequest(Request):
 
 @dataclass(frozen=True, eq=False)
 class LedgerTableRequest(Request):
-    """Every release in a ledger and its totals per patient and per image."""
+    """Every release in a ledger and its totals per patient and per image; first, where
+    `budget` says so, a new per-patient budget stored in it (the ledger window)."""
 
     kind = Kind.LEDGER_TABLE
     ledger_path: Path
+    budget: BudgetChange | None = None
+
+
+@dataclass(frozen=True)
+class BudgetChange:
+    """A per-patient budget for the ledger (glow_engine.release.ledger.set_patient_budget):
+    lowering it is always allowed, raising or clearing it only as an explicit override, kept
+    with its note in the ledger's budget history."""
+
+    total_epsilon: float | None  # None: no limit
+    override: bool = False
+    note: str = ""
 
 
 @dataclass(frozen=True, eq=False)
@@ -211,6 +238,8 @@ class FolderRelease:
     keep_aspect: bool = False
     force_budget: bool = False
     allow_burned_in: bool = False
+    patient_id_pattern: str | None = None  # regex, its first group the patient ID
+    one_patient_per_image: bool = False  # images without a patient ID: confirmed, one each
 
 
 @dataclass(frozen=True, eq=False)
@@ -326,6 +355,20 @@ class Exported:
 
 
 @dataclass(frozen=True, eq=False)
+class PatientPreview:
+    """What a PatientsRequest found: the first inputs with their patient ID ("" for none; a
+    DICOM file's own PatientID is read only when it is released), how many images there are
+    and how many have no patient ID."""
+
+    kind: ClassVar[Kind] = Kind.PATIENTS
+    request_id: int
+    rows: tuple[tuple[str, str], ...] = ()  # (file name, patient ID or "")
+    images: int = 0
+    without: int = 0  # images with no patient ID (never a DICOM file: its header may have one)
+    error: str = ""  # the inputs or the pattern cannot be used: why
+
+
+@dataclass(frozen=True, eq=False)
 class Thumb:
     kind: ClassVar[Kind] = Kind.THUMBS
     request_id: int
@@ -371,6 +414,7 @@ class LedgerTable:
     images: tuple[dict, ...] = ()
     patient_budget: float | None = None
     error: str = ""  # no such ledger, or it could not be read: why
+    budget_refused: str = ""  # why a new per-patient budget was not stored (BudgetChange)
 
 
 @dataclass(frozen=True, eq=False)
@@ -535,4 +579,5 @@ class Failed:
 
 
 Answer = (ModelsInfo | Source | FolderListing | Rendered | Scores | Exported | LedgerSpent
-          | LedgerTable | TableWritten | BatchDone | Thumb | Failed | PacsAnswer)
+          | LedgerTable | TableWritten | BatchDone | PatientPreview | Thumb | Failed
+          | PacsAnswer)

@@ -24,6 +24,7 @@ from app.core.messages import (
     Answer,
     BatchDone,
     BatchRequest,
+    BudgetChange,
     Exported,
     ExportRequest,
     Failed,
@@ -38,6 +39,8 @@ from app.core.messages import (
     LoadModelsRequest,
     ModelsInfo,
     OpenRequest,
+    PatientPreview,
+    PatientsRequest,
     PrivacyParams,
     Rendered,
     RenderRequest,
@@ -89,6 +92,7 @@ class Aspect(Enum):
     TABLE = auto()  # a CSV was written
     FOLDER = auto()
     LEDGER = auto()
+    PATIENTS = auto()  # the batch window's preview of patient IDs
 
 
 # --------------------------------------------------------------------------- the state
@@ -122,6 +126,7 @@ class ViewState:
         # The New-sample seeds' own generator (OS entropy): no other draw shares it.
         self._sample_seeds = np.random.default_rng()
         self.table_written: TableWritten | None = None
+        self.patients: PatientPreview | None = None  # the batch window's last preview
         self._ids = itertools.count(1)  # request ids; an open's id becomes the Source's key
         self._latest: dict[Kind, int] = {}  # kind -> newest request id
         self._answered: dict[Kind, int] = {}  # kind -> id of the newest request answered
@@ -237,7 +242,8 @@ class ViewState:
 
     def export(self, mechanism: str, out_dir: Path, fmt: str, ledger_path: Path, *,
                allow_burned_in: bool = False, force_budget: bool = False,
-               keep_aspect: bool = False) -> None:
+               keep_aspect: bool = False, patient_id: str | None = None,
+               one_patient_per_image: bool = False) -> None:
         if self.source is None or self.models is None:
             self._fail("Open an image and load a model before exporting.")
             return
@@ -245,7 +251,8 @@ class ViewState:
                       flip=self.flip, params=self.params, mechanism=mechanism,
                       out_dir=Path(out_dir), fmt=fmt, ledger_path=Path(ledger_path),
                       allow_burned_in=allow_burned_in, force_budget=force_budget,
-                      keep_aspect=keep_aspect)
+                      keep_aspect=keep_aspect, patient_id=patient_id,
+                      one_patient_per_image=one_patient_per_image)
 
     def score_folder(self, paths: list[Path]) -> None:
         self.thumbs = {}
@@ -266,8 +273,15 @@ class ViewState:
             self._request(LedgerRequest, ledger_path=Path(ledger_path),
                           content_sha256=image.content_sha256, patient_id=image.patient_id)
 
-    def list_ledger(self, ledger_path: Path) -> None:
-        self._request(LedgerTableRequest, ledger_path=Path(ledger_path))
+    def preview_patients(self, inputs: tuple[Path, ...], out_dir: Path,
+                         pattern: str | None) -> None:
+        """Ask which patient ID each input of a folder release gets (the batch window)."""
+        self._request(PatientsRequest, inputs=tuple(inputs), out_dir=Path(out_dir),
+                      pattern=pattern)
+
+    def list_ledger(self, ledger_path: Path, budget: BudgetChange | None = None) -> None:
+        """List the ledger's releases and totals; with `budget`, store it first."""
+        self._request(LedgerTableRequest, ledger_path=Path(ledger_path), budget=budget)
 
     def write_table(self, path: Path, header: tuple[str, ...],
                     rows: tuple[tuple[str, ...], ...]) -> None:
@@ -390,6 +404,11 @@ class ViewState:
     def _accept_batch(self, done: BatchDone) -> None:
         self.batch_done = done
         self._emit(Aspect.BATCH)
+
+    @_take.register
+    def _accept_patients(self, preview: PatientPreview) -> None:
+        self.patients = preview
+        self._emit(Aspect.PATIENTS)
 
     @_take.register
     def _accept_table(self, written: TableWritten) -> None:

@@ -1,6 +1,7 @@
 """The ledger, read for the window: what was spent on the open image and its patient, every
-release with its totals for the ledger window, and that window's CSV export. Nothing here
-writes to a ledger (only a release does): a ledger that does not exist is not created."""
+release with its totals for the ledger window, and that window's CSV export. The one write
+here is the per-patient budget the ledger window sets; otherwise a ledger that does not exist
+is not created."""
 
 from __future__ import annotations
 
@@ -34,14 +35,24 @@ def spent(request: LedgerRequest) -> LedgerSpent:
 
 
 def table(request: LedgerTableRequest) -> LedgerTable:
-    path = request.ledger_path
-    if not path.is_file():
+    """The ledger's rows, after storing the request's new per-patient budget if it has one
+    (the one write here: setting a budget may create the ledger, as `dpglow ledger
+    --set-patient-budget` does). A refused change is said in `error`; the rows still come."""
+    path, change = request.ledger_path, request.budget
+    if not path.is_file() and change is None:
         return LedgerTable(request.id, path, error=f"There is no ledger at {path}.")
+    refused = ""
     try:
         with Ledger(path) as ledger:
+            if change is not None:
+                try:
+                    ledger.set_patient_budget(change.total_epsilon, force=change.override,
+                                              note=change.note)
+                except UserError as exc:
+                    refused = str(exc)
             return LedgerTable(request.id, path, tuple(ledger.releases()),
                                tuple(ledger.patient_totals()), tuple(ledger.image_totals()),
-                               ledger.patient_budget)
+                               ledger.patient_budget, budget_refused=refused)
     except UserError as exc:
         return LedgerTable(request.id, path, error=str(exc))
 

@@ -48,8 +48,8 @@ class Releases:
         opts = ReleaseOptions(e_px=p.e_px, out_dir=job.out_dir, fmt=job.fmt,
                               keep_aspect=job.keep_aspect, force_budget=job.force_budget,
                               allow_burned_in=job.allow_burned_in, batch_size=WINDOW_BATCH,
-                              one_patient_per_image=True)  # as before: the window's own
-                              # confirmation and pattern come with the batch window's fields
+                              patient_id_pattern=job.patient_id_pattern,
+                              one_patient_per_image=job.one_patient_per_image)
         check_private_locations(job.out_dir, job.ledger_path)  # before the ledger is made
         with Ledger(job.ledger_path) as ledger:
             summary = release_folder(
@@ -70,7 +70,8 @@ class Releases:
         sha = image.content_sha256 if image else hashlib.sha256(src.pixels.tobytes()).hexdigest()
         item = ReleaseInput(
             str(image.path) if image else "synthetic sample", sha, prep.frame, prep.placement,
-            image.dataset if image else None, image.patient_id if image else None,
+            image.dataset if image else None,
+            request.patient_id or (image.patient_id if image else None),
             image.burned_in_annotation if image else None,
             self._inputs.encoding(prep, mech.name, p))
         notes = ["exported from the DP-GLOW viewer"]
@@ -81,7 +82,9 @@ class Releases:
                               keep_aspect=request.keep_aspect,
                               force_budget=request.force_budget,
                               allow_burned_in=request.allow_burned_in, note="; ".join(notes),
-                              one_patient_per_image=True)  # as before (see folder())
+                              # a synthetic sample is nobody's: it counts for itself
+                              one_patient_per_image=request.one_patient_per_image
+                              or image is None)
         check_private_locations(request.out_dir, request.ledger_path)
         with Ledger(request.ledger_path) as ledger:
             outcome = release_one(item, mech, ledger, opts)

@@ -38,6 +38,8 @@ from app.core.messages import (
     PacsFindRequest,
     PacsLookRequest,
     PacsNodesRequest,
+    PatientPreview,
+    PatientsRequest,
     Rendered,
     RenderRequest,
     Request,
@@ -50,7 +52,7 @@ from app.core.messages import (
     Thumb,
     ThumbRequest,
 )
-from app.engine import files, ledger
+from app.engine import files, ledger, patients
 from app.engine.inputs import Inputs
 from app.engine.pacs import Pacs
 from app.engine.release import Releases
@@ -123,6 +125,10 @@ class Session:
     @answer.register
     def _ledger_table(self, request: LedgerTableRequest) -> LedgerTable:
         return ledger.table(request)
+
+    @answer.register
+    def _patients(self, request: PatientsRequest) -> PatientPreview:
+        return patients.preview(request)
 
     @answer.register
     def _table(self, request: TableRequest) -> TableWritten:

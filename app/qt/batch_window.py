@@ -19,17 +19,26 @@ from PySide6.QtWidgets import (
     QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
+    QFrame,
     QHBoxLayout,
     QLabel,
     QLineEdit,
+    QMessageBox,
     QPlainTextEdit,
     QProgressBar,
     QPushButton,
+    QScrollArea,
     QVBoxLayout,
     QWidget,
 )
 
 from app.core.messages import BatchDone, BatchRequest, FolderRelease, Kind, PrivacyParams
+from app.core.option_words import (
+    BURNED_IN_BOX,
+    FORCE_BOX,
+    ONE_PATIENT_BOX,
+    in_window_words,
+)
 from app.core.pane_keys import MECHANISMS
 from app.core.release_summary import release_summary
 from app.core.state import Aspect, ViewState
@@ -41,7 +50,7 @@ from app.qt.controls import (
 )
 from app.qt.dialogs import ReleaseReport
 from app.qt.export import default_release_dir
-from app.qt.widgets import ask_ledger, fit_to_screen, guard_wheel, with_browse
+from app.qt.widgets import FixedText, ask_ledger, fit_to_screen, guard_wheel, with_browse
 from glow_engine.budget import format_e_px, parse_e_px, refusal
 from glow_engine.choices import DPGLOW_MODES, RELEASE_FORMATS
 from glow_engine.mechanism_specs import title_of
@@ -57,6 +66,11 @@ class BatchWindow(QWidget):
         self.request: BatchRequest | None = None  # the release running, if any
         self.cancelled = False  # Cancel was pressed during the release running
         self.report_dialog: ReleaseReport | None = None  # the last report shown
+        # The patient preview last asked for and last shown ((folder, release folder,
+        # pattern)); a release waits for the preview of its own inputs.
+        self._asked: tuple | None = None
+        self._previewed: tuple | None = None
+        self._release_after_preview = False
         self.setWindowTitle("Release a folder")
         fit_to_screen(self, QSize(760, 720))
         p = state.params
@@ -82,9 +96,26 @@ class BatchWindow(QWidget):
         self.out = QLineEdit(str(settings.value("export_dir", str(default_release_dir()))))
         self.ledger = QLineEdit(str(settings.value("ledger", str(default_ledger_path()))))
         self.keep_aspect = QCheckBox("Keep each image's aspect ratio (publishes it unprotected)")
-        self.force_budget = QCheckBox("Release past the per-patient budget (recorded as forced)")
-        self.allow_burned_in = QCheckBox("Release sources that declare burned-in text")
+        self.force_budget = QCheckBox(FORCE_BOX)
+        # a DICOM source declaring burned-in text, or not saying (the release policy)
+        self.allow_burned_in = QCheckBox(BURNED_IN_BOX)
         self.no_privacy = QCheckBox("Release without privacy (ε = ∞: no noise)")
+        # Whose image is whose: the per-patient budget counts a patient's images together.
+        self.patients = QComboBox()
+        self.patients.addItem("From DICOM headers and CSV lists (patient_id column)", "lists")
+        self.patients.addItem("From the file names, by a pattern", "pattern")
+        self.patients.setCurrentIndex(max(self.patients.findData(
+            settings.value("patient_source", "lists")), 0))
+        self.pattern = QLineEdit(str(settings.value("patient_pattern", r"^(\d+)_")))
+        self.pattern.setToolTip("A regular expression searched in each file's path within the "
+                                "folder; its first group (in parentheses) is the patient ID. "
+                                r"^(\d+)_ takes 00001389 from 00001389_001.png; ^([^/]+)/ "
+                                "takes a folder per patient.")
+        self.patient_preview = FixedText(4)
+        self.one_patient = QCheckBox(ONE_PATIENT_BOX)
+        self.one_patient.setToolTip("Each such image is then a patient of its own in the "
+                                    "ledger: the per-patient budget cannot add up a patient's "
+                                    "images that carry no patient ID")
         self.meaning = QLabel()
         self.meaning.setWordWrap(True)
         self.start = QPushButton("Release")
@@ -102,6 +133,7 @@ class BatchWindow(QWidget):
         self._connect()
         self._show_meaning()
         self._show_running(False)
+        self.preview_patients()
 
     def _layout(self) -> None:
         form = QFormLayout()
@@ -114,16 +146,30 @@ class BatchWindow(QWidget):
         form.addRow("Format", self.fmt)
         form.addRow("Release folder", with_browse(self.out, self._browse_out))
         form.addRow("Privacy ledger", with_browse(self.ledger, self._browse_ledger))
+        form.addRow("Patient IDs", self.patients)
+        form.addRow("Pattern", self.pattern)
+        form.addRow("", self.patient_preview)
         buttons = QHBoxLayout()
         buttons.addWidget(self.start)
         buttons.addWidget(self.cancel)
         buttons.addWidget(self.progress, 1)
+        # The choices scroll where the screen is short; Release, the progress and the
+        # summary stay in view.
+        choices = QWidget()
+        inner = QVBoxLayout(choices)
+        inner.setContentsMargins(0, 0, 0, 0)
+        inner.addLayout(form)
+        for box in (self.one_patient, self.keep_aspect, self.force_budget,
+                    self.allow_burned_in, self.no_privacy):
+            inner.addWidget(box)
+        inner.addWidget(self.meaning)
+        scroll = QScrollArea()
+        scroll.setWidget(choices)
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.Shape.NoFrame)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         layout = QVBoxLayout(self)
-        layout.addLayout(form)
-        for box in (self.keep_aspect, self.force_budget, self.allow_burned_in,
-                    self.no_privacy):
-            layout.addWidget(box)
-        layout.addWidget(self.meaning)
+        layout.addWidget(scroll, 3)
         layout.addLayout(buttons)
         layout.addWidget(self.summary)
         layout.addWidget(self.problems, 1)
@@ -134,6 +180,9 @@ class BatchWindow(QWidget):
             box.currentIndexChanged.connect(self._show_meaning)
         self.budget.textChanged.connect(self._show_meaning)
         self.no_privacy.toggled.connect(self._show_meaning)
+        for edit in (self.inputs, self.out, self.pattern):
+            edit.editingFinished.connect(self.preview_patients)
+        self.patients.currentIndexChanged.connect(self.preview_patients)
         self.start.clicked.connect(self.release)
         self.cancel.clicked.connect(self.stop)
         self.open_report.clicked.connect(self._open_report)
@@ -174,9 +223,78 @@ class BatchWindow(QWidget):
         self.start.setEnabled(self.request is None and why is None and models is not None
                               and (not math.isinf(e_px or 0) or self.no_privacy.isChecked()))
 
+    # ----------------------------------------------------------------- patients
+
+    def _pattern(self) -> str | None:
+        return self.pattern.text() if self.patients.currentData() == "pattern" else None
+
+    def _patients_asked(self) -> tuple:
+        """What a preview depends on: the folder, the release folder, the pattern."""
+        return self.inputs.text(), self.out.text(), self._pattern()
+
+    def preview_patients(self) -> None:
+        """Ask the engine which patient ID each image would get (it lists the folder)."""
+        self.pattern.setEnabled(self._pattern() is not None)
+        if not self.inputs.text().strip():
+            self.patient_preview.setText("")
+            return
+        self.patient_preview.setText("Reading the patient IDs…")
+        self._asked = self._patients_asked()
+        self.state.preview_patients((Path(self.inputs.text()).expanduser(),),
+                                    Path(self.out.text()).expanduser(), self._pattern())
+
+    def _show_patients(self) -> None:
+        found = self.state.patients
+        if found is None:
+            return
+        self._previewed = self._asked  # the state takes only the newest request's answer
+        if self._release_after_preview:
+            self._release_after_preview = False
+            self.release()
+        if found.error:
+            self.patient_preview.setText(in_window_words(found.error))
+            return
+        rows = [f"{name} → {patient or 'no patient ID'}" for name, patient in found.rows]
+        more = found.images - len(found.rows)
+        head = (f"{found.without} of {found.images} images have no patient ID."
+                if found.without else f"Every one of the {found.images} images has a "
+                "patient ID (a DICOM file's is read when it is released).")
+        self.patient_preview.setText("\n".join([head, *rows]
+                                               + ([f"… and {more} more"] if more > 0 else [])))
+
+    def _confirm_without_patients(self) -> bool:
+        """The plain warning before images without a patient ID are released: each would
+        then count as a patient of its own. True to go on (the box is then ticked)."""
+        found = self.state.patients
+        if self.one_patient.isChecked() or found is None or not found.without:
+            return True
+        answer = QMessageBox.question(
+            self, "Images without a patient ID",
+            f"{found.without} of the {found.images} images have no patient ID. Released, "
+            "each counts as a patient of its own: if one patient has several of them, the "
+            "per-patient budget cannot add them up.\n\nRelease them as separate patients? "
+            "(No: nothing is released; give the patient IDs by a pattern or a CSV list.)",
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+            QMessageBox.StandardButton.No)
+        if answer != QMessageBox.StandardButton.Yes:
+            return False
+        self.one_patient.setChecked(True)
+        return True
+
     def release(self) -> None:
         if refusal(self.budget.text()) is not None:
             return
+        if not self.one_patient.isChecked() and self._previewed != self._patients_asked():
+            # the warning about images without a patient needs the preview of these inputs
+            self._release_after_preview = True
+            self.preview_patients()
+            self.summary.setText("Reading the patient IDs before releasing…")
+            return
+        if not self._confirm_without_patients():
+            self.summary.setText("Not released: some images have no patient ID (see above).")
+            return
+        self.settings.setValue("patient_source", self.patients.currentData())
+        self.settings.setValue("patient_pattern", self.pattern.text())
         params = self._params(parse_e_px(self.budget.text()))
         self.settings.setValue("batch_inputs", self.inputs.text())
         self.settings.setValue("export_dir", self.out.text())
@@ -189,7 +307,9 @@ class BatchWindow(QWidget):
             ledger_path=Path(self.ledger.text()).expanduser(),
             keep_aspect=self.keep_aspect.isChecked(),
             force_budget=self.force_budget.isChecked(),
-            allow_burned_in=self.allow_burned_in.isChecked()))
+            allow_burned_in=self.allow_burned_in.isChecked(),
+            patient_id_pattern=self._pattern(),
+            one_patient_per_image=self.one_patient.isChecked()))
         if self.request is not None:
             self.summary.setText("Releasing…")
             self.problems.clear()
@@ -222,10 +342,12 @@ class BatchWindow(QWidget):
             self._show_done(done)
         elif Aspect.ERROR in aspects and self.request is not None \
                 and not self.state.waiting(Kind.BATCH):
-            self.summary.setText(f"Not released: {self.state.message}")
+            self.summary.setText(f"Not released: {in_window_words(self.state.message)}")
             self._finish()
         if Aspect.MODELS in aspects:
             self._show_meaning()
+        if Aspect.PATIENTS in aspects:
+            self._show_patients()
 
     def _show_done(self, done: BatchDone) -> None:
         lines = release_summary(done.counts, self.cancelled)
@@ -239,7 +361,7 @@ class BatchWindow(QWidget):
         if done.report is not None:
             lines.append(f"Release report: {done.report}")
         self.summary.setText("<br>".join(lines))
-        self.problems.setPlainText("\n".join(done.problems))
+        self.problems.setPlainText("\n".join(map(in_window_words, done.problems)))
         self.open_report.setVisible(done.report is not None)
         self._finish()
         images = sum(n for status, n in done.counts.items() if status != "skipped")
@@ -255,7 +377,8 @@ class BatchWindow(QWidget):
     def _show_running(self, running: bool) -> None:
         self.cancel.setEnabled(running)
         for widget in (self.inputs, self.mechanism, self.mode, self.alpha, self.block,
-                       self.budget, self.fmt, self.out, self.ledger):
+                       self.budget, self.fmt, self.out, self.ledger, self.patients,
+                       self.pattern, self.one_patient):
             widget.setEnabled(not running)
         if not running:
             self._show_meaning()

@@ -1,12 +1,14 @@
 """The export dialog: what will be written (the file's name, size and published header
-values), that it is a NEW draw, what the budget means and what it costs."""
+values), that it is a NEW draw, what the budget means and what it costs. It scrolls where the
+screen is short (1366x768), and stays open with every choice until the export is done: a
+refusal is said inside it, naming its own boxes."""
 
 from __future__ import annotations
 
 import math
 from pathlib import Path
 
-from PySide6.QtCore import QSettings
+from PySide6.QtCore import QSettings, QSize, Qt
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -14,15 +16,19 @@ from PySide6.QtWidgets import (
     QDialogButtonBox,
     QFileDialog,
     QFormLayout,
+    QFrame,
     QLabel,
     QLineEdit,
+    QScrollArea,
     QVBoxLayout,
     QWidget,
 )
 
+from app.core.messages import Kind
+from app.core.option_words import BURNED_IN_BOX, FORCE_BOX, ONE_IMAGE_BOX, in_window_words
 from app.core.pane_keys import MECHANISMS, PaneKey
 from app.core.state import Aspect, ViewState
-from app.qt.widgets import ask_ledger, with_browse
+from app.qt.widgets import ask_ledger, fit_to_screen, with_browse
 from glow_engine.budget import format_e_px
 from glow_engine.choices import RELEASE_FORMATS
 from glow_engine.privacy_statement import scientific, statement
@@ -56,7 +62,7 @@ class ExportDialog(QDialog):
         super().__init__(parent)
         self.state, self.settings = state, settings
         self.setWindowTitle("Export privatised image")
-        self.setMinimumWidth(560)
+        self.exporting = False  # an export was asked for and its answer has not come
         no_privacy = math.isinf(state.params.e_px)
         notice = QLabel(NO_PRIVACY_NOTICE if no_privacy else NEW_DRAW_NOTICE)
         notice.setWordWrap(True)
@@ -90,11 +96,22 @@ class ExportDialog(QDialog):
         state.changed.connect(self._on_changed)  # until done()
         self.ledger.editingFinished.connect(self._read_ledger)
         self._read_ledger()
-        self.burned_in = QCheckBox("Export anyway (I have checked the pixels for burned-in text)")
+        self.burned_in = QCheckBox(BURNED_IN_BOX)
         self.burned_in.setVisible(self._burned_in_warning() != "")
-        self.keep_aspect = QCheckBox("Keep the image's aspect ratio (crops the padding; the "
-                                     "aspect ratio is then published unprotected)")
-        self.force_budget = QCheckBox("Release past the per-patient budget (recorded as forced)")
+        self.keep_aspect = QCheckBox("Keep the image's aspect ratio (publishes it unprotected)")
+        self.force_budget = QCheckBox(FORCE_BOX)
+        # Whose image this is: a DICOM says it; a PNG, JPEG or TIFF has no patient ID, so the
+        # per-patient budget needs one typed here, or the officer's word that the image is a
+        # patient of its own.
+        self.patient_id = QLineEdit()
+        self.patient_id.setPlaceholderText("the patient's ID (counted under a keyed pseudonym)")
+        self.patient_id.setToolTip("The ledger keeps only a keyed hash of it, never the ID")
+        self.one_patient = QCheckBox(ONE_IMAGE_BOX)
+        self.needs_patient = self._needs_patient()
+        self.refusal = QLabel()  # why the last export was refused, beside the buttons
+        self.refusal.setObjectName("warning")
+        self.refusal.setWordWrap(True)
+        self.refusal.hide()
         self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Cancel)
         self.export_button = self.buttons.addButton("Export",
                                                     QDialogButtonBox.ButtonRole.AcceptRole)
@@ -111,19 +128,32 @@ class ExportDialog(QDialog):
         form.addRow("Format", self.fmt)
         form.addRow("Release folder", with_browse(self.out, self._browse_out))
         form.addRow("Privacy ledger", with_browse(self.ledger, self._browse_ledger))
+        if self.needs_patient:
+            form.addRow("Patient ID", self.patient_id)
+        content = QWidget()
+        inner = QVBoxLayout(content)
+        inner.addWidget(notice)
+        inner.addWidget(self.no_privacy)
+        inner.addLayout(form)
+        for widget in (self.meaning, self.published, self.cost, self.spent, self.warning,
+                       self.burned_in, self.keep_aspect, self.force_budget, self.one_patient):
+            inner.addWidget(widget)
+        self.one_patient.setVisible(self.needs_patient)
+        inner.addStretch(1)
+        # The explanations keep their whole text and scroll on a short screen; the refusal
+        # and the buttons stay in view.
+        self.scroll = QScrollArea()
+        self.scroll.setWidget(content)
+        self.scroll.setWidgetResizable(True)
+        self.scroll.setFrameShape(QFrame.Shape.NoFrame)
+        self.scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         layout = QVBoxLayout(self)
-        layout.addWidget(notice)
-        layout.addWidget(self.no_privacy)
-        layout.addLayout(form)
-        layout.addWidget(self.meaning)
-        layout.addWidget(self.published)
-        layout.addWidget(self.cost)
-        layout.addWidget(self.spent)
-        layout.addWidget(self.warning)
-        layout.addWidget(self.burned_in)
-        layout.addWidget(self.keep_aspect)
-        layout.addWidget(self.force_budget)
+        layout.addWidget(self.scroll, 1)
+        layout.addWidget(self.refusal)
         layout.addWidget(self.buttons)
+        # wide enough for the widest row (a box's label does not wrap), tall as its content
+        fit_to_screen(self, QSize(max(640, content.minimumSizeHint().width() + 60),
+                                  content.sizeHint().height() + 120))
 
     # ----------------------------------------------------------------- content
 
@@ -185,6 +215,13 @@ class ExportDialog(QDialog):
     def _on_changed(self, aspects: frozenset[Aspect]) -> None:
         if Aspect.LEDGER in aspects:
             self.spent.setText(self._spent_text())
+        if self.exporting and Aspect.EXPORTED in aspects:
+            self.exporting = False
+            super().accept()
+        elif (self.exporting and Aspect.ERROR in aspects
+              and not self.state.waiting(Kind.EXPORT)):
+            self.exporting = False
+            self._refuse(in_window_words(self.state.message))
 
     def _spent_text(self) -> str:
         """What the ledger already holds for this image (nothing for a sample, or where
@@ -219,9 +256,9 @@ class ExportDialog(QDialog):
             return ""
         if image.burned_in_annotation:
             return ("The DICOM header says the image has burned-in annotation (text such as "
-                    "names in the pixels): export is refused unless you confirm.")
-        return ("The DICOM header does not say whether text is burned into the pixels: "
-                "export is refused unless you confirm you checked.")
+                    "names in the pixels): check the pixels before exporting.")
+        return ("The DICOM header does not say whether text is burned into the pixels: check "
+                "the pixels before exporting.")
 
     # ----------------------------------------------------------------- actions
 
@@ -241,13 +278,37 @@ class ExportDialog(QDialog):
         super().done(result)
 
     def accept(self) -> None:
+        """Export, and close once the file is written; a refusal keeps the dialog open."""
         if self.no_privacy.isVisibleTo(self) and not self.no_privacy.isChecked():
             return  # ε = ∞ is exported only on an explicit yes
+        if (warning := self._burned_in_warning()) and not self.burned_in.isChecked():
+            self._refuse(f"{warning} Tick “{BURNED_IN_BOX}” to export it.")
+            return
+        patient = self.patient_id.text().strip() or None
+        if self.needs_patient and patient is None and not self.one_patient.isChecked():
+            self._refuse("this image has no patient ID, so the per-patient budget cannot "
+                         "count it with the patient's other images. Type the patient's ID "
+                         f"under “Patient ID”, or tick “{ONE_IMAGE_BOX}”.")
+            return
         out, ledger = Path(self.out.text()).expanduser(), Path(self.ledger.text()).expanduser()
         self.settings.setValue("export_dir", str(out))
         self.settings.setValue("ledger", str(ledger))
+        self.refusal.setText("Exporting…")
+        self.refusal.show()
+        self.export_button.setEnabled(False)
+        self.exporting = True
         self.state.export(self.mechanism.currentData(), out, self.fmt.currentData(), ledger,
                           allow_burned_in=self.burned_in.isChecked(),
                           force_budget=self.force_budget.isChecked(),
-                          keep_aspect=self.keep_aspect.isChecked())
-        super().accept()
+                          keep_aspect=self.keep_aspect.isChecked(), patient_id=patient,
+                          one_patient_per_image=self.one_patient.isChecked())
+
+    def _needs_patient(self) -> bool:
+        """A file without a patient ID (a synthetic sample is nobody's)."""
+        image = self.state.source.image if self.state.source else None
+        return image is not None and not image.patient_id
+
+    def _refuse(self, why: str) -> None:
+        self.refusal.setText(f"Not exported: {why}")
+        self.refusal.show()
+        self.export_button.setEnabled(True)

@@ -1,6 +1,7 @@
 """The privacy officer's ledger window: every release (time, mechanism, budget, forced or
-not), the totals per patient and per image against the per-patient budget, a filter, and
-CSV export of what is shown.
+not), the totals per patient and per image against the per-patient budget, which is set here
+(lowering it always; raising or clearing it only as an explicit override, kept in the
+ledger's budget history), a filter, and CSV export of what is shown.
 
 The keys are the ledger's own pseudonyms (an image's content hash, a keyed hash of its
 patient id, glow_engine.release.ledger): no plain identifier is stored, so none can be shown.
@@ -9,11 +10,13 @@ The ledger is read, and the CSV written, on the engine thread.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from PySide6.QtCore import QSettings, QSize, Qt
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QCheckBox,
     QFileDialog,
     QHBoxLayout,
     QHeaderView,
@@ -27,7 +30,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.core.messages import LedgerTable
+from app.core.messages import BudgetChange, LedgerTable
+from app.core.option_words import LEDGER_BOXES, RAISE_BOX, in_window_words
 from app.core.state import Aspect, ViewState
 from app.qt.browser import NumberItem
 from app.qt.widgets import fit_to_screen
@@ -62,6 +66,18 @@ class LedgerWindow(QWidget):
         fit_to_screen(self, QSize(1100, 640))
         self.path = QLineEdit(str(settings.value("ledger", str(default_ledger_path()))))
         self.budget = QLabel()
+        self.new_budget = QLineEdit()
+        self.new_budget.setPlaceholderText("total ε (empty: no limit)")
+        self.new_budget.setToolTip("The most total ε the ledger lets any one patient's images "
+                                   "take, over all releases")
+        self.override = QCheckBox(RAISE_BOX)
+        self.note = QLineEdit()
+        self.note.setPlaceholderText("why (kept with the change)")
+        self.set_budget = QPushButton("Set")
+        self.budget_message = QLabel()
+        self.budget_message.setObjectName("warning")
+        self.budget_message.setWordWrap(True)
+        self.budget_message.hide()
         self.filter = QLineEdit()
         self.filter.setPlaceholderText("Filter: any part of a key, a mechanism, a date…")
         self.tabs = QTabWidget()
@@ -74,6 +90,8 @@ class LedgerWindow(QWidget):
         self.export.setToolTip("The rows shown in this tab, with full keys")
         self._layout()
         self.path.editingFinished.connect(self.reload)
+        self.set_budget.clicked.connect(self.store_budget)
+        self.new_budget.returnPressed.connect(self.store_budget)
         self.filter.textChanged.connect(self._apply_filter)
         self.export.clicked.connect(self._export_dialog)
         state.changed.connect(self._on_changed)
@@ -90,9 +108,16 @@ class LedgerWindow(QWidget):
         bottom = QHBoxLayout()
         bottom.addWidget(self.status, 1)
         bottom.addWidget(self.export)
+        budget = QHBoxLayout()
+        budget.addWidget(self.budget)
+        budget.addWidget(self.new_budget, 1)
+        budget.addWidget(self.note, 1)
+        budget.addWidget(self.override)
+        budget.addWidget(self.set_budget)
         layout = QVBoxLayout(self)
         layout.addLayout(top)
-        layout.addWidget(self.budget)
+        layout.addLayout(budget)
+        layout.addWidget(self.budget_message)
         layout.addWidget(self.filter)
         layout.addWidget(self.tabs, 1)
         layout.addLayout(bottom)
@@ -100,6 +125,29 @@ class LedgerWindow(QWidget):
     def reload(self) -> None:
         self.status.setText("Reading the ledger…")
         self.state.list_ledger(Path(self.path.text()).expanduser())
+
+    def store_budget(self) -> None:
+        """Store the typed per-patient budget (empty: no limit) in the ledger; a raise or a
+        clearing is refused unless the override is ticked, and then recorded as one."""
+        text = self.new_budget.text().strip()
+        value = None
+        if text:
+            try:
+                value = float(text)
+            except ValueError:
+                value = math.nan
+            if not (math.isfinite(value) and value > 0):
+                self._say_budget(f"“{text}” is not a budget: type a positive total ε, or "
+                                 "leave the field empty for no limit.")
+                return
+        self.budget_message.hide()
+        self.status.setText("Setting the per-patient budget…")
+        self.state.list_ledger(Path(self.path.text()).expanduser(), BudgetChange(
+            value, self.override.isChecked(), self.note.text().strip()))
+
+    def _say_budget(self, text: str) -> None:
+        self.budget_message.setText(text)
+        self.budget_message.setVisible(bool(text))
 
     def _browse(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Privacy ledger", self.path.text(),
@@ -116,9 +164,14 @@ class LedgerWindow(QWidget):
 
     def _show(self, table: LedgerTable) -> None:
         limit = table.patient_budget
-        self.budget.setText("Per-patient budget: " + ("none set (dpglow ledger "
-                            "--set-patient-budget sets one)" if limit is None
-                            else f"total ε {scientific(limit)}"))
+        self.budget.setText("Per-patient budget: " + ("none set" if limit is None
+                                                      else f"total ε {scientific(limit)}")
+                            + ". New:")
+        refused = table.budget_refused
+        self._say_budget(f"Not changed: {in_window_words(refused, LEDGER_BOXES)}."
+                         if refused else "")
+        if not refused:
+            self.override.setChecked(False)
         rows = {"Releases": table.releases, "Per patient": table.patients,
                 "Per image": table.images}
         for name, widget in self.tables.items():
