@@ -18,6 +18,7 @@ import pydicom
 from PySide6.QtCore import QPointF, Qt
 
 from app.core.pane_keys import ORIGINAL, PaneKey
+from app.core.score_view import PaneScore
 from app.qt.panes import Tool
 from app.qt.scores import ood_warning
 from glow_engine.ood import OODReason
@@ -170,25 +171,31 @@ def _score(*reasons: OODReason) -> Score:
     return Score(0.0, 0.0, 0.0, 0.0, 2.5, 2.5, bool(reasons), reasons)
 
 
+def _panes(*pairs: tuple[str, Score]) -> list[PaneScore]:
+    return [PaneScore(key, score, False, None) for key, score in pairs]
+
+
 def test_the_ood_warning_tells_the_input_from_what_privatisation_did() -> None:
-    assert ood_warning([(ORIGINAL, _score()), (PaneKey("dpglow"), _score())]) == ""
+    assert ood_warning(_panes((ORIGINAL, _score()), (PaneKey("dpglow"), _score()))) == ""
     # an in-distribution input: the flagged privatised panes are the mechanism's doing, and
     # the input's guesses (a gradient, a drawing...) are not offered for them
-    only_private = ood_warning([(ORIGINAL, _score()),
-                                (PaneKey("dpglow"), _score(OODReason.TOO_SIMPLE)),
-                                (PaneKey("idldp"), _score(OODReason.ATYPICAL))])
+    only_private = ood_warning(_panes((ORIGINAL, _score()),
+                                      (PaneKey("dpglow"), _score(OODReason.TOO_SIMPLE)),
+                                      (PaneKey("idldp"), _score(OODReason.ATYPICAL))))
     assert "The input is" not in only_private
     assert "(by privatisation)" in only_private
     assert "far simpler than the training X-rays: DP-GLOW;" in only_private
     assert "unlike the training X-rays: ID-LDP." in only_private
     assert "a gradient" not in only_private and "a photo" not in only_private
     # a flagged input: its finding in full, and no claim that privatisation caused the rest
-    both = ood_warning([(ORIGINAL, _score(OODReason.INVERTED)),
-                        (PaneKey("dpglow"), _score(OODReason.INVERTED))])
+    both = ood_warning(_panes((ORIGINAL, _score(OODReason.INVERTED)),
+                              (PaneKey("dpglow"), _score(OODReason.INVERTED))))
     assert both.startswith("⚠ The input is outside the model's distribution: looks inverted")
     assert "MONOCHROME1" in both.splitlines()[0]
     assert "by privatisation" not in both
     assert "looks inverted: DP-GLOW." in both.splitlines()[1]
     # the input not scored (yet): nothing is claimed about the cause
-    unknown = ood_warning([(PaneKey("dpglow"), _score(OODReason.ATYPICAL))])
+    unknown = ood_warning(_panes((PaneKey("dpglow"), _score(OODReason.ATYPICAL))))
     assert "by privatisation" not in unknown and "The input is" not in unknown
+    # a stale score (its image changed) is not judged
+    assert ood_warning([PaneScore(PaneKey("dpglow"), _score(OODReason.ATYPICAL), True, None)]) == ""

@@ -18,10 +18,17 @@ import numpy as np
 
 from app.core.pane_keys import ORIGINAL, PaneKey
 from app.core.state import ViewState
+from glow_engine.privacy_statement import scientific
 from glow_engine.scores import Score, ScoreKind
 from glow_engine.validation_scores import ReferenceMatch
 
 STALE = "updating…"  # the mark of a score whose image has changed since it was scored
+
+
+def score_text(value: float) -> str:
+    """A score written whole: 3 decimals, or a power of ten when it is absurd (a cut
+    "9654.7…" must never read as a plausible value)."""
+    return f"{value:.3f}" if abs(value) < 1000 else scientific(value)
 
 
 @dataclass(frozen=True)

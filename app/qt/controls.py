@@ -39,6 +39,7 @@ from app.core.budget_scale import (
 )
 from app.core.pane_keys import MECHANISMS
 from app.core.state import Aspect, ViewState
+from app.qt.widgets import FixedText
 from glow_engine.budget import (
     E_PX_MAX,
     E_PX_MIN,
@@ -152,8 +153,8 @@ class EpsilonControl(QGroupBox):
         # dialog, the Help and the release report use too); the arithmetic is its tooltip.
         self.headline = QLabel()
         self.headline.setObjectName("statement")
-        self.total = QLabel()
-        self.total.setWordWrap(True)
+        # A fixed height that scrolls: a longer statement never pushes the controls down.
+        self.total = FixedText(6)
         self.mode = QComboBox()
         for mode in DPGLOW_MODES:
             self.mode.addItem(MODE_LABELS[mode], mode)

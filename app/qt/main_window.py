@@ -36,7 +36,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.core.option_words import in_window_words
 from app.core.pacs_state import PacsState
+from app.core.pane_keys import MECHANISMS, PaneKey
 from app.core.state import Aspect, ViewState
 from app.qt.batch_window import BatchWindow
 from app.qt.browser import FolderBrowser
@@ -55,7 +57,9 @@ from glow_engine.imaging.load import SUPPORTED_SUFFIXES
 from glow_engine.resources import USER_DOCUMENTS, document_path, resource_path
 
 MAX_RECENT = 10
-DEFAULT_SIZE = QSize(1680, 1000)  # on screens that hold it; smaller screens open maximised
+# The window opens maximised (the panes get the room); this is its size when the user
+# restores it down, on screens that hold it. A saved geometry (maximised or not) wins.
+DEFAULT_SIZE = QSize(1680, 1000)
 IMAGE_FILTER = ("Images (" + " ".join(f"*{s}" for s in sorted(SUPPORTED_SUFFIXES))
                 + ");;All files (*)")
 MODEL_FILTER = "DP-GLOW model (model.json *.safetensors);;All files (*)"
@@ -106,6 +110,7 @@ class MainWindow(QMainWindow):
         self.scores = ScoresPanel(self.state)
         self.browser = FolderBrowser(self.state)
         self.pending_image: Path | None = None
+        self.compare_key = PaneKey("dpglow")  # the pane C shows beside the original
         self.ledger_window: LedgerWindow | None = None  # made when first asked for
         self.batch_window: BatchWindow | None = None
         self.pacs_window: PacsWindow | None = None
@@ -191,6 +196,7 @@ class MainWindow(QMainWindow):
             "zoom_in": a("Zoom in", lambda: self.grid.zoom(ZOOM_STEP), "+"),
             "zoom_out": a("Zoom out", lambda: self.grid.zoom(1 / ZOOM_STEP), "-"),
             "fit": a("Zoom to fit", self.grid.reset_view, "="),
+            "compare": a("Compare with the original", self.toggle_compare, "C"),
             "flip": a("Flip left-right", s.set_flip, "F", "flip", checkable=True),
             "noise": a("New noise draw", s.new_noise, "Space"),
             "up": a("ε up", lambda: self.controls.step(0.25), "]"),
@@ -232,6 +238,7 @@ class MainWindow(QMainWindow):
         view = bar.addMenu("&View")
         view.addActions([self.act[k] for k in ("invert", "diff", "strip", "outlines", "reset",
                                                 "zoom_in", "zoom_out", "fit", "escape")])
+        view.addMenu(self._compare_menu())
         view.addMenu(self._window_menu())
         view.addMenu(self._theme_menu())
         view.addAction(self.folder_dock.toggleViewAction())
@@ -250,6 +257,25 @@ class MainWindow(QMainWindow):
         help_menu.addAction(self.act["about"])
         help_menu.addAction("About Qt", QApplication.aboutQt)
         self._fill_recent()
+
+    def _compare_menu(self) -> QMenu:
+        """The original beside one privatised pane, at the size the area allows (C toggles
+        it with the last one chosen)."""
+        menu = QMenu("Compare with the original", self)
+        menu.addAction(self.act["compare"])
+        menu.addSeparator()
+        for name in MECHANISMS:
+            menu.addAction(f"Original beside {PaneKey(name).label}",
+                           lambda name=name: self.compare_with(PaneKey(name)))
+        return menu
+
+    def compare_with(self, key: PaneKey) -> None:
+        self.compare_key = key
+        if self.grid.compared != key:
+            self.grid.compare(key)
+
+    def toggle_compare(self) -> None:
+        self.grid.compare(None if self.grid.compared else self.compare_key)
 
     def _window_menu(self) -> QMenu:
         menu = QMenu("Window / level", self)
@@ -474,6 +500,7 @@ class MainWindow(QMainWindow):
             self._set_tool(self.grid.tool, False)
         self.state.select_marker(None)
         self.grid.enlarge(self.grid.enlarged)  # the enlarged pane (if any) back in the grid
+        self.grid.compare(None)
         self.grid.reset_view()
 
     # ----------------------------------------------------------------- recent files
@@ -541,8 +568,12 @@ class MainWindow(QMainWindow):
         self.progress.setVisible(bool(label))
 
     def _show_error(self, message: str) -> None:
+        """In the window's words (its boxes, never a command-line flag); an export's refusal
+        is said inside the export dialog, which stays open."""
+        message = in_window_words(message)
         self.messages.append(message)
-        self._show_box(QMessageBox.Icon.Warning, message)
+        if not any(d.exporting for d in self.findChildren(ExportDialog) if d.isVisible()):
+            self._show_box(QMessageBox.Icon.Warning, message)
 
     def _show_box(self, kind: QMessageBox.Icon, message: str,
                   report: Path | None = None) -> None:
@@ -581,12 +612,13 @@ class MainWindow(QMainWindow):
 
 
 def window_rect(area: QRect) -> tuple[QRect, bool]:
-    """The main window's first geometry on a screen whose available area is `area`, and
-    whether to maximise it: the default size centred where it fits, else the whole area."""
+    """The main window's first geometry on a screen whose available area is `area` (the
+    default size centred where it fits, else the whole area: what restoring it down gives),
+    and whether to maximise it: always, on any screen, since the images need the room."""
     if DEFAULT_SIZE.width() <= area.width() and DEFAULT_SIZE.height() <= area.height():
         rect = QRect(QPoint(), DEFAULT_SIZE)
         rect.moveCenter(area.center())
-        return rect, False
+        return rect, True
     return QRect(area), True
 
 

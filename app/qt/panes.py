@@ -12,8 +12,8 @@ from enum import Enum
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QEvent, QObject, QPointF, QRectF, Qt, Signal
-from PySide6.QtGui import QPen
+from PySide6.QtCore import QEvent, QObject, QPointF, QRectF, QSize, Qt, Signal
+from PySide6.QtGui import QPen, QResizeEvent
 from PySide6.QtWidgets import (
     QFrame,
     QGraphicsRectItem,
@@ -34,6 +34,7 @@ from app.core.pane_keys import (
     STRIP_KEYS,
     PaneKey,
 )
+from app.core.score_view import STALE, PaneScore, ScoredFrames, pane_score, score_text
 from app.core.state import Aspect, ViewState
 from app.qt.annotations import MARKER_PEN, MarkerHandles, Ruler, marker_rect, pixel_spacing
 from app.qt.widgets import ElidedLabel
@@ -160,6 +161,13 @@ class Pane(QFrame):
         else:  # two lines whatever the text, so the images of a row stay aligned
             self.caption.setFixedHeight(2 * self.caption.fontMetrics().lineSpacing() + 4)
 
+    def chrome(self) -> int:
+        """The pane's height besides its square image: title, caption, margins."""
+        margins = self.layout().contentsMargins()
+        caption = 0 if self.caption.isHidden() else self.caption.height()
+        return (self.title.sizeHint().height() + caption + margins.top() + margins.bottom()
+                + 2 * self.layout().spacing())
+
     def show_overlay(self, info: str, levels: str) -> None:
         self.info.setText(info)
         self.levels.setText(levels)
@@ -224,6 +232,51 @@ class _Corners(QObject):
         self.bottom.move(4, self.graphics.height() - self.bottom.height() - 4)
 
 
+class SquareGrid(QWidget):
+    """Lays its shown panes out as equal squares, centred, in the number of columns that
+    makes them largest: four panes in a row on a wide area, two by two on a tall one, two
+    side by side at full height when comparing."""
+
+    SPACING = 4
+
+    def __init__(self, panes: list[Pane]) -> None:
+        super().__init__()
+        self.panes = panes
+        for pane in panes:
+            pane.setParent(self)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
+
+    def minimumSizeHint(self) -> QSize:
+        return QSize(160, 160)
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        self.relayout()
+
+    def relayout(self) -> None:
+        shown = [p for p in self.panes if not p.isHidden()]
+        if not shown:
+            return
+        chrome = max(p.chrome() for p in shown)
+        columns, side = max(((c, self._side(len(shown), c, chrome))
+                             for c in range(1, len(shown) + 1)), key=lambda cs: cs[1])
+        rows = -(-len(shown) // columns)
+        width, height = side, side + chrome
+        left = (self.width() - columns * width - (columns - 1) * self.SPACING) // 2
+        top = (self.height() - rows * height - (rows - 1) * self.SPACING) // 2
+        for i, pane in enumerate(shown):
+            row, col = divmod(i, columns)
+            pane.setGeometry(left + col * (width + self.SPACING),
+                             top + row * (height + self.SPACING), width, height)
+
+    def _side(self, n: int, columns: int, chrome: int) -> int:
+        """The image side that `columns` columns of n panes allow."""
+        rows = -(-n // columns)
+        across = (self.width() - (columns - 1) * self.SPACING) // columns
+        down = (self.height() - (rows - 1) * self.SPACING) // rows - chrome
+        return max(min(across, down), 1)
+
+
 class PaneGrid(QWidget):
     """All panes plus the shared histogram/window control, driven by the view-state."""
 
@@ -240,6 +293,8 @@ class PaneGrid(QWidget):
                                      state.replace_marker)
         self.rulers = {k: Ruler(p.view) for k, p in self.panes.items()}
         self.enlarged: PaneKey | None = None  # the pane shown alone (double click), if any
+        self.compared: str | None = None  # the pane shown beside the original, if any
+        self.scored = ScoredFrames()  # which images the captions' scores belong to
         self.strip_titles: dict[str, QLabel] = {}  # mechanism -> over its strip panes
         self.tool: Tool | None = None
         self._drag_levels = (0.0, 1.0)
@@ -262,15 +317,14 @@ class PaneGrid(QWidget):
     # ----------------------------------------------------------------- construction
 
     def _build_grid(self) -> QWidget:
-        """The main panes in one row; under them the strip, its panes grouped under their
-        mechanism's title. Each row shares the whole width equally."""
+        """The main panes as the largest squares their area holds; under them the strip, its
+        panes grouped under their mechanism's title, sharing the width equally."""
         grid = QWidget()
         layout = self.grid_layout = QVBoxLayout(grid)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(4)
-        main, strip = _row(), _row()
-        for key in MAIN_KEYS:
-            main.addWidget(self.panes[key], 1)
+        self.main_area = SquareGrid([self.panes[key] for key in MAIN_KEYS])
+        strip = _row()
         per_group = len(STRIP_BUDGETS)
         for i, name in enumerate(MECHANISMS):
             title = self.strip_titles[name] = QLabel(title_of(name))
@@ -284,7 +338,7 @@ class PaneGrid(QWidget):
             group.addWidget(title)
             group.addLayout(panes, 1)
             strip.addLayout(group, 1)
-        layout.addLayout(main, 3)
+        layout.addWidget(self.main_area, 3)
         layout.addLayout(strip, 1)
         return grid
 
@@ -344,6 +398,14 @@ class PaneGrid(QWidget):
     def enlarge(self, key: PaneKey | None) -> None:
         """Show one pane alone in the grid (again: all of them), as a double click does."""
         self.enlarged = None if key == self.enlarged else key
+        self.compared = None
+        self._show_visibility()
+
+    def compare(self, key: PaneKey | None) -> None:
+        """The original and one privatised main pane side by side, as large as the area
+        allows (the strip hidden); None, or the same key again, ends it."""
+        self.compared = None if key in (None, self.compared) else key
+        self.enlarged = None
         self._show_visibility()
 
     # ----------------------------------------------------------------- state -> view
@@ -357,7 +419,9 @@ class PaneGrid(QWidget):
             self._show_display()
         if aspects & {Aspect.OVERLAYS, Aspect.DISPLAY, Aspect.SOURCE}:
             self._show_outlines()
-        if aspects & {Aspect.SCORES, Aspect.RENDERED, Aspect.STRIP}:
+        if Aspect.SCORES in aspects:
+            self.scored.scored(self.state)
+        if aspects & {Aspect.SCORES, Aspect.RENDERED, Aspect.STRIP, Aspect.PARAMS}:
             self._show_captions()
         if aspects & {Aspect.OVERLAYS, Aspect.SELECTION, Aspect.DISPLAY, Aspect.SOURCE}:
             self._show_handles()
@@ -390,9 +454,11 @@ class PaneGrid(QWidget):
             self.reset_view()
 
     def _show_visibility(self) -> None:
-        strip = self.state.display.strip
+        strip = self.state.display.strip and self.compared is None
         shown = {key for key in self.panes if (key in MAIN_KEYS or strip)
                  and self.enlarged in (None, key)}
+        if self.compared is not None:
+            shown = {ORIGINAL, self.compared}
         for key, pane in self.panes.items():
             pane.setVisible(key in shown)
         for name, title in self.strip_titles.items():  # over its shown strip panes only
@@ -401,6 +467,8 @@ class PaneGrid(QWidget):
         strip_row = strip and (self.enlarged is None or self.enlarged in STRIP_KEYS)
         self.grid_layout.setStretch(0, 3 if main_row else 0)
         self.grid_layout.setStretch(1, 1 if strip_row else 0)  # no empty band when hidden
+        self.main_area.setVisible(main_row)
+        self.main_area.relayout()
 
     def _show_privatised(self) -> None:
         size = self._image_size()
@@ -418,8 +486,11 @@ class PaneGrid(QWidget):
                     continue
                 pixels = p.pixels - result.original if shown.difference else p.pixels
                 pane.show_pixels(pixels, *size)
-                pane.title.setText(p.title + ("  · difference" if shown.difference else ""))
-                pane.title.setToolTip(p.caption)
+                # "Δ" fits a strip pane's narrow title; the tooltip says it in full
+                title = p.title + ("  Δ" if shown.difference else "")
+                pane.title.setText(title)
+                pane.title.setToolTip(f"{p.title}{' (difference map)' if shown.difference else ''}"
+                                      f"\n{p.caption}")
         self._show_display()
 
     def _show_display(self) -> None:
@@ -468,7 +539,9 @@ class PaneGrid(QWidget):
 
     def _show_captions(self) -> None:
         for key, pane in self.panes.items():
-            pane.caption.setText(_caption(self.state, key))
+            text = _caption(pane_score(self.state, self.scored, key))
+            pane.caption.setText(text)
+            pane.caption.setToolTip(text)  # whole, where the pane is too narrow for it
 
     # ----------------------------------------------------------------- view -> state
 
@@ -494,7 +567,7 @@ class PaneGrid(QWidget):
             if pane.view is not view:
                 pane.view.setRange(xRange=(x0, x1), yRange=(y0, y1), padding=0)
 
-    def _on_ruler(self, key: PaneKey, start: QPointF, end: QPointF) -> None:
+    def _on_ruler(self, key: str, start: QPointF, end: QPointF) -> None:
         self._clear_rulers()
         image = self.state.source.image if self.state.source is not None else None
         spacing = pixel_spacing(image.dataset if image is not None else None)
@@ -548,14 +621,20 @@ def _info(content, state: ViewState) -> str:
             f"{scientific(total_epsilon(content.e_px, r))}\n{w} × {h} px")
 
 
-def _caption(state: ViewState, key: PaneKey) -> str:
-    """Under each pane: the anomaly score the viewer shows, and an out-of-distribution flag."""
-    score = state.scores.get(key)
-    if score is None:
+def _caption(shown: PaneScore | None) -> str:
+    """Under each pane: the anomaly score the viewer shows, marked while its image has
+    changed, and a flag: the original outside the model's distribution, a privatised image
+    atypical for its setting (app.core.score_view)."""
+    if shown is None:
         return ""
-    kind = DEFAULT_SCORE_KIND
-    main = (f"{score.bpd_mixture:.3f} bits/dim" if kind is ScoreKind.BPD_MIXTURE
+    score, kind = shown.score, DEFAULT_SCORE_KIND
+    main = (f"{score_text(score.bpd_mixture)} bits/dim" if kind is ScoreKind.BPD_MIXTURE
             else f"{score.ratio_bits_per_pixel:+.4f} bits/px")
+    if shown.stale:
+        return f"Score: {main} ({STALE})"
     # its own short line: the caption holds two lines, even in a quarter of a 1366 screen
-    flag = "\n⚠ out of distribution" if score.out_of_distribution else ""
-    return f"Anomaly score: {main}{flag}"
+    flag = ""
+    if shown.out_of_distribution:
+        flag = ("\n⚠ out of distribution" if shown.match is None
+                else "\n⚠ atypical for this setting")
+    return f"Score: {main}{flag}"

@@ -65,7 +65,7 @@ class ReidPanel(QGroupBox):
         self.intensity.setValue(1.0)
         self.intensity.setToolTip("Of the selected marker (or a new one): 0 = black, 1 = white")
         self.markers = QListWidget()
-        self.markers.setMaximumHeight(3 * self.markers.fontMetrics().lineSpacing() + 6)
+        self.markers.setFixedHeight(3 * self.markers.fontMetrics().lineSpacing() + 6)
         self.markers.setToolTip("Select a marker to edit it here or on the image: drag it to "
                                 "move, its corner to resize; Delete removes it")
         self.remove = QPushButton("Remove")
@@ -147,7 +147,7 @@ class ReidPanel(QGroupBox):
                 self.size.setValue(marker.size * 100)
                 self.intensity.setValue(marker.intensity)
             self.flip.setChecked(self.state.flip)
-        self.markers.setVisible(bool(self.state.markers))
+        # Always shown, its height fixed: clearing the markers moves nothing under the pointer.
         self.remove.setEnabled(selected is not None)
         self.remove.setText("Remove" if selected is None else f"Remove {selected + 1}")
         self.clear.setEnabled(bool(self.state.markers))
