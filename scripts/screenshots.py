@@ -4,6 +4,8 @@
     xvfb-run -s "-screen 0 1920x1080x24" .venv/bin/python scripts/screenshots.py docs/img 1920x1080
 
 Writes viewer-SIZE.png (the main window as it opens on that screen, strip and a marker on),
+compare-SIZE.png (the original beside DP-GLOW, the plot drawing DP-GLOW's privatised
+reference), export-SIZE.png (the export dialog),
 and with 1920x1080 also ledger.png and batch.png: three samples drawn from the shipped model,
 released from the batch window into a scratch folder with a scratch ledger. Where Orthanc is
 installed, also pacs-SIZE.png: the PACS window querying the test harness's hospital server
@@ -22,7 +24,9 @@ from PySide6.QtWidgets import QApplication
 
 from app.__main__ import build_parser as viewer_arguments
 from app.__main__ import model_paths
+from app.core.pane_keys import ORIGINAL, PaneKey
 from app.qt.collector import collect_on_gui_thread
+from app.qt.export import ExportDialog
 from app.qt.main_window import MainWindow
 from app.qt.theme import apply_theme, configure_plots
 from glow_engine.imaging.write import save_png
@@ -53,6 +57,8 @@ def main(out: Path, size: str) -> None:
     apply_theme(app, "dark")
     window = MainWindow(settings, model_paths(viewer_arguments().parse_args([])))
     window.place_on_screen(restore=False)
+    # maximised as it opens (Xvfb has no window manager to do it)
+    window.setGeometry(window.screen().availableGeometry())
     window.state.set_display(strip=True)
     window.show()
     window.start()
@@ -62,10 +68,28 @@ def main(out: Path, size: str) -> None:
     wait(app, lambda: s.settled and s.strip is not None and s.markers, "the marker")
     out.mkdir(parents=True, exist_ok=True)
     window.grab().save(str(out / f"viewer-{size}.png"))
+    desk_views(app, window, out, size)
     if size == "1920x1080":
         officer_windows(app, window, scratch, out)
     pacs_window(app, window, scratch, out, size)
     window.close()
+
+
+def desk_views(app: QApplication, window: MainWindow, out: Path, size: str) -> None:
+    """compare-SIZE.png: the original beside DP-GLOW (C), its score row selected so the plot
+    draws the privatised reference; export-SIZE.png: the export dialog on that screen."""
+    window.compare_with(PaneKey("dpglow"))
+    window.scores.select(PaneKey("dpglow"))
+    for _ in range(30):
+        app.processEvents()
+    window.grab().save(str(out / f"compare-{size}.png"))
+    window.toggle_compare()
+    window.scores.select(ORIGINAL)
+    window.export_dialog()
+    dialog = window.findChildren(ExportDialog)[-1]
+    wait(app, dialog.isVisible, "the export dialog")
+    dialog.grab().save(str(out / f"export-{size}.png"))
+    dialog.reject()
 
 
 def officer_windows(app: QApplication, window: MainWindow, scratch: Path, out: Path) -> None:
@@ -80,6 +104,9 @@ def officer_windows(app: QApplication, window: MainWindow, scratch: Path, out: P
     batch = window.batch_window
     batch.inputs.setText(str(folder))
     batch.budget.setText("0.1")
+    batch.one_patient.setChecked(True)  # synthetic samples: nobody's, each its own
+    batch.preview_patients()
+    wait(app, lambda: s.patients is not None, "the patient preview")
     batch.release()
     wait(app, lambda: batch.request is None, "the batch release")
     batch.grab().save(str(out / "batch.png"))
