@@ -37,6 +37,11 @@ def test_the_readme_keys_do_what_it_says(qtbot, window) -> None:
     assert s.display.levels == (0.0, 1.0)
     press(qtbot, window, Qt.Key.Key_W)
     assert s.display.levels != (0.0, 1.0)  # the image's own 0.5-99.5 percentiles
+    for key, levels in ((Qt.Key.Key_4, (0.25, 0.85)), (Qt.Key.Key_5, (0.5, 1.0))):
+        press(qtbot, window, key)
+        assert s.display.levels == levels
+    press(qtbot, window, Qt.Key.Key_2)
+    assert s.display.levels not in ((0.5, 1.0), (0.0, 1.0))  # auto, as W
     for key, field in ((Qt.Key.Key_I, "invert"), (Qt.Key.Key_D, "difference"),
                        (Qt.Key.Key_S, "strip")):
         press(qtbot, window, key)
@@ -51,10 +56,20 @@ def test_the_readme_keys_do_what_it_says(qtbot, window) -> None:
     assert s.params.e_px == pytest.approx(10 * e_px, rel=0.01)
     press(qtbot, window, Qt.Key.Key_BracketLeft)
     assert s.params.e_px == pytest.approx(10 * e_px / 10**0.25, rel=0.01)
+    press(qtbot, window, Qt.Key.Key_BracketRight)
+    press(qtbot, window, Qt.Key.Key_BraceLeft)
+    assert s.params.e_px == pytest.approx(e_px, rel=0.01)
     view = grid.panes[ORIGINAL].view
     width = view.viewRange()[0][1] - view.viewRange()[0][0]
     press(qtbot, window, Qt.Key.Key_Plus)
     assert view.viewRange()[0][1] - view.viewRange()[0][0] < width
+    press(qtbot, window, Qt.Key.Key_Minus)
+    press(qtbot, window, Qt.Key.Key_Minus)
+    assert view.viewRange()[0][1] - view.viewRange()[0][0] > width
+    for key in (Qt.Key.Key_Equal, Qt.Key.Key_R):  # fit, reset: back to the whole image
+        press(qtbot, window, Qt.Key.Key_Plus)
+        press(qtbot, window, key)
+        assert view.viewRange()[0][1] - view.viewRange()[0][0] == pytest.approx(width, rel=0.02)
     press(qtbot, window, Qt.Key.Key_M)
     assert grid.tool is Tool.MARKER
     press(qtbot, window, Qt.Key.Key_L)
