@@ -378,7 +378,8 @@ def test_an_export_with_dppix_is_a_release_recorded_with_its_block_size(
     h.state.open(write_png(tmp_path / "a.png"))
     h.state.set_e_px(10)
     out, ledger_path = tmp_path / "released", tmp_path / "ledger.sqlite"
-    h.state.export("dppix", out, "png", ledger_path)
+    # a PNG carries no patient ID: the officer confirms it is a patient of its own
+    h.state.export("dppix", out, "png", ledger_path, one_patient_per_image=True)
     file = h.state.last_export.path
     assert file.parent == out and re.fullmatch(r"[0-9a-f]{16}\.png", file.name)  # random
     assert "DP-Pix block 8 e_px=10" in h.state.last_export.summary
