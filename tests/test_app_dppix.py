@@ -28,7 +28,7 @@ def test_the_dppix_pane_follows_the_slider_and_the_block_size(qtbot, window) -> 
     assert pane.isVisible() and pane.title.text() == "DP-Pix (b=8)   ε/px = 100"
     assert (pane.image.image == window.state.rendered.panes[PaneKey("dppix")].pixels).all()
     assert pane.info.text().startswith("DP-Pix · ε/px 100 · total ε")
-    assert "Anomaly score" in pane.caption.text()
+    assert "Score:" in pane.caption.text()
     before = pane.image.image.copy()
     window.controls.apply(0.1)
     settle(qtbot, window)
@@ -93,6 +93,7 @@ def test_an_export_with_dppix_goes_through_release_one_with_its_mode(qtbot, wind
     assert dialog.mechanism.currentText() == "DP-Pix (b=8)"
     # the risk card's DP-Pix row is found by the mode a release records ("b8")
     assert "42% of DP-Pix images matched" in dialog.meaning.text()
+    dialog.one_patient.setChecked(dialog.needs_patient)  # a PNG: a patient of its own
     dialog.accept()
     settle(qtbot, window)
     assert [(m.name, m.block) for m in released] == [("dppix", 8)]
