@@ -30,7 +30,9 @@ DEVELOPMENT_PATHS = re.compile(
 
 def open_export(window) -> ExportDialog:
     window.export_dialog()
-    return window.findChildren(ExportDialog)[-1]
+    dialog = window.findChildren(ExportDialog)[-1]
+    dialog.one_patient.setChecked(dialog.needs_patient)  # a PNG: a patient of its own
+    return dialog
 
 
 def test_the_panel_says_what_the_statement_says(window) -> None:
