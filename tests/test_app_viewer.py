@@ -259,6 +259,35 @@ def test_export_png_is_a_new_draw_recorded_in_the_ledger(qtbot, window, tmp_path
         assert ledger.spent_on_image(sha) == 2 * 100 * 32 * 32
 
 
+def test_the_decoding_choice_changes_dpglow_and_is_recorded(qtbot, window, tmp_path, settings):
+    ledger_path = tmp_path / "ledger.sqlite"
+    settings.setValue("export_dir", str(tmp_path / "out"))
+    settings.setValue("ledger", str(ledger_path))
+    window.controls.apply(1000)  # paper mode at alpha 0.4: b_k = w_k / 400, the mean applies
+    settle(qtbot, window)
+    plain = window.state.rendered.panes[PaneKey("dpglow")].frame.copy()
+    decoding = window.controls.decoding
+    decoding.setCurrentIndex(decoding.findData("posterior-mean"))
+    assert window.state.params.estimate == "posterior-mean"
+    settle(qtbot, window)
+    posterior = window.state.rendered.panes[PaneKey("dpglow")].frame.copy()
+    assert not np.array_equal(plain, posterior)
+    assert window.state.params.e_px == 1000 and window.state.total_epsilon == 1000 * 32 * 32
+    export_with_dialog(qtbot, window)
+    with Ledger(ledger_path) as ledger:
+        [release] = ledger.releases()
+    assert release["mode"] == "paper-posterior" and release["e_px"] == 1000
+    window.show_batch()  # the folder release starts from the viewer's choice and keeps its own
+    batch = window.batch_window
+    assert batch.decoding.currentData() == "posterior-mean"
+    assert batch._params(1000).mode_of("dpglow") == "paper-posterior"
+    batch.decoding.setCurrentIndex(batch.decoding.findData("plain"))
+    assert batch._params(1000).mode_of("dpglow") == "paper"
+    decoding.setCurrentIndex(decoding.findData("plain"))  # the same preview noise as before
+    settle(qtbot, window)
+    assert np.array_equal(window.state.rendered.panes[PaneKey("dpglow")].frame, plain)
+
+
 def test_export_dicom_is_deidentified_and_burned_in_needs_consent(qtbot, window, tmp_path,
                                                                   settings):
     settings.setValue("export_dir", str(tmp_path / "out"))

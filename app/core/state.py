@@ -57,7 +57,7 @@ from app.core.messages import (
 )
 from app.core.pane_keys import ORIGINAL, STRIP_BUDGETS, PaneKey
 from glow_engine.budget import E_PX_MAX, E_PX_MIN, total_epsilon
-from glow_engine.choices import DPGLOW_MODES
+from glow_engine.choices import DPGLOW_ESTIMATES, DPGLOW_MODES
 from glow_engine.overlays import BlockMarker, apply_overlays
 
 
@@ -215,6 +215,12 @@ class ViewState:
         if mode not in DPGLOW_MODES:
             raise ValueError(f"mode must be one of {DPGLOW_MODES}, got {mode!r}")
         self._set_params(mode=mode)
+
+    def set_estimate(self, estimate: str) -> None:
+        """What DP-GLOW decodes (post-processing: the budget charged is unchanged)."""
+        if estimate not in DPGLOW_ESTIMATES:
+            raise ValueError(f"estimate must be one of {DPGLOW_ESTIMATES}, got {estimate!r}")
+        self._set_params(estimate=estimate)
 
     def set_block(self, block: int) -> None:
         """DP-Pix's block side: it must divide the model's resolution."""

@@ -46,6 +46,7 @@ from app.qt.controls import (
     BLOCK_TIP,
     MODE_LABELS,
     BudgetField,
+    decoding_box,
     show_blocks,
 )
 from app.qt.dialogs import ReleaseReport
@@ -82,6 +83,7 @@ class BatchWindow(QWidget):
         for mode in DPGLOW_MODES:
             self.mode.addItem(MODE_LABELS[mode], mode)
         self.mode.setCurrentIndex(DPGLOW_MODES.index(p.mode))
+        self.decoding = decoding_box(p.estimate)
         self.alpha = QDoubleSpinBox()
         self.alpha.setRange(0.05, 1.0)
         self.alpha.setSingleStep(0.05)
@@ -140,6 +142,7 @@ class BatchWindow(QWidget):
         form.addRow("Images (folder)", with_browse(self.inputs, self._browse_inputs))
         form.addRow("Mechanism", self.mechanism)
         form.addRow("Noise (DP-GLOW)", self.mode)
+        form.addRow("Decoding (DP-GLOW)", self.decoding)
         form.addRow("α (DP-GLOW clip width)", self.alpha)
         form.addRow("Blocks (DP-Pix)", self.block)
         form.addRow("ε per pixel", self.budget)
@@ -176,7 +179,7 @@ class BatchWindow(QWidget):
         layout.addWidget(self.open_report)
 
     def _connect(self) -> None:
-        for box in (self.mechanism, self.mode, self.block):
+        for box in (self.mechanism, self.mode, self.decoding, self.block):
             box.currentIndexChanged.connect(self._show_meaning)
         self.budget.textChanged.connect(self._show_meaning)
         self.no_privacy.toggled.connect(self._show_meaning)
@@ -318,6 +321,7 @@ class BatchWindow(QWidget):
 
     def _params(self, e_px: float) -> PrivacyParams:
         return PrivacyParams(e_px=e_px, alpha=self.alpha.value(), mode=self.mode.currentData(),
+                             estimate=self.decoding.currentData(),
                              block=self.block.currentData())
 
     def stop(self) -> None:
@@ -376,8 +380,8 @@ class BatchWindow(QWidget):
 
     def _show_running(self, running: bool) -> None:
         self.cancel.setEnabled(running)
-        for widget in (self.inputs, self.mechanism, self.mode, self.alpha, self.block,
-                       self.budget, self.fmt, self.out, self.ledger, self.patients,
+        for widget in (self.inputs, self.mechanism, self.mode, self.decoding, self.alpha,
+                       self.block, self.budget, self.fmt, self.out, self.ledger, self.patients,
                        self.pattern, self.one_patient):
             widget.setEnabled(not running)
         if not running:

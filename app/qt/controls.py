@@ -47,7 +47,7 @@ from glow_engine.budget import (
     parse_e_px,
     refusal,
 )
-from glow_engine.choices import DEFAULT_ALPHA, DPGLOW_MODES
+from glow_engine.choices import DEFAULT_ALPHA, DPGLOW_ESTIMATES, DPGLOW_MODES
 from glow_engine.mechanism_specs import spec_of
 from glow_engine.privacy_statement import Statement, measured, scientific, statement
 
@@ -56,12 +56,32 @@ MODE_TIP = ("Sensitivity S of the Laplace noise b = S / e_px in the latent space
             "paper: S = Δ, the calibrated latent range, as published.\n"
             "tight: S = w = α·Δ, the clip box's width: a valid sensitivity bound that uses "
             "1/α times less noise for the same ε.")
+ESTIMATE_LABELS = {"plain": "As released (published)",
+                   "posterior-mean": "Posterior mean (post-processing, no privacy cost)"}
+ESTIMATE_TIP = ("What DP-GLOW's picture is decoded from. As released: the released latent, as "
+                "published.\n"
+                "Posterior mean: the mean of the original latent given the released one, "
+                "computed from the release and public facts only (the model, its clip box, the "
+                "noise scale): post-processing, it costs no privacy and ε is unchanged.\n"
+                "It applies where the noise is small against the clip box (b_k ≤ w_k/40: "
+                "paper mode from e_px 40/α, 100 at α 0.4; tight mode from e_px 40); below that "
+                "the released latent is decoded as published.")
 BLOCK_TIP = ("DP-Pix: the side b (pixels) of the blocks whose means get the noise. The same "
              "ε spread over fewer, larger blocks: less noise on each, a coarser picture "
              "(Fan 2018; PriCheXy-Net used b = 8).")
 
 
 
+
+
+def decoding_box(estimate: str) -> QComboBox:
+    """DP-GLOW's decoding choice (PrivacyParams.estimate), `estimate` chosen."""
+    box = QComboBox()
+    for key in DPGLOW_ESTIMATES:
+        box.addItem(ESTIMATE_LABELS[key], key)
+    box.setToolTip(ESTIMATE_TIP)
+    box.setCurrentIndex(DPGLOW_ESTIMATES.index(estimate))
+    return box
 
 
 class TickLabels(QWidget):
@@ -159,6 +179,7 @@ class EpsilonControl(QGroupBox):
         for mode in DPGLOW_MODES:
             self.mode.addItem(MODE_LABELS[mode], mode)
         self.mode.setToolTip(MODE_TIP)
+        self.decoding = decoding_box(state.params.estimate)
         self.alpha = QDoubleSpinBox()
         self.alpha.setRange(0.05, 1.0)
         self.alpha.setSingleStep(0.05)
@@ -187,11 +208,17 @@ class EpsilonControl(QGroupBox):
         row.setColumnStretch(3, 1)
         row.addWidget(self.slider, 1, 0, 1, 4)
         row.addWidget(TickLabels(self.slider), 2, 0, 1, 4)
-        noise = QHBoxLayout()
-        noise.addWidget(QLabel("Noise"))
-        noise.addWidget(self.mode, 1)
-        noise.addWidget(QLabel("α"))
-        noise.addWidget(self.alpha)
+        # DP-GLOW's noise and its decoding, closer together than the rows around them: the
+        # panel fits a 768-pixel screen with both.
+        noise = QGridLayout()
+        noise.setVerticalSpacing(2)
+        noise.addWidget(QLabel("Noise"), 0, 0)
+        noise.addWidget(self.mode, 0, 1)
+        noise.addWidget(QLabel("α"), 0, 2)
+        noise.addWidget(self.alpha, 0, 3)
+        noise.addWidget(QLabel("Decoding"), 1, 0)
+        noise.addWidget(self.decoding, 1, 1, 1, 3)
+        noise.setColumnStretch(1, 1)
         reference = QHBoxLayout()
         reference.addWidget(self.redraw)
         reference.addWidget(self.clip, 1)
@@ -210,6 +237,8 @@ class EpsilonControl(QGroupBox):
         self.field.editingFinished.connect(self._on_field)
         self.mode.currentIndexChanged.connect(
             lambda _: self.state.set_mode(self.mode.currentData()))
+        self.decoding.currentIndexChanged.connect(
+            lambda _: self.state.set_estimate(self.decoding.currentData()))
         self.alpha.valueChanged.connect(self.state.set_alpha)
         self.block.currentIndexChanged.connect(
             lambda _: self.state.set_block(self.block.currentData()))
@@ -253,9 +282,11 @@ class EpsilonControl(QGroupBox):
     def _show(self) -> None:
         p = self.state.params
         with QSignalBlocker(self.slider), QSignalBlocker(self.mode), \
-                QSignalBlocker(self.alpha), QSignalBlocker(self.clip), QSignalBlocker(self.block):
+                QSignalBlocker(self.decoding), QSignalBlocker(self.alpha), \
+                QSignalBlocker(self.clip), QSignalBlocker(self.block):
             self.slider.setValue(e_px_to_position(p.e_px))
             self.mode.setCurrentIndex(DPGLOW_MODES.index(p.mode))
+            self.decoding.setCurrentIndex(DPGLOW_ESTIMATES.index(p.estimate))
             self.alpha.setValue(p.alpha)
             self.clip.setChecked(not p.clip)
             show_blocks(self.block, self.state.resolution, p.block)
