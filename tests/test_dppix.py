@@ -152,7 +152,7 @@ def test_privatize_releases_dppix_through_the_registry(tmp_path: Path) -> None:
     out, ledger = tmp_path / "out", tmp_path / "ledger.sqlite"
     assert cli.main(["privatize", str(src), "--mechanism", "dppix", "--resolution", str(R),
                      "--e-px", "0.5", "--out", str(out), "--ledger", str(ledger),
-                     "--no-progress"]) == 0
+                     "--no-progress", "--confirm-one-patient-per-image"]) == 0
     (written,) = out.glob("*.png")
     tiles = np.asarray(Image.open(written)).reshape(4, B, 4, B)
     assert np.all(tiles == tiles[:, :1, :, :1])
