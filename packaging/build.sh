@@ -147,9 +147,10 @@ check privatize "$CLI" privatize "$SMOKE/samples" --e-px 100 --format dicom --no
 REAL="${REAL_DICOM_DIR:-$ROOT/../shared/data/dicom}"
 if [ -d "$REAL" ]; then
     n_real=$(find "$REAL" -type f -iname '*.dcm' | wc -l | tr -d ' ')
-    # (their headers do not all say whether text is burned in; these are known test files)
+    # (their headers do not all say whether text is burned in, and one has no PatientID; these
+    # are known test files, each from a patient of its own)
     check real-dicom "$CLI" privatize "$REAL" --e-px 100 --format dicom --no-progress \
-        --allow-unknown-burned-in \
+        --allow-unknown-burned-in --confirm-one-patient-per-image \
         --out "$SMOKE/real" --ledger "$SMOKE/real.sqlite"
     "$PY" packaging/smoke_samples.py verify "$SMOKE/real" "$SMOKE/real.sqlite" "$n_real" \
         || failed=1
