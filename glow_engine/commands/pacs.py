@@ -10,6 +10,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from glow_engine.commands import argument_type
 from glow_engine.commands.privatize import add_release_arguments, mechanism_of, report_summary
 from glow_engine.mechanisms import Mechanism
 from glow_engine.pacs.client import open_client
@@ -35,9 +36,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     find = sub.add_parser("find", help="list the studies a node holds")
     _common(find)
     _selection(find, exclusive=False)
-    find.add_argument("--study-date", default="", type=_date,
+    find.add_argument("--study-date", default="", type=argument_type(_date),
                       help="YYYYMMDD or YYYYMMDD-YYYYMMDD")
-    find.add_argument("--modality", default="", type=_modalities,
+    find.add_argument("--modality", default="", type=argument_type(parse_modalities),
                       help="modalities in the study, e.g. CR,DX")
     find.add_argument("--json", action="store_true", help="print a JSON list of studies")
     release = sub.add_parser(
@@ -78,18 +79,8 @@ def _selection(p: argparse.ArgumentParser, *, exclusive: bool) -> None:
 
 
 def _date(text: str) -> str:
-    try:
-        check_date_range(text)
-    except PacsError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
+    check_date_range(text)
     return text
-
-
-def _modalities(text: str) -> tuple[str, ...]:
-    try:
-        return parse_modalities(text)
-    except PacsError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def run(args: argparse.Namespace) -> int:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from glow_engine.budget import BudgetError, parse_e_px
+from glow_engine.budget import parse_e_px
 from glow_engine.choices import (
     DEFAULT_ALPHA,
     DEFAULT_BLOCK,
@@ -20,6 +20,7 @@ from glow_engine.choices import (
     DPGLOW_MODES,
     RELEASE_FORMATS,
 )
+from glow_engine.commands import argument_type
 from glow_engine.device import pick_device, torchrun_ranks
 from glow_engine.errors import UserError
 from glow_engine.imaging.errors import MIN_SIDE
@@ -56,7 +57,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def add_release_arguments(p: argparse.ArgumentParser) -> None:
     """The options `dpglow privatize` shares with `dpglow pacs release`."""
-    p.add_argument("--epsilon-per-pixel", "--e-px", dest="e_px", type=_e_px, required=True,
+    p.add_argument("--epsilon-per-pixel", "--e-px", dest="e_px", type=argument_type(parse_e_px),
+                   required=True,
                    help="per-pixel budget e_px; the image's total epsilon is e_px * R * R "
                         "(inf: no noise, clip only)")
     p.add_argument("--mechanism", choices=list(MECHANISM_SPECS), default="dpglow")
@@ -96,7 +98,8 @@ def add_release_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--allow-unknown-burned-in", action="store_true",
                    help="release DICOM sources that do not say whether text is burned in "
                         "(BurnedInAnnotation absent), after checking their pixels")
-    p.add_argument("--patient-id-pattern", metavar="REGEX", default=None, type=_pattern,
+    p.add_argument("--patient-id-pattern", metavar="REGEX", default=None,
+                   type=argument_type(_pattern),
                    help="a regular expression whose first group is the patient id, searched "
                         "in each file's path relative to the folder given (or its name), "
                         r"e.g. '^(\d+)_' for 00001389_001.png; a CSV list's patient_id and a "
@@ -111,19 +114,9 @@ def add_release_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true")
 
 
-def _e_px(text: str) -> float:
-    try:
-        return parse_e_px(text)
-    except BudgetError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
 def _pattern(text: str) -> str:
     """Checked before anything is opened or made."""
-    try:
-        patient_pattern(text)
-    except UserError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+    patient_pattern(text)
     return text
 
 
