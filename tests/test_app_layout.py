@@ -79,8 +79,8 @@ def test_a_1366x768_screen_shows_every_control_without_scrolling(qtbot, window) 
     qtbot.waitUntil(lambda: window.size() == LAPTOP.size())
     QApplication.processEvents()
     reid = window.reid
-    controls = [c.slider, c.field, c.presets, c.headline, c.total, c.mode, c.decoding, c.alpha,
-                c.clip, c.redraw, c.block,
+    controls = [c.slider, c.field, c.presets, c.headline, c.total, c.mode, c.rule, c.decoding,
+                c.alpha, c.clip, c.redraw, c.block,
                 reid.place, reid.size, reid.intensity, reid.flip, reid.table, window.scores,
                 window.statusBar(), window.grid, *window.grid.panes.values(),
                 *window.grid.strip_titles.values()]  # four main panes and the strip's nine

@@ -11,6 +11,7 @@ own slot), and its handler in ``app.engine.session`` (``@Session.answer.register
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from enum import Enum
 from pathlib import Path
@@ -19,13 +20,14 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from app.core.pane_keys import PaneKey
-from glow_engine.choices import DEFAULT_ALPHA, DEFAULT_BLOCK, DEFAULT_ESTIMATE
+from glow_engine.choices import DEFAULT_BLOCK
 from glow_engine.imaging import LoadedImage
 from glow_engine.mechanism_specs import spec_of
 from glow_engine.overlays import BlockMarker
 from glow_engine.pacs.query import Study, StudyQuery
 
 if TYPE_CHECKING:
+    from glow_engine.fitted_box import FittedBoxes
     from glow_engine.risk_card import RiskCard
     from glow_engine.validation_scores import ValidationScores
 
@@ -60,12 +62,20 @@ class Kind(Enum):
         self.idle = idle
 
 
+def _dpglow_default(option: str) -> Callable[[], Any]:
+    """DP-GLOW's default for `option` as its description gives it (the CLI's too), read
+    when the parameters are made: the viewer keeps no copy of it."""
+    return lambda: spec_of("dpglow").resolve({})[option]
+
+
 @dataclass(frozen=True)
 class PrivacyParams:
     e_px: float = 100.0  # per-pixel budget (glow_engine.budget); may be math.inf
-    alpha: float = DEFAULT_ALPHA
-    mode: str = "paper"
-    estimate: str = DEFAULT_ESTIMATE  # what DP-GLOW decodes (post-processing, no privacy cost)
+    alpha: float = field(default_factory=_dpglow_default("alpha"))
+    # the noise rule (glow_engine.choices.DPGLOW_MODES)
+    mode: str = field(default_factory=_dpglow_default("mode"))
+    # what DP-GLOW decodes (post-processing, no privacy cost)
+    estimate: str = field(default_factory=_dpglow_default("estimate"))
     block: int = DEFAULT_BLOCK  # DP-Pix's block side in pixels
     clip: bool = True  # False only matters at e_px = inf: the plain reconstruction
     noise_seed: int = 0  # the preview draw; "new noise draw" bumps it
@@ -309,6 +319,9 @@ class ModelsInfo:
     # glow_engine.risk_card, found by glow_engine.model_pair's rule), or None: what the
     # privacy statement quotes.
     risk_card: RiskCard | None = None
+    # DP-GLOW's clip boxes fitted per budget, stored in the mixture model's file (None: it
+    # has none, and the fitted noise rule is not offered).
+    fitted_box: FittedBoxes | None = None
 
 
 @dataclass(frozen=True, eq=False)

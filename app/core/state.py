@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from app.core.dpglow_words import FELL_BACK, PUBLISHED_MODE
 from app.core.events import Event
 from app.core.messages import (
     Answer,
@@ -58,6 +59,7 @@ from app.core.messages import (
 from app.core.pane_keys import ORIGINAL, STRIP_BUDGETS, PaneKey
 from glow_engine.budget import E_PX_MAX, E_PX_MIN, total_epsilon
 from glow_engine.choices import DPGLOW_ESTIMATES, DPGLOW_MODES
+from glow_engine.fitted_box import FittedBoxes
 from glow_engine.overlays import BlockMarker, apply_overlays
 
 
@@ -93,6 +95,7 @@ class Aspect(Enum):
     FOLDER = auto()
     LEDGER = auto()
     PATIENTS = auto()  # the batch window's preview of patient IDs
+    NOTICE = auto()  # a note for the status bar (a choice the window changed, and why)
 
 
 # --------------------------------------------------------------------------- the state
@@ -115,6 +118,7 @@ class ViewState:
         self.strip: Rendered | None = None
         self.scores: dict[PaneKey, Any] = {}
         self.message = ""  # the last error, for the window to show
+        self.notice = ""  # the last note for the status bar
         self.last_export: Exported | None = None
         self.thumbs: dict[Path, Thumb] = {}
         self.folder: FolderListing | None = None  # the open folder's images
@@ -137,6 +141,11 @@ class ViewState:
     @property
     def resolution(self) -> int | None:
         return None if self.models is None else self.models.resolution
+
+    @property
+    def fitted_box(self) -> FittedBoxes | None:
+        """DP-GLOW's fitted clip boxes of the loaded model (None: none, or no model)."""
+        return None if self.models is None else self.models.fitted_box
 
     @property
     def total_epsilon(self) -> float | None:
@@ -214,6 +223,8 @@ class ViewState:
     def set_mode(self, mode: str) -> None:
         if mode not in DPGLOW_MODES:
             raise ValueError(f"mode must be one of {DPGLOW_MODES}, got {mode!r}")
+        if mode == "fitted" and self.models is not None and self.fitted_box is None:
+            raise ValueError("the loaded model has no fitted clip box")
         self._set_params(mode=mode)
 
     def set_estimate(self, estimate: str) -> None:
@@ -352,7 +363,13 @@ class ViewState:
     def _accept_models(self, info: ModelsInfo) -> None:
         self.models = info
         self.rendered, self.strip, self.scores = None, None, {}
-        self._emit(Aspect.MODELS, Aspect.RENDERED, Aspect.STRIP, Aspect.SCORES)
+        aspects = [Aspect.MODELS, Aspect.RENDERED, Aspect.STRIP, Aspect.SCORES]
+        if self.params.mode == "fitted" and info.fitted_box is None:
+            # before any render asks for a box the model does not have
+            self.params = replace(self.params, mode=PUBLISHED_MODE)
+            self.notice = FELL_BACK
+            aspects += [Aspect.PARAMS, Aspect.NOTICE]
+        self._emit(*aspects)
         self._request_all_renders()
 
     @_take.register

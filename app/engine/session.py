@@ -170,7 +170,7 @@ class Session:
             normal_meta={} if normal is None else dict(normal.meta),
             normal_sha=None if normal is None else normal.sha256,
             reference=pair.validation_scores, risk_card=pair.risk_card,
-            histogram_bins=pair.histogram_bins)
+            histogram_bins=pair.histogram_bins, fitted_box=mixture.fitted_box)
 
     def _pair(self) -> ModelPair:
         if self.pair is None:

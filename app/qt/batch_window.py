@@ -32,6 +32,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.core.dpglow_words import FELL_BACK, PUBLISHED_MODE, rule_text
 from app.core.messages import BatchDone, BatchRequest, FolderRelease, Kind, PrivacyParams
 from app.core.option_words import (
     BURNED_IN_BOX,
@@ -44,16 +45,18 @@ from app.core.release_summary import release_summary
 from app.core.state import Aspect, ViewState
 from app.qt.controls import (
     BLOCK_TIP,
-    MODE_LABELS,
     BudgetField,
     decoding_box,
+    noise_rule_box,
+    offer_fitted,
+    show_alpha,
     show_blocks,
 )
 from app.qt.dialogs import ReleaseReport
 from app.qt.export import default_release_dir
 from app.qt.widgets import FixedText, ask_ledger, fit_to_screen, guard_wheel, with_browse
 from glow_engine.budget import format_e_px, parse_e_px, refusal
-from glow_engine.choices import DPGLOW_MODES, RELEASE_FORMATS
+from glow_engine.choices import RELEASE_FORMATS
 from glow_engine.mechanism_specs import title_of
 from glow_engine.privacy_statement import statement
 from glow_engine.release.ledger import default_ledger_path
@@ -79,10 +82,7 @@ class BatchWindow(QWidget):
         self.mechanism = QComboBox()
         for name in MECHANISMS:
             self.mechanism.addItem(title_of(name), name)
-        self.mode = QComboBox()
-        for mode in DPGLOW_MODES:
-            self.mode.addItem(MODE_LABELS[mode], mode)
-        self.mode.setCurrentIndex(DPGLOW_MODES.index(p.mode))
+        self.mode = noise_rule_box(p.mode, state.fitted_box)
         self.decoding = decoding_box(p.estimate)
         self.alpha = QDoubleSpinBox()
         self.alpha.setRange(0.05, 1.0)
@@ -182,6 +182,7 @@ class BatchWindow(QWidget):
         for box in (self.mechanism, self.mode, self.decoding, self.block):
             box.currentIndexChanged.connect(self._show_meaning)
         self.budget.textChanged.connect(self._show_meaning)
+        self.alpha.valueChanged.connect(self._show_meaning)
         self.no_privacy.toggled.connect(self._show_meaning)
         for edit in (self.inputs, self.out, self.pattern):
             edit.editingFinished.connect(self.preview_patients)
@@ -215,6 +216,7 @@ class BatchWindow(QWidget):
         why = refusal(self.budget.text())
         e_px = None if why else parse_e_px(self.budget.text())
         self.no_privacy.setVisible(e_px is not None and math.isinf(e_px))
+        show_alpha(self.alpha, None, self.mode.currentData())
         models = self.state.models
         if why is not None:
             self.meaning.setText(why)
@@ -222,7 +224,9 @@ class BatchWindow(QWidget):
             name = self.mechanism.currentData()
             said = statement(name, self._params(e_px).mode_of(name), e_px, models.resolution,
                              models.risk_card)
-            self.meaning.setText(f"<b>{said.headline}.</b> {said.formal} {said.measured}")
+            rule = "" if name != "dpglow" else "<br>" + rule_text(
+                self.mode.currentData(), self.alpha.value(), e_px, models.fitted_box)
+            self.meaning.setText(f"<b>{said.headline}.</b> {said.formal} {said.measured}{rule}")
         self.start.setEnabled(self.request is None and why is None and models is not None
                               and (not math.isinf(e_px or 0) or self.no_privacy.isChecked()))
 
@@ -349,9 +353,18 @@ class BatchWindow(QWidget):
             self.summary.setText(f"Not released: {in_window_words(self.state.message)}")
             self._finish()
         if Aspect.MODELS in aspects:
+            self._offer_modes()
             self._show_meaning()
         if Aspect.PATIENTS in aspects:
             self._show_patients()
+
+    def _offer_modes(self) -> None:
+        """The fitted box where the new model has one; without one, back to the published
+        rule, said in the summary."""
+        offer_fitted(self.mode, self.state.fitted_box)
+        if self.mode.currentData() == "fitted" and self.state.fitted_box is None:
+            self.mode.setCurrentIndex(self.mode.findData(PUBLISHED_MODE))
+            self.summary.setText(FELL_BACK)
 
     def _show_done(self, done: BatchDone) -> None:
         lines = release_summary(done.counts, self.cancelled)

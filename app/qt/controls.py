@@ -37,6 +37,16 @@ from app.core.budget_scale import (
     e_px_to_position,
     position_to_e_px,
 )
+from app.core.dpglow_words import (
+    ALPHA_TIP,
+    ALPHA_UNUSED,
+    ESTIMATE_LABELS,
+    ESTIMATE_TIP,
+    MODE_LABELS,
+    MODE_TIP,
+    NO_FITTED_BOX,
+    rule_text,
+)
 from app.core.pane_keys import MECHANISMS
 from app.core.state import Aspect, ViewState
 from app.qt.widgets import FixedText
@@ -47,31 +57,49 @@ from glow_engine.budget import (
     parse_e_px,
     refusal,
 )
-from glow_engine.choices import DEFAULT_ALPHA, DPGLOW_ESTIMATES, DPGLOW_MODES
+from glow_engine.choices import DPGLOW_ESTIMATES, DPGLOW_MODES
+from glow_engine.fitted_box import FittedBoxes
 from glow_engine.mechanism_specs import spec_of
 from glow_engine.privacy_statement import Statement, measured, scientific, statement
 
-MODE_LABELS = {"paper": "as published (paper)", "tight": "tight: less noise, same ε"}
-MODE_TIP = ("Sensitivity S of the Laplace noise b = S / e_px in the latent space.\n"
-            "paper: S = Δ, the calibrated latent range, as published.\n"
-            "tight: S = w = α·Δ, the clip box's width: a valid sensitivity bound that uses "
-            "1/α times less noise for the same ε.")
-ESTIMATE_LABELS = {"plain": "As released (published)",
-                   "posterior-mean": "Posterior mean (post-processing, no privacy cost)"}
-ESTIMATE_TIP = ("What DP-GLOW's picture is decoded from. As released: the released latent, as "
-                "published.\n"
-                "Posterior mean: the mean of the original latent given the released one, "
-                "computed from the release and public facts only (the model, its clip box, the "
-                "noise scale): post-processing, it costs no privacy and ε is unchanged.\n"
-                "It applies where the noise is small against the clip box (b_k ≤ w_k/40: "
-                "paper mode from e_px 40/α, 100 at α 0.4; tight mode from e_px 40); below that "
-                "the released latent is decoded as published.")
 BLOCK_TIP = ("DP-Pix: the side b (pixels) of the blocks whose means get the noise. The same "
              "ε spread over fewer, larger blocks: less noise on each, a coarser picture "
              "(Fan 2018; PriCheXy-Net used b = 8).")
 
 
 
+
+
+def noise_rule_box(mode: str, fitted: FittedBoxes | None) -> QComboBox:
+    """DP-GLOW's noise rule (PrivacyParams.mode), `mode` chosen; the fitted box is offered
+    where the model has one (offer_fitted)."""
+    box = QComboBox()
+    for key in DPGLOW_MODES:
+        box.addItem(MODE_LABELS[key], key)
+    box.setToolTip(MODE_TIP)
+    # the long titles are read in full in the list: the closed box keeps the panel's width
+    box.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+    box.setMinimumContentsLength(len(MODE_LABELS["paper"]))
+    offer_fitted(box, fitted)
+    box.setCurrentIndex(DPGLOW_MODES.index(mode))
+    return box
+
+
+def offer_fitted(box: QComboBox, fitted: FittedBoxes | None) -> None:
+    """The fitted entry enabled exactly when the model has fitted boxes; otherwise its
+    tooltip names what is missing."""
+    item = box.model().item(DPGLOW_MODES.index("fitted"))
+    item.setEnabled(fitted is not None)
+    item.setToolTip(MODE_TIP if fitted is not None else NO_FITTED_BOX)
+
+
+def show_alpha(alpha: QDoubleSpinBox, label: QLabel | None, mode: str) -> None:
+    """α is disabled, not hidden (nothing moves), where the noise rule does not use it."""
+    used = mode != "fitted"
+    for widget in (alpha, label):
+        if widget is not None:
+            widget.setEnabled(used)
+            widget.setToolTip(ALPHA_TIP if used else ALPHA_UNUSED)
 
 
 def decoding_box(estimate: str) -> QComboBox:
@@ -174,17 +202,16 @@ class EpsilonControl(QGroupBox):
         self.headline = QLabel()
         self.headline.setObjectName("statement")
         # A fixed height that scrolls: a longer statement never pushes the controls down.
-        self.total = FixedText(6)
-        self.mode = QComboBox()
-        for mode in DPGLOW_MODES:
-            self.mode.addItem(MODE_LABELS[mode], mode)
-        self.mode.setToolTip(MODE_TIP)
+        self.total = FixedText(5)
+        self.mode = noise_rule_box(state.params.mode, state.fitted_box)
+        # What the noise rule clips and adds at this budget (for the fitted box: which one).
+        self.rule = FixedText(2)
         self.decoding = decoding_box(state.params.estimate)
         self.alpha = QDoubleSpinBox()
         self.alpha.setRange(0.05, 1.0)
         self.alpha.setSingleStep(0.05)
         self.alpha.setDecimals(2)
-        self.alpha.setToolTip(f"Clip width w = α·Δ of the latent box (paper: {DEFAULT_ALPHA:g})")
+        self.alpha_label = QLabel("α")
         self.block = QComboBox()
         self.block.setToolTip(BLOCK_TIP)
         self.clip = QCheckBox("Without clip (no privacy)")
@@ -214,10 +241,11 @@ class EpsilonControl(QGroupBox):
         noise.setVerticalSpacing(2)
         noise.addWidget(QLabel("Noise"), 0, 0)
         noise.addWidget(self.mode, 0, 1)
-        noise.addWidget(QLabel("α"), 0, 2)
+        noise.addWidget(self.alpha_label, 0, 2)
         noise.addWidget(self.alpha, 0, 3)
-        noise.addWidget(QLabel("Decoding"), 1, 0)
-        noise.addWidget(self.decoding, 1, 1, 1, 3)
+        noise.addWidget(self.rule, 1, 1, 1, 3)
+        noise.addWidget(QLabel("Decoding"), 2, 0)
+        noise.addWidget(self.decoding, 2, 1, 1, 3)
         noise.setColumnStretch(1, 1)
         reference = QHBoxLayout()
         reference.addWidget(self.redraw)
@@ -285,12 +313,15 @@ class EpsilonControl(QGroupBox):
                 QSignalBlocker(self.decoding), QSignalBlocker(self.alpha), \
                 QSignalBlocker(self.clip), QSignalBlocker(self.block):
             self.slider.setValue(e_px_to_position(p.e_px))
+            offer_fitted(self.mode, self.state.fitted_box)
             self.mode.setCurrentIndex(DPGLOW_MODES.index(p.mode))
             self.decoding.setCurrentIndex(DPGLOW_ESTIMATES.index(p.estimate))
             self.alpha.setValue(p.alpha)
             self.clip.setChecked(not p.clip)
             show_blocks(self.block, self.state.resolution, p.block)
         self.clip.setEnabled(math.isinf(p.e_px))
+        show_alpha(self.alpha, self.alpha_label, p.mode)
+        self.rule.setText(rule_text(p.mode, p.alpha, p.e_px, self.state.fitted_box))
         self.field.setText(format_e_px(p.e_px))
         said = self.statement()
         self.headline.setText(said.headline if said else "")

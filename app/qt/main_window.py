@@ -539,6 +539,8 @@ class MainWindow(QMainWindow):
             self._on_folder()
         if Aspect.ERROR in aspects:
             self._on_error()
+        if Aspect.NOTICE in aspects:
+            self.statusBar().showMessage(s.notice, 30000)
         if Aspect.EXPORTED in aspects and s.last_export is not None:
             self.statusBar().showMessage(s.last_export.summary, 15000)
             self._show_box(QMessageBox.Icon.Information, s.last_export.summary,

@@ -1,6 +1,6 @@
 """The release report: one self-contained HTML page saying what a release is and what it risks.
 
-What was released (count, mechanism, mode, alpha or block, e_px, total epsilon per image and
+What was released (count, mechanism, mode, clip box or block, e_px, total epsilon per image and
 per patient, forced releases), what that epsilon means formally, in plain words, and the risk
 and utility the evaluation measured at that setting for the same two models (the model pair's
 risk card, glow_engine.risk_card: the nearest measured budgets, marked as such), with the
@@ -28,7 +28,7 @@ from matplotlib.figure import Figure
 
 from glow_engine.atomic import write_text_atomic
 from glow_engine.budget import format_number, total_epsilon
-from glow_engine.mechanisms import Mechanism
+from glow_engine.mechanisms import DPGlow, Mechanism
 from glow_engine.model_pair import find_risk_card
 from glow_engine.privacy_statement import formal_meaning
 from glow_engine.release.batch import Summary
@@ -71,6 +71,7 @@ class ReleaseFacts:
     patient_budget: float | None
     created: str
     linkage: str = "none"  # what links the released images (release.deid.LINKAGES)
+    box: str = ""  # DP-GLOW's fitted clip box in words (FittedBox.describe); "": published
 
     @property
     def total_epsilon(self) -> float:
@@ -83,9 +84,10 @@ def facts_of(mech: Mechanism, e_px: float, summary: Summary, ledger: Ledger) -> 
     rows = [r for r in ledger.releases() if Path(r["output"]).name in files]
     per_patient = Counter(r["budget_key"] for r in rows)
     totals = {r["budget_key"]: r["total_epsilon"] for r in ledger.patient_totals()}
-    return ReleaseFacts(
-        mech.name, mech.mode, mech.label, getattr(mech, "alpha", None), e_px, mech.resolution,
-        mech.model_sha256,
+    box = mech.fitted_box(e_px) if isinstance(mech, DPGlow) else None
+    return ReleaseFacts(  # a fitted box has no alpha
+        mech.name, mech.mode, mech.label, None if box else getattr(mech, "alpha", None), e_px,
+        mech.resolution, mech.model_sha256, box="" if box is None else box.describe(),
         written=len(files), done_earlier=summary.count("done-earlier"),
         not_released=len(summary.outcomes) - len(files) - summary.count("done-earlier"),
         forced=sum(int(r["forced"]) for r in rows),
@@ -176,6 +178,7 @@ def _released(f: ReleaseFacts) -> list[tuple[str, str]]:
             ("mechanism", html.escape(f.label)),
             ("mode", html.escape(f.mode or "—")),
             ("clip width α", "—" if f.alpha is None else f"{f.alpha:g}"),
+            *([("clip box", html.escape(f.box))] if f.box else []),
             ("model (sha256)", html.escape(f.model_sha256 or "none: works on pixels")),
             ("linkage between images", html.escape(LINKAGES[f.linkage])),
             ("per-pixel budget e<sub>px</sub>", _eps(f.e_px)),

@@ -1,0 +1,164 @@
+"""DP-GLOW's fitted clip box in the viewer, offscreen: offered exactly when the model file has
+one, α disabled (not hidden) while it is chosen, the explanation under the noise rule naming
+the box for the budget, the fall back to the published rule for a model without one (said in
+the status bar, in the window's words), the spec's default followed, and the folder release
+recording the fitted mode with the box in its report."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from pathlib import Path
+
+import pytest
+from helpers import with_fitted_box
+from test_app_support import TIMEOUT_MS, make_window, settle, shared_pair, write_png
+
+pytest.importorskip("pytestqt")
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+from app.core.dpglow_words import ALPHA_UNUSED, FELL_BACK, MODE_TIP, NO_FITTED_BOX
+from app.core.pane_keys import PaneKey
+from app.qt.main_window import ModelPaths
+from glow_engine import mechanism_specs
+from glow_engine.modelfile import load_model, save_model
+from glow_engine.release.ledger import Ledger
+
+BUDGETS = (1.0, 100.0, math.inf)  # the fitted rows: e_px 5 uses the box of 1, 20 that of 100
+
+
+@pytest.fixture(scope="module")
+def fitted_models(tmp_path_factory) -> ModelPaths:
+    """The shared tiny pair, its mixture model saved again with fitted boxes."""
+    mixture, normal = shared_pair(tmp_path_factory)
+    model = with_fitted_box(load_model(mixture), BUDGETS)
+    path = tmp_path_factory.mktemp("fitted") / "mixture"
+    save_model(path, model.flow, model.meta, model.calibration, model.fitted_box)
+    return ModelPaths(path, normal)
+
+
+def open_window(qtbot, settings, models: ModelPaths, tmp_path: Path):
+    window = make_window(qtbot, settings, models)
+    window.start(write_png(tmp_path / "chest.png", height=120, width=100))
+    settle(qtbot, window)
+    return window
+
+
+@pytest.fixture
+def fitted_window(qtbot, settings, fitted_models, tmp_path):
+    folder = tmp_path / "fitted"  # beside the `window` fixture's image
+    folder.mkdir()
+    return open_window(qtbot, settings, fitted_models, folder)
+
+
+def fitted_item(combo):
+    return combo.model().item(combo.findData("fitted"))
+
+
+def choose(combo, mode: str) -> None:
+    combo.setCurrentIndex(combo.findData(mode))
+
+
+def test_the_fitted_box_is_offered_exactly_when_the_model_has_one(window, fitted_window):
+    plain = fitted_item(window.controls.mode)
+    assert not plain.isEnabled() and plain.toolTip() == NO_FITTED_BOX
+    assert "fitted clip box" in NO_FITTED_BOX and "--" not in NO_FITTED_BOX
+    fitted = fitted_item(fitted_window.controls.mode)
+    assert fitted.isEnabled() and fitted.toolTip() == MODE_TIP
+    assert "fitted per budget on the model's training latents" in MODE_TIP
+    assert "the same e_px" in MODE_TIP and "never on the image released" in MODE_TIP
+    assert fitted.text() == "fitted box, chosen per budget on training images"
+
+
+def test_fitted_mode_disables_alpha_and_names_the_box_for_the_budget(qtbot, fitted_window):
+    c, state = fitted_window.controls, fitted_window.state
+    boxes = state.models.fitted_box
+
+    def where(widget):
+        return widget.mapTo(fitted_window, widget.rect().topLeft())
+
+    before = {w: where(w) for w in (c.mode, c.alpha, c.rule, c.decoding, c.redraw)}
+    assert c.alpha.isEnabled() and "α = 0.40" in c.rule.text()
+    choose(c.mode, "fitted")
+    assert state.params.mode == "fitted"
+    assert not c.alpha.isEnabled() and c.alpha.isVisible() and c.alpha.toolTip() == ALPHA_UNUSED
+    assert not c.alpha_label.isEnabled()
+    c.apply(20)  # nearest fitted row: e_px 100
+    settle(qtbot, fitted_window)
+    at_20 = c.rule.text()
+    assert boxes.for_budget(20).describe()[1:] in at_20 and "chosen for e_px 100" in at_20
+    assert "α is not used" in at_20
+    assert boxes.for_budget(20).describe() in state.rendered.panes[PaneKey("dpglow")].caption
+    c.apply(5)  # crosses to the row of e_px 1: another box, said so
+    settle(qtbot, fitted_window)
+    assert "chosen for e_px 1 " in c.rule.text() and c.rule.text() != at_20
+    assert {w: where(w) for w in before} == before  # nothing moved
+    choose(c.mode, "paper")
+    assert c.alpha.isEnabled() and "α = 0.40" in c.rule.text()
+
+
+def test_a_model_without_a_box_falls_back_to_the_published_rule(qtbot, fitted_window,
+                                                                 tmp_path_factory):
+    c, state = fitted_window.controls, fitted_window.state
+    choose(c.mode, "fitted")
+    settle(qtbot, fitted_window)
+    mixture, normal = shared_pair(tmp_path_factory)  # no fitted box in this file
+    fitted_window.load_models(ModelPaths(mixture, normal))
+    qtbot.waitUntil(lambda: state.models.fitted_box is None, timeout=TIMEOUT_MS)
+    settle(qtbot, fitted_window)
+    assert state.params.mode == "paper" and c.mode.currentData() == "paper"
+    assert not fitted_item(c.mode).isEnabled() and c.alpha.isEnabled()
+    said = fitted_window.statusBar().currentMessage()
+    assert said == FELL_BACK and "Noise rule" in said and "--" not in said
+    assert fitted_window.messages == []  # a note, not an error box
+    assert state.rendered.panes[PaneKey("dpglow")].caption.startswith("DP-GLOW paper ")
+
+
+@pytest.mark.parametrize("has_box", [True, False])
+def test_the_viewer_starts_in_the_spec_default_mode(qtbot, settings, models, fitted_models,
+                                                    tmp_path, monkeypatch, has_box):
+    """With the noise rule's default set to fitted in DP-GLOW's description, the viewer
+    starts in it where the model has a box, and in the published rule where not."""
+    spec = mechanism_specs.MECHANISM_SPECS["dpglow"]
+    options = tuple(dataclasses.replace(o, default="fitted") if o.name == "mode" else o
+                    for o in spec.options)
+    monkeypatch.setitem(mechanism_specs.MECHANISM_SPECS, "dpglow",
+                        dataclasses.replace(spec, options=options))
+    window = open_window(qtbot, settings, fitted_models if has_box else models, tmp_path)
+    mode = "fitted" if has_box else "paper"
+    assert window.state.params.mode == mode and window.controls.mode.currentData() == mode
+    assert window.controls.alpha.isEnabled() is not has_box
+    assert (window.statusBar().currentMessage() == FELL_BACK) is not has_box
+
+
+def test_the_batch_window_releases_with_the_fitted_box(qtbot, fitted_window, tmp_path):
+    choose(fitted_window.controls.mode, "fitted")
+    fitted_window.controls.decoding.setCurrentIndex(
+        fitted_window.controls.decoding.findData("posterior-mean"))
+    settle(qtbot, fitted_window)
+    folder = tmp_path / "study"
+    folder.mkdir()
+    for i in range(2):
+        write_png(folder / f"scan{i}.png", seed=i, height=40, width=36)
+    fitted_window.settings.setValue("ledger", str(tmp_path / "ledger.sqlite"))
+    fitted_window.settings.setValue("export_dir", str(tmp_path / "out"))
+    fitted_window.show_batch()
+    batch = fitted_window.batch_window
+    assert batch.mode.currentData() == "fitted" and fitted_item(batch.mode).isEnabled()
+    assert not batch.alpha.isEnabled() and batch.alpha.toolTip() == ALPHA_UNUSED
+    batch.inputs.setText(str(folder))
+    batch.budget.setText("1000")
+    assert "chosen for e_px 100" in batch.meaning.text()
+    batch.one_patient.setChecked(True)
+    batch.start.click()
+    qtbot.waitUntil(lambda: batch.request is None, timeout=60_000)
+    done = fitted_window.state.batch_done
+    assert done.counts == {"written": 2}
+    with Ledger(tmp_path / "ledger.sqlite") as ledger:
+        modes = {row["mode"] for row in ledger.releases()}
+    assert modes == {"fitted-posterior"}
+    page = done.report.read_text()
+    box = fitted_window.state.models.fitted_box.for_budget(1000).describe()
+    assert f"<th>clip box</th><td>{box}</td>" in page
+    assert "<th>clip width α</th><td>—</td>" in page
