@@ -10,11 +10,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["DEFAULT_ALPHA", "DEFAULT_BLOCK", "DEFAULT_ESTIMATE", "DPGLOW_ESTIMATES",
+__all__ = ["DEFAULT_ALPHA", "DEFAULT_BLOCK", "DEFAULT_ESTIMATE", "DEFAULT_MODE", "DPGLOW_ESTIMATES",
            "DPGLOW_MODES", "RELEASE_FORMATS", "ReleaseFormat", "dpglow_variant"]
 
-# DP-GLOW's sensitivity: S = Delta as published ("paper"), or S = w ("tight"; docs/method.md).
-DPGLOW_MODES = ("paper", "tight")
+# DP-GLOW's box and sensitivity: the published box with S = Delta as published ("paper") or
+# S = w ("tight"), or the model's box fitted per budget with S = w ("fitted"; docs/method.md).
+DPGLOW_MODES = ("paper", "tight", "fitted")
+DEFAULT_MODE = "paper"
 DEFAULT_ALPHA = 0.4  # the clip width w = alpha * Delta of the paper
 # What DP-GLOW decodes: the released latent as published ("plain"), or the posterior mean of
 # the original latent given it (mechanisms/posterior.py; post-processing, no privacy cost).

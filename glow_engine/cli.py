@@ -17,6 +17,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "train": ("glow_engine.train", "train a GLOW model (also under torchrun)"),
     "info": ("glow_engine.commands.info", "print a model file's metadata"),
     "calibrate": ("glow_engine.commands.calibrate", "store latent min/max in a model file"),
+    "fit-box": ("glow_engine.commands.fit_box",
+                "fit DP-GLOW's clip box per budget on training images into a model file"),
     "privatize": ("glow_engine.commands.privatize",
                   "release images with DP-GLOW or ID-LDP (PNG or de-identified DICOM)"),
     "ledger": ("glow_engine.commands.ledger", "privacy budget spent per patient and image"),

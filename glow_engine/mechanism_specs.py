@@ -23,6 +23,7 @@ from glow_engine.choices import (
     DEFAULT_ALPHA,
     DEFAULT_BLOCK,
     DEFAULT_ESTIMATE,
+    DEFAULT_MODE,
     DPGLOW_ESTIMATES,
     DPGLOW_MODES,
     dpglow_variant,
@@ -91,6 +92,13 @@ def _word(value: Any) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
+def _dpglow_label(o: Mapping[str, Any]) -> str:
+    """"DP-GLOW (paper, α=0.4)", "DP-GLOW (fitted box, posterior mean)": a fitted box has no
+    alpha."""
+    shape = "fitted box" if o["mode"] == "fitted" else f"{o['mode']}, α={float(o['alpha']):g}"
+    return f"DP-GLOW ({shape}" + ("" if o["estimate"] == "plain" else ", posterior mean") + ")"
+
+
 def _dppix_mode(o: Mapping[str, Any]) -> str:
     """"b8", or "b8-m1" for the m-neighbourhood comparison setting."""
     return f"b{o['block']}" + ("" if o["m"] is None else f"-m{o['m']}")
@@ -106,13 +114,12 @@ MECHANISM_SPECS: dict[str, MechanismSpec] = {spec.name: spec for spec in (
     MechanismSpec(
         "dpglow", "DP-GLOW",
         (Option("alpha", DEFAULT_ALPHA, encodes=True),  # the clip box's width w = alpha * Delta
-         Option("mode", "paper", encodes=False, choices=DPGLOW_MODES),  # the sensitivity rule
+         Option("mode", DEFAULT_MODE, encodes=False, choices=DPGLOW_MODES),  # box and sensitivity
          # what is decoded from the noisy latent (post-processing, no privacy cost)
          Option("estimate", DEFAULT_ESTIMATE, encodes=False, choices=DPGLOW_ESTIMATES)),
         needs_model=True, noise_units="mean, latent units",
         _mode=lambda o: dpglow_variant(o["mode"], o["estimate"]),
-        _label=lambda o: f"DP-GLOW ({o['mode']}, α={float(o['alpha']):g}"
-                         + ("" if o["estimate"] == "plain" else ", posterior mean") + ")"),
+        _label=_dpglow_label),
     MechanismSpec(
         "idldp", "ID-LDP", (), needs_model=False, noise_units="pixel units",
         _mode=lambda o: "", _label=lambda o: "ID-LDP"),

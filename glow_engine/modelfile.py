@@ -8,6 +8,9 @@ calibration vector or an edited card field is detected alike.
 
 Tensors stored besides the flow's state_dict (prefixed "flow."):
   calibration.min, calibration.max   per-element latent range over the training images (H*W)
+  fitted_box.<i>.lower, .upper       DP-GLOW's fitted clip box for one budget (fitted_box.py),
+                                     described under the metadata key "fitted_box"
+Files written before fitted boxes have neither and read unchanged.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ from safetensors.torch import safe_open
 
 from glow_engine.atomic import write_atomic, write_text_atomic
 from glow_engine.errors import UserError
+from glow_engine.fitted_box import META_KEY as BOX_KEY
+from glow_engine.fitted_box import FittedBoxError, FittedBoxes
 from glow_engine.flow import Glow, GlowConfig
 from glow_engine.ood import OODReference
 from glow_engine.reading import MiB, ReadError, check_file, read_text
@@ -81,6 +86,7 @@ class LoadedModel:
     calibration: Calibration | None
     sha256: str
     path: Path | None = None
+    fitted_box: FittedBoxes | None = None  # DP-GLOW's fitted clip boxes, if fitted
 
     @property
     def resolution(self) -> int:
@@ -102,9 +108,12 @@ def content_hash(tensors: dict[str, np.ndarray], meta: dict) -> str:
     return h.hexdigest()
 
 
-def _tensors_of(flow: Glow, calibration: Calibration | None) -> dict[str, np.ndarray]:
+def _tensors_of(flow: Glow, calibration: Calibration | None,
+                fitted_box: FittedBoxes | None) -> dict[str, np.ndarray]:
     tensors = {f"flow.{k}": v.detach().cpu().contiguous().numpy()
                for k, v in flow.state_dict().items()}
+    if fitted_box is not None:
+        tensors.update(fitted_box.to_file()[0])
     if calibration is not None:
         tensors["calibration.min"] = calibration.lo.astype(np.float32)
         tensors["calibration.max"] = calibration.hi.astype(np.float32)
@@ -114,7 +123,8 @@ def _tensors_of(flow: Glow, calibration: Calibration | None) -> dict[str, np.nda
 
 
 def save_model(path: str | Path, flow: Glow, meta: dict,
-               calibration: Calibration | None = None) -> str:
+               calibration: Calibration | None = None,
+               fitted_box: FittedBoxes | None = None) -> str:
     """Write a model atomically; a path ending in .safetensors gives the single-file form."""
     path = Path(path)
     meta = dict(meta, format=FORMAT, format_version=FORMAT_VERSION,
@@ -123,7 +133,11 @@ def save_model(path: str | Path, flow: Glow, meta: dict,
         meta["calibration"] = calibration.info
     else:
         meta.pop("calibration", None)
-    tensors = _tensors_of(flow, calibration)
+    if fitted_box is not None:
+        meta[BOX_KEY] = fitted_box.to_file()[1]
+    else:
+        meta.pop(BOX_KEY, None)
+    tensors = _tensors_of(flow, calibration, fitted_box)
     meta["sha256"] = content_hash(tensors, meta)
     text = json.dumps(meta, indent=2, sort_keys=True)
     if path.suffix == ".safetensors":
@@ -214,8 +228,12 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> LoadedMo
         raise ModelFileError(f"Model {path.name} holds non-finite weights ({broken[5:]}): it "
                              "is damaged or its training diverged")
     calibration = _calibration(path, tensors, meta, flow.num_pixels)
+    try:
+        boxes = FittedBoxes.from_file(tensors, meta.get(BOX_KEY), flow.num_pixels, cfg.levels)
+    except FittedBoxError as e:
+        raise ModelFileError(f"Model {path.name}: {e}") from None
     flow.to(device).eval()
-    return LoadedModel(flow, meta, calibration, meta["sha256"], path)
+    return LoadedModel(flow, meta, calibration, meta["sha256"], path, boxes)
 
 
 def _calibration(path: Path, tensors: dict[str, np.ndarray], meta: dict,

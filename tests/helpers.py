@@ -8,16 +8,30 @@ scorer and the viewer need.
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import math
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors.numpy import load_file, save_file
 from scipy.ndimage import gaussian_filter
 
 from glow_engine.calibration import calibrate
+from glow_engine.fitted_box import FittedBox, FittedBoxes
 from glow_engine.flow import Glow, GlowConfig
 from glow_engine.flow.glow import dequantize, pixels_to_model
-from glow_engine.modelfile import Calibration, LoadedModel, load_model, save_model
+from glow_engine.modelfile import (
+    META_NAME,
+    WEIGHTS_NAME,
+    Calibration,
+    LoadedModel,
+    content_hash,
+    load_model,
+    save_model,
+)
 
 TINY_RES = 32
 
@@ -105,6 +119,20 @@ def tiny_model() -> LoadedModel:
                        sha256="0" * 64)
 
 
+def with_fitted_box(model: LoadedModel,
+                    budgets: Sequence[float] = (1.0, 100.0, math.inf)) -> LoadedModel:
+    """`model` with a fitted box per budget made from its calibration range, without
+    `dpglow fit-box`: the box at the i-th of n budgets is the calibration box shrunk about its
+    centre to (i + 1) / n of its width, so every budget's box differs from the others and
+    from the published one (alpha 0.4)."""
+    cal, levels, n = model.calibration, model.flow.cfg.levels, len(budgets)
+    rows = tuple(FittedBox(e_px, (0.01 * (n - 1 - i),) * levels,
+                           cal.centre - (i + 1) / n * cal.delta / 2,
+                           cal.centre + (i + 1) / n * cal.delta / 2)
+                 for i, e_px in enumerate(budgets))
+    return dataclasses.replace(model, fitted_box=FittedBoxes(rows, {"fitted_on": "test"}))
+
+
 def fitted_model(pixels: np.ndarray, name: str,
                  calibrate_on: np.ndarray | None = None) -> LoadedModel:
     """A model fitted to `pixels` by data-dependent actnorm init alone (the first two moments:
@@ -136,3 +164,17 @@ def saved_model(path: Path, seed: int, calibrated: bool = True,
 def saved_pair(root: Path) -> tuple[Path, Path]:
     """(mixture, normal) model folders under root."""
     return saved_model(root / "mixture", seed=1), saved_model(root / "normal", seed=2)
+
+
+def model_contents(path: Path) -> tuple[dict[str, np.ndarray], dict]:
+    """A model folder's tensors and metadata, as stored."""
+    return load_file(str(path / WEIGHTS_NAME)), json.loads((path / META_NAME).read_text())
+
+
+def rewrite_model(path: Path, tensors: dict[str, np.ndarray], meta: dict, rehash: bool) -> None:
+    """Write tensors + metadata back into a model folder, with a valid hash if `rehash` (a
+    consistent but wrong file) or the stale one (a tampered file)."""
+    if rehash:
+        meta = dict(meta, sha256=content_hash(tensors, meta))
+    save_file(tensors, str(path / WEIGHTS_NAME))
+    (path / META_NAME).write_text(json.dumps(meta))

@@ -4,6 +4,7 @@ keys all read it, and a name without a description is refused everywhere."""
 from __future__ import annotations
 
 import pytest
+from helpers import with_fitted_box
 
 from glow_engine.errors import UserError
 from glow_engine.evaluation.settings import MECHANISMS, VARIANTS, build_mechanism, encode_group
@@ -46,8 +47,9 @@ def test_the_evaluation_keys_are_described_and_an_unknown_one_is_refused(
     """encode_group once took any unknown name for DP-GLOW, so a new mechanism would have been
     handed DP-GLOW's cached encoding."""
     assert set(MECHANISMS) == set(VARIANTS)
+    boxed = with_fitted_box(tiny_model)  # dpglow-fitted needs a model with a fitted box
     for key, (name, _) in VARIANTS.items():
-        assert build_mechanism(key, tiny_model, 0.4, 4).name == name
+        assert build_mechanism(key, boxed, 0.4, 4).name == name
         assert encode_group(key, 0.4, 4).startswith(name)
     assert MECHANISMS["dpglow-tight"] == "DP-GLOW (tight)"
     for unknown in ("dpglow", "fourth-mechanism", ""):

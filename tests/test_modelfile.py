@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from safetensors.numpy import load_file, save_file
+from helpers import model_contents, rewrite_model
+from safetensors.numpy import save_file
 from safetensors.torch import safe_open
 
 from glow_engine.flow import Glow
@@ -20,7 +21,6 @@ from glow_engine.modelfile import (
     WEIGHTS_NAME,
     Calibration,
     ModelFileError,
-    content_hash,
     load_model,
     read_metadata,
     save_model,
@@ -42,19 +42,6 @@ def model_file(model_dir, tmp_path) -> Path:
     path = tmp_path / "single.safetensors"
     save_model(path, loaded.flow, loaded.meta, loaded.calibration)
     return path
-
-
-def _rewrite_dir(path: Path, tensors: dict, meta: dict, rehash: bool) -> None:
-    """Write tensors + metadata back, with a valid hash if `rehash` (a consistent but wrong
-    file) or the stale one (a tampered file)."""
-    if rehash:
-        meta = dict(meta, sha256=content_hash(tensors, meta))
-    save_file(tensors, str(path / WEIGHTS_NAME))
-    (path / META_NAME).write_text(json.dumps(meta))
-
-
-def _contents(path: Path) -> tuple[dict, dict]:
-    return load_file(str(path / WEIGHTS_NAME)), json.loads((path / META_NAME).read_text())
 
 
 def test_directory_round_trip_keeps_weights_metadata_and_calibration(make_flow, model_dir):
@@ -135,21 +122,21 @@ def test_truncated_weights(model_dir, model_file, keep):
 
 
 def test_tampered_weight(model_dir):
-    tensors, meta = _contents(model_dir)
+    tensors, meta = model_contents(model_dir)
     name = next(k for k in tensors if k.endswith("coupling.net.2.weight"))
     tensors[name] = tensors[name].copy()
     tensors[name].flat[0] += 1e-3
-    _rewrite_dir(model_dir, tensors, meta, rehash=False)
+    rewrite_model(model_dir, tensors, meta, rehash=False)
     assert "integrity check" in _error(model_dir)
 
 
 def test_tampered_calibration_and_json(model_dir):
-    tensors, meta = _contents(model_dir)
+    tensors, meta = model_contents(model_dir)
     tensors["calibration.max"] = tensors["calibration.max"] * 2
-    _rewrite_dir(model_dir, tensors, meta, rehash=False)
+    rewrite_model(model_dir, tensors, meta, rehash=False)
     assert "integrity check" in _error(model_dir)
-    tensors, meta = _contents(model_dir)
-    _rewrite_dir(model_dir, tensors, dict(meta, name="renamed"), rehash=False)
+    tensors, meta = model_contents(model_dir)
+    rewrite_model(model_dir, tensors, dict(meta, name="renamed"), rehash=False)
     assert "integrity check" in _error(model_dir)
     (model_dir / META_NAME).write_text("{not json")
     assert "damaged" in _error(model_dir)
@@ -165,33 +152,33 @@ def test_tampered_single_file(model_file):
 
 
 def test_architecture_mismatch(model_dir):
-    tensors, meta = _contents(model_dir)
+    tensors, meta = model_contents(model_dir)
     meta["architecture"] = dict(meta["architecture"], width=32)
-    _rewrite_dir(model_dir, tensors, meta, rehash=True)
+    rewrite_model(model_dir, tensors, meta, rehash=True)
     assert "does not match its declared architecture" in _error(model_dir)
     meta["architecture"] = dict(meta["architecture"], resolution=48)  # invalid config
-    _rewrite_dir(model_dir, tensors, meta, rehash=True)
+    rewrite_model(model_dir, tensors, meta, rehash=True)
     assert "does not match its declared architecture" in _error(model_dir)
     del meta["architecture"]
-    _rewrite_dir(model_dir, tensors, meta, rehash=True)
+    rewrite_model(model_dir, tensors, meta, rehash=True)
     assert "does not match its declared architecture" in _error(model_dir)
     meta["architecture"] = {"resolution": 32, "levels": 2, "depth": 3, "width": 16}
-    _rewrite_dir(model_dir, tensors, meta, rehash=True)
+    rewrite_model(model_dir, tensors, meta, rehash=True)
     assert "Missing key(s)" in _error(model_dir)  # names the first problem, not a heading
 
 
 def test_missing_weight(model_dir):
-    tensors, meta = _contents(model_dir)
+    tensors, meta = model_contents(model_dir)
     del tensors[next(k for k in tensors if k.endswith("invconv.lower"))]
-    _rewrite_dir(model_dir, tensors, meta, rehash=True)
+    rewrite_model(model_dir, tensors, meta, rehash=True)
     assert "does not match its declared architecture" in _error(model_dir)
 
 
 def test_calibration_length_mismatch(model_dir):
-    tensors, meta = _contents(model_dir)
+    tensors, meta = model_contents(model_dir)
     for key in ("calibration.min", "calibration.max"):
         tensors[key] = tensors[key][:-1]
-    _rewrite_dir(model_dir, tensors, meta, rehash=True)
+    rewrite_model(model_dir, tensors, meta, rehash=True)
     assert "shapes (1023,) and (1023,), the flow needs (1024,)" in _error(model_dir)
 
 
@@ -202,7 +189,7 @@ def test_calibration_length_mismatch(model_dir):
     ("inverted", "not a valid range"),
 ])
 def test_invalid_calibration(model_dir, damage, expected):
-    tensors, meta = _contents(model_dir)
+    tensors, meta = model_contents(model_dir)
     lo, hi = tensors["calibration.min"], tensors["calibration.max"]
     if damage == "half":
         del tensors["calibration.max"]
@@ -213,7 +200,7 @@ def test_invalid_calibration(model_dir, damage, expected):
         tensors["calibration.min"] = np.where(np.arange(lo.size) == 3, np.nan, lo)
     else:
         tensors["calibration.min"], tensors["calibration.max"] = hi, lo
-    _rewrite_dir(model_dir, tensors, meta, rehash=True)
+    rewrite_model(model_dir, tensors, meta, rehash=True)
     assert expected in _error(model_dir)
 
 
@@ -221,18 +208,18 @@ def test_not_a_model_and_newer_format(model_dir, tmp_path):
     plain = tmp_path / "plain.safetensors"
     save_file({"a": np.zeros(3, np.float32)}, str(plain))
     assert "not a DP-GLOW model" in _error(plain)
-    tensors, meta = _contents(model_dir)
-    _rewrite_dir(model_dir, tensors, dict(meta, format="something-else"), rehash=True)
+    tensors, meta = model_contents(model_dir)
+    rewrite_model(model_dir, tensors, dict(meta, format="something-else"), rehash=True)
     assert "not a DP-GLOW model file" in _error(model_dir)
-    _rewrite_dir(model_dir, tensors, dict(meta, format_version=99), rehash=True)
+    rewrite_model(model_dir, tensors, dict(meta, format_version=99), rehash=True)
     assert "newer version" in _error(model_dir)
-    _rewrite_dir(model_dir, tensors, dict(meta, format_version="1"), rehash=True)
+    rewrite_model(model_dir, tensors, dict(meta, format_version="1"), rehash=True)
     assert "invalid format version" in _error(model_dir)
 
 
 def test_read_metadata_verifies_too(model_dir):
-    tensors, meta = _contents(model_dir)
-    _rewrite_dir(model_dir, tensors, dict(meta, name="renamed"), rehash=False)
+    tensors, meta = model_contents(model_dir)
+    rewrite_model(model_dir, tensors, dict(meta, name="renamed"), rehash=False)
     with pytest.raises(ModelFileError, match="integrity check"):
         read_metadata(model_dir)
 

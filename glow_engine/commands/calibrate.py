@@ -33,7 +33,8 @@ def run(args: argparse.Namespace) -> int:
                     " + ".join(d for _, d, _ in streams), total=sum(n for n, _, _ in streams),
                     progress=not args.no_progress)
     out = args.out or args.model
-    sha = save_model(out, model.flow.cpu(), model.meta, cal)
+    # the flow is unchanged, so boxes fitted on its latents still hold
+    sha = save_model(out, model.flow.cpu(), model.meta, cal, model.fitted_box)
     print(f"calibrated on {cal.info['images']} images; mean Delta {cal.info['delta_mean']:.3f}; "
           f"written to {out} (sha256 {sha[:16]})")
     return 0

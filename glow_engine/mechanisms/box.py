@@ -75,8 +75,9 @@ def release_grid(k: np.ndarray, e_px: float, ratio: Fraction,
 class BoxMechanism(Mechanism):
     """A mechanism that privatises a representation with a per-element clip box.
 
-    Subclasses give the box (`lo`, `width`: float64 numpy (N,)), `ratio` = S_k / w_k, the
-    representation (`to_latent`) and its inverse (`to_pixels`); everything random is here.
+    Subclasses give the box (`lo`, `width`: float64 numpy (N,), or `box_at` where the box
+    depends on the budget), `ratio` = S_k / w_k, the representation (`to_latent`) and its
+    inverse (`to_pixels`); everything random is here.
     """
 
     lo: np.ndarray
@@ -84,15 +85,21 @@ class BoxMechanism(Mechanism):
     ratio: Fraction
     device: torch.device
 
-    def _box_tensors(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(lo, hi, width) as float32 on the device, made once (the preview runs per frame)."""
-        cached = getattr(self, "_box_cache", None)
-        if cached is None:
-            arrays = (self.lo, self.lo + self.width, self.width)
-            cached = tuple(torch.as_tensor(a, dtype=torch.float32, device=self.device)
-                           for a in arrays)
-            self._box_cache = cached
-        return cached
+    def box_at(self, e_px: float) -> tuple[np.ndarray, np.ndarray]:
+        """(lo, width) of the box used at this budget: one box for every budget here; a
+        subclass may choose one per budget (the budget is public, so the box may be too)."""
+        return self.lo, self.width
+
+    def _box_tensors(self, e_px: float = math.inf
+                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(lo, hi, width) as float32 on the device, made once per box (the preview runs per
+        frame)."""
+        lo, width = self.box_at(e_px)
+        cache = self.__dict__.setdefault("_box_cache", {})
+        if id(lo) not in cache:
+            cache[id(lo)] = (lo, *(torch.as_tensor(a, dtype=torch.float32, device=self.device)
+                                   for a in (lo, lo + width, width)))
+        return cache[id(lo)][1:]
 
     @abstractmethod
     def to_latent(self, pixels: torch.Tensor) -> torch.Tensor:
@@ -123,6 +130,11 @@ class BoxMechanism(Mechanism):
             clipped = torch.minimum(torch.maximum(raw, lo), hi)
         return Encoded(clipped, raw, int(bad.sum()), batched)
 
+    def clipped(self, enc: Encoded, e_px: float) -> torch.Tensor:
+        """The private input at this budget: the encoding inside the budget's box."""
+        lo, hi, _ = self._box_tensors(e_px)
+        return torch.minimum(torch.maximum(enc.raw, lo), hi)
+
     # ----------------------------------------------------------------- noisy latents
 
     def check_budget(self, e_px: float) -> None:
@@ -131,32 +143,33 @@ class BoxMechanism(Mechanism):
 
     def scale_vector(self, e_px: float) -> torch.Tensor:
         """b_k = S_k / e_px per element (zeros at e_px = inf)."""
-        _, _, width = self._box_tensors()
+        _, _, width = self._box_tensors(e_px)
         return width * float(self.ratio) / check_e_px(e_px)
 
     def perturb_preview(self, enc: Encoded, e_px: float, unit_noise: torch.Tensor, *,
                         clip: bool = True) -> torch.Tensor:
         """The preview's noisy latent: base + unit_noise * b_k, clipped to the box if clip."""
-        base = enc.clipped if clip else enc.raw
+        base = self.clipped(enc, e_px) if clip else enc.raw
         if math.isinf(check_e_px(e_px)):
             return base
         noise = unit_noise.to(self.device, torch.float32).reshape(base.shape)
         z = base + noise * self.scale_vector(e_px)
         if not clip:
             return z
-        lo, hi, _ = self._box_tensors()
+        lo, hi, _ = self._box_tensors(e_px)
         return torch.minimum(torch.maximum(z, lo), hi)
 
     def perturb_release(self, enc: Encoded, e_px: float, *, clip: bool = True) -> torch.Tensor:
         """The released noisy latent (exact discrete Laplace on the box grid, OS CSPRNG)."""
         if math.isinf(check_e_px(e_px)):
-            return enc.clipped if clip else enc.raw
+            return self.clipped(enc, e_px) if clip else enc.raw
         if not clip:
             raise BudgetError("a release without the clip has unbounded sensitivity and no "
                               "privacy guarantee; only e_px = inf may skip the clip")
-        z = enc.clipped.detach().cpu().double().numpy()
-        k = release_grid(to_grid(z, self.lo, self.width), e_px, self.ratio)
-        noisy = from_grid(k, self.lo, self.width)
+        lo, width = self.box_at(e_px)
+        z = self.clipped(enc, e_px).detach().cpu().double().numpy()
+        k = release_grid(to_grid(z, lo, width), e_px, self.ratio)
+        noisy = from_grid(k, lo, width)
         return torch.from_numpy(noisy).to(self.device, torch.float32)
 
     # ----------------------------------------------------------------- pictures
@@ -188,4 +201,5 @@ class BoxMechanism(Mechanism):
         return self.decode(self.estimate(noisy, e_px, clip), enc.batched)
 
     def noise_scale(self, e_px: float) -> float:
-        return float(self.ratio) * float(np.mean(self.width)) / check_e_px(e_px)
+        width = self.box_at(e_px)[1]
+        return float(self.ratio) * float(np.mean(width)) / check_e_px(e_px)

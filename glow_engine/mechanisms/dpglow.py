@@ -3,7 +3,9 @@
 Box: c_k +- w_k / 2 with w_k = alpha * Delta_k from the model's calibration. Sensitivity
 S_k = Delta_k ("paper", as published) or S_k = w_k ("tight": after the first clip two
 inputs' latents differ by at most w_k in element k, so this is also epsilon-LDP, with
-1/alpha times less noise).
+1/alpha times less noise). "fitted": the box the model file holds for the budget
+(fitted_box.py; chosen on training images by box_fitting.py), with S_k = w_k as in tight mode;
+alpha plays no part.
 
 Decoding ("estimate"): the released latent as published ("plain"), or the posterior mean of
 the original latent given it under the model's N(0, 1) prior, with the box and the noise scale
@@ -21,6 +23,7 @@ import math
 from fractions import Fraction
 from typing import Any
 
+import numpy as np
 import torch
 
 from glow_engine.budget import format_number, total_epsilon
@@ -32,6 +35,7 @@ from glow_engine.choices import (
     dpglow_variant,
 )
 from glow_engine.errors import UserError
+from glow_engine.fitted_box import FittedBox
 from glow_engine.flow.glow import model_to_pixels, pixels_to_model
 from glow_engine.mechanism_specs import spec_of
 from glow_engine.mechanisms.box import BoxMechanism
@@ -60,6 +64,9 @@ class DPGlow(BoxMechanism):
         self.model, self.alpha = model, float(alpha)
         self.mode = dpglow_variant(mode, estimate)
         self.estimate_rule = estimate
+        if mode == "fitted" and model.fitted_box is None:
+            raise UserError("this model has no fitted clip box; run `dpglow fit-box` on its "
+                            "training images, or choose the paper or tight mode")
         self.model_sha256 = model.sha256
         self.resolution = model.resolution
         self.device = next(model.flow.parameters()).device
@@ -67,8 +74,18 @@ class DPGlow(BoxMechanism):
         self.width = cal.width(self.alpha)
         self.lo = cal.centre - self.width / 2
         # S_k / w_k: exact rationals, so the release scale is rounded in the safe direction
-        self.ratio = Fraction(1) if mode == "tight" else 1 / Fraction(self.alpha)
+        self.ratio = 1 / Fraction(self.alpha) if mode == "paper" else Fraction(1)
         self.label = self.spec.label({"alpha": self.alpha, "mode": mode, "estimate": estimate})
+
+    def fitted_box(self, e_px: float) -> FittedBox | None:
+        """The model's box for this budget in fitted mode; None in the published modes."""
+        boxes = self.model.fitted_box
+        return None if boxes is None or not self.mode.startswith("fitted") \
+            else boxes.for_budget(e_px)
+
+    def box_at(self, e_px: float) -> tuple[np.ndarray, np.ndarray]:
+        box = self.fitted_box(e_px)
+        return (self.lo, self.width) if box is None else (box.lower, box.width)
 
     @classmethod
     def from_options(cls, model: Any, **options: Any) -> DPGlow:
@@ -90,7 +107,7 @@ class DPGlow(BoxMechanism):
             return noisy
         if math.isfinite(e_px) and self.ratio / Fraction(e_px) > POSTERIOR_MAX_NOISE:
             return noisy
-        lo, hi, _ = self._box_tensors()
+        lo, hi, _ = self._box_tensors(e_px)
         scale = self.scale_vector(e_px) if math.isfinite(e_px) else 0.0
         return posterior_mean(noisy, lo, hi, scale)
 
@@ -98,5 +115,7 @@ class DPGlow(BoxMechanism):
         budget = (f"e_px={format_number(e_px)} "
                   f"(total epsilon {format_number(total_epsilon(e_px, self.resolution))})")
         clipping = "" if clip else " without clip (no privacy guarantee)"
-        return (f"{self.title} {self.mode} alpha={self.alpha:g} {budget}{clipping} "
+        box = self.fitted_box(e_px)
+        shape = f"alpha={self.alpha:g}" if box is None else box.describe()
+        return (f"{self.title} {self.mode} {shape} {budget}{clipping} "
                 f"model sha256:{self.model.short_hash}")
