@@ -3,9 +3,12 @@
     xvfb-run -s "-screen 0 1366x768x24" .venv/bin/python scripts/screenshots.py docs/img 1366x768
     xvfb-run -s "-screen 0 1920x1080x24" .venv/bin/python scripts/screenshots.py docs/img 1920x1080
 
+After SIZE, the viewer's own model arguments may follow (--mixture, --normal, --model-dir).
+
 Writes viewer-SIZE.png (the main window as it opens on that screen, strip and a marker on),
 compare-SIZE.png (the original beside DP-GLOW, the plot drawing DP-GLOW's privatised
-reference), export-SIZE.png (the export dialog),
+reference), export-SIZE.png (the export dialog), and where the mixture model holds fitted clip
+boxes side-fitted-SIZE.png (the side panel with DP-GLOW's noise rule on the fitted box),
 and with 1920x1080 also ledger.png and batch.png: three samples drawn from the shipped model,
 released from the batch window into a scratch folder with a scratch ledger. Where Orthanc is
 installed, also pacs-SIZE.png: the PACS window querying the test harness's hospital server
@@ -46,7 +49,7 @@ def wait(app: QApplication, done, what: str) -> None:
         app.processEvents()
 
 
-def main(out: Path, size: str) -> None:
+def main(out: Path, size: str, viewer_args: list[str]) -> None:
     app = QApplication(sys.argv[:1])
     configure_plots()
     collect_on_gui_thread()
@@ -55,7 +58,7 @@ def main(out: Path, size: str) -> None:
     settings.setValue("ledger", str(scratch / "ledger.sqlite"))
     settings.setValue("export_dir", str(scratch / "released"))
     apply_theme(app, "dark")
-    window = MainWindow(settings, model_paths(viewer_arguments().parse_args([])))
+    window = MainWindow(settings, model_paths(viewer_arguments().parse_args(viewer_args)))
     window.place_on_screen(restore=False)
     # maximised as it opens (Xvfb has no window manager to do it)
     window.setGeometry(window.screen().availableGeometry())
@@ -69,6 +72,7 @@ def main(out: Path, size: str) -> None:
     out.mkdir(parents=True, exist_ok=True)
     window.grab().save(str(out / f"viewer-{size}.png"))
     desk_views(app, window, out, size)
+    side_fitted(app, window, out, size)
     if size == "1920x1080":
         officer_windows(app, window, scratch, out)
     pacs_window(app, window, scratch, out, size)
@@ -90,6 +94,21 @@ def desk_views(app: QApplication, window: MainWindow, out: Path, size: str) -> N
     wait(app, dialog.isVisible, "the export dialog")
     dialog.grab().save(str(out / f"export-{size}.png"))
     dialog.reject()
+
+
+def side_fitted(app: QApplication, window: MainWindow, out: Path, size: str) -> None:
+    """side-fitted-SIZE.png: the side panel in fitted mode, then back to the rule it had."""
+    s = window.state
+    if s.fitted_box is None:
+        print("the mixture model has no fitted clip box: no side-fitted screenshot",
+              file=sys.stderr)
+        return
+    mode = s.params.mode
+    s.set_mode("fitted")
+    wait(app, lambda: s.settled and s.rendered is not None, "the fitted box's panes")
+    window.side_scroll.grab().save(str(out / f"side-fitted-{size}.png"))
+    s.set_mode(mode)
+    wait(app, lambda: s.settled and s.rendered is not None, "the panes")
 
 
 def officer_windows(app: QApplication, window: MainWindow, scratch: Path, out: Path) -> None:
@@ -176,4 +195,4 @@ port = {servers.b_dicom}
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]), sys.argv[2])
+    main(Path(sys.argv[1]), sys.argv[2], sys.argv[3:])

@@ -20,6 +20,7 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 from app.core.dpglow_words import ALPHA_UNUSED, FELL_BACK, MODE_TIP, NO_FITTED_BOX
 from app.core.pane_keys import PaneKey
+from app.qt.dialogs import model_markdown
 from app.qt.main_window import ModelPaths
 from glow_engine import mechanism_specs
 from glow_engine.modelfile import load_model, save_model
@@ -68,7 +69,9 @@ def test_the_fitted_box_is_offered_exactly_when_the_model_has_one(window, fitted
     assert fitted.isEnabled() and fitted.toolTip() == MODE_TIP
     assert "fitted per budget on the model's training latents" in MODE_TIP
     assert "the same e_px" in MODE_TIP and "never on the image released" in MODE_TIP
-    assert fitted.text() == "fitted box, chosen per budget on training images"
+    assert fitted.text() == "fitted box, chosen per budget"
+    assert "Fitted clip boxes" in model_markdown(fitted_window.state.models)  # Model > info
+    assert "Fitted clip boxes" not in model_markdown(window.state.models)
 
 
 def test_fitted_mode_disables_alpha_and_names_the_box_for_the_budget(qtbot, fitted_window):
@@ -88,7 +91,7 @@ def test_fitted_mode_disables_alpha_and_names_the_box_for_the_budget(qtbot, fitt
     settle(qtbot, fitted_window)
     at_20 = c.rule.text()
     assert boxes.for_budget(20).describe()[1:] in at_20 and "chosen for e_px 100" in at_20
-    assert "α is not used" in at_20
+    assert "noise S = its width, the same ε" in at_20
     assert boxes.for_budget(20).describe() in state.rendered.panes[PaneKey("dpglow")].caption
     c.apply(5)  # crosses to the row of e_px 1: another box, said so
     settle(qtbot, fitted_window)

@@ -13,7 +13,7 @@ from glow_engine.fitted_box import FittedBoxes
 PUBLISHED_MODE = "paper"
 
 MODE_LABELS = {"paper": "as published (paper)", "tight": "tight: less noise, same ε",
-               "fitted": "fitted box, chosen per budget on training images"}
+               "fitted": "fitted box, chosen per budget"}
 MODE_TIP = ("Sensitivity S of the Laplace noise b = S / e_px in the latent space.\n"
             "paper: S = Δ, the calibrated latent range, as published.\n"
             "tight: S = w = α·Δ, the clip box's width: a valid sensitivity bound that uses "
@@ -58,5 +58,5 @@ def rule_text(mode: str, alpha: float, e_px: float, boxes: FittedBoxes | None) -
     if boxes is None:
         return "Fitted box: the model's box for the budget (no model with one is loaded)."
     said = boxes.for_budget(e_px).describe()
-    return (f"{said[0].upper()}{said[1:]} (at ε per pixel {format_e_px(e_px)}), fitted on "
-            "the model's training images; noise S = its width, the same ε. α is not used.")
+    return (f"{said[0].upper()}{said[1:]} (at ε per pixel {format_e_px(e_px)}); noise S = "
+            "its width, the same ε.")

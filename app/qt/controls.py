@@ -322,6 +322,7 @@ class EpsilonControl(QGroupBox):
         self.clip.setEnabled(math.isinf(p.e_px))
         show_alpha(self.alpha, self.alpha_label, p.mode)
         self.rule.setText(rule_text(p.mode, p.alpha, p.e_px, self.state.fitted_box))
+        self.rule.setToolTip(self.rule.text())  # whole, where it scrolls
         self.field.setText(format_e_px(p.e_px))
         said = self.statement()
         self.headline.setText(said.headline if said else "")

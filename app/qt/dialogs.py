@@ -164,7 +164,8 @@ def _one_model(title: str, path: Path, meta: dict) -> str:
     if arch:
         lines.append("- **Architecture:** " + ", ".join(f"{k} {v}" for k, v in arch.items()))
     for key, label in (("data", "Training data"), ("validation", "Validation"),
-                       ("calibration", "Calibration")):
+                       ("calibration", "Calibration"),
+                       ("fitted_box", "Fitted clip boxes (DP-GLOW's fitted box)")):
         if key in meta:
             lines.append(f"- **{label}:** `{json.dumps(meta[key], default=str)[:600]}`")
     card = Path(path) / "MODEL_CARD.md"

@@ -169,7 +169,7 @@ class ReidPanel(QGroupBox):
                 item = QTableWidgetItem(_format(metrics.get(name)))
                 item.setTextAlignment(Qt.AlignmentFlag.AlignCenter)
                 self.table.setItem(r, c, item)
-        fit_height(self.table, max_rows=5)  # the panel fits a 768-pixel screen (risk text too)
+        fit_height(self.table, max_rows=4)  # the panel fits a 768-pixel screen (risk text too)
 
     def _metric_rows(self) -> list[tuple[PaneKey, dict[str, float]]]:
         rows = []
