@@ -42,7 +42,7 @@ QUANTILES = (0.0, 0.001, 0.005, 0.02, 0.05, 0.1, 0.2, 0.3)
 def encode_latents(model: LoadedModel, images: np.ndarray, batch_size: int = 32,
                    progress: bool = True) -> np.ndarray:
     """uint8 (n, R, R) -> standardised latents, float32 (n, N)."""
-    mech = DPGlow(model)
+    mech = DPGlow(model, mode="paper")  # any box: the raw latents are what is kept
     out = [mech.encode(images[i:i + batch_size].astype(np.float32) / 255).raw.cpu().numpy()
            for i in tqdm(range(0, len(images), batch_size), desc="encoding", unit="batch",
                          disable=not progress)]
@@ -59,6 +59,9 @@ def quantile_boxes(latents: np.ndarray, quantiles: Sequence[float]
 
 def held_out(patient_ids: np.ndarray, n: int, seed: int) -> np.ndarray:
     """A boolean mask of about n images: every image of randomly drawn patients."""
+    if (np.asarray(patient_ids) == "").any():
+        raise UserError("the training images need patient IDs (the images the boxes are "
+                        "chosen on must be whole patients, never in the fit)")
     patients = np.unique(patient_ids)
     order = np.random.default_rng(seed).permutation(patients)
     mask = np.zeros(len(patient_ids), dtype=bool)
@@ -153,12 +156,15 @@ def fit_boxes(model: LoadedModel, data: ImageSet, budgets: Sequence[float], *,
             "objective": "mean squared pixel error of the decoded preview on held-out "
                          "training images"}
     rows = tuple(assemble(e, c, lower, upper, quantiles, chooser.slices) for e, c in chosen)
+    if any((row.width <= 0).any() for row in rows):
+        raise UserError("some latent elements are constant over the training images: no box "
+                        "can be fitted; check the model's calibration images")
     return FittedBoxes(rows, info), report
 
 
 def _published_error(chooser: _Chooser, e_px: float) -> float:
     """The same held-out error with the published box (paper mode, alpha 0.4, plain)."""
-    mech = DPGlow(chooser.model)
+    mech = DPGlow(chooser.model, mode="paper", estimate="plain")
     picture = mech.preview(chooser.encoded, e_px, chooser.noise)
     return float(np.mean((picture - chooser.pixels) ** 2))
 

@@ -1,15 +1,15 @@
-"""Choose DP-GLOW's post-processing on the training split (issue 22): the plain decode of the
-released latent against estimates of the original latent from it and public facts.
+"""Choose DP-GLOW's default on the training split (issue 22): the clip box (published, or
+fitted per budget: glow_engine.fitted_box) and the decode (the released latent as published, or
+the posterior mean of the original latent given it), against the published default.
 
-Each image is encoded once (the mixture model, the clip box of --alpha); per budget one
-standard-Laplace draw per image (preview_noise, --seed) is scaled by the mechanism's own b_k,
-as the preview does, and every estimator decodes the same noisy latent. Measured per image
-against the original: PSNR and SSIM of the 8-bit picture, the mixture model's bits/dim of the
-picture, whose AUC (normal vs pneumonia) is the anomaly score's, and the out-of-distribution
-check's flag; and the share re-identified (top-1 among the same images' originals) by the
-pixel and the adaptive latent attacker (glow_engine.evaluation.reid). Results per (split,
-budget, estimator) are cached under OUT, so an interrupted run resumes; the table goes to
-OUT/table.json.
+Each image is encoded once (the mixture model); per budget one standard-Laplace draw per image
+(preview_noise, --seed) is scaled by each variant's own b_k, as the preview does. Measured per
+image against the original: PSNR and SSIM of the 8-bit picture, the mixture model's bits/dim
+of the picture, whose AUC (normal vs pneumonia) is the anomaly score's, the
+out-of-distribution check's flag, the milliseconds the decode's estimate adds, and the share
+re-identified (top-1 among the same images' originals) by the pixel and the adaptive latent
+attacker (glow_engine.evaluation). Results per (split, budget, variant) are cached under OUT,
+so an interrupted run resumes; the table goes to OUT/table.json.
 
     .venv/bin/python scripts/select_postprocessing.py OUT --images 60            # choose
     .venv/bin/python scripts/select_postprocessing.py OUT --split val --images 0  # report once
@@ -24,7 +24,6 @@ import argparse
 import json
 import math
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -32,22 +31,16 @@ import torch
 
 from glow_engine.evaluation.metrics import auc_with_ci, psnr, ssim
 from glow_engine.evaluation.reid import latent_features, pixel_features, reid_ranks
+from glow_engine.evaluation.runner import attacker_box
 from glow_engine.flow.glow import log_p_8bit, pixels_to_model
-from glow_engine.mechanisms import create_mechanism, preview_noise
-from glow_engine.mechanisms.posterior import posterior_mean
+from glow_engine.mechanisms import DPGlow, preview_noise
 from glow_engine.modelfile import load_model
 from glow_engine.ood import check, thumbnails, typicality_features
 from glow_engine.resources import default_model_dir
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "nih_cxr14_subset_256.npz"
 BUDGETS = "inf,1000,100,10,1,0.1"  # issue 22's budgets
-Estimator = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
-
-
-ESTIMATORS: dict[str, Estimator] = {
-    "plain": lambda y, lo, hi, b: y,
-    "posterior-mean": posterior_mean,
-}
+VARIANTS = "paper:plain,paper:posterior-mean,fitted:plain,fitted:posterior-mean"
 
 
 def images(split: str, n: int | None, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -86,54 +79,57 @@ def top1(queries: np.ndarray, gallery: np.ndarray) -> float:
     return float((reid_ranks(queries, gallery, np.arange(len(queries))) == 1).mean())
 
 
+def measure(model, mech: DPGlow, enc, e_px: float, noise: torch.Tensor, pixels: np.ndarray,
+            galleries: tuple[np.ndarray, np.ndarray], batch: int) -> dict:
+    y = mech.perturb_preview(enc, e_px, noise)
+    t0 = time.perf_counter()
+    z = mech.estimate(y, e_px)
+    ms = (time.perf_counter() - t0) * 1000 / len(pixels)
+    out = np.concatenate([mech.decode(z[s:s + batch]) for s in range(0, len(z), batch)])
+    bpd, flagged, latents = scores(model, out, batch)
+    centre, width = attacker_box(mech, e_px, model.calibration, mech.alpha)
+    gallery = latent_features(galleries[1], centre, width)
+    return {"psnr": psnr(pixels, out), "ssim": ssim(pixels, out), "bpd": bpd, "ood": flagged,
+            "ms": ms, "reid_pixel": top1(pixel_features(out), galleries[0]),
+            "reid_latent": top1(latent_features(latents, centre, width), gallery)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("out", type=Path)
+    ap.add_argument("--model", type=Path, default=default_model_dir("mixture"))
     ap.add_argument("--images", type=int, default=60, help="0: every image of the split")
     ap.add_argument("--split", default="train", choices=("train", "val"))
-    ap.add_argument("--mode", default="paper")
+    ap.add_argument("--variants", default=VARIANTS, help="mode:estimate, comma-separated")
     ap.add_argument("--alpha", type=float, default=0.4)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--batch", type=int, default=20)
     ap.add_argument("--budgets", default=BUDGETS, help="e_px, comma-separated")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    model = load_model(default_model_dir("mixture"))
-    mech = create_mechanism("dpglow", model, alpha=args.alpha, mode=args.mode)
+    model = load_model(args.model)
     pixels, labels = images(args.split, args.images or None, args.seed)
-    enc = mech.encode(pixels)
-    lo, hi, _ = mech._box_tensors()
-    centre, width = mech.lo + mech.width / 2, mech.width
-    pixel_gallery = pixel_features(pixels)
-    latent_gallery = latent_features(enc.raw.numpy(), centre, width)
+    enc = DPGlow(model, alpha=args.alpha).encode(pixels)
+    galleries = (pixel_features(pixels), enc.raw.numpy())
     noise = preview_noise(len(pixels), pixels[0].size, seed=args.seed)
     table = {}
     for e_px in (float(t) for t in args.budgets.split(",")):
-        y = mech.perturb_preview(enc, e_px, noise)
-        b = mech.scale_vector(e_px) if math.isfinite(e_px) else torch.zeros_like(lo)
-        for name, estimate in ESTIMATORS.items():
-            key = f"{args.split}-{args.mode}-a{args.alpha:g}-e{e_px:g}-{name}"
+        for variant in args.variants.split(","):
+            mode, estimate = variant.split(":")
+            key = f"{args.split}-{mode}-a{args.alpha:g}-e{e_px:g}-{estimate}"
             path = args.out / f"{key}.npz"
             if not path.exists():
-                t0 = time.perf_counter()
-                z = estimate(y, lo, hi, b)
-                ms = (time.perf_counter() - t0) * 1000 / len(pixels)
-                out = np.concatenate([mech.decode(z[s:s + args.batch])
-                                      for s in range(0, len(z), args.batch)])
-                bpd, flagged, latents = scores(model, out, args.batch)
-                np.savez(path, psnr=psnr(pixels, out), ssim=ssim(pixels, out), bpd=bpd,
-                         ood=flagged, ms=ms,
-                         reid_pixel=top1(pixel_features(out), pixel_gallery),
-                         reid_latent=top1(latent_features(latents, centre, width),
-                                          latent_gallery))
+                mech = DPGlow(model, alpha=args.alpha, mode=mode, estimate=estimate)
+                np.savez(path, **measure(model, mech, enc, e_px, noise, pixels, galleries,
+                                         args.batch))
             r = np.load(path)
             a = auc_with_ci(r["bpd"], labels, n_boot=1000)
             table[key] = {"psnr_median": float(np.median(r["psnr"])),
+                          "psnr_mean": float(r["psnr"].mean()),
                           "ssim_mean": float(r["ssim"].mean()),
                           "auc": a.auc, "auc_lo": a.lo, "auc_hi": a.hi,
                           "ms_per_image": float(r["ms"]),
-                          **{k: float(r[k].mean()) for k in ("ood", "reid_pixel", "reid_latent")
-                             if k in r}}
+                          **{k: float(r[k].mean()) for k in ("ood", "reid_pixel", "reid_latent")}}
             print(key, {k: round(v, 4) for k, v in table[key].items()}, flush=True)
             (args.out / "table.json").write_text(json.dumps(table, indent=1))
 

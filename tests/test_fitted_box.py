@@ -493,5 +493,5 @@ def test_fit_box_needs_patients_to_hold_out(capsys, saved, tmp_path) -> None:
                  "--out", str(out), "--budgets", "10", "--held-out-images", "4", "--device",
                  "cpu", "--no-progress"])
     err = capsys.readouterr().err
-    assert code == 2 and "too few training patients" in err and err.count("\n") == 1
+    assert code == 2 and "need patient IDs" in err and err.count("\n") == 1
     assert not out.exists()

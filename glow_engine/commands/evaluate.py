@@ -92,6 +92,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     learned.add_argument("--learned-epx", default=DEFAULT_LEARNED_SETTINGS,
                          help="budgets at which they are trained, added to --epx (default "
                               f"{DEFAULT_LEARNED_SETTINGS}: about 30 CPU minutes)")
+    learned.add_argument("--learned-mechanisms", default=None,
+                         help="the mechanisms they are trained for, a subset of --mechanisms "
+                              "(default: all of them; each costs about 8 CPU minutes)")
     learned.add_argument("--train-data", default=None,
                          help="training images (default: --data, when it is an .npz)")
     learned.add_argument("--train-split", default="train",
@@ -119,8 +122,11 @@ def _config(args: argparse.Namespace) -> EvalConfig:
 def _learned_config(args: argparse.Namespace) -> LearnedConfig:
     if args.learned_epochs < 1:
         raise UserError("--learned-epochs must be at least 1")
+    subset = None if args.learned_mechanisms is None else parse_mechanisms(args.learned_mechanisms)
+    if subset is not None and (extra := set(subset) - set(parse_mechanisms(args.mechanisms))):
+        raise UserError(f"--learned-mechanisms {', '.join(sorted(extra))} not in --mechanisms")
     return LearnedConfig(args.downstream, args.learned_attacker, parse_settings(args.learned_epx),
-                         Recipe(epochs=args.learned_epochs))
+                         Recipe(epochs=args.learned_epochs), subset)
 
 
 def _train_data(args: argparse.Namespace, resolution: int, val: ImageSet,
@@ -167,6 +173,7 @@ def write_outputs(results: dict, orig: Originals, mixture: LoadedModel, cfg: Eva
                plots.auc_plot(results, out / "auc_vs_epsilon.png"),
                plots.reid_plot(results, out / "reid_vs_epsilon.png"),
                plots.tradeoff_plot(results, out / "auc_vs_reid.png"),
+               plots.frontier_plot(results, out / "quality_vs_reid.png"),
                plots.marker_flip_plot(results, out / "marker_flip.png")]
     written.append(plots.baselines_plot(results, out / "baselines.png"))
     if "learned" in results:

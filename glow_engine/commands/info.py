@@ -34,6 +34,13 @@ def summary(meta: dict) -> str:
                      f"bits/dim p99.5 {cal.get('bpd_p995', 0):.3f}")
     else:
         lines.append("calibration none (run `dpglow calibrate` before privatising)")
+    if box := meta.get("fitted_box"):
+        rows = ", ".join(f"{r['e_px']}: {'/'.join(f'{q:g}' for q in r['quantiles'])}"
+                         for r in box.get("rows", []))
+        lines.append(f"fitted box  quantiles per level (finest first) by e_px: {rows}; fitted "
+                     f"on {box.get('images')} images")
+    else:
+        lines.append("fitted box  none (fitted mode needs `dpglow fit-box`)")
     return "\n".join(lines)
 
 

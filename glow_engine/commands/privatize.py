@@ -16,6 +16,7 @@ from glow_engine.choices import (
     DEFAULT_ALPHA,
     DEFAULT_BLOCK,
     DEFAULT_ESTIMATE,
+    DEFAULT_MODE,
     DPGLOW_ESTIMATES,
     DPGLOW_MODES,
     RELEASE_FORMATS,
@@ -62,8 +63,10 @@ def add_release_arguments(p: argparse.ArgumentParser) -> None:
                    help="per-pixel budget e_px; the image's total epsilon is e_px * R * R "
                         "(inf: no noise, clip only)")
     p.add_argument("--mechanism", choices=list(MECHANISM_SPECS), default="dpglow")
-    p.add_argument("--mode", choices=DPGLOW_MODES, default="paper",
-                   help="DP-GLOW sensitivity: paper (Delta_k, as published) or tight (w_k)")
+    p.add_argument("--mode", choices=DPGLOW_MODES, default=DEFAULT_MODE,
+                   help="DP-GLOW box and sensitivity: paper (the published box, Delta_k, as "
+                        "published), tight (the published box, w_k) or fitted (the model's "
+                        f"box for the budget, w_k); default {DEFAULT_MODE}")
     p.add_argument("--alpha", type=float, default=DEFAULT_ALPHA, help="DP-GLOW clip width")
     p.add_argument("--estimate", choices=DPGLOW_ESTIMATES, default=DEFAULT_ESTIMATE,
                    help="what DP-GLOW decodes: the released latent (plain, as published) or "

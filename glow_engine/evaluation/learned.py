@@ -51,6 +51,7 @@ class LearnedConfig:
     settings: list[Setting] = field(
         default_factory=lambda: parse_settings(DEFAULT_LEARNED_SETTINGS))
     recipe: cnn.Recipe = field(default_factory=cnn.Recipe)
+    mechanisms: list[str] | None = None  # a subset of the evaluation's; None: all of them
 
     @property
     def active(self) -> bool:
@@ -259,7 +260,7 @@ def run_learned(train: ImageSet, val: ImageSet, mixture: LoadedModel, cfg: EvalC
         original["attacker"] = _cached(stage, "attacker__original", lambda: {
             "originals": _verification(stage, _verifier(stage), stage.val_pixels)}, seconds)
     runs = []
-    for key in cfg.mechanisms:
+    for key in [k for k in cfg.mechanisms if lcfg.mechanisms is None or k in lcfg.mechanisms]:
         for s in lcfg.settings:
             run: dict = {"mechanism": key, "setting": s.key, "e_px": s.e_px, "clip": s.clip}
             if lcfg.downstream:

@@ -14,12 +14,13 @@ from glow_engine.evaluation.examples import ROW_NAMES
 from glow_engine.evaluation.settings import MECHANISMS, Setting
 from glow_engine.scores import DEFAULT_SCORE_KIND, ScoreKind
 
-__all__ = ["auc_plot", "baselines_plot", "example_grid", "learned_plot", "marker_flip_plot",
-           "reid_plot", "tradeoff_plot"]
+__all__ = ["auc_plot", "baselines_plot", "example_grid", "frontier_plot", "learned_plot",
+           "marker_flip_plot", "reid_plot", "tradeoff_plot"]
 
 COLOURS = {"dpglow-paper": "tab:blue", "dpglow-tight": "tab:green", "idldp": "tab:red",
            "dppix": "tab:purple", "dppix-m1": "tab:pink", "dpglow-paper-posterior": "tab:cyan",
-           "dpglow-tight-posterior": "tab:olive"}
+           "dpglow-tight-posterior": "tab:olive", "dpglow-fitted": "tab:brown",
+           "dpglow-fitted-posterior": "tab:orange"}
 DPI = 110
 SHAPES = ("o", "s", "^", "v", "D", "P", "X", "*", "h")
 
@@ -119,6 +120,29 @@ def tradeoff_plot(results: dict, path: Path) -> Path:
     handles += [Line2D([], [], ls="none", marker=sh, color="black", mfc="none",
                        label=f"e_px {lab}") for lab, sh in shapes.items()]
     axes[1].legend(handles=handles, fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
+    return _save(fig, path)
+
+
+def frontier_plot(results: dict, path: Path) -> Path:
+    """Picture quality (median PSNR, mean SSIM) against the best attacker's top-1
+    re-identification, one line per mechanism through its budgets: a variant is better where
+    its line lies above another's at the same re-identification."""
+    fig, axes = _figure(1, 2, (12.5, 4.8), sharex=True)
+    measures = (("PSNR, median (dB)", "psnr_median"), ("SSIM, mean", "ssim"))
+    for ax, (title, field) in zip(axes, measures, strict=True):
+        for mech in results["config"]["mechanisms"]:
+            runs = [r for r in _series(results, mech) if r["clip"]]
+            x = [r["summary"]["reid_best_top1"] for r in runs]
+            y = [r["summary"][field] for r in runs]
+            ax.plot(x, y, "o-", color=COLOURS.get(mech), lw=1.2, ms=5, label=MECHANISMS[mech])
+            for r, xi, yi in zip(runs, x, y, strict=True):
+                ax.annotate(Setting(float(r["e_px"]), True).label, (xi, yi), fontsize=6,
+                            xytext=(3, 3), textcoords="offset points")
+        ax.axvline(results["chance_top1"], color="grey", ls=":", lw=1)
+        ax.set_title(f"Picture quality vs re-identification: {title}", fontsize=10)
+        ax.set_xlabel("re-identification top-1, best attacker (dotted: chance)")
+        ax.set_ylabel(title)
+    axes[1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
     return _save(fig, path)
 
 

@@ -34,15 +34,15 @@ from glow_engine.data import ImageSet
 from glow_engine.evaluation import baselines, checks, examples, reid
 from glow_engine.evaluation.metrics import auc_with_ci, psnr, ssim
 from glow_engine.evaluation.settings import Setting, build_mechanism, encode_group
-from glow_engine.mechanisms import Encoded, Mechanism, preview_noise
+from glow_engine.mechanisms import DPGlow, Encoded, Mechanism, preview_noise
 from glow_engine.mechanisms.dppix import DEFAULT_BLOCK
-from glow_engine.modelfile import LoadedModel
+from glow_engine.modelfile import Calibration, LoadedModel
 from glow_engine.overlays import BlockMarker
 from glow_engine.scores import ScoreBatch, ScoreKind
 
 __all__ = ["DEFAULT_MARKER", "EvalConfig", "run_evaluation"]
 
-CACHE_VERSION = 2  # bump when a change to this package changes cached numbers
+CACHE_VERSION = 3  # bump when a change to this package changes cached numbers
 DEFAULT_MARKER = BlockMarker(row=0.3, col=0.7, size=0.08, intensity=1.0)
 DEFAULT_CHECK_IMAGES = 48
 
@@ -162,9 +162,11 @@ def preview_batches(mech: Mechanism, encs: list[Encoded], noise: torch.Tensor,
 
 
 def privatise(ctx: Context, key: str, mech: Mechanism, setting: Setting) -> Privatised:
-    memo_key = (encode_group(key, ctx.cfg.alpha, ctx.cfg.block), setting.key)
+    # Without noise the sensitivity rule plays no part, but the box and the decode do.
+    memo_key = (encode_group(key, ctx.cfg.alpha, ctx.cfg.block), setting.key,
+                mech.describe(setting.e_px, setting.clip).replace(mech.mode, ""))
     if not setting.noisy and memo_key in ctx.picture_memo:
-        return ctx.picture_memo[memo_key]  # no noise: the sensitivity mode plays no part
+        return ctx.picture_memo[memo_key]
     plain, marked, flipped = _encodings(ctx, key, mech)
     noise = ctx.orig.noise
     checked = noise[ctx.orig.checks]
@@ -199,12 +201,24 @@ def utility(scores: ScoreBatch, data: ImageSet, cfg: EvalConfig) -> dict:
     return out
 
 
+def attacker_box(mech: Mechanism, e_px: float, calibration: Calibration,
+                 alpha: float) -> tuple[np.ndarray, np.ndarray]:
+    """(centre, width) of the box the adaptive attacker clips into: DP-GLOW's own box at this
+    budget (it knows the mechanism), the published one for the pixel mechanisms."""
+    if isinstance(mech, DPGlow):
+        lo, width = mech.box_at(e_px)
+        return lo + width / 2, width
+    return calibration.centre, calibration.width(alpha)
+
+
 def reidentification(orig: Originals, priv: np.ndarray, latents: np.ndarray,
-                     centre: np.ndarray, width: np.ndarray, cfg: EvalConfig) -> dict:
+                     box: tuple[np.ndarray, np.ndarray], cfg: EvalConfig) -> dict:
     n = len(priv)
     truth = np.arange(n)
+    centre, width = box
+    gallery = reid.latent_features(orig.scores.latent_mixture, centre, width)
     queries = {"pixel": (reid.pixel_features(priv), orig.pixel_gallery),
-               "latent": (reid.latent_features(latents, centre, width), orig.latent_gallery)}
+               "latent": (reid.latent_features(latents, centre, width), gallery)}
     out: dict = {}
     for name, (q, g) in queries.items():
         own = reid.reid_ranks(q, g, truth)
@@ -234,8 +248,8 @@ def measure(ctx: Context, key: str, mech: Mechanism, setting: Setting) -> dict:
         "scores": {"ratio_nats": scores.ratio_nats.tolist(),
                    "bpd_mixture": scores.bpd_mixture.tolist(),
                    "bpd_normal": scores.bpd_normal.tolist()},
-        "reid": reidentification(orig, priv.plain, scores.latent_mixture, cal.centre,
-                                 cal.width(cfg.alpha), cfg),
+        "reid": reidentification(orig, priv.plain, scores.latent_mixture,
+                                 attacker_box(mech, setting.e_px, cal, cfg.alpha), cfg),
         "baselines": baselines.compressor_aucs(priv.plain, orig.data, cfg.n_boot, cfg.seed),
         "marker": checks.marker_check(orig.pixels[orig.checks], orig.marked, plain_checked,
                                       priv.marked, cfg.marker),

@@ -29,7 +29,6 @@ import torch
 from glow_engine.budget import format_number, total_epsilon
 from glow_engine.choices import (
     DEFAULT_ALPHA,
-    DEFAULT_ESTIMATE,
     DPGLOW_ESTIMATES,
     DPGLOW_MODES,
     dpglow_variant,
@@ -50,7 +49,9 @@ class DPGlow(BoxMechanism):
     name = "dpglow"
 
     def __init__(self, model: LoadedModel, alpha: float = DEFAULT_ALPHA,
-                 mode: str = "paper", estimate: str = DEFAULT_ESTIMATE) -> None:
+                 mode: str = "paper", estimate: str = "plain") -> None:
+        """Built directly, the published mechanism; the product's defaults are the
+        description's (mechanism_specs), which `from_options` resolves."""
         if model.calibration is None:
             raise UserError("this model has no latent calibration; run `dpglow calibrate` "
                             "on its training images first")
