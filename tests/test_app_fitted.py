@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from helpers import with_fitted_box
 from test_app_support import TIMEOUT_MS, make_window, settle, shared_pair, write_png
+from test_app_viewer import export_with_dialog
 
 pytest.importorskip("pytestqt")
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -165,3 +166,16 @@ def test_the_batch_window_releases_with_the_fitted_box(qtbot, fitted_window, tmp
     box = fitted_window.state.models.fitted_box.for_budget(1000).describe()
     assert f"<th>clip box</th><td>{box}</td>" in page
     assert "<th>clip width α</th><td>—</td>" in page
+
+
+def test_an_export_in_fitted_mode_records_it_and_its_box(qtbot, fitted_window, tmp_path):
+    fitted_window.settings.setValue("export_dir", str(tmp_path / "out"))
+    fitted_window.settings.setValue("ledger", str(tmp_path / "ledger.sqlite"))
+    choose(fitted_window.controls.mode, "fitted")
+    settle(qtbot, fitted_window)
+    export_with_dialog(qtbot, fitted_window)
+    with Ledger(tmp_path / "ledger.sqlite") as ledger:
+        assert {row["mode"] for row in ledger.releases()} == {"fitted"}
+    box = fitted_window.state.models.fitted_box.for_budget(100).describe()
+    page = fitted_window.state.last_export.report.read_text()
+    assert f"<th>clip box</th><td>{box}</td>" in page and "DP-GLOW (fitted box)" in page
