@@ -40,13 +40,16 @@ def anomaly_model_pair():
 @pytest.fixture(scope="session")
 def anomaly_model_dirs(anomaly_model_pair, tmp_path_factory):
     """The same pair saved as model directories (normal, mixture)."""
+    from helpers import with_fitted_box
+
     from glow_engine.modelfile import save_model
 
     root = tmp_path_factory.mktemp("models")
     paths = []
     for model in anomaly_model_pair:
         path = root / model.meta["name"]
-        save_model(path, model.flow, model.meta, model.calibration)
+        boxes = None if model.calibration is None else with_fitted_box(model).fitted_box
+        save_model(path, model.flow, model.meta, model.calibration, boxes)
         paths.append(path)
     return paths[0], paths[1]
 
@@ -77,16 +80,18 @@ def engine_npz(tmp_path_factory):
 def engine_model_dir(tmp_path_factory):
     """A saved, calibrated model directory (32x32, L=2, K=2, width 16)."""
     import numpy as np
-    from helpers import perturbed_flow
+    from helpers import perturbed_flow, with_fitted_box
 
-    from glow_engine.modelfile import Calibration, save_model
+    from glow_engine.modelfile import Calibration, LoadedModel, save_model
 
     flow = perturbed_flow()
     n = flow.num_pixels
     lo, hi = -np.linspace(1, 3, n), np.linspace(1, 3, n)
     path = tmp_path_factory.mktemp("engine_models") / "tiny"
-    save_model(path, flow, {"name": "tiny", "training": {"steps": 7}},
-               Calibration(lo, hi, {"images": 5, "data": "synthetic"}))
+    meta = {"name": "tiny", "training": {"steps": 7}}
+    cal = Calibration(lo, hi, {"images": 5, "data": "synthetic"})
+    boxes = with_fitted_box(LoadedModel(flow, meta, cal, "")).fitted_box  # the default mode's
+    save_model(path, flow, meta, cal, boxes)
     return path
 
 

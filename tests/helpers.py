@@ -114,9 +114,9 @@ def tiny_model() -> LoadedModel:
     """A calibrated LoadedModel for the mechanisms and the release: 32x32, L=2, K=2, width 16."""
     images = tiny_images(64)
     flow = tiny_flow(model_input(images))
-    return LoadedModel(flow, meta={"name": "tiny", "architecture": flow.cfg.to_dict()},
-                       calibration=encoded_calibration(flow, images, "tiny synthetic"),
-                       sha256="0" * 64)
+    return with_fitted_box(LoadedModel(
+        flow, meta={"name": "tiny", "architecture": flow.cfg.to_dict()},
+        calibration=encoded_calibration(flow, images, "tiny synthetic"), sha256="0" * 64))
 
 
 def with_fitted_box(model: LoadedModel,
@@ -148,22 +148,25 @@ def fitted_model(pixels: np.ndarray, name: str,
 
 
 def saved_model(path: Path, seed: int, calibrated: bool = True,
-                resolution: int = TINY_RES) -> Path:
-    """A model folder as `dpglow train` + `dpglow calibrate` leave it, on synthetic images."""
+                resolution: int = TINY_RES, fitted: bool = True) -> Path:
+    """A model folder as `dpglow train` + `dpglow calibrate` (+ `dpglow fit-box` if fitted)
+    leave it, on synthetic images."""
     images = tiny_images(64, seed, resolution)
     flow = tiny_flow(model_input(images), resolution=resolution, seed=seed)
     meta = {"name": path.name, "data": "synthetic test images"}
     save_model(path, flow, meta)
-    if calibrated:
+    if calibrated:  # with fitted boxes, as `dpglow fit-box` leaves it: the default mode
         cal = calibrate(load_model(path), [to_uint8(images)], "synthetic test images",
                         progress=False)
-        save_model(path, flow, meta, cal)
+        boxed = with_fitted_box(LoadedModel(flow, meta, cal, "")) if fitted else None
+        save_model(path, flow, meta, cal, boxed and boxed.fitted_box)
     return path
 
 
-def saved_pair(root: Path) -> tuple[Path, Path]:
-    """(mixture, normal) model folders under root."""
-    return saved_model(root / "mixture", seed=1), saved_model(root / "normal", seed=2)
+def saved_pair(root: Path, fitted: bool = True) -> tuple[Path, Path]:
+    """(mixture, normal) model folders under root; the mixture with fitted boxes if fitted."""
+    return (saved_model(root / "mixture", seed=1, fitted=fitted),
+            saved_model(root / "normal", seed=2, fitted=False))
 
 
 def model_contents(path: Path) -> tuple[dict[str, np.ndarray], dict]:

@@ -30,14 +30,26 @@ from glow_engine.release.ledger import Ledger
 BUDGETS = (1.0, 100.0, math.inf)  # the fitted rows: e_px 5 uses the box of 1, 20 that of 100
 
 
+def mixture_saved(tmp_path_factory, fitted: bool) -> ModelPaths:
+    """The shared tiny pair, its mixture model saved again with fitted boxes at BUDGETS, or
+    with none (whatever the shared one holds)."""
+    mixture, normal = shared_pair(tmp_path_factory)
+    model = load_model(mixture)
+    boxes = with_fitted_box(model, BUDGETS).fitted_box if fitted else None
+    path = tmp_path_factory.mktemp("fitted" if fitted else "unfitted") / "mixture"
+    save_model(path, model.flow, model.meta, model.calibration, boxes)
+    return ModelPaths(path, normal)
+
+
 @pytest.fixture(scope="module")
 def fitted_models(tmp_path_factory) -> ModelPaths:
-    """The shared tiny pair, its mixture model saved again with fitted boxes."""
-    mixture, normal = shared_pair(tmp_path_factory)
-    model = with_fitted_box(load_model(mixture), BUDGETS)
-    path = tmp_path_factory.mktemp("fitted") / "mixture"
-    save_model(path, model.flow, model.meta, model.calibration, model.fitted_box)
-    return ModelPaths(path, normal)
+    return mixture_saved(tmp_path_factory, fitted=True)
+
+
+@pytest.fixture(scope="module")
+def plain_models(tmp_path_factory) -> ModelPaths:
+    """A pair whose mixture model file holds no fitted box (e.g. one the user opened)."""
+    return mixture_saved(tmp_path_factory, fitted=False)
 
 
 def open_window(qtbot, settings, models: ModelPaths, tmp_path: Path):
@@ -49,9 +61,14 @@ def open_window(qtbot, settings, models: ModelPaths, tmp_path: Path):
 
 @pytest.fixture
 def fitted_window(qtbot, settings, fitted_models, tmp_path):
-    folder = tmp_path / "fitted"  # beside the `window` fixture's image
+    folder = tmp_path / "fitted"  # beside another window's image
     folder.mkdir()
     return open_window(qtbot, settings, fitted_models, folder)
+
+
+@pytest.fixture
+def plain_window(qtbot, settings, plain_models, tmp_path):
+    return open_window(qtbot, settings, plain_models, tmp_path)
 
 
 def fitted_item(combo):
@@ -62,8 +79,8 @@ def choose(combo, mode: str) -> None:
     combo.setCurrentIndex(combo.findData(mode))
 
 
-def test_the_fitted_box_is_offered_exactly_when_the_model_has_one(window, fitted_window):
-    plain = fitted_item(window.controls.mode)
+def test_the_fitted_box_is_offered_exactly_when_the_model_has_one(plain_window, fitted_window):
+    plain = fitted_item(plain_window.controls.mode)
     assert not plain.isEnabled() and plain.toolTip() == NO_FITTED_BOX
     assert "fitted clip box" in NO_FITTED_BOX and "--" not in NO_FITTED_BOX
     fitted = fitted_item(fitted_window.controls.mode)
@@ -72,7 +89,7 @@ def test_the_fitted_box_is_offered_exactly_when_the_model_has_one(window, fitted
     assert "the same e_px" in MODE_TIP and "never on the image released" in MODE_TIP
     assert fitted.text() == "fitted box, chosen per budget"
     assert "Fitted clip boxes" in model_markdown(fitted_window.state.models)  # Model > info
-    assert "Fitted clip boxes" not in model_markdown(window.state.models)
+    assert "Fitted clip boxes" not in model_markdown(plain_window.state.models)
 
 
 def test_fitted_mode_disables_alpha_and_names_the_box_for_the_budget(qtbot, fitted_window):
@@ -82,6 +99,7 @@ def test_fitted_mode_disables_alpha_and_names_the_box_for_the_budget(qtbot, fitt
     def where(widget):
         return widget.mapTo(fitted_window, widget.rect().topLeft())
 
+    choose(c.mode, "paper")  # whichever the default is
     before = {w: where(w) for w in (c.mode, c.alpha, c.rule, c.decoding, c.redraw)}
     assert c.alpha.isEnabled() and "α = 0.40" in c.rule.text()
     choose(c.mode, "fitted")
@@ -103,12 +121,11 @@ def test_fitted_mode_disables_alpha_and_names_the_box_for_the_budget(qtbot, fitt
 
 
 def test_a_model_without_a_box_falls_back_to_the_published_rule(qtbot, fitted_window,
-                                                                 tmp_path_factory):
+                                                                 plain_models):
     c, state = fitted_window.controls, fitted_window.state
     choose(c.mode, "fitted")
     settle(qtbot, fitted_window)
-    mixture, normal = shared_pair(tmp_path_factory)  # no fitted box in this file
-    fitted_window.load_models(ModelPaths(mixture, normal))
+    fitted_window.load_models(plain_models)
     qtbot.waitUntil(lambda: state.models.fitted_box is None, timeout=TIMEOUT_MS)
     settle(qtbot, fitted_window)
     assert state.params.mode == "paper" and c.mode.currentData() == "paper"
@@ -119,21 +136,24 @@ def test_a_model_without_a_box_falls_back_to_the_published_rule(qtbot, fitted_wi
     assert state.rendered.panes[PaneKey("dpglow")].caption.startswith("DP-GLOW paper ")
 
 
-@pytest.mark.parametrize("has_box", [True, False])
-def test_the_viewer_starts_in_the_spec_default_mode(qtbot, settings, models, fitted_models,
-                                                    tmp_path, monkeypatch, has_box):
-    """With the noise rule's default set to fitted in DP-GLOW's description, the viewer
-    starts in it where the model has a box, and in the published rule where not."""
+@pytest.mark.parametrize(("default", "has_box"),
+                         [("fitted", True), ("fitted", False), ("paper", True)])
+def test_the_viewer_starts_in_the_spec_default_mode(qtbot, settings, plain_models,
+                                                    fitted_models, tmp_path, monkeypatch,
+                                                    default, has_box):
+    """The noise rule's default is DP-GLOW's description's: the viewer starts in it, where
+    the model has a box for the fitted one, and in the published rule where not."""
     spec = mechanism_specs.MECHANISM_SPECS["dpglow"]
-    options = tuple(dataclasses.replace(o, default="fitted") if o.name == "mode" else o
+    options = tuple(dataclasses.replace(o, default=default) if o.name == "mode" else o
                     for o in spec.options)
     monkeypatch.setitem(mechanism_specs.MECHANISM_SPECS, "dpglow",
                         dataclasses.replace(spec, options=options))
-    window = open_window(qtbot, settings, fitted_models if has_box else models, tmp_path)
-    mode = "fitted" if has_box else "paper"
+    window = open_window(qtbot, settings, fitted_models if has_box else plain_models, tmp_path)
+    fell_back = default == "fitted" and not has_box
+    mode = "paper" if fell_back else default
     assert window.state.params.mode == mode and window.controls.mode.currentData() == mode
-    assert window.controls.alpha.isEnabled() is not has_box
-    assert (window.statusBar().currentMessage() == FELL_BACK) is not has_box
+    assert window.controls.alpha.isEnabled() is (mode != "fitted")
+    assert (window.statusBar().currentMessage() == FELL_BACK) is fell_back
 
 
 def test_the_batch_window_releases_with_the_fitted_box(qtbot, fitted_window, tmp_path):

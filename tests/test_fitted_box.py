@@ -101,11 +101,11 @@ def test_the_hash_binds_the_box_and_a_tampered_box_is_refused(boxed, tmp_path) -
         load_model(tmp_path / "b")
 
 
-def test_a_model_without_a_box_reads_as_before(boxed, engine_model_dir, tmp_path) -> None:
+def test_a_model_without_a_box_reads_as_before(boxed, saved, tmp_path) -> None:
     """A file written before fitted boxes (none of their tensors or metadata) loads with
     fitted_box None; saving without one writes exactly that form, even from a boxed model's
     metadata."""
-    assert load_model(engine_model_dir).fitted_box is None
+    assert load_model(saved[0]).fitted_box is None
     path = tmp_path / "m"
     save_model(path, boxed.flow, boxed.meta, boxed.calibration, boxed.fitted_box)
     again = load_model(path)
@@ -337,9 +337,13 @@ def test_preview_and_release_share_the_posterior_mean(boxed, images, monkeypatch
 
 def test_fitted_mode_without_a_box_is_one_line(tiny_model, capsys, engine_model_dir,
                                                tmp_path) -> None:
+    unfitted = dataclasses.replace(tiny_model, fitted_box=None)
     with pytest.raises(UserError) as info:
-        DPGlow(tiny_model, mode="fitted")
+        DPGlow(unfitted, mode="fitted")
     assert "no fitted clip box" in str(info.value) and "\n" not in str(info.value)
+    loaded = load_model(engine_model_dir)
+    engine_model_dir = tmp_path / "unfitted"
+    save_model(engine_model_dir, loaded.flow, loaded.meta, loaded.calibration)
     picture = tmp_path / "in" / "a.png"
     picture.parent.mkdir()
     Image.fromarray(to_uint8(tiny_images(1)[0])).save(picture)

@@ -35,9 +35,9 @@ _SUFFIXES = {**{f"dpglow-{mode}": f" ({mode})" for mode in DPGLOW_MODES},
              "dppix-m1": " (m = 1, not local DP)"}
 MECHANISMS = {key: spec_of(name).title + _SUFFIXES.get(key, "")
               for key, (name, _) in VARIANTS.items()}
-# dpglow-fitted needs a model with a fitted box (`dpglow fit-box`), so it is asked for by name
-DEFAULT_MECHANISMS = ",".join(k for k in MECHANISMS if k != "dppix-m1" and
-                               not k.endswith("-posterior") and k != "dpglow-fitted")
+# The published DP-GLOW (paper mode, the earlier default), the tight calibration, the fitted
+# box (the default; it needs a model with fitted boxes, `dpglow fit-box`) and the baselines.
+DEFAULT_MECHANISMS = "dpglow-paper,dpglow-tight,dpglow-fitted,idldp,dppix"
 NOCLIP = "-noclip"
 
 
