@@ -71,6 +71,7 @@ def wheel(widget: QWidget, notches: int = 1) -> None:
 
 def test_the_wheel_over_an_unfocused_control_changes_nothing(qtbot, window) -> None:
     c, reid = window.controls, window.reid
+    window.state.set_mode("paper")  # α takes the wheel only where the rule uses it
     window.activateWindow()
     window.grid.setFocus()
     before = (c.alpha.value(), c.mode.currentIndex(), c.slider.value(), reid.size.value(),
