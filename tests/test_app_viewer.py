@@ -263,6 +263,8 @@ def test_the_decoding_choice_changes_dpglow_and_is_recorded(qtbot, window, tmp_p
     ledger_path = tmp_path / "ledger.sqlite"
     settings.setValue("export_dir", str(tmp_path / "out"))
     settings.setValue("ledger", str(ledger_path))
+    window.state.set_mode("paper")  # whichever the defaults are
+    window.state.set_estimate("plain")
     window.controls.apply(1000)  # paper mode at alpha 0.4: b_k = w_k / 400, the mean applies
     settle(qtbot, window)
     plain = window.state.rendered.panes[PaneKey("dpglow")].frame.copy()
