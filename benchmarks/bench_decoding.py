@@ -31,8 +31,9 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeats", type=int, default=15)
     ap.add_argument("--e-px", type=float, default=100.0)
+    ap.add_argument("--model", default=None, help="default: the shipped mixture model")
     args = ap.parse_args()
-    model = load_model(default_model_dir("mixture"))
+    model = load_model(args.model or default_model_dir("mixture"))
     r = model.resolution
     image = (smooth_images(1, r, seed=0)[:, 0] + 0.5).clamp(0, 1).numpy()
     modes = ["paper", "tight"] + (["fitted"] if model.fitted_box is not None else [])
