@@ -30,11 +30,10 @@ import numpy as np
 import pydicom
 import pytest
 import torch
-from helpers import tiny_images, to_uint8
+from helpers import model_contents, rewrite_model, tiny_images, to_uint8
 from PIL import Image
 from pydicom.encaps import encapsulate
 from pydicom.uid import JPEGBaseline8Bit
-from test_modelfile import _contents, _rewrite_dir
 from test_privatize import write_dicom, write_png
 
 from glow_engine.cli import main
@@ -89,9 +88,9 @@ def jpeg_dicom(path: Path, pixels: np.ndarray) -> Path:
 def damaged_model(root: Path, source: Path, name: str,
                   damage: Callable[[dict, dict], None]) -> Path:
     path = Path(shutil.copytree(source, root / name))
-    tensors, meta = _contents(path)
+    tensors, meta = model_contents(path)
     damage(tensors, meta)
-    _rewrite_dir(path, tensors, meta, rehash=True)  # consistent, so only loading can tell
+    rewrite_model(path, tensors, meta, rehash=True)  # consistent, so only loading can tell
     return path
 
 
