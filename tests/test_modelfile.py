@@ -40,7 +40,7 @@ def model_file(model_dir, tmp_path) -> Path:
     """The same model in the single-file form."""
     loaded = load_model(model_dir)
     path = tmp_path / "single.safetensors"
-    save_model(path, loaded.flow, loaded.meta, loaded.calibration)
+    save_model(path, loaded.flow, loaded.meta, loaded.calibration, loaded.fitted_box)
     return path
 
 

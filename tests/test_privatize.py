@@ -42,7 +42,8 @@ TOTAL = 100 * 32 * 32  # e_px 100 at the tiny model's 32 x 32
 @pytest.fixture(scope="module")
 def model_dir(tiny_model: LoadedModel, tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("model") / "tiny"
-    save_model(path, tiny_model.flow, {"name": "tiny"}, tiny_model.calibration)
+    save_model(path, tiny_model.flow, {"name": "tiny"}, tiny_model.calibration,
+               tiny_model.fitted_box)
     return path
 
 

@@ -31,7 +31,8 @@ pytestmark = pytest.mark.realdata
 def test_real_pngs_and_dicoms_as_png_and_dicom(tiny_model: LoadedModel,
                                                tmp_path: Path) -> None:
     model = tmp_path / "model"
-    save_model(model, tiny_model.flow, {"name": "tiny"}, tiny_model.calibration)
+    save_model(model, tiny_model.flow, {"name": "tiny"}, tiny_model.calibration,
+               tiny_model.fitted_box)
     sources = find_images(DATA / "png1024") + find_images(DATA / "dicom")
     ledger = tmp_path / "ledger.sqlite"
     parser = argparse.ArgumentParser()
