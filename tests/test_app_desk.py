@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 
 import pytest
-from test_app_support import TIMEOUT_MS, make_window, settle, write_png
+from test_app_support import TIMEOUT_MS, make_window, open_batch, settle, write_png
 
 pytest.importorskip("pytestqt")
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -31,16 +31,6 @@ def nih_folder(root: Path) -> Path:
     for i, name in enumerate(("00001389_001", "00001389_002", "00001389_003", "00002000_000")):
         write_png(folder / f"{name}.png", seed=i, height=40, width=36)
     return folder
-
-
-def open_batch(window, folder: Path, tmp_path: Path, e_px: str = "10"):
-    window.settings.setValue("ledger", str(tmp_path / "ledger.sqlite"))
-    window.settings.setValue("export_dir", str(tmp_path / "out"))
-    window.show_batch()
-    batch = window.batch_window
-    batch.inputs.setText(str(folder))
-    batch.budget.setText(e_px)
-    return batch
 
 
 def run(qtbot, batch) -> None:

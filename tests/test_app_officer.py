@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 
 import pytest
-from test_app_support import TIMEOUT_MS, Gate, make_window, settle, write_png
+from test_app_support import TIMEOUT_MS, Gate, make_window, open_batch, settle, write_png
 from test_app_viewer import write_dicom
 
 pytest.importorskip("pytestqt")
@@ -37,12 +37,7 @@ def a_study(root: Path) -> Path:
 
 def start_release(window, folder: Path, tmp_path: Path, e_px: str = "10") -> BatchWindow:
     """Start releasing `folder` from the batch window (ledger and output in tmp_path)."""
-    window.settings.setValue("ledger", str(tmp_path / "ledger.sqlite"))
-    window.settings.setValue("export_dir", str(tmp_path / "out"))
-    window.show_batch()
-    batch = window.batch_window
-    batch.inputs.setText(str(folder))
-    batch.budget.setText(e_px)
+    batch = open_batch(window, folder, tmp_path, e_px)
     batch.allow_burned_in.setChecked(True)  # the test DICOM does not say (unknown)
     batch.one_patient.setChecked(True)  # the PNGs carry no patient ID: each its own patient
     assert batch.start.isEnabled()

@@ -84,3 +84,14 @@ class Gate:
             return real(inputs, mech, ledger, opts, on_progress=on_progress, should_stop=stop)
 
         monkeypatch.setattr(release_job, "release_folder", gated)
+
+
+def open_batch(window, folder: Path, tmp_path: Path, e_px: str = "10"):
+    """The folder release window on `folder` at `e_px`, its ledger and output in tmp_path."""
+    window.settings.setValue("ledger", str(tmp_path / "ledger.sqlite"))
+    window.settings.setValue("export_dir", str(tmp_path / "out"))
+    window.show_batch()
+    batch = window.batch_window
+    batch.inputs.setText(str(folder))
+    batch.budget.setText(e_px)
+    return batch
