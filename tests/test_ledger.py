@@ -6,6 +6,7 @@ import argparse
 import json
 import math
 import sqlite3
+import threading
 from pathlib import Path
 
 import pytest
@@ -112,6 +113,53 @@ def test_two_connections_cannot_both_pass_the_check(tmp_path: Path) -> None:
             except BudgetExceeded:
                 pass
         assert passed == 2 and a.spent_on_patient("PAT-001", "") == 200
+
+
+class _SecondRankOpensMidRead(sqlite3.Connection):
+    """A connection that lets a second rank open (and so create) the ledger right after this
+    one has read the schema version of the still empty file, and gives it 2 s to do so."""
+
+    path: Path
+    second: threading.Thread | None = None
+    seen: int | Exception  # the second rank's chain entries, or its error
+
+    def execute(self, sql: str, *args: object) -> sqlite3.Cursor:
+        cursor = super().execute(sql, *args)
+        if sql == "PRAGMA user_version" and self.second is None:
+            self.second = threading.Thread(target=self._second_rank_opens)
+            self.second.start()
+            self.second.join(timeout=2)  # a reader holding its snapshot makes it wait
+        return cursor
+
+    def _second_rank_opens(self) -> None:
+        try:
+            with Ledger(self.path) as led:
+                self.seen = led.verify()
+        except LedgerError as e:
+            self.seen = e
+
+
+def test_a_ledger_created_while_another_rank_reads_its_layout_is_not_foreign(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two torchrun ranks open one new ledger: one read its version (0) before the other's
+    creation committed and its tables after, and refused the ledger as a foreign database."""
+    connect = sqlite3.connect
+    first: list[_SecondRankOpensMidRead] = []
+
+    def connect_first_hooked(database: Path, **kwargs: object) -> sqlite3.Connection:
+        if first:  # the second rank's connection is a plain one
+            return connect(database, **kwargs)
+        db = connect(database, factory=_SecondRankOpensMidRead, **kwargs)
+        db.path = database
+        first.append(db)
+        return db
+
+    monkeypatch.setattr(ledger_module.sqlite3, "connect", connect_first_hooked)
+    with Ledger(tmp_path / "l.sqlite") as led:
+        second = first[0].second
+        assert second is not None
+        second.join(timeout=60)
+        assert first[0].seen == led.verify() == 1  # one ledger, created once: one entry
 
 
 def test_newer_or_damaged_ledger_is_refused(tmp_path: Path) -> None:

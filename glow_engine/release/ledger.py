@@ -180,12 +180,11 @@ class Ledger:
         return LedgerError(f"cannot use the privacy ledger {self.path}: "
                            f"{getattr(e, 'strerror', None) or e}")
 
-    def _check_layout(self) -> None:
+    def _check_layout(self) -> int:
         """Refuse, before changing anything, a newer ledger, another program's database and
-        a ledger whose tables were dropped or that has objects of its own (a trigger)."""
-        version = self.db.execute("PRAGMA user_version").fetchone()[0]
-        objects = set(self.db.execute("SELECT type, name FROM sqlite_master "
-                                      "WHERE name NOT LIKE 'sqlite_%'").fetchall())
+        a ledger whose tables were dropped or that has objects of its own (a trigger); the
+        schema version."""
+        version, objects = self._layout()
         if version > SCHEMA_VERSION:
             raise LedgerError(f"the ledger {self.path} was written by a newer version "
                               f"(schema {version}); please update the program")
@@ -197,6 +196,23 @@ class Ledger:
             odd = [f"{kind} {name!r} missing" for kind, name in sorted(expected - objects)]
             odd += [f"a {kind} {name!r} added" for kind, name in sorted(objects - expected)]
             raise chain.ChainBroken(f"its tables are not a ledger's ({'; '.join(odd)})")
+        return version
+
+    def _layout(self) -> tuple[int, set[tuple[str, str]]]:
+        """The schema version and the objects, read in one transaction: another rank creating
+        the ledger between two separate reads made a new ledger look like a foreign database
+        (version 0, with tables)."""
+        own = not self.db.in_transaction
+        if own:
+            self.db.execute("BEGIN")
+        try:
+            version = self.db.execute("PRAGMA user_version").fetchone()[0]
+            objects = set(self.db.execute("SELECT type, name FROM sqlite_master "
+                                          "WHERE name NOT LIKE 'sqlite_%'").fetchall())
+        finally:
+            if own:
+                self.db.execute("COMMIT")
+        return version, objects
 
     def _open(self) -> None:
         """Create, migrate or verify, under the write lock."""
@@ -204,8 +220,7 @@ class Ledger:
         had_keys = keys.exists()
         self.db.execute("BEGIN IMMEDIATE")
         try:
-            self._check_layout()  # again, now under the lock
-            version = self.db.execute("PRAGMA user_version").fetchone()[0]
+            version = self._check_layout()  # again, now under the lock
             if version == SCHEMA_VERSION:
                 self.journal = chain.Journal(self.db, chain.KeyFile.load(keys))
                 self._verify()
