@@ -217,8 +217,8 @@ class Ledger:
     def _open(self) -> None:
         """Create, migrate or verify, under the write lock."""
         keys = chain.key_path(self.path)
-        had_keys = keys.exists()
         self.db.execute("BEGIN IMMEDIATE")
+        had_keys = keys.exists()  # under the lock: another rank may just have created both
         try:
             version = self._check_layout()  # again, now under the lock
             if version == SCHEMA_VERSION:
