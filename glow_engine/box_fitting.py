@@ -33,7 +33,7 @@ from glow_engine.mechanisms.dpglow import DPGlow
 from glow_engine.mechanisms.noise import preview_noise
 from glow_engine.modelfile import LoadedModel
 
-__all__ = ["QUANTILES", "fit_boxes"]
+__all__ = ["QUANTILES", "fit_boxes", "refit"]
 
 QUANTILES = (0.0, 0.001, 0.005, 0.02, 0.05, 0.1, 0.2, 0.3)
 
@@ -160,6 +160,18 @@ def fit_boxes(model: LoadedModel, data: ImageSet, budgets: Sequence[float], *,
         raise UserError("some latent elements are constant over the training images: no box "
                         "can be fitted; check the model's calibration images")
     return FittedBoxes(rows, info), report
+
+
+def refit(boxes: FittedBoxes, latents: np.ndarray, slices: Sequence[slice],
+          fitted_on: str) -> FittedBoxes:
+    """The same quantile per level and budget, taken from other latents: a box fitted without
+    the images it is judged on (the decode's choice on training images, which the shipped
+    boxes were fitted on, would otherwise judge them inside their own box)."""
+    quantiles = sorted({p for row in boxes.rows for p in row.quantiles})
+    lower, upper = quantile_boxes(latents, quantiles)
+    rows = tuple(assemble(row.e_px, [quantiles.index(p) for p in row.quantiles], lower, upper,
+                          quantiles, slices) for row in boxes.rows)
+    return FittedBoxes(rows, {**boxes.info, "fitted_on": fitted_on, "images": len(latents)})
 
 
 def _published_error(chooser: _Chooser, e_px: float) -> float:

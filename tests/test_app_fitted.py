@@ -133,7 +133,8 @@ def test_a_model_without_a_box_falls_back_to_the_published_rule(qtbot, fitted_wi
     said = fitted_window.statusBar().currentMessage()
     assert said == FELL_BACK and "Noise rule" in said and "--" not in said
     assert fitted_window.messages == []  # a note, not an error box
-    assert state.rendered.panes[PaneKey("dpglow")].caption.startswith("DP-GLOW paper ")
+    assert state.rendered.panes[PaneKey("dpglow")].caption.startswith(
+        "DP-GLOW paper-posterior ")  # the rule falls back, the decoding stays the default
 
 
 @pytest.mark.parametrize(("default", "has_box"),
@@ -195,7 +196,8 @@ def test_an_export_in_fitted_mode_records_it_and_its_box(qtbot, fitted_window, t
     settle(qtbot, fitted_window)
     export_with_dialog(qtbot, fitted_window)
     with Ledger(tmp_path / "ledger.sqlite") as ledger:
-        assert {row["mode"] for row in ledger.releases()} == {"fitted"}
+        assert {row["mode"] for row in ledger.releases()} == {"fitted-posterior"}
     box = fitted_window.state.models.fitted_box.for_budget(100).describe()
     page = fitted_window.state.last_export.report.read_text()
-    assert f"<th>clip box</th><td>{box}</td>" in page and "DP-GLOW (fitted box)" in page
+    assert f"<th>clip box</th><td>{box}</td>" in page
+    assert "DP-GLOW (fitted box, posterior mean)" in page

@@ -171,8 +171,9 @@ def test_evaluate_end_to_end_and_resume(val_npz: Path, anomaly_model_dirs, tmp_p
     out = tmp_path / "eval"
     assert _evaluate(val_npz, out, anomaly_model_dirs) == 0
     results = json.loads((out / "results.json").read_text())  # strict JSON (no Infinity)
-    assert results["images"] == 16 and len(results["runs"]) == 10  # 5 mechanisms x 2
+    assert results["images"] == 16 and len(results["runs"]) == 12  # 6 mechanisms x 2
     runs = {(r["mechanism"], r["setting"]): r for r in results["runs"]}
+    assert runs[("dpglow-fitted-posterior", "10")]["mode"] == "fitted-posterior"  # the default
     exact = runs[("idldp", "inf")]  # no noise, no change: everything at its maximum
     assert exact["reid"]["pixel"]["top1"] == 1.0 and exact["marker"]["marker_kept_mean"] == 1.0
     assert exact["auc"]["ratio"]["auc"] == results["original"]["auc"]["ratio"]["auc"]
@@ -200,7 +201,7 @@ def test_evaluate_end_to_end_and_resume(val_npz: Path, anomaly_model_dirs, tmp_p
                  "marker_flip", "baselines", "examples_idldp", "examples_synthetic_dpglow-fitted"):
         assert (out / f"{name}.png").stat().st_size > 5000
     cached = {p: p.stat().st_mtime_ns for p in (out / "cache").glob("*.json")}
-    assert len(cached) == 10
+    assert len(cached) == 12
 
     # Resumes from the cache (nothing recomputed) and reproduces the same numbers.
     assert _evaluate(val_npz, out, anomaly_model_dirs, "--no-synthetic") == 0

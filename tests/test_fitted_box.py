@@ -377,6 +377,28 @@ def test_quantile_boxes_are_numpys_quantiles() -> None:
         np.testing.assert_allclose(upper[i], np.quantile(latents, 1 - q, axis=0), rtol=1e-12)
 
 
+def test_refit_takes_each_rows_quantiles_from_the_other_latents() -> None:
+    """The selection's cross-fit: the same quantile per level and budget, other latents."""
+    rng = np.random.default_rng(1)
+    slices = (slice(0, 4), slice(4, 6))
+    fit_on, other = rng.standard_normal((50, 6)), 3 + rng.standard_normal((30, 6))
+    quantiles = (0.0, 0.1, 0.2)
+    lower, upper = quantile_boxes(fit_on, quantiles)
+    boxes = FittedBoxes((box_fitting.assemble(1.0, [2, 0], lower, upper, quantiles, slices),
+                         box_fitting.assemble(math.inf, [0, 1], lower, upper, quantiles,
+                                              slices)), {"fitted_on": "a"})
+    same = box_fitting.refit(boxes, fit_on, slices, "a")
+    for before, after in zip(boxes.rows, same.rows, strict=True):
+        np.testing.assert_array_equal(before.lower, after.lower)
+        np.testing.assert_array_equal(before.upper, after.upper)
+    moved = box_fitting.refit(boxes, other, slices, "b")
+    assert [r.quantiles for r in moved.rows] == [(0.2, 0.0), (0.0, 0.1)]
+    assert moved.info == {"fitted_on": "b", "images": 30}
+    np.testing.assert_allclose(moved.rows[0].lower[:4], np.quantile(other[:, :4], 0.2, axis=0))
+    np.testing.assert_array_equal(moved.rows[0].upper[4:], other[:, 4:].max(0))
+    np.testing.assert_allclose(moved.rows[1].upper[4:], np.quantile(other[:, 4:], 0.9, axis=0))
+
+
 def test_held_out_images_are_whole_patients() -> None:
     patients = np.array(["a", "a", "b", "c", "c", "c", "d", "e", "e", "f"])
     for seed in range(6):

@@ -29,8 +29,10 @@ def test_the_classes_take_defaults_label_and_mode_from_the_description(
         mech = create_mechanism(name, tiny_model, **options)
         assert (mech.title, mech.label, mech.mode) == (
             spec.title, spec.label(options), spec.mode(options))
-    assert spec_of("dpglow").label({}) == "DP-GLOW (fitted box)"
-    assert spec_of("dpglow").label({"mode": "paper"}) == "DP-GLOW (paper, α=0.4)"
+    assert spec_of("dpglow").label({}) == "DP-GLOW (fitted box, posterior mean)"
+    assert spec_of("dpglow").mode({}) == "fitted-posterior"
+    assert spec_of("dpglow").label({"mode": "paper", "estimate": "plain"}) == \
+        "DP-GLOW (paper, α=0.4)"
     assert spec_of("dppix").mode({"block": 4, "m": 1}) == "b4-m1"
 
 

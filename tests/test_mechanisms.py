@@ -62,8 +62,10 @@ def test_shapes_dtype_and_8bit_output(tiny_model: LoadedModel, images: np.ndarra
 
 
 def test_registry_labels_and_descriptions(tiny_model: LoadedModel) -> None:
-    tight = create_mechanism("dpglow", tiny_model, mode="tight", alpha=0.4)
+    tight = create_mechanism("dpglow", tiny_model, mode="tight", alpha=0.4, estimate="plain")
     assert isinstance(tight, DPGlow) and tight.label == "DP-GLOW (tight, α=0.4)"
+    default = create_mechanism("dpglow", tiny_model, mode="tight", alpha=0.4)
+    assert default.label == "DP-GLOW (tight, α=0.4, posterior mean)"
     text = tight.describe(100)
     for part in ("DP-GLOW", "tight", "alpha=0.4", "e_px=100", "102400", "sha256:000000000000"):
         assert part in text

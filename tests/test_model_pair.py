@@ -69,7 +69,7 @@ def test_viewer_and_release_report_quote_the_same_card(own_pair, tmp_path: Path,
     Image.fromarray(np.rint(tiny_images(1, seed=3)[0] * 255).astype(np.uint8)).save(
         folder / "a.png")
     assert cli.main(["privatize", str(folder), "--e-px", "100", "--out", str(tmp_path / "out"),
-                     "--mode", "paper", "--model", str(mixture),
+                     "--mode", "paper", "--estimate", "plain", "--model", str(mixture),
                      "--ledger", str(tmp_path / "ledger.sqlite"), "--no-progress",
                      "--confirm-one-patient-per-image"]) == 0
     capsys.readouterr()

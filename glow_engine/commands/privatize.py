@@ -71,7 +71,8 @@ def add_release_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--estimate", choices=DPGLOW_ESTIMATES, default=DEFAULT_ESTIMATE,
                    help="what DP-GLOW decodes: the released latent (plain, as published) or "
                         "the posterior mean of the original given it (post-processing: no "
-                        "privacy cost)")
+                        "privacy cost; where the noise is small against the box, else the "
+                        f"released latent); default {DEFAULT_ESTIMATE}")
     p.add_argument("--block-size", dest="block", type=int, default=DEFAULT_BLOCK,
                    help=f"DP-Pix block side in pixels, dividing the resolution (default "
                         f"{DEFAULT_BLOCK})")

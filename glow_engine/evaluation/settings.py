@@ -36,8 +36,9 @@ _SUFFIXES = {**{f"dpglow-{mode}": f" ({mode})" for mode in DPGLOW_MODES},
 MECHANISMS = {key: spec_of(name).title + _SUFFIXES.get(key, "")
               for key, (name, _) in VARIANTS.items()}
 # The published DP-GLOW (paper mode, the earlier default), the tight calibration, the fitted
-# box (the default; it needs a model with fitted boxes, `dpglow fit-box`) and the baselines.
-DEFAULT_MECHANISMS = "dpglow-paper,dpglow-tight,dpglow-fitted,idldp,dppix"
+# box decoded as released and with the posterior mean (the default; it needs a model with
+# fitted boxes, `dpglow fit-box`) and the baselines.
+DEFAULT_MECHANISMS = "dpglow-paper,dpglow-tight,dpglow-fitted,dpglow-fitted-posterior,idldp,dppix"
 NOCLIP = "-noclip"
 
 
